@@ -1,0 +1,342 @@
+"""YAML to plain data, with safety limits and positions kept for error messages.
+
+libyaml composes the node tree when it is available; values are then built in
+Python so that duplicate keys, anchors, non-string keys and the YAML 1.1 traps
+(``no``, ``0755``, ``1:30``, dates) are reported instead of silently accepted.
+Positions are looked up in the node tree only when a diagnostic needs one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from syncd.diagnostics import Diagnostic, Severity, json_path
+
+MAX_FILE_BYTES = 1 << 20
+
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+_TAG = "tag:yaml.org,2002:"
+STR, INT, FLOAT, BOOL, NULL, TIMESTAMP = (
+    _TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")
+)
+SEQ, MAP, MERGE = _TAG + "seq", _TAG + "map", _TAG + "merge"
+_PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+_PLAIN_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_PLAIN_BOOL = frozenset({"true", "false", "True", "False", "TRUE", "FALSE"})
+
+PathPart = str | int
+DataPath = tuple[PathPart, ...]
+
+
+@dataclass
+class LoadedFile:
+    """One file's data, its load diagnostics, and what is needed to place later ones."""
+
+    path: str
+    data: Any = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    # Paths whose value the loader already reported; schema errors there add nothing.
+    reported_paths: set[DataPath] = field(default_factory=set)
+    root: Node | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the data is usable (it may still be schema-invalid)."""
+        return self.root is not None
+
+    def position(self, path: DataPath, *, at_key: bool = False) -> tuple[int, int]:
+        node = self.root
+        if node is None:
+            return 1, 1
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, MappingNode) and isinstance(part, str):
+                pair = _find_pair(node, part)
+                if pair is None:
+                    break
+                key_node, value_node = pair
+                node = key_node if (last and at_key) else value_node
+            elif isinstance(node, SequenceNode) and isinstance(part, int):
+                if not 0 <= part < len(node.value):
+                    break
+                node = node.value[part]
+            else:
+                break
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def diagnostic(
+        self,
+        path: DataPath,
+        message: str,
+        *,
+        severity: Severity = "error",
+        at_key: bool = False,
+    ) -> Diagnostic:
+        line, col = self.position(path, at_key=at_key)
+        return Diagnostic(self.path, line, col, json_path(path), message, severity)
+
+
+def _find_pair(node: MappingNode, key: str) -> tuple[Node, Node] | None:
+    found = None
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            found = (key_node, value_node)
+    return found
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    col = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, col
+
+
+def load_file(path: Path, display: str | None = None) -> LoadedFile:
+    name = display if display is not None else str(path)
+    loaded = LoadedFile(name)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        loaded.diagnostics.append(
+            Diagnostic(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")
+        )
+        return loaded
+    if len(raw) > MAX_FILE_BYTES:
+        loaded.diagnostics.append(
+            Diagnostic(name, 1, 1, "", "file is larger than 1 MiB; split it into several files")
+        )
+        return loaded
+    return load_bytes(raw, name, loaded)
+
+
+def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> LoadedFile:
+    loaded = loaded or LoadedFile(name)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", "file is UTF-16; save it as UTF-8"))
+        return loaded
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        loaded.diagnostics.append(
+            Diagnostic(
+                name, line, col, "", f"invalid UTF-8 byte 0x{raw[exc.start]:02x}; save as UTF-8"
+            )
+        )
+        return loaded
+    text = text.removeprefix("\ufeff")
+    try:
+        if "&" in text or "*" in text:
+            _report_anchors(text, loaded)
+        root = _compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{exc.context}, {exc.problem}"
+        loaded.diagnostics.append(Diagnostic(name, line, col, "", f"YAML syntax: {problem}"))
+        return loaded
+    except yaml.YAMLError as exc:
+        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"YAML syntax: {exc}"))
+        return loaded
+    if root is None:
+        loaded.diagnostics.append(
+            Diagnostic(name, 1, 1, "$", "file is empty; expected 'version: 1' and 'integrations:'")
+        )
+        return loaded
+    loaded.root = root
+    loaded.data = _Builder(loaded).build(root, ())
+    return loaded
+
+
+def _compose(text: str) -> Node | None:
+    loader = _Loader(text)
+    try:
+        node: Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
+
+
+def _report_anchors(text: str, loaded: LoadedFile) -> None:
+    for token in yaml.scan(text, Loader=_Loader):
+        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            kind = "anchor &" if isinstance(token, yaml.AnchorToken) else "alias *"
+            mark = token.start_mark
+            loaded.diagnostics.append(
+                Diagnostic(
+                    loaded.path,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "",
+                    f"YAML {kind}{token.value} is not allowed; write the value out in full",
+                )
+            )
+
+
+class _Builder:
+    """Builds plain data from nodes, reporting what a plain ``yaml.safe_load`` would hide."""
+
+    def __init__(self, loaded: LoadedFile) -> None:
+        self.loaded = loaded
+        self.seen: set[int] = set()
+
+    def error(self, node: Node, path: DataPath, message: str) -> None:
+        self.loaded.reported_paths.add(path)
+        self.loaded.diagnostics.append(
+            Diagnostic(
+                self.loaded.path,
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                json_path(path),
+                message,
+            )
+        )
+
+    def build(self, node: Node, path: DataPath) -> Any:
+        if id(node) in self.seen:
+            # An alias: reported by the token scan, never expanded.
+            self.loaded.reported_paths.add(path)
+            return None
+        self.seen.add(id(node))
+        if isinstance(node, MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, ScalarNode)
+        return self.scalar(node, path)
+
+    def mapping(self, node: MappingNode, path: DataPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_seen: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, path)
+            if key is None:
+                continue
+            if key in first_seen:
+                first = first_seen[key].start_mark
+                self.error(
+                    key_node,
+                    (*path, key),
+                    f"duplicate key {key!r} (first at line {first.line + 1}, "
+                    f"col {first.column + 1})",
+                )
+            else:
+                first_seen[key] = key_node
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def key(self, node: Node, path: DataPath) -> str | None:
+        if not isinstance(node, ScalarNode):
+            self.error(node, path, "a key must be a plain string, not a list or mapping")
+            return None
+        if node.tag == MERGE:
+            self.error(node, path, "merge keys (<<) are not supported; write the keys out")
+            return None
+        if node.tag != STR:
+            self.error(
+                node,
+                (*path, node.value),
+                f"key {node.value!r} is read by YAML as {_describe(node)}; "
+                f'keys must be strings: quote it ("{node.value}")',
+            )
+            return None
+        return str(node.value)
+
+    def scalar(self, node: ScalarNode, path: DataPath) -> Any:
+        tag, text, plain = node.tag, node.value, not node.style
+        if tag == STR:
+            return text
+        if tag not in (INT, FLOAT, BOOL, NULL, TIMESTAMP):
+            self.error(node, path, f"YAML tag {tag} is not supported")
+            return text
+        value = _CONSTRUCTOR.construct_object(node)
+        if not plain:
+            return value
+        if tag == TIMESTAMP:
+            self.error(
+                node,
+                path,
+                f'YAML reads the unquoted {text} as {_describe(node)}; quote it ("{text}")',
+            )
+            return text
+        trap = (
+            (tag == INT and not _PLAIN_INT.match(text))
+            or (tag == FLOAT and not _PLAIN_FLOAT.match(text))
+            or (tag == BOOL and text not in _PLAIN_BOOL)
+        )
+        if trap:
+            literal = _json_literal(value) if tag == BOOL else repr(value)
+            self.error(
+                node,
+                path,
+                f"YAML 1.1 reads the unquoted {text} as {_describe(node)}, "
+                f'not the text {text!r}; quote it ("{text}") if you mean the text, '
+                f"or write {literal}",
+            )
+        return value
+
+
+def _json_literal(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return repr(value)
+
+
+def _describe(node: ScalarNode) -> str:
+    """What YAML made of a plain scalar, in words."""
+    value = _CONSTRUCTOR.construct_object(node)
+    if node.tag == BOOL:
+        return f"the boolean {_json_literal(value)}"
+    if node.tag == INT:
+        text = node.value.lstrip("+-")
+        if ":" in text:
+            return f"the base-60 number {value}"
+        if text.startswith("0x"):
+            return f"the hexadecimal number {value}"
+        if text.startswith("0b"):
+            return f"the binary number {value}"
+        if text.startswith("0") and text != "0":
+            return f"the octal number {value}"
+        return f"the number {value}"
+    if node.tag == FLOAT:
+        if ":" in node.value:
+            return f"the base-60 number {value}"
+        return f"the number {value}"
+    if node.tag == NULL:
+        return "null (no value)"
+    if node.tag == TIMESTAMP:
+        return f"a date ({value})"
+    return f"a {node.tag.removeprefix(_TAG)}"
+
+
+def describe_value(loaded: LoadedFile, path: DataPath) -> str | None:
+    """What YAML made of the plain scalar at ``path``, when that is not a string."""
+    node = loaded.root
+    for part in path:
+        if isinstance(node, MappingNode) and isinstance(part, str):
+            pair = _find_pair(node, part)
+            node = pair[1] if pair else None
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    if isinstance(node, ScalarNode) and not node.style and node.tag != STR:
+        return f"YAML reads the unquoted {node.value or '(empty)'} as {_describe(node)}"
+    return None
+
+
+def paths_sorted(items: Sequence[Diagnostic]) -> list[Diagnostic]:
+    return sorted(items, key=lambda d: (d.file, d.line, d.col, d.path, d.message))

@@ -1,0 +1,165 @@
+"""The configuration model: frozen values built from schema-valid data.
+
+Equality of these values is what the planner uses to tell an unchanged
+integration from an updated one, so source positions are excluded from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from syncd.secrets import SecretRef, secret_ref_from_data
+
+State = Literal["enabled", "disabled", "stopped"]
+Color = Literal["yellow", "green", "red", "purple", "gray", "random"]
+MessageFormat = Literal["html", "text"]
+ActionKind = Literal["submit", "filter", "mention"]
+TriggerEvent = Literal["group", "trace"]
+
+ANY_ATTRIBUTE = "*"
+
+_DURATION = re.compile(r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds in ``30s``, ``5m``, ``1h30m``, ``1d`` or a whole number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is negative; a duration is 0 or more seconds")
+        return value
+    match = _DURATION.match(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a duration; write it like 30s, 5m, 1h30m, 1d or whole seconds"
+        )
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a value was declared, for messages and ``/status``."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Room:
+    """A HipChat room: its API ID (digits) or name, and where its token comes from."""
+
+    id: str
+    token: SecretRef
+
+
+@dataclass(frozen=True)
+class HipChat:
+    endpoint: str
+    rooms: tuple[Room, ...]
+    sender: str | None = None
+    color: Color = "yellow"
+    notify: bool = False
+    message_format: MessageFormat = "html"
+
+
+@dataclass(frozen=True)
+class Display:
+    """Common Settings: which sections of an error the message shows."""
+
+    classifiers: bool = True
+    callstack: bool = True
+    attributes: bool = True
+    attribute_list: tuple[str, ...] = ()
+    include_hostname: bool = True
+
+
+@dataclass(frozen=True)
+class Action:
+    action: ActionKind
+    attribute: str
+    regex: str
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    event: TriggerEvent = "group"
+    frequency: int | None = None
+    threshold: int | None = None
+
+
+@dataclass(frozen=True)
+class Integration:
+    uid: str
+    project: str
+    name: str
+    hipchat: HipChat
+    state: State = "enabled"
+    display: Display = Display()
+    actions: tuple[Action, ...] = ()
+    trigger: Trigger = Trigger()
+    source: Source | None = field(default=None, compare=False)
+
+    @property
+    def rooms(self) -> tuple[Room, ...]:
+        return self.hipchat.rooms
+
+
+def integration_from_data(data: Mapping[str, Any], source: Source | None = None) -> Integration:
+    """Build an Integration from one schema-valid mapping, applying the defaults."""
+    hc = data["hipchat"]
+    rooms = tuple(
+        Room(id=str(room["id"]), token=secret_ref_from_data(room["token"])) for room in hc["rooms"]
+    )
+    hipchat = HipChat(
+        endpoint=hc["endpoint"].rstrip("/"),
+        rooms=rooms,
+        sender=hc.get("from"),
+        color=hc.get("color", "yellow"),
+        notify=hc.get("notify", False),
+        message_format=hc.get("message_format", "html"),
+    )
+    disp = data.get("display", {})
+    display = Display(
+        classifiers=disp.get("classifiers", True),
+        callstack=disp.get("callstack", True),
+        attributes=disp.get("attributes", True),
+        attribute_list=tuple(disp.get("attribute_list", ())),
+        include_hostname=disp.get("include_hostname", True),
+    )
+    actions = tuple(
+        Action(
+            action=a["action"],
+            attribute=a["attribute"],
+            regex=a["regex"],
+            target=a.get("target"),
+        )
+        for a in data.get("actions", ())
+    )
+    trig = data.get("trigger", {})
+    frequency = trig.get("frequency")
+    trigger = Trigger(
+        event=trig.get("event", "group"),
+        frequency=None if frequency is None else parse_duration(frequency),
+        threshold=trig.get("threshold"),
+    )
+    return Integration(
+        uid=data["uid"],
+        project=data["project"],
+        name=data["name"],
+        state=data.get("state", "enabled"),
+        hipchat=hipchat,
+        display=display,
+        actions=actions,
+        trigger=trigger,
+        source=source,
+    )

@@ -1,0 +1,167 @@
+"""The JSON Schemas shipped in the package, and schema errors as diagnostics."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from syncd.diagnostics import Diagnostic
+from syncd.loader import DataPath, LoadedFile, describe_value
+
+INTEGRATIONS = "integrations.schema.json"
+EVENT = "event.schema.json"
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("syncd").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def validator(name: str) -> jsonschema.protocols.Validator:
+    """A validator per schema, built once: creating one is the costly part."""
+    schema = load_schema(name)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean (true or false)",
+    "null": "nothing",
+}
+
+
+def _yaml_type(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _subschema(error: ValidationError) -> Mapping[str, Any]:
+    return error.schema if isinstance(error.schema, Mapping) else {}
+
+
+def _message(error: ValidationError) -> str:
+    sub = _subschema(error)
+    custom = sub.get("x-message")
+    if isinstance(custom, str):
+        return custom
+    kind = str(error.validator)
+    value: Any = error.instance
+    expected: Any = error.validator_value
+    if kind == "type":
+        types = expected if isinstance(expected, list) else [expected]
+        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+        return f"expected {words}, got {_yaml_type(value)} ({_short(value)})"
+    if kind == "enum":
+        return f"{_short(value)} is not one of: {', '.join(str(v) for v in expected)}"
+    if kind == "const":
+        return f"must be {json.dumps(expected)}, got {_short(value)}"
+    if kind == "pattern":
+        wanted = sub.get("x-expected", f"text matching {expected}")
+        return f"{_short(value)} is not {wanted}"
+    if kind == "minLength":
+        return "must not be empty" if expected == 1 else f"must be at least {expected} characters"
+    if kind == "maxLength":
+        return f"is {len(value)} characters long; at most {expected} allowed"
+    if kind == "minItems":
+        return f"needs at least {expected} item{'s' if expected != 1 else ''}"
+    if kind == "minimum":
+        return f"{_short(value)} is less than the minimum {expected}"
+    if kind == "uniqueItems":
+        return f"has duplicate items: {_short(value)}"
+    if kind in ("minProperties", "maxProperties"):
+        keys = sub.get("properties", {})
+        return "must have exactly one key of: " + ", ".join(keys)
+    return str(error.message)
+
+
+def _wants_text(error: ValidationError) -> bool:
+    """Whether the failing keyword would have taken a string, so quoting may fix it."""
+    expected: Any = error.validator_value
+    if error.validator == "type":
+        return "string" in (expected if isinstance(expected, list) else [expected])
+    if error.validator == "enum":
+        return any(isinstance(v, str) for v in expected)
+    if error.validator == "const":
+        return isinstance(expected, str)
+    return False
+
+
+def _unknown_keys(error: ValidationError) -> Iterator[tuple[str, str]]:
+    allowed = list(_subschema(error).get("properties", {}))
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    for key in instance:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "expected one of: " + ", ".join(allowed)
+        yield key, f"unknown key {key!r} ({hint})"
+
+
+def _leaves(error: ValidationError) -> Iterator[ValidationError]:
+    """The specific errors under an ``if``/``then`` or combinator wrapper."""
+    if error.context:
+        for sub in error.context:
+            yield from _leaves(sub)
+    else:
+        yield error
+
+
+def schema_diagnostics(loaded: LoadedFile, schema_name: str = INTEGRATIONS) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for top in validator(schema_name).iter_errors(loaded.data):
+        for error in _leaves(top):
+            path: DataPath = tuple(error.absolute_path)
+            if any(path[: len(p)] == p for p in loaded.reported_paths if p):
+                continue
+            if error.validator == "additionalProperties":
+                for key, message in _unknown_keys(error):
+                    out.append(loaded.diagnostic((*path, key), message, at_key=True))
+                continue
+            if error.validator == "required":
+                required: Any = error.validator_value
+                for key in required:
+                    if isinstance(error.instance, dict) and key not in error.instance:
+                        custom = _subschema(error).get("x-message")
+                        message = custom if isinstance(custom, str) else f"missing key {key!r}"
+                        out.append(loaded.diagnostic(path, message))
+                continue
+            message = _message(error)
+            trap = describe_value(loaded, path) if _wants_text(error) else None
+            if trap:
+                message = f"{message}; {trap}: quote it if you mean the text"
+            out.append(loaded.diagnostic(path, message))
+    return out

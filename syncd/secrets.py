@@ -1,0 +1,120 @@
+"""Token references, their resolution, and redaction.
+
+Tokens are read only when an integration is reconciled, and every piece of text
+that may leave the process (logs, exceptions, status output) goes through
+:func:`redact` with the tokens it might contain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SecretKind = Literal["env", "file", "credential", "plain"]
+REDACTED = "***"
+# Shorter strings are too likely to appear by chance to be worth masking.
+_MIN_SECRET_LEN = 4
+
+
+class SecretError(Exception):
+    """A token reference that cannot be resolved; the text never holds the token."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a room token comes from; ``plain`` holds the literal (never shown)."""
+
+    kind: SecretKind
+    name: str = field(repr=False)
+
+    def describe(self) -> str:
+        if self.kind == "plain":
+            return "plaintext token " + REDACTED
+        return f"{{{self.kind}: {self.name}}}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def resolve(
+        self,
+        environ: Mapping[str, str] | None = None,
+        credentials_dir: str | None = None,
+    ) -> str:
+        env = os.environ if environ is None else environ
+        if self.kind == "plain":
+            return self.name
+        if self.kind == "env":
+            value = env.get(self.name)
+            if not value:
+                raise SecretError(f"environment variable {self.name} is not set or empty")
+            return value.strip()
+        if self.kind == "file":
+            return _read_secret_file(Path(self.name), self.describe())
+        base = credentials_dir or env.get("CREDENTIALS_DIRECTORY")
+        if not base:
+            raise SecretError(
+                f"{self.describe()}: CREDENTIALS_DIRECTORY is not set "
+                "(use LoadCredential= in the systemd unit)"
+            )
+        return _read_secret_file(Path(base) / self.name, self.describe())
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SecretError(f"{what}: {path} is not UTF-8 text") from None
+    if not value:
+        raise SecretError(f"{what}: {path} is empty")
+    return value
+
+
+def secret_ref_from_data(data: object) -> SecretRef:
+    """Build a ref from schema-valid data: a literal string or a one-key mapping."""
+    if isinstance(data, str):
+        return SecretRef("plain", data)
+    if isinstance(data, Mapping) and len(data) == 1:
+        ((kind, name),) = data.items()
+        if kind in ("env", "file", "credential") and isinstance(name, str):
+            return SecretRef(kind, name)
+    raise ValueError(
+        "token must be a string or one of {env: NAME}, {file: PATH}, {credential: NAME}"
+    )
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret in ``text``, longest first."""
+    for secret in sorted({s for s in secrets if len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks the current secrets in every record it passes.
+
+    ``secrets`` is called per record, so tokens rotated by a reload are covered
+    without reinstalling the filter.
+    """
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = list(self._secrets())
+        if not secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = redact(message, secrets)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, secrets)
+        return True

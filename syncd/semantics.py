@@ -1,0 +1,115 @@
+"""Rules a JSON Schema cannot express: uniqueness across files, regexes, tokens."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncd.diagnostics import Diagnostic
+from syncd.loader import DataPath, LoadedFile
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class Options:
+    allow_plaintext_tokens: bool = False
+
+
+DEFAULT_OPTIONS = Options()
+
+
+def _integrations(loaded: LoadedFile) -> Iterator[tuple[int, dict[str, Any]]]:
+    data = loaded.data
+    items = data.get("integrations") if isinstance(data, dict) else None
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                yield index, item
+
+
+def _as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def check(files: Sequence[LoadedFile], options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    uids: dict[str, tuple[LoadedFile, DataPath]] = {}
+    names: dict[tuple[str, str], tuple[LoadedFile, DataPath]] = {}
+    for loaded in files:
+        for index, item in _integrations(loaded):
+            base = ("integrations", index)
+            uid, project, name = item.get("uid"), item.get("project"), item.get("name")
+            if isinstance(uid, str):
+                first = uids.setdefault(uid, (loaded, (*base, "uid")))
+                if first[1] != (*base, "uid") or first[0] is not loaded:
+                    out.append(
+                        loaded.diagnostic(
+                            (*base, "uid"), f"duplicate uid {uid!r}; first defined at {_at(first)}"
+                        )
+                    )
+            if isinstance(project, str) and isinstance(name, str):
+                first = names.setdefault((project, name), (loaded, (*base, "name")))
+                if first[1] != (*base, "name") or first[0] is not loaded:
+                    out.append(
+                        loaded.diagnostic(
+                            (*base, "name"),
+                            f"duplicate name {name!r} in project {project!r}; "
+                            f"first defined at {_at(first)}",
+                        )
+                    )
+            out.extend(_check_integration(loaded, base, item, options))
+    return out
+
+
+def _at(where: tuple[LoadedFile, DataPath]) -> str:
+    loaded, path = where
+    line, col = loaded.position(path)
+    return f"{loaded.path}:{line}:{col}"
+
+
+def _check_integration(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
+) -> Iterator[Diagnostic]:
+    for i, action in enumerate(_as_list(item.get("actions"))):
+        regex = _as_dict(action).get("regex")
+        if isinstance(regex, str):
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                yield loaded.diagnostic((*base, "actions", i, "regex"), f"invalid regex: {exc}")
+    hipchat = _as_dict(item.get("hipchat"))
+    endpoint = hipchat.get("endpoint")
+    if isinstance(endpoint, str) and endpoint.startswith("http://"):
+        host = urlsplit(endpoint).hostname or ""
+        if host not in _LOCAL_HOSTS:
+            yield loaded.diagnostic(
+                (*base, "hipchat", "endpoint"),
+                "plain http sends room tokens unencrypted; use https",
+                severity="warning",
+            )
+    seen_rooms: dict[str, int] = {}
+    for r, room in enumerate(_as_list(hipchat.get("rooms"))):
+        room = _as_dict(room)
+        room_id = room.get("id")
+        if isinstance(room_id, str | int) and not isinstance(room_id, bool):
+            if str(room_id) in seen_rooms:
+                yield loaded.diagnostic(
+                    (*base, "hipchat", "rooms", r, "id"),
+                    f"room {room_id} is listed twice (first as rooms[{seen_rooms[str(room_id)]}])",
+                )
+            seen_rooms.setdefault(str(room_id), r)
+        if isinstance(room.get("token"), str) and not options.allow_plaintext_tokens:
+            yield loaded.diagnostic(
+                (*base, "hipchat", "rooms", r, "token"),
+                "plaintext token: move it to a secret store and reference it with "
+                "{env: NAME}, {file: PATH} or {credential: NAME}",
+                severity="warning",
+            )

@@ -1,0 +1,114 @@
+"""``syncd validate`` as a user runs it: a real process, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conftest import minimal, run_syncd
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_directory_exits_0(tmp_path: Path) -> None:
+    write(tmp_path, "integrations/a.yaml", minimal("a"))
+    write(tmp_path, "integrations/b.yml", minimal("b"))
+    result = run_syncd("validate", "integrations", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == "syncd: 2 files valid\n"
+
+
+def test_default_path_is_the_current_directory_and_skips_hidden_dirs(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", minimal("a"))
+    write(tmp_path, ".git/config.yaml", "not: [valid")
+    write(tmp_path, "..data/a.yaml", minimal("a"))
+    write(tmp_path, "notes.txt", "ignored")
+    result = run_syncd("validate", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert result.stderr == "syncd: 1 file valid\n"
+
+
+def test_every_error_of_every_file_in_one_run(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", minimal("a").replace("1234567", "0"))
+    write(tmp_path, "b.yaml", minimal("a").replace("name: a", "name: b") + "    colour: red\n")
+    write(tmp_path, "c.yaml", "version: 1\nintegrations: [\n")
+    result = run_syncd("validate", ".", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "a.yaml:9:15: error: $.integrations[0].hipchat.rooms[0].id: 0 is less than the minimum 1",
+        "b.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'a'; first defined at "
+        "a.yaml:3:10",
+        "b.yaml:11:5: error: $.integrations[0].colour: unknown key 'colour' "
+        "(expected one of: uid, project, name, state, hipchat, display, actions, trigger)",
+        "c.yaml:3:1: error: YAML syntax: while parsing a flow node, did not find expected "
+        "node content",
+    ]
+    assert result.stderr == "syncd: 4 errors in 3 files (3 files checked)\n"
+
+
+def test_json_format(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", minimal("a").replace("checkout-ops", "x") + "    state: nope\n")
+    result = run_syncd("validate", "--format", "json", "a.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert payload["valid"] is False
+    assert payload["files_checked"] == 1
+    assert payload["diagnostics"] == [
+        {
+            "file": "a.yaml",
+            "line": 11,
+            "col": 12,
+            "path": "$.integrations[0].state",
+            "message": "'nope' is not one of: enabled, disabled, stopped",
+            "severity": "error",
+        }
+    ]
+
+
+def test_github_format_is_automatic_under_actions(tmp_path: Path) -> None:
+    write(tmp_path, "a,b.yaml", minimal("a") + "    state: 100%\n")
+    result = run_syncd("validate", cwd=tmp_path, env={"GITHUB_ACTIONS": "true"})
+    assert result.returncode == 1
+    assert result.stdout == (
+        "::error file=a%2Cb.yaml,line=11,col=12::$.integrations[0].state: "
+        "'100%25' is not one of: enabled, disabled, stopped\n"
+    )
+
+
+def test_warnings_fail_only_with_strict(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", minimal("a").replace("{env: HIPCHAT_TOKEN}", "literal-token-123"))
+    relaxed = run_syncd("validate", cwd=tmp_path)
+    assert relaxed.returncode == 0
+    assert "a.yaml:10:18: warning: $.integrations[0].hipchat.rooms[0].token:" in relaxed.stdout
+    assert "literal-token-123" not in relaxed.stdout + relaxed.stderr
+    strict = run_syncd("validate", "--strict", cwd=tmp_path)
+    assert strict.returncode == 1
+    allowed = run_syncd("validate", "--strict", "--allow-plaintext-tokens", cwd=tmp_path)
+    assert allowed.returncode == 0
+    assert allowed.stdout == ""
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    missing = run_syncd("validate", "nope.yaml", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == "syncd validate: error: no such file or directory: nope.yaml\n"
+    assert run_syncd("validate", "--format", "xml", cwd=tmp_path).returncode == 2
+    assert run_syncd("frobnicate", cwd=tmp_path).returncode == 2
+
+
+def test_unreadable_input_never_gives_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bin.yaml").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "gone.yaml")
+    result = run_syncd("validate", "bin.yaml", "link.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stdout.splitlines() == [
+        "bin.yaml:2:118: error: invalid UTF-8 byte 0x80; save as UTF-8",
+        "link.yaml:1:1: error: cannot read file: No such file or directory",
+    ]

@@ -1,0 +1,185 @@
+"""YAML safety: every unsafe or surprising construct is an error with its position."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from syncd.configset import ConfigSet
+from syncd.loader import MAX_FILE_BYTES, load_bytes
+
+from .conftest import errors, minimal
+
+
+def only_error(config: ConfigSet) -> str:
+    found = errors(config)
+    assert len(found) == 1, [str(d) for d in found]
+    return str(found[0])
+
+
+def test_duplicate_key_points_at_the_second_key(check: Callable[..., ConfigSet]) -> None:
+    text = minimal() + "    state: enabled\n    state: disabled\n"
+    out = only_error(check(("a.yaml", text)))
+    assert out == (
+        "a.yaml:12:5: error: $.integrations[0].state: duplicate key 'state' "
+        "(first at line 11, col 5)"
+    )
+
+
+def test_anchor_and_alias_are_errors(check: Callable[..., ConfigSet]) -> None:
+    text = (
+        minimal()
+        .replace("project: checkout", "project: &p checkout")
+        .replace("name: checkout-ops", "name: *p")
+    )
+    found = [str(d) for d in errors(check(("a.yaml", text)))]
+    assert found == [
+        "a.yaml:4:14: error: YAML anchor &p is not allowed; write the value out in full",
+        "a.yaml:5:11: error: YAML alias *p is not allowed; write the value out in full",
+    ]
+
+
+def test_alias_bomb_is_not_expanded() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)
+    ]
+    loaded = load_bytes("\n".join(lines).encode(), "bomb.yaml")
+    assert len(loaded.diagnostics) == 9 + 8 * 9
+    assert loaded.data["i"] == [None] * 9
+
+
+def test_file_over_1_mib(check: Callable[..., ConfigSet]) -> None:
+    big = minimal() + "#" * MAX_FILE_BYTES + "\n"
+    out = only_error(check(("big.yaml", big)))
+    assert out == "big.yaml:1:1: error: file is larger than 1 MiB; split it into several files"
+
+
+def test_non_utf8_byte_has_its_position(check: Callable[..., ConfigSet]) -> None:
+    raw = minimal().encode().replace(b"name: checkout-ops", b"name: caf\xe9")
+    out = only_error(check(("a.yaml", raw)))
+    assert out == "a.yaml:5:14: error: invalid UTF-8 byte 0xe9; save as UTF-8"
+
+
+def test_utf16_file(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal().encode("utf-16"))))
+    assert out == "a.yaml:1:1: error: file is UTF-16; save it as UTF-8"
+
+
+def test_utf8_bom_is_accepted(check: Callable[..., ConfigSet]) -> None:
+    assert check(("a.yaml", b"\xef\xbb\xbf" + minimal().encode())).valid
+
+
+def test_non_string_key(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal() + "    1: x\n")))
+    assert out == (
+        "a.yaml:11:5: error: $.integrations[0][\"1\"]: key '1' is read by YAML as the number 1; "
+        'keys must be strings: quote it ("1")'
+    )
+
+
+def test_yaml11_boolean_key(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal() + "    on: x\n")))
+    assert out.startswith("a.yaml:11:5: error: $.integrations[0].on: key 'on' is read by YAML")
+    assert "the boolean true" in out
+
+
+def test_complex_key(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal() + "    ? [a, b]\n    : x\n")))
+    assert out == (
+        "a.yaml:11:7: error: $.integrations[0]: a key must be a plain string, not a list or mapping"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "position", "said"),
+    [
+        ("      color: no", "11:14", "the boolean false, not the text 'no'"),
+        ("      notify: yes", "11:15", "the boolean true, not the text 'yes'"),
+    ],
+)
+def test_yaml11_booleans(
+    check: Callable[..., ConfigSet], line: str, position: str, said: str
+) -> None:
+    out = only_error(check(("a.yaml", minimal() + line + "\n")))
+    assert out.startswith(f"a.yaml:{position}: error: ")
+    assert said in out
+
+
+def test_octal_room_id(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal().replace("1234567", "0755"))))
+    assert out == (
+        "a.yaml:9:15: error: $.integrations[0].hipchat.rooms[0].id: YAML 1.1 reads the "
+        "unquoted 0755 as the octal number 493, not the text '0755'; quote it (\"0755\") "
+        "if you mean the text, or write 493"
+    )
+
+
+def test_quoted_octal_room_id_is_fine(check: Callable[..., ConfigSet]) -> None:
+    assert check(("a.yaml", minimal().replace("1234567", '"0755"'))).valid
+
+
+def test_sexagesimal_duration(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal() + "    trigger:\n      frequency: 1:30\n")))
+    assert out.startswith("a.yaml:12:18: error: $.integrations[0].trigger.frequency: ")
+    assert "the base-60 number 90" in out
+
+
+def test_date_name(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal().replace("name: checkout-ops", "name: 2024-01-01"))))
+    assert out == (
+        "a.yaml:5:11: error: $.integrations[0].name: YAML reads the unquoted 2024-01-01 "
+        'as a date (2024-01-01); quote it ("2024-01-01")'
+    )
+
+
+def test_number_where_text_expected_says_why(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal().replace("name: checkout-ops", "name: 12345"))))
+    assert out == (
+        "a.yaml:5:11: error: $.integrations[0].name: expected a string, got an integer "
+        "(12345); YAML reads the unquoted 12345 as the number 12345: quote it if you mean the text"
+    )
+
+
+def test_explicit_tag_is_rejected(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal() + "    state: !!binary aGVsbG8=\n")))
+    assert out.startswith("a.yaml:11:12: error: $.integrations[0].state: YAML tag ")
+
+
+def test_merge_key(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", minimal() + "    <<: {state: enabled}\n")))
+    assert out.startswith("a.yaml:11:5: error: $.integrations[0]: merge keys (<<)")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\nintegrations: [\n",
+            "a.yaml:3:1: error: YAML syntax: while parsing a flow node, "
+            "did not find expected node content",
+        ),
+        (
+            "version: 1\n---\nversion: 1\n",
+            "a.yaml:2:1: error: YAML syntax: expected a single document in the stream, "
+            "but found another document",
+        ),
+        ("", "a.yaml:1:1: error: $: file is empty; expected 'version: 1' and 'integrations:'"),
+    ],
+)
+def test_syntax_errors(check: Callable[..., ConfigSet], text: str, expected: str) -> None:
+    assert only_error(check(("a.yaml", text))) == expected
+
+
+def test_tab_indentation(check: Callable[..., ConfigSet]) -> None:
+    out = only_error(check(("a.yaml", "version: 1\n\tintegrations: []\n")))
+    assert out.startswith("a.yaml:2:1: error: YAML syntax: ")
+    assert "tab" in out or "\\t" in out
+
+
+def test_positions_for_valid_values_are_not_needed_to_load() -> None:
+    loaded = load_bytes(minimal().encode(), "a.yaml")
+    assert loaded.diagnostics == []
+    assert loaded.position(("integrations", 0, "hipchat", "rooms", 0, "token", "env")) == (10, 24)
+    assert loaded.position(("integrations", 0, "missing")) == (3, 5)

@@ -1,0 +1,170 @@
+"""The shipped schemas, and schema errors turned into positioned diagnostics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+
+from syncd import schema
+from syncd.configset import ConfigSet
+
+from .conftest import ROOT, errors, minimal
+
+
+@pytest.mark.parametrize("name", [schema.INTEGRATIONS, schema.EVENT])
+def test_schema_is_valid_draft_2020_12(name: str) -> None:
+    document = json.loads((ROOT / "schemas" / name).read_text())
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert document["$id"]
+    jsonschema.Draft202012Validator.check_schema(document)
+    assert schema.load_schema(name) == document
+
+
+def _properties(node: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, sub in node.get("properties", {}).items():
+            yield f"{path}.{key}", sub
+            yield from _properties(sub, f"{path}.{key}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                yield from _properties(node[key], f"{path}[]")
+
+
+@pytest.mark.parametrize("name", [schema.INTEGRATIONS, schema.EVENT])
+def test_every_property_has_title_and_description(name: str) -> None:
+    props = list(_properties(schema.load_schema(name)))
+    assert len(props) >= 9
+    missing = [p for p, sub in props if not (sub.get("title") and sub.get("description"))]
+    assert missing == []
+
+
+def one(config: ConfigSet) -> str:
+    found = errors(config)
+    assert len(found) == 1, [str(d) for d in found]
+    return str(found[0])
+
+
+def test_unknown_key_points_at_the_key_and_suggests(check: Callable[..., ConfigSet]) -> None:
+    text = minimal().replace("      rooms:", "      colour: red\n      rooms:")
+    assert one(check(("a.yaml", text))) == (
+        "a.yaml:8:7: error: $.integrations[0].hipchat.colour: unknown key 'colour' "
+        "(did you mean 'color'?)"
+    )
+
+
+def test_missing_key_points_at_the_mapping(check: Callable[..., ConfigSet]) -> None:
+    text = minimal().replace("    name: checkout-ops\n", "")
+    assert one(check(("a.yaml", text))) == (
+        "a.yaml:3:5: error: $.integrations[0]: missing key 'name'"
+    )
+
+
+def test_mention_needs_target(check: Callable[..., ConfigSet]) -> None:
+    text = minimal() + "    actions:\n      - {action: mention, attribute: team, regex: x}\n"
+    assert one(check(("a.yaml", text))) == (
+        "a.yaml:12:9: error: $.integrations[0].actions[0]: missing key 'target': "
+        "a mention action needs a target, like @payments"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "https://hipchat.example.com",
+            "hipchat.example.com",
+            "a.yaml:7:17: error: $.integrations[0].hipchat.endpoint: 'hipchat.example.com' is "
+            "not an http(s) URL without credentials, query or fragment, "
+            "like https://hipchat.example.com",
+        ),
+        (
+            "{env: HIPCHAT_TOKEN}",
+            "{env: 1BAD}",
+            "a.yaml:10:24: error: $.integrations[0].hipchat.rooms[0].token.env: '1BAD' is not "
+            "an environment variable name (letters, digits, underscore)",
+        ),
+        (
+            "{env: HIPCHAT_TOKEN}",
+            "{env: A, file: /b}",
+            "a.yaml:10:18: error: $.integrations[0].hipchat.rooms[0].token: must have exactly "
+            "one key of: env, file, credential",
+        ),
+        (
+            "{env: HIPCHAT_TOKEN}",
+            "[a]",
+            "a.yaml:10:18: error: $.integrations[0].hipchat.rooms[0].token: expected a mapping "
+            'or a string, got a list (["a"])',
+        ),
+        (
+            "- id: 1234567",
+            '- id: ""',
+            "a.yaml:9:15: error: $.integrations[0].hipchat.rooms[0].id: must not be empty",
+        ),
+        (
+            "uid: checkout-ops",
+            "uid: checkout ops",
+            "a.yaml:3:10: error: $.integrations[0].uid: 'checkout ops' is not 1-100 letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit",
+        ),
+    ],
+)
+def test_value_errors(check: Callable[..., ConfigSet], old: str, new: str, expected: str) -> None:
+    assert one(check(("a.yaml", minimal().replace(old, new, 1)))) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "    trigger:\n      frequency: 5 minutes\n",
+            "a.yaml:12:18: error: $.integrations[0].trigger.frequency: '5 minutes' is not a "
+            "duration like 30s, 5m, 1h30m, 1d or whole seconds",
+        ),
+        (
+            "    trigger:\n      threshold: 0\n",
+            "a.yaml:12:18: error: $.integrations[0].trigger.threshold: 0 is less than the "
+            "minimum 1",
+        ),
+        (
+            "    state: paused\n",
+            "a.yaml:11:12: error: $.integrations[0].state: 'paused' is not one of: enabled, "
+            "disabled, stopped",
+        ),
+        (
+            "    display:\n      attribute_list: [a, a]\n",
+            "a.yaml:12:23: error: $.integrations[0].display.attribute_list: has duplicate "
+            'items: ["a", "a"]',
+        ),
+    ],
+)
+def test_more_value_errors(check: Callable[..., ConfigSet], extra: str, expected: str) -> None:
+    assert one(check(("a.yaml", minimal() + extra))) == expected
+
+
+def test_sender_too_long(check: Callable[..., ConfigSet]) -> None:
+    text = minimal().replace("      rooms:", "      from: " + "x" * 26 + "\n      rooms:")
+    assert one(check(("a.yaml", text))) == (
+        "a.yaml:8:13: error: $.integrations[0].hipchat.from: is 26 characters long; "
+        "at most 25 allowed"
+    )
+
+
+def test_every_error_is_reported_at_once(check: Callable[..., ConfigSet]) -> None:
+    text = (
+        minimal()
+        .replace("state", "x")
+        .replace("https://hipchat.example.com", "ftp://x")
+        .replace("1234567", "0")
+        + "    colour: red\n    trigger: {event: sometimes}\n"
+    )
+    found = [(d.line, d.path) for d in errors(check(("a.yaml", text)))]
+    assert found == [
+        (7, "$.integrations[0].hipchat.endpoint"),
+        (9, "$.integrations[0].hipchat.rooms[0].id"),
+        (11, "$.integrations[0].colour"),
+        (12, "$.integrations[0].trigger.event"),
+    ]

@@ -1,0 +1,51 @@
+"""A plain ``pip install .`` in a fresh virtualenv carries everything syncd needs."""
+
+from __future__ import annotations
+
+import subprocess
+import venv
+from pathlib import Path
+
+from .conftest import ROOT, minimal
+
+
+def test_wheel_install_validates_from_another_directory(tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "a.yaml").write_text(minimal("a"))
+    (work / "b.yaml").write_text(minimal("b") + "    state: paused\n")
+    result = subprocess.run(
+        [str(env_dir / "bin" / "syncd"), "validate"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == (
+        "b.yaml:11:12: error: $.integrations[0].state: 'paused' is not one of: "
+        "enabled, disabled, stopped\n"
+    )
+    where = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import syncd.schema as s, importlib.resources as r; "
+            "print(r.files('syncd').joinpath('schemas', s.INTEGRATIONS))",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(env_dir), where
+    assert not Path(where).is_symlink()

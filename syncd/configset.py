@@ -1,19 +1,22 @@
 """A set of integration files: discovery, loading, validation and the model.
 
-Both ``syncd validate`` and the daemon go through :func:`load_config_set`, so
-the pre-commit hook and the server can never disagree on what is valid.
+Both ``syncd validate`` and the daemon go through :class:`ConfigLoader`, so the
+pre-commit hook and the server can never disagree on what is valid. The loader
+keeps each file's result until the file changes, so a reconcile after one edit
+among thousands of files re-reads one file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from syncd import schema, semantics
-from syncd.diagnostics import Diagnostic, count_errors
-from syncd.loader import LoadedFile, load_file
+from syncd.diagnostics import Diagnostic, count_errors, json_path
+from syncd.loader import DataPath, LoadedFile, load_file
 from syncd.model import Integration, Source, integration_from_data
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -41,8 +44,34 @@ def discover(paths: Iterable[Path]) -> list[Path]:
             found.append(path)
         else:
             raise PathNotFoundError(f"no such file or directory: {path}")
-    unique: dict[Path, None] = dict.fromkeys(found)
-    return list(unique)
+    return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one file contributes, independent of the other files."""
+
+    loaded: LoadedFile
+    diagnostics: tuple[Diagnostic, ...]
+    integrations: tuple[Integration, ...]
+
+
+def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
+    diagnostics = list(loaded.diagnostics)
+    if loaded.ok:
+        diagnostics.extend(schema.schema_diagnostics(loaded))
+        diagnostics.extend(semantics.check_file(loaded, options))
+    integrations: list[Integration] = []
+    if count_errors(diagnostics) == 0:
+        for index, item in enumerate(loaded.data["integrations"]):
+
+            def locate(path: DataPath, index: int = index) -> Source:
+                full = ("integrations", index, *path)
+                line, col = loaded.position(full)
+                return Source(loaded.path, line, col, json_path(full))
+
+            integrations.append(integration_from_data(item, locate))
+    return FileResult(loaded, tuple(diagnostics), tuple(integrations))
 
 
 @dataclass(frozen=True)
@@ -50,36 +79,69 @@ class ConfigSet:
     files: tuple[str, ...]
     diagnostics: tuple[Diagnostic, ...]
     integrations: tuple[Integration, ...]
+    digest: str = ""
 
     @property
     def valid(self) -> bool:
         return count_errors(self.diagnostics) == 0
 
 
-def validate_files(
-    loaded_files: Sequence[LoadedFile], options: semantics.Options = semantics.DEFAULT_OPTIONS
-) -> ConfigSet:
-    diagnostics: list[Diagnostic] = []
-    for loaded in loaded_files:
-        diagnostics.extend(loaded.diagnostics)
-        if loaded.ok:
-            diagnostics.extend(schema.schema_diagnostics(loaded))
-    diagnostics.extend(semantics.check(loaded_files, options))
+def assemble(results: Sequence[FileResult]) -> ConfigSet:
+    diagnostics = [d for r in results for d in r.diagnostics]
+    diagnostics.extend(semantics.check_unique([r.loaded for r in results]))
     diagnostics.sort()
-    integrations: list[Integration] = []
-    if count_errors(diagnostics) == 0:
-        for loaded in loaded_files:
-            for index, item in enumerate(loaded.data["integrations"]):
-                line, col = loaded.position(("integrations", index))
-                integrations.append(integration_from_data(item, Source(loaded.path, line, col)))
+    valid = count_errors(diagnostics) == 0
+    set_hash = hashlib.sha256()
+    for r in results:
+        set_hash.update(f"{r.loaded.path}\0{r.loaded.digest}\0".encode())
     return ConfigSet(
-        files=tuple(f.path for f in loaded_files),
+        files=tuple(r.loaded.path for r in results),
         diagnostics=tuple(diagnostics),
-        integrations=tuple(integrations),
+        integrations=tuple(i for r in results for i in r.integrations) if valid else (),
+        digest=set_hash.hexdigest(),
     )
+
+
+_StatKey = tuple[int, int, int]
+
+
+class ConfigLoader:
+    """Loads a config set, keeping each file's result until its content changes.
+
+    A file is trusted unchanged when its mtime, size and inode are; otherwise
+    it is read and hashed, and parsed again only when the hash differs.
+    """
+
+    def __init__(self, options: semantics.Options = semantics.DEFAULT_OPTIONS) -> None:
+        self.options = options
+        self._cache: dict[Path, tuple[_StatKey | None, FileResult]] = {}
+
+    def load(self, paths: Iterable[Path], *, trust_stat: bool = True) -> ConfigSet:
+        files = discover(paths)
+        results = [self._file(path, trust_stat) for path in files]
+        for gone in set(self._cache) - set(files):
+            del self._cache[gone]
+        return assemble(results)
+
+    def _file(self, path: Path, trust_stat: bool) -> FileResult:
+        try:
+            st = path.stat()
+            key: _StatKey | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            key = None
+        cached = self._cache.get(path)
+        if cached and trust_stat and key is not None and cached[0] == key:
+            return cached[1]
+        loaded = load_file(path)
+        if cached and loaded.digest and cached[1].loaded.digest == loaded.digest:
+            result = cached[1]
+        else:
+            result = check_file(loaded, self.options)
+        self._cache[path] = (key, result)
+        return result
 
 
 def load_config_set(
     paths: Iterable[Path], options: semantics.Options = semantics.DEFAULT_OPTIONS
 ) -> ConfigSet:
-    return validate_files([load_file(p) for p in discover(paths)], options)
+    return ConfigLoader(options).load(paths)

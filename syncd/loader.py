@@ -8,6 +8,7 @@ Positions are looked up in the node tree only when a diagnostic needs one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class LoadedFile:
 
     path: str
     data: Any = None
+    digest: str = ""
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # Paths whose value the loader already reported; schema errors there add nothing.
     reported_paths: set[DataPath] = field(default_factory=set)
@@ -111,6 +113,7 @@ def load_file(path: Path, display: str | None = None) -> LoadedFile:
         )
         return loaded
     if len(raw) > MAX_FILE_BYTES:
+        loaded.digest = hashlib.sha256(raw).hexdigest()
         loaded.diagnostics.append(
             Diagnostic(name, 1, 1, "", "file is larger than 1 MiB; split it into several files")
         )
@@ -120,6 +123,7 @@ def load_file(path: Path, display: str | None = None) -> LoadedFile:
 
 def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> LoadedFile:
     loaded = loaded or LoadedFile(name)
+    loaded.digest = hashlib.sha256(raw).hexdigest()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         loaded.diagnostics.append(Diagnostic(name, 1, 1, "", "file is UTF-16; save it as UTF-8"))
         return loaded

@@ -7,8 +7,8 @@ integration from an updated one, so source positions are excluded from it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from syncd.secrets import SecretRef, secret_ref_from_data
@@ -48,6 +48,7 @@ class Source:
     file: str
     line: int
     col: int
+    path: str = ""
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
@@ -59,6 +60,7 @@ class Room:
 
     id: str
     token: SecretRef
+    source: Source | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,32 @@ class Integration:
     def rooms(self) -> tuple[Room, ...]:
         return self.hipchat.rooms
 
+    def public(self) -> Integration:
+        """This integration with literal tokens replaced by their digests."""
+        rooms = tuple(replace(room, token=room.token.public()) for room in self.hipchat.rooms)
+        return replace(self, hipchat=replace(self.hipchat, rooms=rooms))
 
-def integration_from_data(data: Mapping[str, Any], source: Source | None = None) -> Integration:
-    """Build an Integration from one schema-valid mapping, applying the defaults."""
+
+Locate = Callable[[tuple[str | int, ...]], Source]
+
+
+def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None) -> Integration:
+    """Build an Integration from one schema-valid mapping, applying the defaults.
+
+    ``locate`` maps a path inside the integration to where it was declared.
+    """
+
+    def where(*path: str | int) -> Source | None:
+        return locate(path) if locate else None
+
     hc = data["hipchat"]
     rooms = tuple(
-        Room(id=str(room["id"]), token=secret_ref_from_data(room["token"])) for room in hc["rooms"]
+        Room(
+            id=str(room["id"]),
+            token=secret_ref_from_data(room["token"]),
+            source=where("hipchat", "rooms", r, "token"),
+        )
+        for r, room in enumerate(hc["rooms"])
     )
     hipchat = HipChat(
         endpoint=hc["endpoint"].rstrip("/"),
@@ -161,5 +183,43 @@ def integration_from_data(data: Mapping[str, Any], source: Source | None = None)
         display=display,
         actions=actions,
         trigger=trigger,
-        source=source,
+        source=where(),
     )
+
+
+def integration_to_data(integration: Integration) -> dict[str, Any]:
+    """The canonical data form (defaults filled in), tokens as public references."""
+    hc = integration.hipchat
+    hipchat: dict[str, Any] = {
+        "endpoint": hc.endpoint,
+        "rooms": [{"id": room.id, "token": room.token.public_data()} for room in hc.rooms],
+        "color": hc.color,
+        "notify": hc.notify,
+        "message_format": hc.message_format,
+    }
+    if hc.sender is not None:
+        hipchat["from"] = hc.sender
+    trigger: dict[str, Any] = {"event": integration.trigger.event}
+    if integration.trigger.frequency is not None:
+        trigger["frequency"] = integration.trigger.frequency
+    if integration.trigger.threshold is not None:
+        trigger["threshold"] = integration.trigger.threshold
+    d = integration.display
+    return {
+        "uid": integration.uid,
+        "project": integration.project,
+        "name": integration.name,
+        "state": integration.state,
+        "hipchat": hipchat,
+        "display": {
+            "classifiers": d.classifiers,
+            "callstack": d.callstack,
+            "attributes": d.attributes,
+            "attribute_list": list(d.attribute_list),
+            "include_hostname": d.include_hostname,
+        },
+        "actions": [
+            {k: v for k, v in vars(a).items() if v is not None} for a in integration.actions
+        ],
+        "trigger": trigger,
+    }

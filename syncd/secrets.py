@@ -7,6 +7,7 @@ that may leave the process (logs, exceptions, status output) goes through
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 SecretKind = Literal["env", "file", "credential", "plain"]
+PLAIN_DIGEST_PREFIX = "sha256:"
 REDACTED = "***"
 # Shorter strings are too likely to appear by chance to be worth masking.
 _MIN_SECRET_LEN = 4
@@ -38,6 +40,17 @@ class SecretRef:
 
     def __str__(self) -> str:
         return self.describe()
+
+    def public(self) -> SecretRef:
+        """This ref safe to show: a literal token becomes a short digest of itself."""
+        if self.kind != "plain" or self.name.startswith(PLAIN_DIGEST_PREFIX):
+            return self
+        digest = hashlib.sha256(self.name.encode()).hexdigest()[:16]
+        return SecretRef("plain", PLAIN_DIGEST_PREFIX + digest)
+
+    def public_data(self) -> dict[str, str]:
+        ref = self.public()
+        return {ref.kind: ref.name}
 
     def resolve(
         self,
@@ -81,7 +94,7 @@ def secret_ref_from_data(data: object) -> SecretRef:
         return SecretRef("plain", data)
     if isinstance(data, Mapping) and len(data) == 1:
         ((kind, name),) = data.items()
-        if kind in ("env", "file", "credential") and isinstance(name, str):
+        if kind in ("env", "file", "credential", "plain") and isinstance(name, str):
             return SecretRef(kind, name)
     raise ValueError(
         "token must be a string or one of {env: NAME}, {file: PATH}, {credential: NAME}"

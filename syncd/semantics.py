@@ -39,7 +39,8 @@ def _as_dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def check(files: Sequence[LoadedFile], options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
+def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
+    """``uid`` across all files and ``name`` within a project; positions only on a clash."""
     out: list[Diagnostic] = []
     uids: dict[str, tuple[LoadedFile, DataPath]] = {}
     names: dict[tuple[str, str], tuple[LoadedFile, DataPath]] = {}
@@ -48,24 +49,33 @@ def check(files: Sequence[LoadedFile], options: Options = DEFAULT_OPTIONS) -> li
             base = ("integrations", index)
             uid, project, name = item.get("uid"), item.get("project"), item.get("name")
             if isinstance(uid, str):
-                first = uids.setdefault(uid, (loaded, (*base, "uid")))
-                if first[1] != (*base, "uid") or first[0] is not loaded:
+                here = (loaded, (*base, "uid"))
+                first = uids.setdefault(uid, here)
+                if first is not here:
                     out.append(
                         loaded.diagnostic(
-                            (*base, "uid"), f"duplicate uid {uid!r}; first defined at {_at(first)}"
+                            here[1], f"duplicate uid {uid!r}; first defined at {_at(first)}"
                         )
                     )
             if isinstance(project, str) and isinstance(name, str):
-                first = names.setdefault((project, name), (loaded, (*base, "name")))
-                if first[1] != (*base, "name") or first[0] is not loaded:
+                here = (loaded, (*base, "name"))
+                first = names.setdefault((project, name), here)
+                if first is not here:
                     out.append(
                         loaded.diagnostic(
-                            (*base, "name"),
+                            here[1],
                             f"duplicate name {name!r} in project {project!r}; "
                             f"first defined at {_at(first)}",
                         )
                     )
-            out.extend(_check_integration(loaded, base, item, options))
+    return out
+
+
+def check_file(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
+    """The rules that need only one file; their result can be kept until it changes."""
+    out: list[Diagnostic] = []
+    for index, item in _integrations(loaded):
+        out.extend(_check_integration(loaded, ("integrations", index), item, options))
     return out
 
 

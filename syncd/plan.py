@@ -1,0 +1,113 @@
+"""Desired integrations against active ones: what to create, update, delete, keep.
+
+Pure: the registry applies a plan, ``syncd plan`` prints one. Keyed by ``uid``;
+an integration equal to its active self is kept as it is, never recreated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.model import Integration, integration_from_data, integration_to_data
+
+
+@dataclass(frozen=True)
+class Update:
+    before: Integration
+    after: Integration
+
+    @property
+    def uid(self) -> str:
+        return self.after.uid
+
+    def changes(self) -> list[tuple[str, Any, Any]]:
+        """(dotted path, before, after) for each changed field, tokens as public refs."""
+        return _diff(integration_to_data(self.before), integration_to_data(self.after), "")
+
+
+@dataclass(frozen=True)
+class Plan:
+    create: tuple[Integration, ...] = ()
+    update: tuple[Update, ...] = ()
+    delete: tuple[Integration, ...] = ()
+    keep: tuple[Integration, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.create or self.update or self.delete)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.create)} to create, {len(self.update)} to update, "
+            f"{len(self.delete)} to delete, {len(self.keep)} unchanged"
+        )
+
+
+def plan(desired: Iterable[Integration], active: Mapping[str, Integration]) -> Plan:
+    create: list[Integration] = []
+    update: list[Update] = []
+    keep: list[Integration] = []
+    wanted: set[str] = set()
+    for integration in desired:
+        wanted.add(integration.uid)
+        current = active.get(integration.uid)
+        if current is None:
+            create.append(integration)
+        elif current == integration:
+            keep.append(current)
+        else:
+            update.append(Update(current, integration))
+    delete = [i for uid, i in sorted(active.items()) if uid not in wanted]
+    return Plan(tuple(create), tuple(update), tuple(delete), tuple(keep))
+
+
+def _diff(before: Any, after: Any, path: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in [*before, *(k for k in after if k not in before)]:
+            sub = f"{path}.{key}" if path else key
+            out.extend(_diff(before.get(key), after.get(key), sub))
+        return out
+    if (
+        isinstance(before, list)
+        and isinstance(after, list)
+        and len(before) == len(after)
+        and all(isinstance(x, dict) for x in [*before, *after])
+    ):
+        return [
+            change
+            for i, (b, a) in enumerate(zip(before, after, strict=True))
+            for change in _diff(b, a, f"{path}[{i}]")
+        ]
+    return [] if before == after else [(path, before, after)]
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def render(result: Plan, *, against: str) -> str:
+    """Human-readable, in the manner of ``flux diff``: one block per change."""
+    lines: list[str] = []
+    for integration in result.create:
+        where = f"  ({integration.source})" if integration.source else ""
+        title = f"{integration.project} / {integration.name}"
+        lines.append(f"+ create {integration.uid}: {title}{where}")
+    for upd in result.update:
+        where = f"  ({upd.after.source})" if upd.after.source else ""
+        lines.append(f"~ update {upd.uid}{where}")
+        lines.extend(f"    {p}: {_show(b)} -> {_show(a)}" for p, b, a in upd.changes())
+    for integration in result.delete:
+        lines.append(f"- delete {integration.uid}: {integration.project} / {integration.name}")
+    if not result.changed:
+        lines.append(f"No changes against {against}.")
+    lines.append(f"Plan: {result.summary()}.")
+    return "\n".join(lines) + "\n"
+
+
+def active_from_data(items: Sequence[Mapping[str, Any]]) -> dict[str, Integration]:
+    """The active set as the daemon reports it (``integration_to_data`` form)."""
+    return {item["uid"]: integration_from_data(item) for item in items}

@@ -1,0 +1,175 @@
+"""The active notifier registry: validated sets applied all-or-nothing.
+
+Readers take ``registry.snapshot``, an immutable value swapped in one
+assignment, so the delivery path never takes a lock. Writers are serialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from syncd.configset import ConfigSet
+from syncd.diagnostics import Diagnostic
+from syncd.model import Integration, Source
+from syncd.plan import Plan, Update, plan
+from syncd.secrets import SecretError, SecretRef
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RuntimeState:
+    """What a notifier accumulates while it runs; survives updates of its config."""
+
+    created_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notifier:
+    integration: Integration
+    tokens: Mapping[str, str] = field(repr=False)
+    state: RuntimeState = field(compare=False)
+    generation: int = 1
+    updated_at: float = 0.0
+
+    @property
+    def uid(self) -> str:
+        return self.integration.uid
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    notifiers: Mapping[str, Notifier] = field(default_factory=lambda: MappingProxyType({}))
+    revision: str = ""
+    config_hash: str = ""
+    applied_at: float | None = None
+
+    @property
+    def integrations(self) -> dict[str, Integration]:
+        return {uid: n.integration for uid, n in self.notifiers.items()}
+
+    def secrets(self) -> list[str]:
+        return [t for n in self.notifiers.values() for t in n.tokens.values()]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one reconcile attempt, kept for ``/status``."""
+
+    ok: bool
+    revision: str
+    at: float
+    plan: Plan | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.plan is not None and self.plan.changed
+
+
+Resolver = Callable[[SecretRef], str]
+Listener = Callable[[Plan, Snapshot], None]
+
+
+def _resolve_ref(ref: SecretRef) -> str:
+    return ref.resolve()
+
+
+class Registry:
+    def __init__(
+        self,
+        *,
+        resolver: Resolver = _resolve_ref,
+        clock: Callable[[], float] = time.time,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        self._resolver = resolver
+        self._clock = clock
+        self._listeners = list(listeners)
+        self._write = threading.Lock()
+        self.snapshot = Snapshot()
+        self.last_attempt: Outcome | None = None
+        self.last_success: Outcome | None = None
+        self.last_failure: Outcome | None = None
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def apply(self, config: ConfigSet, revision: str) -> Outcome:
+        with self._write:
+            outcome = self._apply(config, revision)
+            self.last_attempt = outcome
+            if outcome.ok:
+                self.last_success = outcome
+            else:
+                self.last_failure = outcome
+        return outcome
+
+    def _apply(self, config: ConfigSet, revision: str) -> Outcome:
+        now = self._clock()
+        if not config.valid:
+            return Outcome(False, revision, now, diagnostics=config.diagnostics)
+        tokens: dict[str, dict[str, str]] = {}
+        problems: list[Diagnostic] = []
+        for integration in config.integrations:
+            tokens[integration.uid] = self._resolve(integration, problems)
+        if problems:
+            return Outcome(False, revision, now, diagnostics=tuple(sorted(problems)))
+
+        current = self.snapshot.notifiers
+        result = plan(config.integrations, {u: n.integration for u, n in current.items()})
+        rotated = tuple(
+            Update(i, i) for i in result.keep if dict(current[i.uid].tokens) != tokens[i.uid]
+        )
+        if rotated:
+            rotated_uids = {u.uid for u in rotated}
+            result = Plan(
+                result.create,
+                result.update + rotated,
+                result.delete,
+                tuple(i for i in result.keep if i.uid not in rotated_uids),
+            )
+        notifiers: dict[str, Notifier] = {}
+        for integration in result.keep:
+            notifiers[integration.uid] = current[integration.uid]
+        for upd in result.update:
+            old = current[upd.uid]
+            notifiers[upd.uid] = Notifier(
+                upd.after,
+                MappingProxyType(tokens[upd.uid]),
+                old.state,
+                old.generation + 1,
+                now,
+            )
+        for integration in result.create:
+            notifiers[integration.uid] = Notifier(
+                integration, MappingProxyType(tokens[integration.uid]), RuntimeState(now), 1, now
+            )
+        ordered = {i.uid: notifiers[i.uid] for i in config.integrations}
+        snapshot = Snapshot(MappingProxyType(ordered), revision, config.digest, now)
+        self.snapshot = snapshot
+        for listener in self._listeners:
+            try:
+                listener(result, snapshot)
+            except Exception:
+                log.exception("a registry listener failed")
+        return Outcome(True, revision, now, plan=result)
+
+    def _resolve(self, integration: Integration, problems: list[Diagnostic]) -> dict[str, str]:
+        """Room id to token; an unresolvable ref becomes a diagnostic at its declaration."""
+        tokens: dict[str, str] = {}
+        for room in integration.rooms:
+            try:
+                tokens[room.id] = self._resolver(room.token)
+            except SecretError as exc:
+                src = room.source or integration.source or Source("", 1, 1)
+                message = f"token {room.token}: {exc}"
+                problems.append(Diagnostic(src.file, src.line, src.col, src.path, message))
+        return tokens

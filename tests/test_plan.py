@@ -1,0 +1,94 @@
+"""The planner: pure, keyed by uid, unchanged integrations untouched."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from syncd.model import Integration, integration_from_data, integration_to_data
+from syncd.plan import active_from_data, plan, render
+
+
+def make(uid: str, **changes: object) -> Integration:
+    data = {
+        "uid": uid,
+        "project": "checkout",
+        "name": uid,
+        "hipchat": {
+            "endpoint": "https://hipchat.example.com",
+            "rooms": [{"id": 1, "token": {"env": "T"}}],
+        },
+    }
+    data.update(changes)
+    return integration_from_data(data)
+
+
+def test_create_update_delete_keep() -> None:
+    a, b, c = make("a"), make("b"), make("c")
+    b2 = make("b", state="disabled")
+    result = plan([a, b2, make("d")], {"a": a, "b": b, "c": c})
+    assert [i.uid for i in result.create] == ["d"]
+    assert [(u.before, u.after) for u in result.update] == [(b, b2)]
+    assert [i.uid for i in result.delete] == ["c"]
+    assert result.keep == (a,)
+    assert result.changed
+    assert result.summary() == "1 to create, 1 to update, 1 to delete, 1 unchanged"
+
+
+def test_keep_returns_the_active_object_itself() -> None:
+    active = make("a")
+    same_but_new_object = make("a")
+    assert active is not same_but_new_object
+    result = plan([same_but_new_object], {"a": active})
+    assert result.keep[0] is active
+    assert not result.changed
+
+
+def test_source_position_is_not_a_change() -> None:
+    from syncd.model import Source
+
+    moved = replace(make("a"), source=Source("other.yaml", 40, 5))
+    assert not plan([moved], {"a": make("a")}).changed
+
+
+def test_update_lists_changed_fields() -> None:
+    before = make("a")
+    after = make("a", trigger={"frequency": "5m"}, display={"callstack": False})
+    (upd,) = plan([after], {"a": before}).update
+    assert upd.changes() == [
+        ("display.callstack", True, False),
+        ("trigger.frequency", None, 300),
+    ]
+
+
+def test_render_shows_no_secret() -> None:
+    secret = "literal-token-value-123"
+    after = make(
+        "a",
+        hipchat={
+            "endpoint": "https://hipchat.example.com",
+            "rooms": [{"id": 1, "token": secret}],
+        },
+    )
+    out = render(plan([after.public()], {"a": make("a")}), against="x")
+    assert secret not in out
+    assert "~ update a" in out
+    assert "hipchat.rooms[0].token" in out
+    assert out.endswith("Plan: 0 to create, 1 to update, 0 to delete, 0 unchanged.\n")
+
+
+def test_round_trip_through_the_registry_form() -> None:
+    original = make(
+        "a",
+        actions=[{"action": "mention", "attribute": "t", "regex": "x", "target": "@ops"}],
+        trigger={"frequency": 60, "threshold": 3},
+    )
+    (back,) = active_from_data([integration_to_data(original)]).values()
+    assert back == original
+    assert not plan([original], {"a": back}).changed
+
+
+def test_empty_plan_renders_no_changes() -> None:
+    a = make("a")
+    assert render(plan([a], {"a": a}), against="http://d") == (
+        "No changes against http://d.\nPlan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n"
+    )

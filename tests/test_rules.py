@@ -1,0 +1,122 @@
+"""Common Settings rules: actions, group/trace, frequency and threshold."""
+
+from __future__ import annotations
+
+import time
+
+from freezegun import freeze_time
+
+from syncd.model import Action, Integration, Trigger, integration_from_data
+from syncd.rules import (
+    EMPTY,
+    Window,
+    due_at,
+    evaluate_actions,
+    flush,
+    is_candidate,
+    on_event,
+    window_key,
+)
+
+F = Action("filter", "*", ".*")
+NYC = Action("submit", "datacenter", "^nyc$")
+PAY = Action("mention", "team", "^payments$", "@payments")
+
+
+def test_no_actions_means_every_event_may_notify() -> None:
+    assert evaluate_actions([], {"a": "b"}).notify
+    assert evaluate_actions([], {}).notify
+
+
+def test_last_match_wins() -> None:
+    rules = [F, NYC, PAY]
+    assert not evaluate_actions(rules, {"datacenter": "sfo"}).notify
+    nyc = evaluate_actions(rules, {"datacenter": "nyc"})
+    assert nyc.notify and nyc.mention is None and nyc.rule == 1
+    both = evaluate_actions(rules, {"datacenter": "nyc", "team": "payments"})
+    assert both.notify and both.mention == "@payments" and both.rule == 2
+    assert not evaluate_actions([NYC, F], {"datacenter": "nyc"}).notify
+
+
+def test_regex_is_searched_not_anchored() -> None:
+    rule = [Action("filter", "env", "stag")]
+    assert not evaluate_actions(rule, {"env": "pre-staging"}).notify
+    assert evaluate_actions(rule, {"other": "staging"}).notify
+
+
+def test_any_attribute_on_an_event_without_attributes() -> None:
+    assert not evaluate_actions([F], {}).notify
+    assert evaluate_actions([Action("filter", "*", "x")], {}).notify
+
+
+def test_group_counts_only_new_fingerprints() -> None:
+    assert is_candidate(Trigger("group"), new_group=True)
+    assert not is_candidate(Trigger("group"), new_group=False)
+    assert is_candidate(Trigger("trace"), new_group=False)
+
+
+def test_without_frequency_every_candidate_sends() -> None:
+    trigger = Trigger("trace")
+    window = EMPTY
+    for now in (0.0, 0.1, 0.2):
+        decision = on_event(trigger, window, now, candidate=True)
+        assert (decision.kind, decision.count) == ("send", 1)
+        window = decision.window
+    assert on_event(trigger, window, 1.0, candidate=False).kind == "ignore"
+
+
+def test_frequency_aggregates_and_the_window_end_flushes_the_count() -> None:
+    trigger = Trigger("trace", frequency=300)
+    with freeze_time("2026-11-26 12:00:00") as clock:
+        first = on_event(trigger, EMPTY, time.time(), candidate=True)
+        assert (first.kind, first.count) == ("send", 1)
+        window = first.window
+        for _ in range(3):
+            clock.tick(60)
+            decision = on_event(trigger, window, time.time(), candidate=True)
+            assert decision.kind == "aggregate"
+            window = decision.window
+        assert window.pending == 3
+        assert due_at(trigger, window) == first.window.last_sent + 300
+        clock.tick(100)  # 280 s after the first message: not yet
+        assert flush(trigger, window, time.time()).kind == "ignore"
+        clock.tick(20)
+        flushed = flush(trigger, window, time.time())
+        assert (flushed.kind, flushed.count) == ("send", 3)
+        assert flushed.window == Window(last_sent=time.time())
+        assert due_at(trigger, flushed.window) is None
+
+
+def test_threshold_sends_at_once_inside_the_window() -> None:
+    trigger = Trigger("trace", frequency=3600, threshold=3)
+    window = on_event(trigger, EMPTY, 0.0, candidate=True).window
+    kinds = []
+    for now in (1.0, 2.0, 3.0, 4.0):
+        decision = on_event(trigger, window, now, candidate=True)
+        kinds.append((decision.kind, decision.count))
+        window = decision.window
+    assert kinds == [("aggregate", 0), ("aggregate", 0), ("send", 3), ("aggregate", 0)]
+
+
+def test_an_event_after_a_missed_flush_carries_the_aggregated_count() -> None:
+    trigger = Trigger("trace", frequency=60)
+    window = Window(last_sent=0.0, pending=4, pending_since=10.0)
+    decision = on_event(trigger, window, 500.0, candidate=True)
+    assert (decision.kind, decision.count) == ("send", 5)
+
+
+def test_window_keys() -> None:
+    def make(event: str) -> Integration:
+        return integration_from_data(
+            {
+                "uid": "u",
+                "project": "p",
+                "name": "n",
+                "trigger": {"event": event},
+                "hipchat": {"endpoint": "https://h", "rooms": [{"id": 1, "token": {"env": "T"}}]},
+            }
+        )
+
+    trace, group = make("trace"), make("group")
+    assert window_key(trace, "fp1") != window_key(trace, "fp2")
+    assert window_key(group, "fp1") == window_key(group, "fp2")

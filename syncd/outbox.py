@@ -1,0 +1,384 @@
+"""The durable queue: accepted notifications, their retry schedule, and the
+state that must survive a restart (fingerprints seen, throttle windows).
+
+One SQLite file in WAL mode. Every write is ``BEGIN IMMEDIATE`` so writers
+queue on the database lock instead of failing half-way. Items are claimed with
+a lease: a worker that dies mid-send leaves an item whose lease runs out, and
+it is claimed again; so delivery is at least once, never zero.
+
+Only the event and what the rules decided are stored; the message is rendered
+and the token looked up at send time, so an updated integration's pending
+items go out with its new settings and a rotated token.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from syncd.rules import Window
+
+ItemState = Literal["pending", "inflight", "delivered", "dead", "cancelled"]
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    mention TEXT,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    lease_until REAL,
+    reason TEXT,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_room ON outbox (uid, room_id, state, id);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    project TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    PRIMARY KEY (project, fingerprint)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+    key TEXT PRIMARY KEY,
+    uid TEXT NOT NULL,
+    last_sent REAL,
+    pending INTEGER NOT NULL DEFAULT 0,
+    pending_since REAL,
+    due_at REAL,
+    last_event TEXT,
+    mention TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS windows_due ON windows (due_at);
+"""
+
+_COLUMNS = (
+    "id, uid, room_id, event, count, mention, created_at, next_attempt_at, attempts, state, "
+    "lease_until, reason, finished_at"
+)
+
+
+def room_key(uid: str, room_id: str) -> str:
+    """Delivery order and pacing are per room of an integration."""
+    return f"{uid}\0{room_id}"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    uid: str
+    room_id: str
+    event: Mapping[str, Any]
+    count: int
+    mention: str | None
+    created_at: float
+    next_attempt_at: float
+    attempts: int
+    state: ItemState
+    lease_until: float | None = None
+    reason: str | None = None
+    finished_at: float | None = None
+
+    @property
+    def room_key(self) -> str:
+        return room_key(self.uid, self.room_id)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Item:
+        values = list(row)
+        values[3] = json.loads(values[3])
+        return cls(*values)
+
+
+@dataclass(frozen=True)
+class NewItem:
+    uid: str
+    room_id: str
+    event: Mapping[str, Any]
+    count: int = 1
+    mention: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    key: str
+    uid: str
+    window: Window
+    last_event: Mapping[str, Any] | None
+    mention: str | None
+
+
+class Outbox:
+    """Thread-safe: each thread gets its own connection to the same file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.clock = clock
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # writes used at ingest, inside the caller's transaction
+
+    @staticmethod
+    def enqueue(db: sqlite3.Connection, items: Sequence[NewItem], now: float) -> list[int]:
+        ids = []
+        for item in items:
+            cursor = db.execute(
+                "INSERT INTO outbox (uid, room_id, event, count, mention, created_at, "
+                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.uid,
+                    item.room_id,
+                    json.dumps(item.event, separators=(",", ":")),
+                    item.count,
+                    item.mention,
+                    now,
+                    now,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            ids.append(cursor.lastrowid)
+        return ids
+
+    @staticmethod
+    def first_seen(db: sqlite3.Connection, project: str, fingerprint: str, now: float) -> bool:
+        """Record a fingerprint; True when it was not seen before."""
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO fingerprints (project, fingerprint, first_seen) "
+            "VALUES (?, ?, ?)",
+            (project, fingerprint, now),
+        )
+        return cursor.rowcount == 1
+
+    @staticmethod
+    def load_window(db: sqlite3.Connection, key: str) -> Window:
+        row = db.execute(
+            "SELECT last_sent, pending, pending_since FROM windows WHERE key = ?", (key,)
+        ).fetchone()
+        return Window(*row) if row else Window()
+
+    @staticmethod
+    def save_window(
+        db: sqlite3.Connection,
+        key: str,
+        uid: str,
+        window: Window,
+        due_at: float | None,
+        last_event: Mapping[str, Any] | None,
+        mention: str | None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO windows (key, uid, last_sent, pending, pending_since, due_at, "
+            "last_event, mention) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET last_sent = excluded.last_sent, "
+            "pending = excluded.pending, pending_since = excluded.pending_since, "
+            "due_at = excluded.due_at, "
+            "last_event = coalesce(excluded.last_event, windows.last_event), "
+            "mention = coalesce(excluded.mention, windows.mention)",
+            (
+                key,
+                uid,
+                window.last_sent,
+                window.pending,
+                window.pending_since,
+                due_at,
+                None if last_event is None else json.dumps(last_event, separators=(",", ":")),
+                mention,
+            ),
+        )
+
+    def due_windows(self, now: float) -> list[StoredWindow]:
+        rows = self._conn().execute(
+            "SELECT key, uid, last_sent, pending, pending_since, last_event, mention "
+            "FROM windows WHERE due_at IS NOT NULL AND due_at <= ?",
+            (now,),
+        )
+        return [
+            StoredWindow(
+                key, uid, Window(last_sent, pending, since), json.loads(ev) if ev else None, m
+            )
+            for key, uid, last_sent, pending, since, ev, m in rows
+        ]
+
+    # delivery
+
+    def recover(self) -> int:
+        """At start-up, every in-flight item of a previous run is pending again."""
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE outbox SET state = 'pending', lease_until = NULL WHERE state = 'inflight'"
+            ).rowcount
+
+    def claim(self, limit: int, lease: float, busy: Sequence[str] = ()) -> list[Item]:
+        """Claim the head item of up to ``limit`` rooms, oldest due first.
+
+        Only a room's oldest undelivered item is ever claimable, so each room is
+        delivered in order; a room with an item in flight is skipped until it is
+        acked, retried, or its lease runs out.
+        """
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'pending', lease_until = NULL "
+                "WHERE state = 'inflight' AND lease_until < ?",
+                (now,),
+            )
+            excluded = ",".join("?" * len(busy))
+            skip = f"AND (o.uid || char(0) || o.room_id) NOT IN ({excluded})" if busy else ""
+            select = (
+                "SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
+                "AND o.id = (SELECT min(id) FROM outbox h WHERE h.uid = o.uid "
+                "AND h.room_id = o.room_id AND h.state IN ('pending', 'inflight')) "
+                f"{skip} ORDER BY o.next_attempt_at, o.id LIMIT ?"
+            )
+            params: list[Any] = [now, *busy, limit]
+            if _RETURNING:
+                rows = db.execute(
+                    f"UPDATE outbox SET state = 'inflight', lease_until = ?, "
+                    f"attempts = attempts + 1 WHERE id IN ({select}) RETURNING {_COLUMNS}",
+                    [now + lease, *params],
+                ).fetchall()
+            else:
+                ids = [r[0] for r in db.execute(select, params)]
+                db.executemany(
+                    "UPDATE outbox SET state = 'inflight', lease_until = ?, "
+                    "attempts = attempts + 1 WHERE id = ?",
+                    [(now + lease, i) for i in ids],
+                )
+                marks = ",".join("?" * len(ids))
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM outbox WHERE id IN ({marks})", ids
+                ).fetchall()
+        return sorted((Item.from_row(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
+
+    def ack(self, item_id: int) -> None:
+        self._finish(item_id, "delivered", None)
+
+    def dead(self, item_id: int, reason: str) -> None:
+        self._finish(item_id, "dead", reason)
+
+    def cancel(self, item_id: int, reason: str) -> None:
+        self._finish(item_id, "cancelled", reason)
+
+    def _finish(self, item_id: int, state: ItemState, reason: str | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = ?, reason = ?, finished_at = ?, lease_until = NULL "
+                "WHERE id = ?",
+                (state, reason, self.clock(), item_id),
+            )
+
+    def retry(self, item_id: int, at: float, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
+                "lease_until = NULL WHERE id = ?",
+                (at, reason, item_id),
+            )
+
+    def cancel_integration(self, uid: str, reason: str) -> int:
+        """Pending items of a removed integration: cancelled, with the reason kept."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM windows WHERE uid = ?", (uid,))
+            return db.execute(
+                "UPDATE outbox SET state = 'cancelled', reason = ?, finished_at = ? "
+                "WHERE uid = ? AND state = 'pending'",
+                (reason, self.clock(), uid),
+            ).rowcount
+
+    def expire(self, max_age: float) -> int:
+        """Dead-letter what has waited longer than ``max_age``, keeping the last reason."""
+        now = self.clock()
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE outbox SET state = 'dead', finished_at = ?, "
+                "reason = 'expired after ' || ? || ' s: ' || coalesce(reason, 'never delivered') "
+                "WHERE state = 'pending' AND created_at < ?",
+                (now, int(max_age), now - max_age),
+            ).rowcount
+
+    def prune_finished(self, older_than: float) -> int:
+        with self.transaction() as db:
+            return db.execute(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'cancelled') AND finished_at < ?",
+                (self.clock() - older_than,),
+            ).rowcount
+
+    # reading
+
+    def get(self, item_id: int) -> Item | None:
+        row = self._conn().execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
+        found = row.fetchone()
+        return Item.from_row(found) if found else None
+
+    def items(self, state: ItemState | None = None) -> list[Item]:
+        where, params = ("WHERE state = ?", (state,)) if state else ("", ())
+        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY id", params)
+        return [Item.from_row(r) for r in rows]
+
+    def depth(self) -> dict[str, int]:
+        """Undelivered items per integration."""
+        rows = self._conn().execute(
+            "SELECT uid, count(*) FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY uid"
+        )
+        return dict(rows.fetchall())
+
+    def next_due(self) -> float | None:
+        row = (
+            self._conn()
+            .execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])

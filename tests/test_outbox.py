@@ -1,0 +1,136 @@
+"""The SQLite outbox: a real file, per-room order, leases, retries, dead letters."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from syncd.outbox import NewItem, Outbox
+from syncd.rules import Window
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def box(tmp_path: Path, clock: Clock) -> Outbox:
+    return Outbox(tmp_path / "outbox.db", clock=clock)
+
+
+def put(box: Outbox, *items: tuple[str, str, int]) -> list[int]:
+    with box.transaction() as db:
+        return Outbox.enqueue(
+            db, [NewItem(uid, room, {"n": n}) for uid, room, n in items], box.clock()
+        )
+
+
+def test_wal_mode_and_schema(box: Outbox) -> None:
+    conn = sqlite3.connect(box.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"outbox", "fingerprints", "windows"} <= tables
+
+
+def test_only_the_head_of_each_room_is_claimed(box: Outbox) -> None:
+    put(box, ("a", "1", 1), ("a", "1", 2), ("a", "2", 3), ("b", "1", 4))
+    claimed = box.claim(limit=10, lease=30)
+    assert [i.event["n"] for i in claimed] == [1, 3, 4]
+    assert box.claim(limit=10, lease=30) == []
+    box.ack(claimed[0].id)
+    (second,) = box.claim(limit=10, lease=30)
+    assert second.event["n"] == 2
+    assert second.attempts == 1
+
+
+def test_busy_rooms_are_skipped(box: Outbox) -> None:
+    put(box, ("a", "1", 1), ("a", "2", 2))
+    claimed = box.claim(limit=10, lease=30, busy=["a\0" + "1"])
+    assert [i.event["n"] for i in claimed] == [2]
+
+
+def test_retry_keeps_order_and_waits(box: Outbox, clock: Clock) -> None:
+    put(box, ("a", "1", 1), ("a", "1", 2))
+    (first,) = box.claim(limit=10, lease=30)
+    box.retry(first.id, at=clock.now + 60, reason="HTTP 500")
+    assert box.claim(limit=10, lease=30) == []  # head is waiting; item 2 must not overtake
+    clock.now += 60
+    (again,) = box.claim(limit=10, lease=30)
+    assert (again.id, again.attempts, again.reason) == (first.id, 2, "HTTP 500")
+
+
+def test_expired_lease_is_claimed_again(box: Outbox, clock: Clock) -> None:
+    put(box, ("a", "1", 1))
+    (first,) = box.claim(limit=10, lease=30)
+    clock.now += 29
+    assert box.claim(limit=10, lease=30) == []
+    clock.now += 2
+    (again,) = box.claim(limit=10, lease=30)
+    assert again.id == first.id and again.attempts == 2
+
+
+def test_recover_after_a_crash(tmp_path: Path, clock: Clock) -> None:
+    box = Outbox(tmp_path / "o.db", clock=clock)
+    put(box, ("a", "1", 1))
+    box.claim(limit=1, lease=300)
+    box.close()
+    reopened = Outbox(tmp_path / "o.db", clock=clock)
+    assert reopened.recover() == 1
+    assert [i.state for i in reopened.items()] == ["pending"]
+
+
+def test_dead_letter_after_max_age_keeps_the_reason(box: Outbox, clock: Clock) -> None:
+    (item_id,) = put(box, ("a", "1", 1))
+    (item,) = box.claim(limit=1, lease=30)
+    box.retry(item.id, at=clock.now + 10, reason="HTTP 503 Service Unavailable")
+    clock.now += 24 * 3600 + 1
+    assert box.expire(max_age=24 * 3600) == 1
+    dead = box.get(item_id)
+    assert dead is not None and dead.state == "dead"
+    assert dead.reason == "expired after 86400 s: HTTP 503 Service Unavailable"
+
+
+def test_cancel_integration(box: Outbox) -> None:
+    put(box, ("a", "1", 1), ("a", "2", 2), ("b", "1", 3))
+    assert box.cancel_integration("a", "integration removed") == 2
+    assert [(i.uid, i.state, i.reason) for i in box.items()] == [
+        ("a", "cancelled", "integration removed"),
+        ("a", "cancelled", "integration removed"),
+        ("b", "pending", None),
+    ]
+    assert box.depth() == {"b": 1}
+
+
+def test_fingerprints_and_windows_persist(tmp_path: Path, clock: Clock) -> None:
+    box = Outbox(tmp_path / "o.db", clock=clock)
+    with box.transaction() as db:
+        assert Outbox.first_seen(db, "p", "fp", clock.now)
+        assert not Outbox.first_seen(db, "p", "fp", clock.now)
+        assert Outbox.first_seen(db, "other", "fp", clock.now)
+        Outbox.save_window(db, "k", "a", Window(10.0, 3, 11.0), 70.0, {"e": 1}, None)
+    box.close()
+    again = Outbox(tmp_path / "o.db", clock=clock)
+    with again.transaction() as db:
+        assert not Outbox.first_seen(db, "p", "fp", clock.now)
+        assert Outbox.load_window(db, "k") == Window(10.0, 3, 11.0)
+    (due,) = again.due_windows(now=70.0)
+    assert (due.key, due.window.pending, due.last_event) == ("k", 3, {"e": 1})
+    assert again.due_windows(now=69.0) == []
+
+
+def test_rollback_on_error_leaves_nothing(box: Outbox) -> None:
+    with pytest.raises(RuntimeError), box.transaction() as db:
+        Outbox.enqueue(db, [NewItem("a", "1", {})], 0.0)
+        raise RuntimeError("disk said no")
+    assert box.items() == []

@@ -1,0 +1,316 @@
+"""Render one error event into the HipChat message one integration sends for it.
+
+Pure: no I/O, no clock. The result always fits HipChat's 10,000 character limit;
+it is built from parts that are shortened or dropped whole, so HTML output never
+ends inside an entity or a tag. Lengths are counted in UTF-16 code units, which
+is never less than the code point count a server may use.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from syncd.model import Color, Integration, MessageFormat
+
+MAX_MESSAGE_CHARS = 10_000
+MAX_FRAMES = 10
+ELLIPSIS = "…"
+
+# Per-part ceilings, so one hostile value cannot crowd out everything else.
+_MAX_TITLE_PIECE = 200
+_MAX_MENTIONS = 500
+_MAX_HREF = 2_100
+_MAX_SINCE = 100
+_MAX_HOSTNAME = 300
+_MAX_CLASSIFIER = 200
+_MAX_FRAME = 500
+_MAX_ATTRIBUTE_NAME = 100
+_MAX_ATTRIBUTE_VALUE = 1_000
+# Smallest room left for a value worth shortening rather than dropping.
+_MIN_SHORTENED = 16
+# Enough for the parts never dropped: mentions, title, count line and link.
+_MIN_LIMIT = 4_000
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the client posts: the ``message`` and the fields that go with it."""
+
+    text: str
+    message_format: MessageFormat
+    color: Color
+    notify: bool
+    sender: str | None = None
+
+
+def length(text: str) -> int:
+    """Size of ``text`` in UTF-16 code units (a character outside the BMP counts 2)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+Escape = Callable[[str], str]
+
+
+def _html_escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _plain(text: str) -> str:
+    return text
+
+
+def _defuse_mentions(text: str) -> str:
+    """Event text in a text message: a zero-width space keeps ``@all`` from pinging a room."""
+    return text.replace("@", "@\u200b")
+
+
+def fit(raw: str, budget: int, escape: Escape) -> str:
+    """``escape(raw)`` if it fits ``budget``, else the longest escaped prefix plus an ellipsis.
+
+    The cut is made in ``raw`` before escaping, so no entity is ever split.
+    """
+    whole = escape(raw)
+    if length(whole) <= budget:
+        return whole
+    room = budget - length(ELLIPSIS)
+    if room <= 0:
+        return ""
+    lo, hi = 0, len(raw)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if length(escape(raw[:mid])) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return escape(raw[:lo]) + ELLIPSIS
+
+
+@dataclass(frozen=True)
+class _Style:
+    escape: Escape
+    line_break: str
+    bold_open: str
+    bold_close: str
+    block_open: str
+    block_close: str
+    block_break: str
+
+    def bold(self, escaped: str) -> str:
+        return f"{self.bold_open}{escaped}{self.bold_close}"
+
+
+_HTML = _Style(_html_escape, "<br>", "<b>", "</b>", "<pre>", "</pre>", "\n")
+_TEXT = _Style(_defuse_mentions, "\n", "", "", "", "", "\n")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One line of a section: fixed (already escaped) markup, then a raw value."""
+
+    prefix: str
+    raw: str
+    cap: int
+
+
+@dataclass(frozen=True)
+class _Section:
+    title: str
+    items: tuple[_Item, ...]
+    layout: Literal["lines", "inline", "block"] = "lines"
+    omitted: int = 0
+
+
+def _render_section(section: _Section, style: _Style, budget: int) -> tuple[str, bool] | None:
+    """The section within ``budget`` and whether the budget cut it.
+
+    Whole items come first; the first that does not fit is shortened if a useful
+    part of it fits, and the rest are counted in a closing marker.
+    """
+    if section.layout == "block":
+        head, sep, closer = (
+            f"{section.title}{style.line_break}{style.block_open}",
+            style.block_break,
+            style.block_close,
+        )
+    elif section.layout == "inline":
+        head, sep, closer = f"{section.title} ", ", ", ""
+    else:
+        head, sep, closer = f"{section.title}{style.line_break}", style.line_break, ""
+
+    def marker(dropped: int) -> str:
+        return f"{ELLIPSIS} {dropped} more"
+
+    worst_marker = length(sep) + length(marker(len(section.items) + section.omitted))
+    room = budget - length(head) - length(closer) - worst_marker
+    parts: list[str] = []
+    used = 0
+    cut = False
+    for item in section.items:
+        available = room - used - (length(sep) if parts else 0) - length(item.prefix)
+        value = fit(item.raw, item.cap, style.escape)
+        if length(value) > available:
+            cut = True
+            if available < _MIN_SHORTENED:
+                break
+            value = fit(item.raw, available, style.escape)
+        used += (length(sep) if parts else 0) + length(item.prefix) + length(value)
+        parts.append(item.prefix + value)
+        if cut:
+            break
+    if not parts:
+        return None
+    dropped = len(section.items) - len(parts) + section.omitted
+    body = sep.join(parts) + (sep + marker(dropped) if dropped else "")
+    return f"{head}{body}{closer}", cut
+
+
+def _title(event: Mapping[str, Any], show_classifier: bool, style: _Style) -> str:
+    project = fit(str(event.get("project", "")), _MAX_TITLE_PIECE, style.escape)
+    new = bool(event.get("new_group"))
+    lead = "New error" if new else "Error"
+    classifiers = _strings(event.get("classifiers"))
+    subject = classifiers[0] if show_classifier and classifiers else str(event.get("fingerprint"))
+    subject_text = fit(subject, _MAX_TITLE_PIECE, style.escape)
+    when = fit(str(event.get("timestamp", "")), _MAX_SINCE, style.escape)
+    return style.bold(f"{lead} in {project}: {subject_text}") + f" at {when}"
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return []
+    return [str(v) for v in value]
+
+
+def _attributes(event: Mapping[str, Any], wanted: Sequence[str]) -> list[tuple[str, str]]:
+    attributes = event.get("attributes")
+    if not isinstance(attributes, Mapping):
+        return []
+    if not wanted:
+        return [(str(k), str(v)) for k, v in attributes.items()]
+    return [(name, str(attributes[name])) for name in wanted if name in attributes]
+
+
+def _link(event: Mapping[str, Any], style: _Style) -> str | None:
+    href = event.get("href")
+    if not isinstance(href, str) or not href.lower().startswith(("http://", "https://")):
+        return None
+    # A URL is never a mention, and a zero-width space would break it.
+    escaped = _html_escape(href) if style is _HTML else href
+    if length(escaped) > _MAX_HREF:
+        return None
+    if style is _HTML:
+        return f'<a href="{escaped}">Open in the error tracker</a>'
+    return escaped
+
+
+def _count_line(count: int, since: str | None, style: _Style) -> str | None:
+    more = count - 1
+    if more <= 0:
+        return None
+    noun = "event" if more == 1 else "events"
+    line = f"and {more} more {noun}"
+    if since:
+        line += " since " + fit(since, _MAX_SINCE, style.escape)
+    return line
+
+
+def _mentions_line(mentions: Sequence[str]) -> str | None:
+    names = [m.strip() for m in mentions if m.strip()]
+    if not names:
+        return None
+    return fit(" ".join(dict.fromkeys(names)), _MAX_MENTIONS, _plain)
+
+
+def render(
+    event: Mapping[str, Any],
+    integration: Integration,
+    mentions: Sequence[str] = (),
+    *,
+    count: int = 1,
+    since: str | None = None,
+    limit: int = MAX_MESSAGE_CHARS,
+) -> Message:
+    """The message ``integration`` sends for ``event``.
+
+    ``count`` is how many events this one notification stands for (it is more
+    than 1 when a frequency aggregated them) and ``since`` when the first of
+    them happened. Mentions only work in text messages, so any mention forces
+    the text format.
+    """
+    if count < 1:
+        raise ValueError(f"count must be 1 or more, not {count}")
+    if limit < _MIN_LIMIT:
+        raise ValueError(f"limit must be at least {_MIN_LIMIT}, not {limit}")
+    hc = integration.hipchat
+    display = integration.display
+    mention_line = _mentions_line(mentions)
+    fmt: MessageFormat = "text" if mention_line else hc.message_format
+    style = _HTML if fmt == "html" else _TEXT
+
+    head: list[str] = []
+    if mention_line:
+        head.append(mention_line)
+    head.append(_title(event, display.classifiers, style))
+    tail = [line for line in (_count_line(count, since, style), _link(event, style)) if line]
+
+    sections: dict[str, _Section] = {}
+    hostname = event.get("hostname")
+    if display.include_hostname and isinstance(hostname, str) and hostname:
+        sections["hostname"] = _Section(
+            style.bold("Host:"), (_Item("", hostname, _MAX_HOSTNAME),), "inline"
+        )
+    classifiers = _strings(event.get("classifiers"))
+    if display.classifiers and classifiers:
+        items = tuple(_Item("", c, _MAX_CLASSIFIER) for c in classifiers)
+        sections["classifiers"] = _Section(style.bold("Classifiers:"), items, "inline")
+    frames = _strings(event.get("callstack"))
+    if display.callstack and frames:
+        items = tuple(_Item("", f, _MAX_FRAME) for f in frames[:MAX_FRAMES])
+        sections["callstack"] = _Section(
+            style.bold("Callstack:"), items, "block", omitted=len(frames) - len(items)
+        )
+    attributes = _attributes(event, display.attribute_list) if display.attributes else []
+    if attributes:
+        items = tuple(
+            _Item(
+                style.bold(fit(name, _MAX_ATTRIBUTE_NAME, style.escape)) + ": ",
+                value,
+                _MAX_ATTRIBUTE_VALUE,
+            )
+            for name, value in attributes
+        )
+        sections["attributes"] = _Section(style.bold("Attributes:"), items)
+
+    sep = style.line_break
+    fixed = sep.join(head + tail)
+    # Sections share what the head and tail leave, in priority order.
+    budget = limit - length(fixed) - length(sep + ELLIPSIS)
+    rendered: dict[str, str] = {}
+    truncated = False
+    for name in ("hostname", "classifiers", "callstack", "attributes"):
+        section = sections.get(name)
+        if section is None:
+            continue
+        result = _render_section(section, style, budget - length(sep))
+        if result is None:
+            truncated = True
+            continue
+        rendered[name], cut = result
+        truncated = truncated or cut
+        budget -= length(sep) + length(rendered[name])
+    order = ("classifiers", "callstack", "attributes", "hostname")
+    lines = head + [rendered[n] for n in order if n in rendered] + tail
+    if truncated:
+        lines.append(ELLIPSIS)
+    text = sep.join(lines)
+    assert length(text) <= limit, "message parts exceeded their budget"
+    return Message(
+        text=text,
+        message_format=fmt,
+        color=hc.color,
+        notify=hc.notify,
+        sender=hc.sender,
+    )

@@ -1,0 +1,628 @@
+"""A HipChat API v2 look-alike for tests and ``syncd demo``: room notifications only.
+
+It answers like the real service where the client depends on it (status codes,
+``{"error": {...}}`` bodies, rate-limit headers, ``auth_test``), keeps what it
+received for assertions, and misbehaves on request: faults are queued per room
+or for every room and consumed one request at a time.
+
+It is stricter than HipChat in one way: a token in the ``auth_token`` query
+parameter is refused unless ``allow_query_token`` is set, so that a client that
+leaks tokens into URLs fails its tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+COLORS = frozenset({"yellow", "green", "red", "purple", "gray", "random"})
+FORMATS = frozenset({"html", "text"})
+MAX_MESSAGE = 10_000
+MAX_FROM = 64
+MAX_BODY = 1 << 20
+_NOTIFY = "notification"
+RATE_LIMIT_MESSAGE = "You have exceeded the rate limit. Please wait before trying again."
+
+FaultKind = Literal["status", "slow", "reset", "headers"]
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way to misbehave for one request; build it with the class methods."""
+
+    kind: FaultKind
+    code: int = 0
+    body: str = ""
+    response_headers: Headers = ()
+    seconds: float = 0.0
+
+    @classmethod
+    def status(
+        cls,
+        code: int,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: str | None = None,
+    ) -> Fault:
+        """Answer ``code`` with a HipChat error body (or ``body`` verbatim) and ``headers``."""
+        if body is None:
+            body = _error_body(code, message or _phrase(code))
+        return cls("status", code=code, body=body, response_headers=_pairs(headers))
+
+    @classmethod
+    def server_error(cls, code: int = 500) -> Fault:
+        return cls.status(code)
+
+    @classmethod
+    def rate_limited(
+        cls, retry_after: str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> Fault:
+        """A 429, with ``Retry-After`` when given."""
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["Retry-After"] = retry_after
+        return cls.status(429, RATE_LIMIT_MESSAGE, headers=extra)
+
+    @classmethod
+    def flood_control(cls, *, headers: Mapping[str, str] | None = None) -> Fault:
+        """The 403 some HipChat servers answer when a room gets too many messages."""
+        return cls.status(403, RATE_LIMIT_MESSAGE, headers=headers)
+
+    @classmethod
+    def slow(cls, seconds: float) -> Fault:
+        """Wait ``seconds`` before handling the request normally."""
+        return cls("slow", seconds=seconds)
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """Read the request, then drop the connection without an answer."""
+        return cls("reset")
+
+    @classmethod
+    def with_headers(cls, headers: Mapping[str, str]) -> Fault:
+        """Handle the request normally and add ``headers`` to the answer."""
+        return cls("headers", response_headers=_pairs(headers))
+
+
+def _pairs(headers: Mapping[str, str] | None) -> Headers:
+    return tuple((str(k), str(v)) for k, v in (headers or {}).items())
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+def _error_body(code: int, message: str) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "type": _phrase(code)}})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """HipChat's documented budgets: per token per window, per room per window."""
+
+    rate: int = 500
+    rate_window: float = 300.0
+    flood: int = 30
+    flood_window: float = 60.0
+
+
+HIPCHAT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class ServerRoom:
+    """A room the server knows: addressed by ``id`` or, if given, by ``name``."""
+
+    id: str
+    token: str = field(repr=False)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A notification the server accepted."""
+
+    room: str
+    body: Mapping[str, Any]
+    headers: Mapping[str, str]
+    time: float
+    path: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Any request the server saw and how it answered (``None``: connection dropped)."""
+
+    method: str
+    path: str
+    room: str | None
+    status: int | None
+    time: float
+    fault: FaultKind | None = None
+
+
+@dataclass
+class _Window:
+    used: int
+    ends: float
+
+
+@dataclass
+class _Queued:
+    fault: Fault
+    left: int
+
+
+class _State:
+    """Everything the handler threads share; one lock guards it."""
+
+    def __init__(
+        self,
+        rooms: tuple[ServerRoom, ...],
+        limits: Limits | None,
+        allow_query_token: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.rooms = rooms
+        self.limits = limits
+        self.allow_query_token = allow_query_token
+        self.clock = clock
+        self.lock = threading.Condition()
+        self.stopping = threading.Event()
+        self.received: list[Received] = []
+        self.attempts: list[Attempt] = []
+        self.faults: dict[str | None, deque[_Queued]] = {}
+        self.windows: dict[tuple[str, str], _Window] = {}
+        self.connections: set[socket.socket] = set()
+
+    def find_room(self, key: str) -> ServerRoom | None:
+        for room in self.rooms:
+            if room.id == key:
+                return room
+        folded = key.casefold()
+        for room in self.rooms:
+            if room.name is not None and room.name.casefold() == folded:
+                return room
+        return None
+
+    def take_fault(self, room: ServerRoom | None) -> Fault | None:
+        with self.lock:
+            for key in ((room.id,) if room else ()) + (None,):
+                queue = self.faults.get(key)
+                if queue:
+                    queued = queue[0]
+                    queued.left -= 1
+                    if queued.left <= 0:
+                        queue.popleft()
+                    return queued.fault
+        return None
+
+    def spend(self, kind: str, key: str, budget: int, window: float) -> tuple[int, int, int]:
+        """Count one use; returns (limit, remaining before this use, reset unix time)."""
+        now = self.clock()
+        with self.lock:
+            current = self.windows.get((kind, key))
+            if current is None or current.ends <= now:
+                current = _Window(0, now + window)
+                self.windows[(kind, key)] = current
+            remaining = budget - current.used
+            if remaining > 0:
+                current.used += 1
+            return budget, remaining, math.ceil(current.ends)
+
+    def record(self, attempt: Attempt, received: Received | None = None) -> None:
+        with self.lock:
+            self.attempts.append(attempt)
+            if received is not None:
+                self.received.append(received)
+            self.lock.notify_all()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: _State
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("test server: connection from %s ended with an error", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "hipchat-test"
+    timeout = 30
+
+    @property
+    def state(self) -> _State:
+        return cast(_Server, self.server).state
+
+    def setup(self) -> None:
+        super().setup()
+        with self.state.lock:
+            self.state.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.state.lock:
+            self.state.connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("test server: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def _handle(self, method: str) -> None:
+        try:
+            self._dispatch(method)
+        except OSError:
+            self.close_connection = True
+        except Exception:
+            log.exception("test server: handler failed")
+            self.close_connection = True
+
+    def _answer(
+        self,
+        method: str,
+        room: str | None,
+        code: int,
+        body: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+        fault: FaultKind | None = None,
+        received: Received | None = None,
+    ) -> None:
+        self.state.record(
+            Attempt(method, self.path, room, code, self.state.clock(), fault), received
+        )
+        payload = body.encode()
+        self.send_response(code)
+        # A later header replaces an earlier one: injected headers win over computed ones.
+        merged = {name.lower(): (name, value) for name, value in headers}
+        for name, value in merged.values():
+            self.send_header(name, value)
+        if payload:
+            self.send_header("Content-Type", "application/json")
+        if code != 204:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+    def _error(
+        self,
+        method: str,
+        room: str | None,
+        code: int,
+        message: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self._answer(method, room, code, _error_body(code, message), headers)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return None
+        try:
+            size = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return None
+        if size < 0 or size > MAX_BODY:
+            return None
+        return self.rfile.read(size) if size else b""
+
+    def _dispatch(self, method: str) -> None:
+        state = self.state
+        raw = self._read_body()
+        if raw is None:
+            self.close_connection = True
+            self._error(method, None, 413, "Request body too large or without a length")
+            return
+        parts = urlsplit(self.path)
+        segments = parts.path.split("/")
+        if len(segments) != 5 or segments[:3] != ["", "v2", "room"] or segments[4] != _NOTIFY:
+            self._error(method, None, 404, "Resource not found")
+            return
+        room = state.find_room(unquote(segments[3]))
+        fault = state.take_fault(room)
+        room_id = room.id if room else None
+        extra: Headers = ()
+        if fault is not None:
+            if fault.kind == "reset":
+                state.record(Attempt(method, self.path, room_id, None, state.clock(), "reset"))
+                self._drop()
+                return
+            if fault.kind == "status":
+                self._answer(
+                    method, room_id, fault.code, fault.body, fault.response_headers, "status"
+                )
+                return
+            if fault.kind == "slow" and state.stopping.wait(fault.seconds):
+                self.close_connection = True
+                return
+            extra = fault.response_headers
+        if method != "POST":
+            self._error(method, room_id, 405, f"Method {method} is not allowed here")
+            return
+        if room is None:
+            self._error(method, None, 404, "Room not found")
+            return
+        query = parse_qs(parts.query)
+        if "auth_token" in query and not state.allow_query_token:
+            self._error(method, room.id, 401, "auth_token in the URL is refused by this server")
+            return
+        token = self._token(query)
+        if token is None or token != room.token:
+            message = "Invalid OAuth session" if token else "Authenticated requests only."
+            self._error(method, room.id, 401, message)
+            return
+        limit_headers = self._spend_rate(method, token, room)
+        if limit_headers is None:
+            return
+        if query.get("auth_test") == ["true"]:
+            body = {
+                "success": {
+                    "code": 202,
+                    "type": "Accepted",
+                    "message": "This auth_token has access to use this method.",
+                }
+            }
+            self._answer(method, room.id, 202, json.dumps(body), limit_headers + extra)
+            return
+        data, problem = _parse_notification(raw, self.headers.get("Content-Type", ""))
+        if problem is not None:
+            self._error(method, room.id, 400, problem, limit_headers)
+            return
+        flood_headers = self._spend_flood(room, limit_headers)
+        if flood_headers is None:
+            return
+        received = Received(
+            room=room.id,
+            body=data,
+            headers=dict(self.headers.items()),
+            time=state.clock(),
+            path=self.path,
+        )
+        self._answer(
+            method,
+            room.id,
+            204,
+            headers=limit_headers + flood_headers + extra,
+            fault=fault.kind if fault else None,
+            received=received,
+        )
+
+    def _token(self, query: Mapping[str, list[str]]) -> str | None:
+        header = self.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        if query.get("auth_token"):
+            return query["auth_token"][0]
+        return None
+
+    def _spend_rate(self, method: str, token: str, room: ServerRoom) -> Headers | None:
+        limits = self.state.limits
+        if limits is None:
+            return ()
+        limit, remaining, reset = self.state.spend("token", token, limits.rate, limits.rate_window)
+        headers = (
+            ("X-Ratelimit-Limit", str(limit)),
+            ("X-Ratelimit-Remaining", str(max(remaining - 1, 0))),
+            ("X-Ratelimit-Reset", str(reset)),
+        )
+        if remaining <= 0:
+            self._error(method, room.id, 429, RATE_LIMIT_MESSAGE, headers)
+            return None
+        return headers
+
+    def _spend_flood(self, room: ServerRoom, limit_headers: Headers) -> Headers | None:
+        limits = self.state.limits
+        if limits is None:
+            return ()
+        limit, remaining, reset = self.state.spend(
+            "room", room.id, limits.flood, limits.flood_window
+        )
+        headers = (
+            ("X-FloodControl-Limit", str(limit)),
+            ("X-FloodControl-Remaining", str(max(remaining - 1, 0))),
+            ("X-FloodControl-Reset", str(reset)),
+        )
+        if remaining <= 0:
+            self._error("POST", room.id, 429, RATE_LIMIT_MESSAGE, limit_headers + headers)
+            return None
+        return headers
+
+    def _drop(self) -> None:
+        """Close with a TCP reset, so the client sees the connection fail mid-request."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+
+def _parse_notification(raw: bytes, content_type: str) -> tuple[dict[str, Any], str | None]:
+    if "json" not in content_type.lower():
+        return {}, "Content-Type must be application/json"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}, "The request body cannot be parsed as JSON"
+    if not isinstance(data, dict):
+        return {}, "The request body must be a JSON object"
+    message = data.get("message")
+    if not isinstance(message, str):
+        return data, "Missing required field 'message'"
+    if not 1 <= len(message) <= MAX_MESSAGE:
+        return data, f"Message must be between 1 and {MAX_MESSAGE} characters (got {len(message)})"
+    if data.get("message_format", "html") not in FORMATS:
+        return data, "message_format must be one of: html, text"
+    if data.get("color", "yellow") not in COLORS:
+        return data, "color must be one of: " + ", ".join(sorted(COLORS))
+    if not isinstance(data.get("notify", False), bool):
+        return data, "notify must be a boolean"
+    sender = data.get("from", "")
+    if not isinstance(sender, str) or len(sender) > MAX_FROM:
+        return data, f"from must be a string of at most {MAX_FROM} characters"
+    return data, None
+
+
+class HipChatServer:
+    """A HipChat look-alike on 127.0.0.1 (port chosen by the OS); use it as a context manager.
+
+    ``rooms`` maps a room ID (digits) or name to its token, or lists
+    :class:`ServerRoom` values. ``limits`` enables HipChat's budgets and their
+    headers (default: the documented 500 per 5 minutes per token and 30 a
+    minute per room); pass ``None`` for neither, e.g. in a bulk benchmark.
+    """
+
+    def __init__(
+        self,
+        rooms: Mapping[str, str] | Iterable[ServerRoom],
+        *,
+        limits: Limits | None = HIPCHAT_LIMITS,
+        allow_query_token: bool = False,
+        clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if isinstance(rooms, Mapping):
+            listed = tuple(
+                ServerRoom(key, token, None if key.isdigit() else key)
+                for key, token in ((str(k), str(v)) for k, v in rooms.items())
+            )
+        else:
+            listed = tuple(rooms)
+        self._state = _State(listed, limits, allow_query_token, clock)
+        self._host = host
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The endpoint to configure, e.g. ``http://127.0.0.1:40123``."""
+        if self._server is None:
+            raise RuntimeError("the server is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> HipChatServer:
+        if self._server is not None:
+            return self
+        server = _Server((self._host, 0), _Handler)
+        server.state = self._state
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.name = f"hipchat-test-server-{server.server_address[1]}"
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._state.stopping.set()
+        server.shutdown()
+        with self._state.lock:
+            connections = list(self._state.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> HipChatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def inject(self, fault: Fault, *, times: int = 1, room: str | None = None) -> None:
+        """Queue ``fault`` for the next ``times`` requests to ``room`` (ID or name) or any room.
+
+        A room's own faults are used before the faults for any room.
+        """
+        if times < 1:
+            raise ValueError("times must be 1 or more")
+        key: str | None = None
+        if room is not None:
+            found = self._state.find_room(room)
+            if found is None:
+                raise KeyError(f"unknown room {room!r}")
+            key = found.id
+        with self._state.lock:
+            self._state.faults.setdefault(key, deque()).append(_Queued(fault, times))
+
+    def clear_faults(self) -> None:
+        with self._state.lock:
+            self._state.faults.clear()
+
+    @property
+    def messages(self) -> list[Received]:
+        with self._state.lock:
+            return list(self._state.received)
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        with self._state.lock:
+            return list(self._state.attempts)
+
+    def messages_for(self, room: str) -> list[Received]:
+        found = self._state.find_room(room)
+        key = found.id if found else room
+        return [m for m in self.messages if m.room == key]
+
+    def wait_for_messages(
+        self, count: int, *, room: str | None = None, timeout: float = 5.0
+    ) -> list[Received]:
+        """Block until ``count`` messages (to ``room``, if given) arrived; ``TimeoutError`` else."""
+
+        def matching() -> list[Received]:
+            if room is None:
+                return list(self._state.received)
+            found = self._state.find_room(room)
+            key = found.id if found else room
+            return [m for m in self._state.received if m.room == key]
+
+        with self._state.lock:
+            if not self._state.lock.wait_for(lambda: len(matching()) >= count, timeout):
+                raise TimeoutError(
+                    f"{len(matching())} of {count} messages arrived within {timeout}s"
+                )
+            return matching()
+
+    def reset_records(self) -> None:
+        """Forget received messages, attempts and rate-limit windows (faults stay queued)."""
+        with self._state.lock:
+            self._state.received.clear()
+            self._state.attempts.clear()
+            self._state.windows.clear()

@@ -80,6 +80,7 @@ class ConfigSet:
     diagnostics: tuple[Diagnostic, ...]
     integrations: tuple[Integration, ...]
     digest: str = ""
+    file_digests: tuple[str, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -99,6 +100,7 @@ def assemble(results: Sequence[FileResult]) -> ConfigSet:
         diagnostics=tuple(diagnostics),
         integrations=tuple(i for r in results for i in r.integrations) if valid else (),
         digest=set_hash.hexdigest(),
+        file_digests=tuple(r.loaded.digest for r in results),
     )
 
 

@@ -142,7 +142,9 @@ class Outbox:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -226,7 +228,8 @@ class Outbox:
             "pending = excluded.pending, pending_since = excluded.pending_since, "
             "due_at = excluded.due_at, "
             "last_event = coalesce(excluded.last_event, windows.last_event), "
-            "mention = coalesce(excluded.mention, windows.mention)",
+            "mention = CASE WHEN excluded.last_event IS NULL THEN windows.mention "
+            "ELSE excluded.mention END",
             (
                 key,
                 uid,

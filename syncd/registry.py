@@ -23,12 +23,38 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class RoomHealth:
+    healthy: bool = True
+    last_delivery: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass
 class RuntimeState:
     """What a notifier accumulates while it runs; survives updates of its config."""
 
     created_at: float
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     counters: dict[str, int] = field(default_factory=dict)
+    rooms: dict[str, RoomHealth] = field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + n
+
+    def delivered(self, room_id: str, at: float) -> None:
+        with self.lock:
+            health = self.rooms.setdefault(room_id, RoomHealth())
+            health.healthy, health.last_delivery = True, at
+            self.counters["delivered"] = self.counters.get("delivered", 0) + 1
+
+    def failed(self, room_id: str, at: float, reason: str, *, permanent: bool) -> None:
+        with self.lock:
+            health = self.rooms.setdefault(room_id, RoomHealth())
+            health.last_error, health.last_error_at = reason, at
+            if permanent:
+                health.healthy = False
 
 
 @dataclass(frozen=True)
@@ -98,12 +124,14 @@ class Registry:
         self.last_attempt: Outcome | None = None
         self.last_success: Outcome | None = None
         self.last_failure: Outcome | None = None
+        self.attempts = 0
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     def apply(self, config: ConfigSet, revision: str) -> Outcome:
         with self._write:
+            self.attempts += 1
             outcome = self._apply(config, revision)
             self.last_attempt = outcome
             if outcome.ok:

@@ -1,0 +1,224 @@
+"""Ingest, rules, outbox and delivery together, in this process, against the
+HipChat test server over real HTTP, with a real SQLite outbox."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+
+from syncd.configset import load_config_set
+from syncd.dispatch import DispatchConfig, Dispatcher
+from syncd.hipchat import HipChatClient
+from syncd.ingest import Ingest, validate_events
+from syncd.outbox import Outbox
+from syncd.registry import Registry
+from syncd.testing.hipchat_server import Fault, HipChatServer
+
+from .conftest import wait_for
+
+TOKEN_A, TOKEN_B = "room-a-token-0001", "room-b-token-0002"
+
+
+def integration(uid: str, endpoint: str, extra: str = "", rooms: str = "") -> str:
+    rooms = rooms or "        - {id: 1001, token: {env: TOKEN_A}}\n"
+    return (
+        f"  - uid: {uid}\n    project: shop\n    name: {uid}\n"
+        f"    hipchat:\n      endpoint: {endpoint}\n      rooms:\n{rooms}{extra}"
+    )
+
+
+def event(fingerprint: str = "fp", **fields: Any) -> dict[str, Any]:
+    return {
+        "project": "shop",
+        "fingerprint": fingerprint,
+        "timestamp": "2026-11-26T12:00:00Z",
+        "classifiers": ["KeyError"],
+        "attributes": {"team": "core"},
+        **fields,
+    }
+
+
+@dataclass
+class Rig:
+    server: HipChatServer
+    registry: Registry
+    outbox: Outbox
+    ingest: Ingest
+    dispatcher: Dispatcher
+    config_dir: Path
+
+    def apply(self, *integrations: str) -> None:
+        path = self.config_dir / "integrations.yaml"
+        path.write_text("version: 1\nintegrations:\n" + "".join(integrations))
+        config = load_config_set([self.config_dir])
+        assert config.valid, [str(d) for d in config.diagnostics]
+        assert self.registry.apply(config, "test").ok
+
+    def send(self, *events: dict[str, Any]) -> int:
+        valid, problems = validate_events(list(events))
+        assert problems == []
+        return self.ingest.submit(valid).notifications
+
+    def texts(self, room: str = "1001") -> list[str]:
+        return [str(m.body["message"]) for m in self.server.messages_for(room)]
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    monkeypatch.setenv("TOKEN_A", TOKEN_A)
+    monkeypatch.setenv("TOKEN_B", TOKEN_B)
+    server = HipChatServer({"1001": TOKEN_A, "1002": TOKEN_B}, limits=None).start()
+    registry = Registry()
+    outbox = Outbox(tmp_path / "outbox.db", clock=lambda: time.time())
+    client = HipChatClient(backoff_base=0.01, backoff_cap=0.05)
+    dispatcher = Dispatcher(
+        outbox, registry, client, DispatchConfig(workers=2, idle_poll=0.05, hold_disabled=0.05)
+    )
+    ingest = Ingest(outbox, registry, clock=lambda: time.time(), on_enqueued=dispatcher.wake)
+    (tmp_path / "config").mkdir()
+    rig = Rig(server, registry, outbox, ingest, dispatcher, tmp_path / "config")
+    yield rig
+    dispatcher.stop(timeout=5)
+    client.close()
+    outbox.close()
+    server.close()
+
+
+def test_group_notifies_once_per_fingerprint(rig: Rig) -> None:
+    rig.apply(integration("a", rig.server.url))
+    rig.dispatcher.start()
+    assert rig.send(event("fp1"), event("fp1"), event("fp2")) == 2
+    assert rig.send(event("fp1")) == 0
+    rig.server.wait_for_messages(2)
+    texts = rig.texts()
+    assert len(texts) == 2 and all("KeyError" in t for t in texts)
+
+
+def test_new_group_flag_overrides_the_store(rig: Rig) -> None:
+    rig.apply(integration("a", rig.server.url))
+    assert rig.send(event("fp", new_group=False)) == 0
+    assert rig.send(event("fp", new_group=True)) == 1
+
+
+def test_actions_filter_and_mention(rig: Rig) -> None:
+    actions = (
+        "    actions:\n"
+        '      - {action: filter, attribute: "*", regex: ".*"}\n'
+        '      - {action: submit, attribute: dc, regex: "^nyc$"}\n'
+        '      - {action: mention, attribute: team, regex: "^payments$", target: "@payments"}\n'
+    )
+    rig.apply(integration("a", rig.server.url, actions + "    trigger: {event: trace}\n"))
+    rig.dispatcher.start()
+    assert rig.send(event(attributes={"dc": "sfo"})) == 0
+    assert rig.send(event(attributes={"dc": "nyc"})) == 1
+    assert rig.send(event(attributes={"dc": "nyc", "team": "payments"})) == 1
+    first, second = (m.body for m in rig.server.wait_for_messages(2))
+    assert first["message_format"] == "html"
+    assert second["message_format"] == "text"
+    assert str(second["message"]).startswith("@payments")
+
+
+def test_frequency_aggregates_and_flushes_with_the_count(rig: Rig) -> None:
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace, frequency: 5m}\n"))
+    with freeze_time("2026-11-26 12:00:00") as clock:
+        assert rig.send(event()) == 1
+        for _ in range(4):
+            clock.tick(30)
+            assert rig.send(event()) == 0
+        assert rig.ingest.flush_due() == 0
+        clock.tick(181)
+        assert rig.ingest.flush_due() == 1
+    rig.dispatcher.start()
+    first, digest = rig.server.wait_for_messages(2)
+    assert "more events" not in str(first.body["message"])
+    assert str(digest.body["message"]).endswith("and 3 more events")
+
+
+def test_threshold_fires_inside_the_window(rig: Rig) -> None:
+    rig.apply(
+        integration(
+            "a", rig.server.url, "    trigger: {event: trace, frequency: 1h, threshold: 3}\n"
+        )
+    )
+    with freeze_time("2026-11-26 12:00:00"):
+        sent = [rig.send(event()) for _ in range(7)]
+    assert sent == [1, 0, 0, 1, 0, 0, 1]
+
+
+def test_aggregation_survives_a_restart(rig: Rig, tmp_path: Path) -> None:
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace, frequency: 1m}\n"))
+    with freeze_time("2026-11-26 12:00:00") as clock:
+        rig.send(event(), event(), event())
+        rig.outbox.close()
+        reopened = Outbox(tmp_path / "outbox.db", clock=lambda: time.time())
+        again = Ingest(reopened, rig.registry, clock=lambda: time.time())
+        clock.tick(61)
+        assert again.flush_due() == 1
+        reopened.close()
+
+
+def test_disabled_holds_and_stopped_drops(rig: Rig) -> None:
+    rig.apply(
+        integration("held", rig.server.url, "    state: disabled\n    trigger: {event: trace}\n"),
+        integration("halted", rig.server.url, "    state: stopped\n    trigger: {event: trace}\n"),
+    )
+    rig.dispatcher.start()
+    assert rig.send(event()) == 1  # the stopped one does not even queue
+    wait_for(lambda: rig.outbox.items()[0].reason == "integration disabled")
+    assert rig.server.messages == []
+    rig.apply(integration("held", rig.server.url, "    trigger: {event: trace}\n"))
+    rig.server.wait_for_messages(1)
+
+
+def test_retries_keep_the_order_of_each_room(rig: Rig) -> None:
+    rooms = (
+        "        - {id: 1001, token: {env: TOKEN_A}}\n        - {id: 1002, token: {env: TOKEN_B}}\n"
+    )
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n", rooms))
+    rig.server.inject(Fault.server_error(500), times=3, room="1001")
+    rig.server.inject(Fault.reset(), times=2, room="1001")
+    for n in range(10):
+        rig.send(event(attributes={"n": str(n)}))
+    rig.dispatcher.start()
+    rig.server.wait_for_messages(10, room="1001", timeout=20)
+    rig.server.wait_for_messages(10, room="1002", timeout=20)
+    for room in ("1001", "1002"):
+        order = [t.split("<b>n</b>: ")[1][:1] for t in rig.texts(room)]
+        assert order == [str(n) for n in range(10)]
+    wait_for(lambda: [i.state for i in rig.outbox.items()] == ["delivered"] * 20)
+
+
+def test_permanent_failure_is_dead_lettered_and_marks_the_room(rig: Rig) -> None:
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n"))
+    rig.server.inject(Fault.status(404, "Room not found"), room="1001")
+    rig.send(event())
+    rig.dispatcher.start()
+    wait_for(lambda: rig.outbox.items()[0].state == "dead")
+    item = rig.outbox.items()[0]
+    assert item.reason is not None and "404" in item.reason
+    health = rig.registry.snapshot.notifiers["a"].state.rooms["1001"]
+    assert not health.healthy
+    assert TOKEN_A not in str(item) and TOKEN_A not in str(health)
+
+
+def test_updated_integration_sends_pending_items_with_the_new_settings(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n"))
+    rig.send(event())
+    rotated = "room-a-token-rotated"
+    rig.server.close()
+    server = HipChatServer({"1001": rotated}, limits=None).start()
+    rig.server = server
+    monkeypatch.setenv("TOKEN_A", rotated)
+    rig.apply(integration("a", server.url, "      color: red\n    trigger: {event: trace}\n"))
+    rig.dispatcher.start()
+    (message,) = server.wait_for_messages(1)
+    assert message.body["color"] == "red"
+    assert message.headers["Authorization"] == f"Bearer {rotated}"

@@ -33,7 +33,13 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
+            visited: set[tuple[int, int]] = set()
             for root, dirs, files in os.walk(path, followlinks=True):
+                st = os.stat(root)
+                if (st.st_dev, st.st_ino) in visited:
+                    dirs[:] = []  # a symlink loop, or a directory linked twice
+                    continue
+                visited.add((st.st_dev, st.st_ino))
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(
                     Path(root) / f

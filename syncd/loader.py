@@ -22,14 +22,36 @@ from syncd.diagnostics import Diagnostic, Severity, json_path
 
 MAX_FILE_BYTES = 1 << 20
 
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_LIBYAML = hasattr(yaml, "CSafeLoader")
+_Loader: type[Any] = yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader
+MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL, TIMESTAMP = (
     _TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")
 )
 SEQ, MAP, MERGE = _TAG + "seq", _TAG + "map", _TAG + "merge"
+_KNOWN_SCALARS = frozenset({INT, FLOAT, BOOL, NULL, TIMESTAMP})
+
+
+class _ScalarError(Exception):
+    """A tagged scalar whose text does not read as its tag."""
+
+
+def _read_scalar(node: ScalarNode) -> Any:
+    """The value of a core-schema scalar; nothing is cached between calls."""
+    constructor = yaml.constructor.SafeConstructor
+    try:
+        return constructor.yaml_constructors[node.tag](_STATELESS, node)
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, IndexError):
+        raise _ScalarError(node.tag.removeprefix(_TAG)) from None
+
+
+class _Stateless(yaml.constructor.SafeConstructor):
+    """Scalar constructors only read the node; this instance is never given state."""
+
+
+_STATELESS = _Stateless()
 _PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 _PLAIN_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _PLAIN_BOOL = frozenset({"true", "false", "True", "False", "TRUE", "FALSE"})
@@ -95,10 +117,16 @@ def _find_pair(node: MappingNode, key: str) -> tuple[Node, Node] | None:
     return found
 
 
+# YAML's line breaks: CR LF, CR, LF, NEL, LS, PS.
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n|\xc2\x85|\xe2\x80[\xa8\xa9]")
+_TEXT_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:
-    line_start = data.rfind(b"\n", 0, offset) + 1
+    breaks = list(_LINE_BREAK.finditer(data, 0, offset))
+    line_start = breaks[-1].end() if breaks else 0
     col = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
-    return data.count(b"\n", 0, offset) + 1, col
+    return len(breaks) + 1, col
 
 
 def load_file(path: Path, display: str | None = None) -> LoadedFile:
@@ -142,16 +170,28 @@ def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> Loade
         if "&" in text or "*" in text:
             _report_anchors(text, loaded)
         root = _compose(text)
+    except yaml.reader.ReaderError as exc:
+        if _LIBYAML:  # libyaml counts UTF-8 bytes, the Python reader characters
+            line, col = _line_col(text.encode("utf-8", "surrogatepass"), exc.position)
+        else:
+            line, col = _text_line_col(text, exc.position)
+        what = f"character U+{exc.character:04X}" if isinstance(exc.character, int) else "byte"
+        loaded.diagnostics.append(
+            Diagnostic(name, line, col, "", f"{what} is not allowed in YAML ({exc.reason})")
+        )
+        return loaded
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
             problem = f"{exc.context}, {exc.problem}"
+        problem = " ".join(problem.split())
         loaded.diagnostics.append(Diagnostic(name, line, col, "", f"YAML syntax: {problem}"))
         return loaded
     except yaml.YAMLError as exc:
-        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"YAML syntax: {exc}"))
+        message = " ".join(str(exc).split())
+        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"YAML syntax: {message}"))
         return loaded
     if root is None:
         loaded.diagnostics.append(
@@ -161,6 +201,13 @@ def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> Loade
     loaded.root = root
     loaded.data = _Builder(loaded).build(root, ())
     return loaded
+
+
+def _text_line_col(text: str, position: int) -> tuple[int, int]:
+    head = text[:position]
+    breaks = list(_TEXT_LINE_BREAK.finditer(head))
+    line_start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, position - line_start + 1
 
 
 def _compose(text: str) -> Node | None:
@@ -208,6 +255,9 @@ class _Builder:
         )
 
     def build(self, node: Node, path: DataPath) -> Any:
+        if len(path) > MAX_DEPTH:
+            self.error(node, path, f"nested deeper than {MAX_DEPTH} levels")
+            return None
         if id(node) in self.seen:
             # An alias: reported by the token scan, never expanded.
             self.loaded.reported_paths.add(path)
@@ -248,11 +298,14 @@ class _Builder:
             self.error(node, path, "merge keys (<<) are not supported; write the keys out")
             return None
         if node.tag != STR:
+            if node.tag in _KNOWN_SCALARS:
+                what = f"is read by YAML as {_describe(node)}"
+            else:
+                what = f"has the YAML tag {node.tag}"
             self.error(
                 node,
                 (*path, node.value),
-                f"key {node.value!r} is read by YAML as {_describe(node)}; "
-                f'keys must be strings: quote it ("{node.value}")',
+                f'key {node.value!r} {what}; keys must be strings: quote it ("{node.value}")',
             )
             return None
         return str(node.value)
@@ -261,10 +314,14 @@ class _Builder:
         tag, text, plain = node.tag, node.value, not node.style
         if tag == STR:
             return text
-        if tag not in (INT, FLOAT, BOOL, NULL, TIMESTAMP):
+        if tag not in _KNOWN_SCALARS:
             self.error(node, path, f"YAML tag {tag} is not supported")
             return text
-        value = _CONSTRUCTOR.construct_object(node)
+        try:
+            value = _read_scalar(node)
+        except _ScalarError as exc:
+            self.error(node, path, f"{text!r} cannot be read as YAML {exc}")
+            return text
         if not plain:
             return value
         if tag == TIMESTAMP:
@@ -301,7 +358,10 @@ def _json_literal(value: object) -> str:
 
 def _describe(node: ScalarNode) -> str:
     """What YAML made of a plain scalar, in words."""
-    value = _CONSTRUCTOR.construct_object(node)
+    try:
+        value = _read_scalar(node)
+    except _ScalarError:
+        return f"a {node.tag.removeprefix(_TAG)} it cannot read"
     if node.tag == BOOL:
         return f"the boolean {_json_literal(value)}"
     if node.tag == INT:

@@ -30,9 +30,15 @@ def load_schema(name: str) -> dict[str, Any]:
 def validator(name: str) -> jsonschema.protocols.Validator:
     """A validator per schema, built once: creating one is the costly part."""
     schema = load_schema(name)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    base = jsonschema.validators.validator_for(schema)
+    base.check_schema(schema)
+    # JSON Schema counts 300.0 as an integer; a room id or a threshold must not be a float.
+    strict_integers = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    cls = jsonschema.validators.extend(base, type_checker=strict_integers)  # type: ignore[no-untyped-call]
+    validator: jsonschema.protocols.Validator = cls(schema)
+    return validator
 
 
 _TYPE_WORDS = {
@@ -84,6 +90,8 @@ def _message(error: ValidationError) -> str:
     if kind == "type":
         types = expected if isinstance(expected, list) else [expected]
         words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+        if value is None:
+            return f"expected {words}, got nothing"
         return f"expected {words}, got {_yaml_type(value)} ({_short(value)})"
     if kind == "enum":
         return f"{_short(value)} is not one of: {', '.join(str(v) for v in expected)}"

@@ -109,6 +109,6 @@ def test_unreadable_input_never_gives_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stdout.splitlines() == [
-        "bin.yaml:2:118: error: invalid UTF-8 byte 0x80; save as UTF-8",
+        "bin.yaml:3:115: error: invalid UTF-8 byte 0x80; save as UTF-8",
         "link.yaml:1:1: error: cannot read file: No such file or directory",
     ]

@@ -1,0 +1,229 @@
+"""The daemon in this process: real files, the real watchdog observer, real git."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from syncd.daemon import Daemon, DaemonConfig
+from syncd.plan import Plan
+from syncd.registry import Snapshot
+
+from .conftest import minimal, wait_for
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
+
+
+class Recorder:
+    """Keeps every snapshot that changed the registry, for "never partial" checks."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.snapshots: list[Snapshot] = []
+
+    def __call__(self, plan: Plan, snapshot: Snapshot) -> None:
+        if plan.changed:
+            with self.lock:
+                self.snapshots.append(snapshot)
+
+    def uids(self) -> list[list[str]]:
+        with self.lock:
+            return [sorted(s.notifiers) for s in self.snapshots]
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIPCHAT_TOKEN", "daemon-test-token")
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "config"
+    path.mkdir()
+    (path / "a.yaml").write_text(minimal("a"))
+    return path
+
+
+def start(config_dir: Path, **options: float) -> tuple[Daemon, Recorder]:
+    state = config_dir.parent / f"state-{config_dir.name}"
+    daemon = Daemon(DaemonConfig(config_dir, state_dir=state, port=0, **options))  # type: ignore[arg-type]
+    recorder = Recorder()
+    daemon.registry.add_listener(recorder)
+    assert daemon.start().ok
+    return daemon, recorder
+
+
+@pytest.fixture
+def running(config_dir: Path) -> Iterator[tuple[Daemon, Recorder]]:
+    daemon, recorder = start(config_dir)
+    yield daemon, recorder
+    daemon.shutdown()
+
+
+def uids(daemon: Daemon) -> list[str]:
+    return sorted(daemon.registry.snapshot.notifiers)
+
+
+def test_edit_updates_the_registry(config_dir: Path, running: tuple[Daemon, Recorder]) -> None:
+    daemon, _ = running
+    (config_dir / "a.yaml").write_text(minimal("a") + "    state: disabled\n")
+    wait_for(lambda: daemon.registry.snapshot.notifiers["a"].integration.state == "disabled")
+
+
+def test_atomic_save_by_rename(config_dir: Path, running: tuple[Daemon, Recorder]) -> None:
+    daemon, _ = running
+    tmp = config_dir / ".a.yaml.tmp123"
+    tmp.write_text(minimal("a") + "    state: stopped\n")
+    os.replace(tmp, config_dir / "a.yaml")
+    wait_for(lambda: daemon.registry.snapshot.notifiers["a"].integration.state == "stopped")
+
+
+def test_vim_style_save(config_dir: Path, running: tuple[Daemon, Recorder]) -> None:
+    daemon, _ = running
+    target = config_dir / "a.yaml"
+    (config_dir / "4913").write_text("")
+    (config_dir / "4913").unlink()
+    os.rename(target, config_dir / "a.yaml~")
+    target.write_text(minimal("a") + "    state: disabled\n")
+    (config_dir / "a.yaml~").unlink()
+    wait_for(lambda: daemon.registry.snapshot.notifiers["a"].integration.state == "disabled")
+
+
+def test_new_file_creates_and_delete_prunes(
+    config_dir: Path, running: tuple[Daemon, Recorder]
+) -> None:
+    daemon, _ = running
+    (config_dir / "b.yaml").write_text(minimal("b"))
+    wait_for(lambda: uids(daemon) == ["a", "b"])
+    (config_dir / "b.yaml").unlink()
+    wait_for(lambda: uids(daemon) == ["a"])
+
+
+def test_invalid_edit_keeps_last_known_good_then_fix_recovers(
+    config_dir: Path, running: tuple[Daemon, Recorder]
+) -> None:
+    daemon, _ = running
+    good = daemon.registry.snapshot
+    (config_dir / "b.yaml").write_text(minimal("b").replace("1234567", "0"))
+    wait_for(lambda: daemon.registry.last_failure is not None)
+    assert daemon.registry.snapshot is good
+    status = requests.get(daemon.server.url + "/status", timeout=5).json()
+    assert status["applied_revision"] == good.revision
+    assert status["last_reconcile"]["ok"] is False
+    assert status["last_reconcile"]["diagnostics"] == [
+        f"{config_dir}/b.yaml:9:15: error: $.integrations[0].hipchat.rooms[0].id: "
+        "0 is less than the minimum 1"
+    ]
+    (config_dir / "b.yaml").write_text(minimal("b"))
+    wait_for(lambda: uids(daemon) == ["a", "b"])
+    assert daemon.registry.last_attempt is not None and daemon.registry.last_attempt.ok
+
+
+def test_git_checkout_of_20_files_is_one_reconcile_of_the_final_state(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, **GIT_ENV}
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    (repo / "a.yaml").write_text(minimal("a"))
+    git("add", "-A")
+    git("commit", "-qm", "one file")
+    git("checkout", "-q", "-b", "many")
+    for i in range(20):
+        (repo / f"f{i:02}.yaml").write_text(minimal(f"f{i:02}"))
+    git("add", "-A")
+    git("commit", "-qm", "twenty more")
+    final_commit = git("rev-parse", "HEAD")
+    git("checkout", "-q", "main")
+
+    daemon, recorder = start(repo)
+    try:
+        assert recorder.uids() == [["a"]]
+        git("checkout", "-q", "many")
+        wait_for(lambda: len(recorder.uids()) == 2, what="the reconcile after checkout")
+        assert len(recorder.uids()[1]) == 21
+        assert daemon.registry.snapshot.revision == "git:" + final_commit
+        # Nothing else is pending: a partial reconcile would have added a snapshot.
+        daemon.reload()
+        assert len(recorder.uids()) == 2
+    finally:
+        daemon.shutdown()
+
+
+def test_symlink_swap_of_the_whole_dir(tmp_path: Path) -> None:
+    v1, v2 = tmp_path / "rev-1", tmp_path / "rev-2"
+    v1.mkdir()
+    v2.mkdir()
+    (v1 / "a.yaml").write_text(minimal("a"))
+    (v2 / "a.yaml").write_text(minimal("a"))
+    (v2 / "b.yaml").write_text(minimal("b"))
+    link = tmp_path / "current"
+    link.symlink_to(v1)
+    daemon, _ = start(link)
+    try:
+        tmp_link = tmp_path / "current.tmp"
+        tmp_link.symlink_to(v2)
+        os.replace(tmp_link, link)
+        wait_for(lambda: uids(daemon) == ["a", "b"], what="the swapped-in directory")
+        (v2 / "c.yaml").write_text(minimal("c"))
+        wait_for(lambda: uids(daemon) == ["a", "b", "c"], what="an edit in the new target")
+    finally:
+        daemon.shutdown()
+
+
+def test_reload_endpoint(config_dir: Path, running: tuple[Daemon, Recorder]) -> None:
+    daemon, _ = running
+    attempts = daemon.registry.attempts
+    ok = requests.post(daemon.server.url + "/-/reload", timeout=10)
+    assert ok.status_code == 200
+    assert ok.json()["ok"] is True
+    assert daemon.registry.attempts == attempts + 1
+    (config_dir / "a.yaml").write_text("version: 1\nintegrations: [\n")
+    bad = requests.post(daemon.server.url + "/-/reload", timeout=10)
+    assert bad.status_code == 500
+    body = bad.json()["error"]
+    assert body["message"] == "config rejected; last-known-good stays active"
+    assert body["diagnostics"][0].startswith(f"{config_dir}/a.yaml:3:1: error: YAML syntax")
+    assert uids(daemon) == ["a"]
+
+
+def test_concurrent_reload_requests_are_coalesced(running: tuple[Daemon, Recorder]) -> None:
+    daemon, _ = running
+    before = daemon.registry.attempts
+    results: list[int] = []
+
+    def post() -> None:
+        results.append(requests.post(daemon.server.url + "/-/reload", timeout=30).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 8
+    assert 1 <= daemon.registry.attempts - before < 8
+
+
+def test_ready_and_health(running: tuple[Daemon, Recorder]) -> None:
+    daemon, _ = running
+    assert requests.get(daemon.server.url + "/healthz", timeout=5).status_code == 200
+    assert requests.get(daemon.server.url + "/readyz", timeout=5).status_code == 200
+    registry = requests.get(daemon.server.url + "/v1/registry", timeout=5).json()
+    assert [i["uid"] for i in registry["integrations"]] == ["a"]
+    assert "daemon-test-token" not in str(registry)

@@ -1,0 +1,80 @@
+"""``syncd test`` against the HipChat test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from syncd.testing.hipchat_server import HipChatServer
+
+from .conftest import run_syncd
+
+GOOD, WRONG = "good-room-token-1", "wrong-room-token-2"
+
+
+def write_config(tmp_path: Path, endpoint: str) -> Path:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "a.yaml").write_text(
+        f"""\
+version: 1
+integrations:
+  - uid: ops
+    project: shop
+    name: ops
+    hipchat:
+      endpoint: {endpoint}
+      from: syncd
+      rooms:
+        - {{id: 11, token: {{env: GOOD_TOKEN}}}}
+        - {{id: 12, token: {{env: WRONG_TOKEN}}}}
+        - {{id: 13, token: {{env: MISSING_TOKEN}}}}
+  - uid: other
+    project: shop
+    name: other
+    hipchat:
+      endpoint: {endpoint}
+      rooms:
+        - {{id: 11, token: {{env: GOOD_TOKEN}}}}
+"""
+    )
+    return config
+
+
+def test_each_room_is_checked_and_nothing_is_posted(tmp_path: Path) -> None:
+    with HipChatServer({"11": GOOD, "12": "the-real-token-12"}, limits=None) as server:
+        config = write_config(tmp_path, server.url)
+        env = {"GOOD_TOKEN": GOOD, "WRONG_TOKEN": WRONG}
+        result = run_syncd("test", "--config", str(config), cwd=tmp_path, env=env)
+        assert result.returncode == 1
+        lines = result.stdout.splitlines()
+        assert lines[0] == "OK   ops room 11: token accepted"
+        assert lines[1].startswith("FAIL ops room 12: token rejected: HTTP 401")
+        assert lines[2] == (
+            "FAIL ops room 13: token {env: MISSING_TOKEN}: "
+            "environment variable MISSING_TOKEN is not set or empty"
+        )
+        assert lines[3] == "OK   other room 11: token accepted"
+        assert server.messages == []
+        assert GOOD not in result.stdout + result.stderr
+        assert WRONG not in result.stdout + result.stderr
+
+
+def test_send_posts_a_test_notification_to_the_chosen_integration(tmp_path: Path) -> None:
+    with HipChatServer({"11": GOOD}, limits=None) as server:
+        config = write_config(tmp_path, server.url)
+        result = run_syncd(
+            "test",
+            "--config",
+            str(config),
+            "--uid",
+            "other",
+            "--send",
+            cwd=tmp_path,
+            env={"GOOD_TOKEN": GOOD},
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout == "OK   other room 11: test notification sent\n"
+        (message,) = server.messages
+        assert message.body["message"] == "syncd test notification for other (other)"
+        unknown = run_syncd("test", "--config", str(config), "--uid", "nope", cwd=tmp_path)
+        assert unknown.returncode == 2

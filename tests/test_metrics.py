@@ -1,0 +1,81 @@
+"""/metrics in Prometheus text format, read back with the reference parser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from syncd.daemon import Daemon, DaemonConfig
+from syncd.testing.hipchat_server import Fault, HipChatServer
+
+from .conftest import wait_for
+
+TOKEN = "metrics-room-token"
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Daemon, HipChatServer]]:
+    monkeypatch.setenv("METRICS_TOKEN", TOKEN)
+    with HipChatServer({"77": TOKEN}, limits=None) as server:
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "a.yaml").write_text(
+            "version: 1\nintegrations:\n  - uid: m\n    project: p\n    name: m\n"
+            "    trigger: {event: trace}\n"
+            f"    hipchat:\n      endpoint: {server.url}\n"
+            "      rooms: [{id: 77, token: {env: METRICS_TOKEN}}]\n"
+        )
+        daemon = Daemon(
+            DaemonConfig(
+                config, state_dir=tmp_path / "state", port=0, retry_base=0.01, retry_cap=0.02
+            )
+        )
+        daemon.start()
+        yield daemon, server
+        daemon.shutdown()
+
+
+def scrape(daemon: Daemon) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = requests.get(daemon.server.url + "/metrics", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_after_deliveries_and_failures(rig: tuple[Daemon, HipChatServer]) -> None:
+    daemon, server = rig
+    server.inject(Fault.server_error(500), times=2)
+    server.inject(Fault.rate_limited(retry_after="0"), times=1)
+    event = {"project": "p", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
+    assert requests.post(daemon.server.url + "/v1/events", json=[event] * 3, timeout=5).ok
+    server.wait_for_messages(3, timeout=20)
+    wait_for(lambda: scrape(daemon)[("syncd_notifications_total", (("integration", "m"),))] == 3)
+    m = scrape(daemon)
+    assert m[("syncd_config_last_reload_successful", ())] == 1
+    assert m[("syncd_config_last_reload_success_timestamp_seconds", ())] > 1.7e9
+    assert m[("syncd_config_hash", ())] > 0
+    assert m[("syncd_events_received_total", ())] == 3
+    failed = "syncd_notifications_failed_total"
+    assert m[(failed, (("integration", "m"), ("reason", "server_error")))] == 2
+    assert m[(failed, (("integration", "m"), ("reason", "rate_limited")))] == 1
+    assert m[("syncd_delivery_latency_seconds_count", ())] == 3
+    assert m[("syncd_delivery_latency_seconds_bucket", (("le", "+Inf"),))] == 3
+    wait_for(lambda: scrape(daemon)[("syncd_outbox_depth", ())] == 0)
+
+
+def test_failed_reload_shows_in_metrics(rig: tuple[Daemon, HipChatServer]) -> None:
+    daemon, _ = rig
+    before = scrape(daemon)[("syncd_config_hash", ())]
+    (daemon.config.config_dir / "b.yaml").write_text("version: 1\nintegrations: [\n")
+    assert daemon.reload() is not None
+    m = scrape(daemon)
+    assert m[("syncd_config_last_reload_successful", ())] == 0
+    assert m[("syncd_config_hash", ())] == before

@@ -1,0 +1,108 @@
+"""Operating the daemon: last-known-good start, pruning, status, the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncd.daemon import Daemon, DaemonConfig
+
+from .conftest import minimal, run_syncd, wait_for
+from .proc import spawn, wait_listening
+
+ENV = {"HIPCHAT_TOKEN": "ops-test-token"}
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIPCHAT_TOKEN", ENV["HIPCHAT_TOKEN"])
+
+
+def test_invalid_config_at_start_runs_on_the_last_known_good_set(tmp_path: Path) -> None:
+    config, state = tmp_path / "config", tmp_path / "state"
+    config.mkdir()
+    (config / "a.yaml").write_text(minimal("a"))
+    (config / "b.yaml").write_text(minimal("b"))
+    daemon = Daemon(DaemonConfig(config, state, port=0))
+    assert daemon.start().ok
+    saved = state / "last-known-good"
+    try:
+        wait_for(lambda: (saved / "b.yaml").exists(), what="the last-known-good copy")
+    finally:
+        daemon.shutdown()
+    assert sorted(p.name for p in saved.iterdir()) == [".revision", "a.yaml", "b.yaml"]
+
+    (config / "b.yaml").write_text(minimal("b").replace("1234567", "0"))
+    proc = wait_listening(spawn(config, state, env=ENV))
+    try:
+        status = proc.status()
+        assert sorted(status["integrations"]) == ["a", "b"]
+        assert status["last_failure"]["diagnostics"][0].startswith(f"{config}/b.yaml:9:15")
+        assert "started on the last-known-good set" in proc.log
+    finally:
+        proc.stop()
+
+
+def test_pruned_integration_cancels_its_pending_notifications(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    held = minimal("held") + "    state: disabled\n    trigger: {event: trace}\n"
+    (config / "held.yaml").write_text(held)
+    (config / "a.yaml").write_text(minimal("a"))
+    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
+    daemon.start()
+    try:
+        event = {"project": "checkout", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
+        assert daemon.ingest.submit([event, event]).notifications == 3
+        (config / "held.yaml").unlink()
+        wait_for(lambda: "held" not in daemon.registry.snapshot.notifiers)
+        cancelled = [i for i in daemon.outbox.items() if i.uid == "held"]
+        assert [(i.state, i.reason) for i in cancelled] == [
+            ("cancelled", "integration removed"),
+            ("cancelled", "integration removed"),
+        ]
+    finally:
+        daemon.shutdown()
+
+
+def test_status_command_prints_a_table(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "a.yaml").write_text(minimal("a"))
+    proc = wait_listening(spawn(config, tmp_path / "state", env=ENV))
+    try:
+        result = run_syncd("status", "--url", proc.url, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("applied revision:   sha256:")
+        assert any(line.startswith("last reconcile:     ok at ") for line in lines)
+        header = next(line for line in lines if line.startswith("INTEGRATION"))
+        assert header.split() == [
+            "INTEGRATION",
+            "STATE",
+            "QUEUE",
+            "ROOM",
+            "HEALTH",
+            "LAST",
+            "DELIVERY",
+            "LAST",
+            "ERROR",
+        ]
+        row = lines[lines.index(header) + 1].split()
+        assert row[:5] == ["a", "enabled", "0", "1234567", "ok"]
+        assert ENV["HIPCHAT_TOKEN"] not in result.stdout
+        raw = run_syncd("status", "--url", proc.url, "--json", cwd=tmp_path)
+        assert '"applied_revision"' in raw.stdout
+    finally:
+        proc.stop()
+    down = run_syncd("status", "--url", "http://127.0.0.1:9", cwd=tmp_path)
+    assert down.returncode == 2
+
+
+def test_demo_delivers_the_sample_events(tmp_path: Path) -> None:
+    result = run_syncd("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 of 3 notifications delivered." in result.stdout
+    assert "--- room 1234567 (red, text, notify)" in result.stdout
+    assert "@payments" in result.stdout

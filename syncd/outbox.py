@@ -26,7 +26,7 @@ from typing import Any, Literal
 from syncd.rules import Window
 
 ItemState = Literal["pending", "inflight", "delivered", "dead", "cancelled"]
-_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -71,11 +71,6 @@ _COLUMNS = (
 )
 
 
-def room_key(uid: str, room_id: str) -> str:
-    """Delivery order and pacing are per room of an integration."""
-    return f"{uid}\0{room_id}"
-
-
 @dataclass(frozen=True)
 class Item:
     id: int
@@ -91,10 +86,6 @@ class Item:
     lease_until: float | None = None
     reason: str | None = None
     finished_at: float | None = None
-
-    @property
-    def room_key(self) -> str:
-        return room_key(self.uid, self.room_id)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Item:
@@ -264,7 +255,7 @@ class Outbox:
                 "UPDATE outbox SET state = 'pending', lease_until = NULL WHERE state = 'inflight'"
             ).rowcount
 
-    def claim(self, limit: int, lease: float, busy: Sequence[str] = ()) -> list[Item]:
+    def claim(self, limit: int, lease: float) -> list[Item]:
         """Claim the head item of up to ``limit`` rooms, oldest due first.
 
         Only a room's oldest undelivered item is ever claimable, so each room is
@@ -278,16 +269,14 @@ class Outbox:
                 "WHERE state = 'inflight' AND lease_until < ?",
                 (now,),
             )
-            excluded = ",".join("?" * len(busy))
-            skip = f"AND (o.uid || char(0) || o.room_id) NOT IN ({excluded})" if busy else ""
             select = (
                 "SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
                 "AND o.id = (SELECT min(id) FROM outbox h WHERE h.uid = o.uid "
                 "AND h.room_id = o.room_id AND h.state IN ('pending', 'inflight')) "
-                f"{skip} ORDER BY o.next_attempt_at, o.id LIMIT ?"
+                "ORDER BY o.next_attempt_at, o.id LIMIT ?"
             )
-            params: list[Any] = [now, *busy, limit]
-            if _RETURNING:
+            params: list[Any] = [now, limit]
+            if RETURNING:
                 rows = db.execute(
                     f"UPDATE outbox SET state = 'inflight', lease_until = ?, "
                     f"attempts = attempts + 1 WHERE id IN ({select}) RETURNING {_COLUMNS}",

@@ -262,3 +262,20 @@ def test_non_loopback_listen_needs_an_ingest_token(setup: tuple[Path, Path]) -> 
     proc = spawn(config, state, "--listen", "0.0.0.0:0", env={**env, **ENV})
     assert proc.popen.wait(timeout=20) == 1
     wait_for(lambda: "without an ingest token" in proc.log, timeout=5)
+
+
+def test_sigterm_drains_in_flight_sends_and_leaves_the_rest_queued(
+    setup: tuple[Path, Path], hipchat: HipChatServer
+) -> None:
+    config, state = setup
+    hipchat.inject(Fault.slow(0.5), times=1000)
+    proc = start(config, state, "--workers", "2")
+    assert proc.post_events(events(0, 10)).status_code == 202
+    wait_for(lambda: len(hipchat.attempts) >= 1 or len(hipchat.messages) >= 1, timeout=20)
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(timeout=30) == 0
+    with sqlite3.connect(state / "outbox.db") as db:
+        states = dict(db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+    assert states.get("inflight", 0) == 0, states
+    assert states.get("delivered", 0) == len(hipchat.messages) >= 1
+    assert states.get("pending", 0) == 20 - len(hipchat.messages) > 0

@@ -222,3 +222,14 @@ def test_updated_integration_sends_pending_items_with_the_new_settings(
     (message,) = server.wait_for_messages(1)
     assert message.body["color"] == "red"
     assert message.headers["Authorization"] == f"Bearer {rotated}"
+
+
+def test_a_restart_does_not_renotify_old_groups(rig: Rig, tmp_path: Path) -> None:
+    rig.apply(integration("a", rig.server.url))
+    assert rig.send(event("seen-before")) == 1
+    rig.outbox.close()
+    reopened = Outbox(tmp_path / "outbox.db")
+    again = Ingest(reopened, rig.registry)
+    valid, _ = validate_events([event("seen-before"), event("brand-new")])
+    assert again.submit(valid).notifications == 1
+    reopened.close()

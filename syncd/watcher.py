@@ -40,6 +40,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
+from syncd.configset import YAML_SUFFIXES, discover
+
 __all__ = [
     "ConfigWatcher",
     "Debouncer",
@@ -48,7 +50,6 @@ __all__ = [
     "is_relevant",
 ]
 
-YAML_SUFFIXES = (".yaml", ".yml")
 _NOISE_PREFIXES = (".#", ".goutputstream-")
 _NOISE_SUFFIXES = ("~", ".swp", ".swx", ".swo", "___jb_tmp___", "___jb_old___")
 # The kubelet's atomic writer swaps this symlink to publish a new ConfigMap revision.
@@ -100,18 +101,6 @@ def is_relevant(path: str, *, is_directory: bool = False) -> bool:
     return is_directory or name.endswith(YAML_SUFFIXES)
 
 
-def _yaml_files(root: Path) -> list[Path]:
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            Path(dirpath) / name
-            for name in sorted(filenames)
-            if name.endswith(YAML_SUFFIXES) and not name.startswith(".")
-        )
-    return found
-
-
 def fingerprint_dir(root: Path) -> str:
     """A digest of every YAML file's name, mtime, size and content under ``root``.
 
@@ -122,7 +111,7 @@ def fingerprint_dir(root: Path) -> str:
     if not root.is_dir():
         digest.update(b"missing")
         return digest.hexdigest()
-    for path in _yaml_files(root):
+    for path in discover([root]):
         digest.update(os.fsencode(path.relative_to(root)) + b"\0")
         try:
             st = path.stat()

@@ -13,7 +13,7 @@ from typing import cast
 
 from syncd import __version__, semantics
 from syncd import plan as planning
-from syncd.configset import PathNotFoundError, load_config_set
+from syncd.configset import ConfigSet, PathNotFoundError, load_config_set
 from syncd.diagnostics import OutputFormat, count_errors, render, summary
 from syncd.model import Integration
 
@@ -199,19 +199,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed else EXIT_OK
 
 
+def _load_valid(command: str, path: Path, options: semantics.Options) -> ConfigSet | None:
+    """The config set, or None after printing why it cannot be used."""
+    try:
+        config = load_config_set([path], options)
+    except PathNotFoundError as exc:
+        print(f"syncd {command}: error: {exc}", file=sys.stderr)
+        return None
+    if not config.valid:
+        sys.stdout.write(render(list(config.diagnostics), "text", len(config.files)))
+        print(f"syncd {command}: the config is invalid", file=sys.stderr)
+        return None
+    return config
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     # The HTTP client is imported only by the commands that talk to a daemon,
     # so that `syncd validate` in a pre-commit hook starts fast.
     from syncd.remote import RegistryFetchError, fetch_registry
 
-    try:
-        config = load_config_set([args.config], semantics.Options(allow_plaintext_tokens=True))
-    except PathNotFoundError as exc:
-        print(f"syncd plan: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not config.valid:
-        sys.stdout.write(render(list(config.diagnostics), "text", len(config.files)))
-        print("syncd plan: the config is invalid; nothing would be applied", file=sys.stderr)
+    config = _load_valid("plan", args.config, semantics.Options(allow_plaintext_tokens=True))
+    if config is None:
         return EXIT_USAGE
     active: dict[str, Integration] = {}
     against = "an empty registry"
@@ -269,13 +277,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from syncd.roomtest import check_rooms
 
     options = semantics.Options(allow_plaintext_tokens=args.allow_plaintext_tokens)
-    try:
-        config = load_config_set([args.config], options)
-    except PathNotFoundError as exc:
-        print(f"syncd test: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not config.valid:
-        sys.stdout.write(render(list(config.diagnostics), "text", len(config.files)))
+    config = _load_valid("test", args.config, options)
+    if config is None:
         return EXIT_USAGE
     chosen = [i for i in config.integrations if not args.uid or i.uid in args.uid]
     missing = set(args.uid) - {i.uid for i in chosen}

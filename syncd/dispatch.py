@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from syncd.hipchat import DeliveryResult, HipChatClient, RoomTarget
 from syncd.message import render
-from syncd.outbox import Item, Outbox
+from syncd.outbox import Item, Outbox, Settle
 from syncd.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,13 @@ class Dispatcher:
         return not any(t.is_alive() for t in self._threads)
 
     def _work(self) -> None:
+        settled: Settle | None = None
         while not self._stopping.is_set():
             try:
-                items = self.outbox.claim(1, self.config.lease)
+                items = self.outbox.settle_and_claim(settled, 1, self.config.lease)
+                settled = None
             except Exception:
-                log.exception("claiming from the outbox failed")
+                log.exception("the outbox failed; retrying")
                 items = []
             if not items:
                 self._idle()
@@ -93,12 +95,14 @@ class Dispatcher:
             with self._wake:
                 self._busy += 1
             try:
-                self.process(items[0])
+                settled = self.process(items[0])
             except Exception:
                 log.exception("delivery of outbox item %d failed", items[0].id)
             finally:
                 with self._wake:
                     self._busy -= 1
+        if settled is not None:
+            self.outbox.settle(settled)
 
     def _idle(self) -> None:
         due = self.outbox.next_due()
@@ -109,42 +113,38 @@ class Dispatcher:
             if not self._stopping.is_set():
                 self._wake.wait(wait)
 
-    def process(self, item: Item) -> None:
+    def process(self, item: Item) -> Settle:
+        """Send one claimed item; returns how it ended, for the outbox to record."""
         notifier = self.registry.snapshot.notifiers.get(item.uid)
         if notifier is None:
-            self.outbox.cancel(item.id, "integration removed")
-            return
+            return Settle(item.id, "cancelled", "integration removed")
         integration = notifier.integration
         if integration.state == "stopped":
-            self.outbox.cancel(item.id, "integration stopped")
-            return
+            return Settle(item.id, "cancelled", "integration stopped")
         now = self.clock()
         if integration.state == "disabled":
-            self.outbox.retry(item.id, now + self.config.hold_disabled, "integration disabled")
-            return
+            return Settle(
+                item.id, "pending", "integration disabled", now + self.config.hold_disabled
+            )
         if item.room_id not in notifier.tokens:
-            self.outbox.cancel(item.id, "room removed from the integration")
-            return
-        target = RoomTarget(
-            integration.hipchat.endpoint, item.room_id, notifier.tokens[item.room_id]
-        )
+            return Settle(item.id, "cancelled", "room removed from the integration")
+        token = notifier.tokens[item.room_id]
+        target = RoomTarget(integration.hipchat.endpoint, item.room_id, token)
         delay = self.client.delay_before_send(target, now)
         if delay > 0:
-            self.outbox.retry(item.id, now + delay, "paced: room or token rate limit")
-            return
+            return Settle(item.id, "pending", "paced: room or token rate limit", now + delay)
         mentions = (item.mention,) if item.mention else ()
         message = render(item.event, integration, mentions, count=item.count)
         result = self.client.send(target, message, attempt=max(0, item.attempts - 1))
         done = self.clock()
-        if result.ok:
-            self.outbox.ack(item.id)
-            notifier.state.delivered(item.room_id, done)
-        elif result.outcome == "retry":
-            wait = result.retry_after if result.retry_after is not None else 1.0
-            self.outbox.retry(item.id, done + wait, result.reason)
-            notifier.state.failed(item.room_id, done, result.reason, permanent=False)
-        else:
-            self.outbox.dead(item.id, result.reason)
-            notifier.state.failed(item.room_id, done, result.reason, permanent=True)
-            log.error("%s: %s: %s (dead-lettered)", integration.uid, target, result.reason)
         self.on_result(item, result, done)
+        if result.ok:
+            notifier.state.delivered(item.room_id, done)
+            return Settle(item.id, "delivered")
+        if result.outcome == "retry":
+            wait = result.retry_after if result.retry_after is not None else 1.0
+            notifier.state.failed(item.room_id, done, result.reason, permanent=False)
+            return Settle(item.id, "pending", result.reason, done + wait)
+        notifier.state.failed(item.room_id, done, result.reason, permanent=True)
+        log.error("%s: %s: %s (dead-lettered)", integration.uid, target, result.reason)
+        return Settle(item.id, "dead", result.reason)

@@ -95,6 +95,16 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Settle:
+    """How a claimed item ended: done (delivered, dead, cancelled) or pending again."""
+
+    item_id: int
+    state: Literal["delivered", "dead", "cancelled", "pending"]
+    reason: str | None = None
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True)
 class NewItem:
     uid: str
     room_id: str
@@ -256,14 +266,21 @@ class Outbox:
             ).rowcount
 
     def claim(self, limit: int, lease: float) -> list[Item]:
-        """Claim the head item of up to ``limit`` rooms, oldest due first.
+        """Claim the head item of up to ``limit`` rooms, oldest due first."""
+        return self.settle_and_claim(None, limit, lease)
+
+    def settle_and_claim(self, done: Settle | None, limit: int, lease: float) -> list[Item]:
+        """Record how the last item ended and claim the next in one transaction.
 
         Only a room's oldest undelivered item is ever claimable, so each room is
         delivered in order; a room with an item in flight is skipped until it is
-        acked, retried, or its lease runs out.
+        settled or its lease runs out. One commit instead of two per item is what
+        keeps synchronous=FULL fast.
         """
         now = self.clock()
         with self.transaction() as db:
+            if done is not None:
+                self._settle(db, done, now)
             db.execute(
                 "UPDATE outbox SET state = 'pending', lease_until = NULL "
                 "WHERE state = 'inflight' AND lease_until < ?",
@@ -295,30 +312,36 @@ class Outbox:
                 ).fetchall()
         return sorted((Item.from_row(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
 
-    def ack(self, item_id: int) -> None:
-        self._finish(item_id, "delivered", None)
-
-    def dead(self, item_id: int, reason: str) -> None:
-        self._finish(item_id, "dead", reason)
-
-    def cancel(self, item_id: int, reason: str) -> None:
-        self._finish(item_id, "cancelled", reason)
-
-    def _finish(self, item_id: int, state: ItemState, reason: str | None) -> None:
+    def settle(self, done: Settle) -> None:
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = ?, reason = ?, finished_at = ?, lease_until = NULL "
-                "WHERE id = ?",
-                (state, reason, self.clock(), item_id),
-            )
+            self._settle(db, done, self.clock())
 
-    def retry(self, item_id: int, at: float, reason: str) -> None:
-        with self.transaction() as db:
+    @staticmethod
+    def _settle(db: sqlite3.Connection, done: Settle, now: float) -> None:
+        if done.state == "pending":
             db.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
                 "lease_until = NULL WHERE id = ?",
-                (at, reason, item_id),
+                (done.retry_at, done.reason, done.item_id),
             )
+        else:
+            db.execute(
+                "UPDATE outbox SET state = ?, reason = ?, finished_at = ?, lease_until = NULL "
+                "WHERE id = ?",
+                (done.state, done.reason, now, done.item_id),
+            )
+
+    def ack(self, item_id: int) -> None:
+        self.settle(Settle(item_id, "delivered"))
+
+    def dead(self, item_id: int, reason: str) -> None:
+        self.settle(Settle(item_id, "dead", reason))
+
+    def cancel(self, item_id: int, reason: str) -> None:
+        self.settle(Settle(item_id, "cancelled", reason))
+
+    def retry(self, item_id: int, at: float, reason: str) -> None:
+        self.settle(Settle(item_id, "pending", reason, retry_at=at))
 
     def cancel_integration(self, uid: str, reason: str) -> int:
         """Pending items of a removed integration: cancelled, with the reason kept."""

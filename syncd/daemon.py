@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
 import signal
 import sqlite3
@@ -189,6 +190,7 @@ class Daemon:
 
     def _housekeep(self) -> None:
         last_expiry = 0.0
+        failing = False
         while not self._stop.wait(self.config.housekeeping_interval):
             try:
                 pending, self._lkg_pending = self._lkg_pending, None
@@ -201,6 +203,11 @@ class Daemon:
                     if expired:
                         log.warning("%d notification(s) expired undelivered", expired)
                     self.outbox.prune_finished(7 * 24 * 3600)
+                failing = False
+            except sqlite3.Error as exc:
+                if not failing:
+                    log.error("housekeeping cannot write the outbox: %s", exc)
+                failing = True
             except Exception:
                 log.exception("housekeeping failed")
 
@@ -324,8 +331,11 @@ class Daemon:
             return Response.error(503, "shutting down")
         try:
             payload = request.json()
-        except ValueError as exc:
-            return Response.error(400, f"body is not JSON: {exc}")
+            # Lone surrogates (JSON "\ud800") are valid JSON but not text.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError) as exc:
+            message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            return Response.error(400, f"body is not usable JSON: {message}")
         events, problems = validate_events(payload)
         if problems:
             return Response.error(

@@ -9,6 +9,7 @@ says, or dead-letter a permanent failure and mark the room unhealthy.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -82,13 +83,25 @@ class Dispatcher:
 
     def _work(self) -> None:
         settled: Settle | None = None
+        failing = False
         while not self._stopping.is_set():
             try:
                 items = self.outbox.settle_and_claim(settled, 1, self.config.lease)
                 settled = None
-            except Exception:
-                log.exception("the outbox failed; retrying")
-                items = []
+            except Exception as exc:
+                # A full disk fails every try alike: say so once, then wait between tries.
+                if not failing:
+                    log.error(
+                        "the outbox cannot be written (%s); retrying every %.0f s",
+                        exc,
+                        self.config.idle_poll,
+                    )
+                failing = True
+                self._pause(self.config.idle_poll)
+                continue
+            if failing:
+                log.info("the outbox is writable again")
+                failing = False
             if not items:
                 self._idle()
                 continue
@@ -105,13 +118,19 @@ class Dispatcher:
             self.outbox.settle(settled)
 
     def _idle(self) -> None:
-        due = self.outbox.next_due()
+        try:
+            due = self.outbox.next_due()
+        except sqlite3.Error:
+            due = None
         wait = self.config.idle_poll
         if due is not None:
             wait = min(wait, max(0.005, due - self.clock()))
+        self._pause(wait)
+
+    def _pause(self, seconds: float) -> None:
         with self._wake:
             if not self._stopping.is_set():
-                self._wake.wait(wait)
+                self._wake.wait(seconds)
 
     def process(self, item: Item) -> Settle:
         """Send one claimed item; returns how it ended, for the outbox to record."""

@@ -2,13 +2,15 @@
 
 A daemon restarted while its config dir holds a broken change would
 otherwise have nothing to run on; it starts on this copy instead and says so.
-The copy is replaced whole (write beside, then rename), never half-written.
+The copy is replaced whole, never half-written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import time
 from pathlib import Path
 
 from syncd import semantics
@@ -18,28 +20,35 @@ REVISION_FILE = ".revision"  # hidden, so discovery never reads it as config
 
 
 def save(target: Path, config: ConfigSet, revision: str, config_dir: Path) -> bool:
-    """Copy the applied files; False when one changed since it was applied."""
-    staging = target.with_name(target.name + ".new")
-    shutil.rmtree(staging, ignore_errors=True)
+    """Copy the applied files; False when one changed since it was applied.
+
+    ``target`` is a symlink to a directory of copies; a new directory is filled
+    first and the link replaced by a rename, so a crash at any point leaves
+    either the old set or the new one.
+    """
+    fresh = target.with_name(f"{target.name}.{time.time_ns()}")
     try:
-        staging.mkdir(parents=True)
+        fresh.mkdir(parents=True)
         for name, digest in zip(config.files, config.file_digests, strict=True):
             data = Path(name).read_bytes()
             if hashlib.sha256(data).hexdigest() != digest:
+                shutil.rmtree(fresh)
                 return False  # the next reconcile saves it
-            dest = staging / Path(name).relative_to(config_dir)
+            dest = fresh / Path(name).relative_to(config_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-        (staging / REVISION_FILE).write_text(revision)
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-        return True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (fresh / REVISION_FILE).write_text(revision)
+        link = target.with_name(target.name + ".link")
+        link.unlink(missing_ok=True)
+        link.symlink_to(fresh.name)
+        os.replace(link, target)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    for old in target.parent.glob(f"{target.name}.*"):
+        if old.is_dir() and old.name != fresh.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return True
 
 
 def load(target: Path, options: semantics.Options) -> tuple[ConfigSet, str] | None:

@@ -71,6 +71,7 @@ class LoadedFile:
     # Paths whose value the loader already reported; schema errors there add nothing.
     reported_paths: set[DataPath] = field(default_factory=set)
     root: Node | None = field(default=None, repr=False)
+    text: str = field(default="", repr=False)
 
     @property
     def ok(self) -> bool:
@@ -95,7 +96,17 @@ class LoadedFile:
                 node = node.value[part]
             else:
                 break
-        return node.start_mark.line + 1, node.start_mark.column + 1
+        return self.inside(node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def inside(self, line: int, col: int) -> tuple[int, int]:
+        """A position within the file: libyaml places what it finds at the end of a
+        file without a final line break one line past it."""
+        if not self.text or line == 1:
+            return line, col
+        lines = _TEXT_LINE_BREAK.split(self.text)
+        if line <= len(lines):
+            return line, col
+        return len(lines), len(lines[-1]) + 1
 
     def diagnostic(
         self,
@@ -166,6 +177,7 @@ def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> Loade
         )
         return loaded
     text = text.removeprefix("\ufeff")
+    loaded.text = text
     try:
         if "&" in text or "*" in text:
             _report_anchors(text, loaded)
@@ -182,7 +194,7 @@ def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> Loade
         return loaded
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, col = loaded.inside(mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
             problem = f"{exc.context}, {exc.problem}"
@@ -244,14 +256,9 @@ class _Builder:
 
     def error(self, node: Node, path: DataPath, message: str) -> None:
         self.loaded.reported_paths.add(path)
+        line, col = self.loaded.inside(node.start_mark.line + 1, node.start_mark.column + 1)
         self.loaded.diagnostics.append(
-            Diagnostic(
-                self.loaded.path,
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
-                json_path(path),
-                message,
-            )
+            Diagnostic(self.loaded.path, line, col, json_path(path), message)
         )
 
     def build(self, node: Node, path: DataPath) -> Any:

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS windows (
 CREATE INDEX IF NOT EXISTS windows_due ON windows (due_at);
 """
 
+_POOL_SIZE = 8
 _COLUMNS = (
     "id, uid, room_id, event, count, mention, created_at, next_attempt_at, attempts, state, "
     "lease_until, reason, finished_at"
@@ -135,42 +136,59 @@ class Outbox:
         self.path = path
         self.synchronous = synchronous
         self.clock = clock
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._conn().executescript(SCHEMA)
+        with self._connection() as conn:
+            conn.executescript(SCHEMA)
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection from a small pool, used by one thread at a time.
+
+        Request threads come and go; a connection per thread would leak one
+        file descriptor per request served.
+        """
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._open()
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        finally:
+            with self._lock:
+                keep = len(self._idle) < _POOL_SIZE
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     # writes used at ingest, inside the caller's transaction
 
@@ -244,7 +262,7 @@ class Outbox:
         )
 
     def due_windows(self, now: float) -> list[StoredWindow]:
-        rows = self._conn().execute(
+        rows = self._read(
             "SELECT key, uid, last_sent, pending, pending_since, last_event, mention "
             "FROM windows WHERE due_at IS NOT NULL AND due_at <= ?",
             (now,),
@@ -374,26 +392,21 @@ class Outbox:
     # reading
 
     def get(self, item_id: int) -> Item | None:
-        row = self._conn().execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
-        found = row.fetchone()
-        return Item.from_row(found) if found else None
+        rows = self._read(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
+        return Item.from_row(rows[0]) if rows else None
 
     def items(self, state: ItemState | None = None) -> list[Item]:
         where, params = ("WHERE state = ?", (state,)) if state else ("", ())
-        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY id", params)
+        rows = self._read(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY id", params)
         return [Item.from_row(r) for r in rows]
 
     def depth(self) -> dict[str, int]:
         """Undelivered items per integration."""
-        rows = self._conn().execute(
+        rows = self._read(
             "SELECT uid, count(*) FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY uid"
         )
-        return dict(rows.fetchall())
+        return dict(rows)
 
     def next_due(self) -> float | None:
-        row = (
-            self._conn()
-            .execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")
-            .fetchone()
-        )
-        return None if row is None or row[0] is None else float(row[0])
+        (row,) = self._read("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")
+        return None if row[0] is None else float(row[0])

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
+REQUEST_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ def _handler_class(routes: Routes, max_body: int) -> type[BaseHTTPRequestHandler
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "syncd"
+        # Headers and body go out in two writes; without this, Nagle holds the
+        # body of a kept-alive connection's answer for the client's delayed ACK.
+        disable_nagle_algorithm = True
+        # A client that stalls mid-request frees its thread after this long.
+        timeout = REQUEST_TIMEOUT
 
         def _dispatch(self) -> None:
             url = urlsplit(self.path)
@@ -70,7 +76,12 @@ def _handler_class(routes: Routes, max_body: int) -> type[BaseHTTPRequestHandler
                 status = HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND
                 self._send(Response.error(status, status.phrase))
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            declared = (self.headers.get("Content-Length") or "0").strip()
+            if not declared.isdigit():
+                self.close_connection = True
+                self._send(Response.error(400, "Content-Length must be a whole number"))
+                return
+            length = int(declared)
             if length > max_body:
                 self.close_connection = True
                 self._send(Response.error(413, f"request body over {max_body} bytes"))

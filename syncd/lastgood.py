@@ -41,9 +41,6 @@ def save(target: Path, config: ConfigSet, revision: str, config_dir: Path) -> bo
         link = target.with_name(target.name + ".link")
         link.unlink(missing_ok=True)
         link.symlink_to(fresh.name)
-        if target.is_dir() and not target.is_symlink():
-            # A plain directory (an older layout) cannot be replaced by a rename.
-            target.rename(target.with_name(f"{target.name}.{time.time_ns()}.old"))
         os.replace(link, target)
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)

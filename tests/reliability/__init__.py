@@ -1,0 +1,1 @@
+"""Reliability tests: crashes, disk full, hostile input, HipChat misbehaving."""

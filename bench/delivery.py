@@ -1,0 +1,667 @@
+"""End-to-end delivery throughput: ingest -> rules -> outbox -> HipChat -> ack.
+
+Run: python bench/delivery.py [--events 5000] [--rooms 8] [--integrations 4] [--repeat 3]
+                              [--quick] [--one-process] [--profile]
+
+The daemon (``syncd.daemon.Daemon``) runs in this process. The HipChat test
+server (``syncd.testing.hipchat_server.HipChatServer``, no rate limits) and a
+client that posts the events in batches to ``/v1/events`` over one keep-alive
+connection, while delivery runs, share a child process, so that they do not take
+the daemon's interpreter lock; ``--one-process`` runs them in this process too.
+Each integration serves its own project with ``trigger: {event: trace}``, so
+every event becomes one notification per room of its integration. Measured, for
+``synchronous=FULL`` and ``NORMAL``:
+
+- notifications delivered per second, from the first POST to the last message
+  the HipChat server received (and every one of them received exactly once);
+- ingest latency per POST (p50, p99) while the workers deliver;
+- CPU time of the daemon's process per notification.
+
+Peer: a naive sender that renders the same messages and posts each one with
+``requests`` to the same kind of server from as many threads as the daemon has
+workers: no queue, no durability, no ordering per room. The ratio syncd / naive
+shows what durability costs.
+
+``--profile`` then runs cProfile on every daemon thread of one FULL run (at most
+1,000 events) and prints the top 15 entries by cumulative and by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import logging
+import multiprocessing
+import os
+import platform
+import pstats
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from syncd.configset import load_config_set  # noqa: E402
+from syncd.daemon import Daemon, DaemonConfig  # noqa: E402
+from syncd.hipchat import notification_body, notification_url  # noqa: E402
+from syncd.message import render  # noqa: E402
+from syncd.model import Integration  # noqa: E402
+from syncd.testing.hipchat_server import HipChatServer  # noqa: E402
+
+GOAL = 1000.0  # notifications per second, on 2 cores
+FIRST_ROOM = 3000
+
+INTEGRATION = """\
+  - uid: bench-{i}
+    project: bench-project-{i}
+    name: bench {i} every error
+    hipchat:
+      endpoint: {endpoint}
+      color: red
+      rooms:
+{rooms}
+    display:
+      attribute_list: [version, datacenter]
+    actions:
+      - {{action: submit, attribute: "*", regex: ".*"}}
+    trigger: {{event: trace}}
+"""
+
+LINK = re.compile(r"https://errors\.example\.com/bench/(\d+)")
+ROOM = "        - {{id: {room}, token: {{env: BENCH_ROOM_{room}_TOKEN}}}}"
+
+
+@dataclass(frozen=True)
+class Setup:
+    events: int
+    rooms: int
+    integrations: int
+    batch: int
+    workers: int
+
+    def room_ids(self, integration: int) -> list[int]:
+        """The rooms of one integration: rooms are dealt round-robin."""
+        return [FIRST_ROOM + r for r in range(self.rooms) if r % self.integrations == integration]
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        return {str(FIRST_ROOM + r): f"bench-token-{FIRST_ROOM + r}" for r in range(self.rooms)}
+
+    @property
+    def notifications(self) -> int:
+        return sum(len(self.room_ids(e % self.integrations)) for e in range(self.events))
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cpu = model or platform.processor() or platform.machine()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cores = f"{os.cpu_count()} cores" + (
+        f" ({usable} usable)" if usable and usable != os.cpu_count() else ""
+    )
+    return f"{cpu}, {cores}, Python {platform.python_version()} ({platform.system()})"
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def write_config(directory: Path, setup: Setup, endpoint: str) -> None:
+    entries = []
+    for i in range(setup.integrations):
+        rooms = "\n".join(ROOM.format(room=r) for r in setup.room_ids(i))
+        entries.append(INTEGRATION.format(i=i, endpoint=endpoint, rooms=rooms))
+    (directory / "bench.yaml").write_text("version: 1\nintegrations:\n" + "\n".join(entries))
+    for room, token in setup.tokens.items():
+        os.environ[f"BENCH_ROOM_{room}_TOKEN"] = token
+
+
+def make_events(setup: Setup) -> list[dict[str, Any]]:
+    return [
+        {
+            "project": f"bench-project-{n % setup.integrations}",
+            "fingerprint": f"fp-{n % 50}",
+            "timestamp": "2026-11-26T12:00:00Z",
+            "classifiers": ["KeyError", f"Error{n % 7}"],
+            "callstack": [f"app/module_{k}.py:{10 * k + n % 10} in handler_{k}" for k in range(5)],
+            "attributes": {"n": str(n), "version": "1.4.2", "datacenter": "nyc"},
+            "hostname": f"web-{n % 12:02}.example.com",
+            "href": f"https://errors.example.com/bench/{n}",
+        }
+        for n in range(setup.events)
+    ]
+
+
+def _number(message: str) -> str:
+    """The event's number, from the link the message ends with."""
+    found = LINK.search(message)
+    return found.group(1) if found else "?"
+
+
+def expected_pairs(setup: Setup) -> Counter[tuple[str, str]]:
+    return Counter(
+        (str(room), str(n))
+        for n in range(setup.events)
+        for room in setup.room_ids(n % setup.integrations)
+    )
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What the client saw: unix times of its first POST and last answer, each POST's latency."""
+
+    started_at: float
+    finished_at: float
+    latencies: tuple[float, ...]
+    error: str | None
+
+
+class Client(threading.Thread):
+    """Posts the events in batches over one keep-alive connection; times every POST."""
+
+    def __init__(self, url: str, events: list[dict[str, Any]], batch: int) -> None:
+        super().__init__(name="bench-client", daemon=True)
+        self.url = url
+        self.events = events
+        self.batch = batch
+        self.started_at = 0.0
+        self.finished_at = 0.0
+        self.latencies: list[float] = []
+        self.error: str | None = None
+
+    def run(self) -> None:
+        with requests.Session() as session:
+            self.started_at = time.time()
+            for first in range(0, len(self.events), self.batch):
+                chunk = self.events[first : first + self.batch]
+                start = time.perf_counter()
+                try:
+                    response = session.post(self.url, json=chunk, timeout=60)
+                except requests.RequestException as exc:
+                    self.error = f"POST {first}: {type(exc).__name__}: {exc}"
+                    return
+                self.latencies.append(time.perf_counter() - start)
+                if response.status_code != 202 or response.json()["accepted"] != len(chunk):
+                    self.error = f"POST {first}: {response.status_code} {response.text[:300]}"
+                    return
+            self.finished_at = time.time()
+
+    def result(self, timeout: float) -> Posted:
+        self.join(timeout)
+        error = self.error or ("timed out" if self.is_alive() else None)
+        return Posted(self.started_at, self.finished_at, tuple(self.latencies), error)
+
+
+class World:
+    """What surrounds the daemon: the HipChat test server and the client posting events.
+
+    This one runs in the calling process; :class:`RemoteWorld` runs one in a child.
+    """
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.events = make_events(setup)
+        self.server = HipChatServer(setup.tokens, limits=None).start()
+        self.url = self.server.url
+        self.client: Client | None = None
+
+    def post(self, daemon_url: str) -> None:
+        """Start posting every event to ``daemon_url`` from a client thread."""
+        self.client = Client(f"{daemon_url}/v1/events", self.events, self.setup.batch)
+        self.client.start()
+
+    def posted(self, timeout: float) -> Posted:
+        assert self.client is not None
+        return self.client.result(timeout)
+
+    def delivered(self) -> tuple[int, float]:
+        """Messages received so far, and the unix time the last one arrived."""
+        messages = self.server.messages
+        return len(messages), max((m.time for m in messages), default=0.0)
+
+    def received(self) -> Counter[tuple[str, str]]:
+        """(room, event number) of every message received."""
+        return Counter((m.room, _number(str(m.body["message"]))) for m in self.server.messages)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def _serve_world(conn: Connection, setup: Setup) -> None:
+    """The child process of :class:`RemoteWorld`: runs a :class:`World`, answers calls."""
+    logging.basicConfig(level=logging.WARNING)
+    world = World(setup)
+    conn.send(world.url)
+    try:
+        while True:
+            name, args = conn.recv()
+            if name == "close":
+                break
+            conn.send(getattr(world, name)(*args))
+    finally:
+        world.close()
+        conn.close()
+
+
+class RemoteWorld:
+    """A :class:`World` in a child process, so its server and client do not share the
+    daemon's interpreter (its GIL) and the daemon gets a core of its own."""
+
+    def __init__(self, setup: Setup) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_world, args=(child, setup), name="bench-world", daemon=True
+        )
+        self._process.start()
+        child.close()
+        try:
+            if not self._conn.poll(60):
+                raise EOFError
+            self.url: str = self._conn.recv()
+        except EOFError:
+            self._process.kill()
+            raise SystemExit("the HipChat test server process did not start") from None
+
+    def _call(self, name: str, *args: object) -> Any:
+        self._conn.send((name, args))
+        return self._conn.recv()
+
+    def post(self, daemon_url: str) -> None:
+        self._call("post", daemon_url)
+
+    def posted(self, timeout: float) -> Posted:
+        result: Posted = self._call("posted", timeout)
+        return result
+
+    def delivered(self) -> tuple[int, float]:
+        result: tuple[int, float] = self._call("delivered")
+        return result
+
+    def received(self) -> Counter[tuple[str, str]]:
+        result: Counter[tuple[str, str]] = self._call("received")
+        return result
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self._conn.send(("close", ()))
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+        self._conn.close()
+
+
+AnyWorld = World | RemoteWorld
+
+
+@contextmanager
+def world(setup: Setup, split: bool) -> Iterator[AnyWorld]:
+    made: AnyWorld = RemoteWorld(setup) if split else World(setup)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def wait_delivered(where: AnyWorld, count: int, timeout: float) -> float:
+    """Unix time the ``count``-th message arrived; polls (cheap) instead of a per-message wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        received, last = where.delivered()
+        if received >= count:
+            return last
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{received} of {count} messages arrived within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def check_exactly_once(where: AnyWorld, setup: Setup, label: str) -> None:
+    """Every event reached every room of its integration once, nothing more."""
+    seen, expected = where.received(), expected_pairs(setup)
+    if seen != expected:
+        missing = sum((expected - seen).values())
+        extra = sum((seen - expected).values())
+        raise SystemExit(f"{label}: {missing} notification(s) missing, {extra} unexpected")
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str
+    notifications: int
+    seconds: float
+    cpu: float  # seconds of this process's CPU (user + system) during the run
+    events: int = 0
+    ingest_seconds: float | None = None
+    latencies: tuple[float, ...] = ()
+
+    @property
+    def rate(self) -> float:
+        return self.notifications / self.seconds
+
+
+def cpu_time() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def run_syncd(
+    setup: Setup,
+    synchronous: Literal["FULL", "NORMAL"],
+    timeout: float,
+    split: bool,
+) -> Run:
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, world(setup, split) as around:
+        config_dir = Path(tmp) / "config"
+        config_dir.mkdir()
+        write_config(config_dir, setup, around.url)
+        daemon = Daemon(
+            DaemonConfig(
+                config_dir,
+                state_dir=Path(tmp) / "state",
+                port=0,
+                workers=setup.workers,
+                synchronous=synchronous,
+                retry_base=0.05,
+                retry_cap=0.5,
+            )
+        )
+        outcome = daemon.start()
+        try:
+            if not outcome.ok:
+                raise SystemExit(f"config rejected: {[str(d) for d in outcome.diagnostics]}")
+            cpu = cpu_time()
+            around.post(daemon.server.url)
+            posted = around.posted(timeout)
+            if posted.error:
+                raise SystemExit(f"ingest failed: {posted.error}")
+            last = wait_delivered(around, setup.notifications, timeout)
+            cpu = cpu_time() - cpu
+        finally:
+            daemon.shutdown()
+        check_exactly_once(around, setup, f"syncd {synchronous}")
+    return Run(
+        f"syncd synchronous={synchronous}",
+        setup.notifications,
+        last - posted.started_at,
+        cpu,
+        setup.events,
+        posted.finished_at - posted.started_at,
+        posted.latencies,
+    )
+
+
+def run_naive(setup: Setup, timeout: float, split: bool) -> Run:
+    """The peer: render and post each notification at once, no queue, no durability."""
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, world(setup, split) as around:
+        write_config(Path(tmp), setup, around.url)
+        config = load_config_set([Path(tmp)])
+        if not config.valid:
+            raise SystemExit(f"config rejected: {[str(d) for d in config.diagnostics]}")
+        by_project = {i.project: i for i in config.integrations}
+        work: list[tuple[dict[str, Any], Integration, str]] = [
+            (event, by_project[event["project"]], room.id)
+            for event in make_events(setup)
+            for room in by_project[event["project"]].rooms
+        ]
+        tokens = setup.tokens
+        position = iter(range(len(work)))
+        lock = threading.Lock()
+        errors: list[str] = []
+
+        def send() -> None:
+            with requests.Session() as session:
+                while True:
+                    with lock:
+                        index = next(position, None)
+                    if index is None:
+                        return
+                    event, integration, room = work[index]
+                    body = notification_body(render(event, integration))
+                    response = session.post(
+                        notification_url(integration.hipchat.endpoint, room),
+                        json=body,
+                        headers={"Authorization": f"Bearer {tokens[room]}"},
+                        timeout=10,
+                    )
+                    if response.status_code != 204:
+                        errors.append(f"{response.status_code} {response.text[:200]}")
+                        return
+
+        threads = [
+            threading.Thread(target=send, name=f"bench-naive-{n}", daemon=True)
+            for n in range(setup.workers)
+        ]
+        cpu = cpu_time()
+        start = time.time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout)
+        if errors:
+            raise SystemExit(f"naive sender failed: {errors[0]}")
+        last = wait_delivered(around, setup.notifications, timeout)
+        cpu = cpu_time() - cpu
+        check_exactly_once(around, setup, "naive")
+    return Run("naive requests, no queue", setup.notifications, last - start, cpu, setup.events)
+
+
+@contextmanager
+def profiled(
+    skip: Callable[[threading.Thread], bool], timer: Callable[[], float]
+) -> Iterator[list[cProfile.Profile]]:
+    """Profile every thread started inside the block, except those ``skip`` picks.
+
+    cProfile sees only the thread that enables it, so each new thread gets its own
+    profiler around ``Thread.run``; the caller merges them.
+    """
+    profiles: list[cProfile.Profile] = []
+    lock = threading.Lock()
+    original: Callable[[threading.Thread], None] = threading.Thread.run
+
+    def run(thread: threading.Thread) -> None:
+        if skip(thread):
+            original(thread)
+            return
+        profile = cProfile.Profile(timer)
+        with lock:
+            profiles.append(profile)
+        profile.enable()
+        try:
+            original(thread)
+        finally:
+            profile.disable()
+
+    setattr(threading.Thread, "run", run)  # noqa: B010 (mypy refuses a method assignment)
+    try:
+        yield profiles
+    finally:
+        setattr(threading.Thread, "run", original)  # noqa: B010
+
+
+def not_the_daemon(thread: threading.Thread) -> bool:
+    """The bench's own threads and the HipChat test server's are left out of the profile."""
+    if thread.name.startswith("bench-") or thread.name.startswith("hipchat-test-server"):
+        return True
+    target = getattr(thread, "_target", None)
+    owner = getattr(target, "__self__", None)
+    return type(owner).__module__ == "syncd.testing.hipchat_server"
+
+
+def profile_run(setup: Setup, timeout: float, split: bool, clock: str, top: int) -> None:
+    timer = time.thread_time if clock == "cpu" else time.perf_counter
+    with profiled(not_the_daemon, timer) as profiles:
+        run = run_syncd(setup, "FULL", timeout, split)
+    print(
+        f"\nprofile ({clock} time): syncd synchronous=FULL, {setup.events} events, the daemon's "
+        f"threads only ({len(profiles)} merged; {run.rate:.0f} notifications/s under the profiler)"
+    )
+    if clock == "cpu":
+        print(
+            "(a CPU clock costs a system call per profiler event, so functions called very "
+            "often, like message.length, look bigger than they are)"
+        )
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiles[0], stream=out)
+        for profile in profiles[1:]:
+            stats.add(profile)
+        stats.strip_dirs().sort_stats(order).print_stats(top)
+        lines = out.getvalue().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+        what = "CPU time per thread" if clock == "cpu" else "wall time, idle waits included"
+        print(f"top {top} by {order} ({what}, summed over threads):")
+        print("\n".join(lines[start : start + top + 1]))
+
+
+def median_run(runs: Sequence[Run]) -> Run:
+    """The run with the median rate (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r.rate)[(len(runs) - 1) // 2]
+
+
+def print_table(results: list[list[Run]], peer: list[Run]) -> None:
+    header = [
+        "run",
+        "notifications",
+        "notif/s",
+        "min-max",
+        "vs naive",
+        "CPU us/notif",
+        "cores",
+        "ingest ev/s",
+        "POST p50 ms",
+        "POST p99 ms",
+    ]
+    rows = [header]
+    base = median_run(peer).rate
+    for runs in [*results, peer]:
+        mid = median_run(runs)
+        latencies = [x for r in runs for x in r.latencies]
+        rates = [r.rate for r in runs]
+        rows.append(
+            [
+                mid.label,
+                str(mid.notifications),
+                f"{mid.rate:.0f}",
+                f"{min(rates):.0f}-{max(rates):.0f}",
+                f"{mid.rate / base:.2f}x",
+                f"{mid.cpu / mid.notifications * 1e6:.0f}",
+                f"{mid.cpu / mid.seconds:.2f}",
+                f"{mid.events / mid.ingest_seconds:.0f}" if mid.ingest_seconds else "-",
+                f"{pct(latencies, 0.5) * 1000:.1f}" if latencies else "-",
+                f"{pct(latencies, 0.99) * 1000:.1f}" if latencies else "-",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+
+
+LEGEND = """
+notif/s: notifications delivered per second, first POST to the last message received
+(every one checked to arrive exactly once); the median run, min-max over the runs.
+vs naive: notif/s over the naive peer's. CPU us/notif: CPU time (user + system) of
+the daemon's process per notification, and cores: that CPU time over the wall time
+(with --one-process both include the HipChat test server and the client).
+ingest ev/s: events accepted per second by POST /v1/events (202 returned after the
+commit). POST p50/p99: latency of one POST of a batch, measured while delivery runs
+(all runs pooled).
+naive: the same messages rendered and posted with requests from as many threads as
+the daemon has workers; no queue, no durability, no per-room order."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=5000, help="events to post")
+    parser.add_argument("--rooms", type=int, default=8, help="rooms in all (K)")
+    parser.add_argument("--integrations", type=int, default=4, help="rooms are dealt to these")
+    parser.add_argument("--batch", type=int, default=100, help="events per POST")
+    parser.add_argument("--workers", type=int, default=4, help="daemon delivery workers")
+    parser.add_argument("--timeout", type=float, default=120.0, help="per run, seconds")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each (median)")
+    parser.add_argument("--quick", action="store_true", help="1,000 events, 1 run of each")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="run the HipChat test server and the client in the daemon's process too",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one FULL run of at most 1,000 events (top 15 entries)",
+    )
+    parser.add_argument(
+        "--profile-clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: each thread's CPU time (hot spots); wall: includes lock and I/O waits",
+    )
+    args = parser.parse_args()
+    events = 1000 if args.quick else args.events
+    repeat = 1 if args.quick else args.repeat
+    if min(events, repeat, args.rooms, args.integrations, args.batch, args.workers) < 1:
+        parser.error("--events, --repeat, --rooms, --integrations, --batch, --workers: >= 1")
+    if args.integrations > args.rooms:
+        parser.error("--integrations must not exceed --rooms (each needs a room)")
+    setup = Setup(events, args.rooms, args.integrations, args.batch, args.workers)
+    split = not args.one_process
+    # Permanent failures would be logged as warnings; nothing else is wanted on stderr.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    print(f"machine: {machine()}")
+    print(
+        f"{setup.events} events in POSTs of {setup.batch}, {setup.rooms} rooms across "
+        f"{setup.integrations} integrations (trigger: trace) -> {setup.notifications} "
+        f"notifications; {setup.workers} delivery workers"
+    )
+    print(
+        "layout: daemon in this process; HipChat test server (no rate limits) and client "
+        + ("in a child process" if split else "in this process too (--one-process)")
+    )
+    print(f"{repeat} run(s) of each, interleaved; the median run is shown")
+    full: list[Run] = []
+    normal: list[Run] = []
+    peer: list[Run] = []
+    for _ in range(repeat):
+        full.append(run_syncd(setup, "FULL", args.timeout, split))
+        normal.append(run_syncd(setup, "NORMAL", args.timeout, split))
+        peer.append(run_naive(setup, args.timeout, split))
+    print()
+    print_table([full, normal], peer)
+    print(LEGEND)
+    print()
+    for runs in (full, normal):
+        mid = median_run(runs)
+        verdict = "met" if mid.rate >= GOAL else "NOT met"
+        goal = f"goal >= {GOAL:.0f} notifications/s on 2 cores"
+        print(f"{goal}, {mid.label}: {mid.rate:.0f}/s, {verdict}")
+    if args.profile:
+        small = replace(setup, events=min(setup.events, 1000))
+        profile_run(small, args.timeout, split, args.profile_clock, 15)
+
+
+if __name__ == "__main__":
+    main()

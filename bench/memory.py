@@ -1,0 +1,242 @@
+"""Peak memory of loading and applying many integrations.
+
+Run: python bench/memory.py [--files 1000] [--per-file 10] [--repeat 3]
+
+Generates ``--files`` files of ``--per-file`` integrations each (shaped like
+bench/reconcile.py's template; 10,000 integrations by default), then measures,
+each in a fresh interpreter, the peak RSS (``resource.getrusage`` ``ru_maxrss``):
+
+- baseline: the interpreter with syncd's loader and registry imported;
+- syncd: ``ConfigLoader().load([DIR])`` applied to a ``Registry``, with the
+  loader (and its per-file cache, as the daemon keeps it) and the registry alive;
+- peer, a lower bound: ``yaml.safe_load`` of every file, the results kept in a
+  list, in an interpreter that imported only yaml. (check-jsonschema does not
+  keep a set in memory, so it is no peer for memory.)
+
+Also printed: the RSS still held after the load, once garbage is collected
+(``VmRSS``, Linux only), which is what a running daemon keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_MIB = 150.0
+
+TEMPLATE = """\
+  - uid: {uid}
+    project: project-{project}
+    name: {uid}
+    state: {state}
+    hipchat:
+      endpoint: https://hipchat.example.com
+      rooms:
+        - id: {room}
+          token: {{env: BENCH_TOKEN}}
+      color: red
+      notify: true
+    display:
+      attribute_list: [version, hostname]
+    actions:
+      - {{action: filter, attribute: "*", regex: ".*"}}
+      - {{action: submit, attribute: datacenter, regex: "^nyc$"}}
+    trigger:
+      event: group
+      frequency: 5m
+      threshold: 50
+"""
+
+
+def generate(directory: Path, files: int, per_file: int) -> None:
+    for f in range(files):
+        parts = ["version: 1\nintegrations:\n"]
+        for k in range(per_file):
+            n = f * per_file + k
+            uid = f"integration-{n:06}"
+            state = ("enabled", "disabled")[n % 2]
+            parts.append(TEMPLATE.format(uid=uid, project=n % 50, state=state, room=100_000 + n))
+        (directory / f"file-{f:05}.yaml").write_text("".join(parts), encoding="utf-8")
+
+
+# Run in a fresh interpreter per measurement; prints one JSON line.
+CHILD = """
+import gc, json, resource, sys, time
+from pathlib import Path
+
+def rss_now():
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+def peak():
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+mode, directory, expected = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+kept = None
+start = time.perf_counter()
+if mode == "baseline":
+    import syncd.configset, syncd.registry
+elif mode == "syncd":
+    from syncd.configset import ConfigLoader
+    from syncd.registry import Registry
+    loader, registry = ConfigLoader(), Registry()
+    outcome = registry.apply(loader.load([directory]), "r1")
+    if not outcome.ok or len(registry.snapshot.notifiers) != expected:
+        sys.exit(f"apply failed: {[str(d) for d in outcome.diagnostics[:3]]}")
+    kept = (loader, registry)
+elif mode == "yaml-baseline":
+    import yaml
+elif mode == "yaml":
+    import yaml
+    kept = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.yaml"))]
+    if sum(len(d["integrations"]) for d in kept) != expected:
+        sys.exit("yaml: wrong number of integrations")
+seconds = time.perf_counter() - start
+gc.collect()
+print(json.dumps({"peak": peak(), "retained": rss_now(), "seconds": seconds}))
+"""
+
+
+def measure(mode: str, directory: Path, expected: int) -> dict[str, float | None]:
+    env = {
+        **os.environ,
+        "BENCH_TOKEN": "bench-token",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(directory), str(expected)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{mode}: exit {result.returncode}\n{result.stderr[-2000:]}")
+    figures: dict[str, float | None] = json.loads(result.stdout)
+    return figures
+
+
+def median_of(runs: list[dict[str, float | None]], key: str) -> float | None:
+    values = [r[key] for r in runs]
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cpu = model or platform.processor() or platform.machine()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cores = f"{os.cpu_count()} cores" + (
+        f" ({usable} usable)" if usable and usable != os.cpu_count() else ""
+    )
+    return f"{cpu}, {cores}, Python {platform.python_version()} ({platform.system()})"
+
+
+def mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / (1 << 20):.1f}"
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--per-file", type=int, default=10, help="integrations per file")
+    parser.add_argument("--repeat", type=int, default=3, help="fresh processes each (median)")
+    args = parser.parse_args()
+    if min(args.files, args.per_file, args.repeat) < 1:
+        parser.error("--files, --per-file and --repeat must be at least 1")
+    total = args.files * args.per_file
+
+    print(f"machine: {machine()}")
+    print(
+        f"{total} integrations in {args.files} files of {args.per_file}; peak RSS "
+        f"(ru_maxrss) of a fresh interpreter per measurement, median of {args.repeat}"
+    )
+    modes = ("baseline", "syncd", "yaml-baseline", "yaml")
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        directory = Path(tmp)
+        started = time.perf_counter()
+        generate(directory, args.files, args.per_file)
+        size = sum(p.stat().st_size for p in directory.iterdir())
+        print(
+            f"generated {size / (1 << 20):.1f} MiB of YAML in {time.perf_counter() - started:.1f} s"
+        )
+        runs: dict[str, list[dict[str, float | None]]] = {m: [] for m in modes}
+        for _ in range(args.repeat):
+            for mode in modes:
+                runs[mode].append(measure(mode, directory, total))
+    peak = {m: median_of(runs[m], "peak") or 0.0 for m in modes}
+    retained = {m: median_of(runs[m], "retained") for m in modes}
+    seconds = {m: median_of(runs[m], "seconds") for m in modes}
+
+    syncd_delta = peak["syncd"] - peak["baseline"]
+    yaml_delta = peak["yaml"] - peak["yaml-baseline"]
+    print()
+    rows = [
+        ["", "peak RSS MiB", "retained MiB", "load s"],
+        [
+            "python + syncd imported (baseline)",
+            mib(peak["baseline"]),
+            mib(retained["baseline"]),
+            "-",
+        ],
+        [
+            "syncd: load + apply",
+            mib(peak["syncd"]),
+            mib(retained["syncd"]),
+            f"{seconds['syncd'] or 0:.2f}",
+        ],
+        ["  difference", mib(syncd_delta), "-", "-"],
+        ["python + yaml imported", mib(peak["yaml-baseline"]), mib(retained["yaml-baseline"]), "-"],
+        [
+            "yaml.safe_load, all kept",
+            mib(peak["yaml"]),
+            mib(retained["yaml"]),
+            f"{seconds['yaml'] or 0:.2f}",
+        ],
+        ["  difference", mib(yaml_delta), "-", "-"],
+    ]
+    print_table(rows)
+    print()
+    print(f"ratio syncd / yaml.safe_load, peak RSS:       {peak['syncd'] / peak['yaml']:.1f}x")
+    print(f"ratio syncd / yaml.safe_load, over baselines: {syncd_delta / yaml_delta:.1f}x")
+    print(f"per integration, syncd over baseline:         {syncd_delta / total / 1024:.1f} KiB")
+    verdict = "met" if peak["syncd"] / (1 << 20) < GOAL_MIB else "NOT met"
+    print(
+        f"goal: peak RSS < {GOAL_MIB:.0f} MiB for {total} integrations: "
+        f"{mib(peak['syncd'])} MiB, {verdict}"
+    )
+
+
+if __name__ == "__main__":
+    main()

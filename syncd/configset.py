@@ -77,6 +77,7 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
                 return Source(loaded.path, line, col, json_path(full))
 
             integrations.append(integration_from_data(item, locate))
+    loaded.release(semantics.unique_key_paths(loaded))
     return FileResult(loaded, tuple(diagnostics), tuple(integrations))
 
 

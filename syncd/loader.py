@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,15 +70,30 @@ class LoadedFile:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # Paths whose value the loader already reported; schema errors there add nothing.
     reported_paths: set[DataPath] = field(default_factory=set)
+    parsed: bool = False
     root: Node | None = field(default=None, repr=False)
     text: str = field(default="", repr=False)
+    kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
         """True when the data is usable (it may still be schema-invalid)."""
-        return self.root is not None
+        return self.parsed
+
+    def release(self, keep: Iterable[DataPath]) -> None:
+        """Trade the node tree for the few positions asked for later.
+
+        A tree costs about 20 KiB per integration and a loader keeps every
+        file's result between reloads; checks across files need only the
+        places of the keys that must be unique.
+        """
+        self.kept_positions = {path: self.position(path) for path in keep}
+        self.root = None
+        self.text = ""
 
     def position(self, path: DataPath, *, at_key: bool = False) -> tuple[int, int]:
+        if not at_key and path in self.kept_positions:
+            return self.kept_positions[path]
         node = self.root
         if node is None:
             return 1, 1
@@ -210,6 +225,7 @@ def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> Loade
             Diagnostic(name, 1, 1, "$", "file is empty; expected 'version: 1' and 'integrations:'")
         )
         return loaded
+    loaded.parsed = True
     loaded.root = root
     loaded.data = _Builder(loaded).build(root, ())
     return loaded

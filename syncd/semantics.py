@@ -39,6 +39,13 @@ def _as_dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def unique_key_paths(loaded: LoadedFile) -> Iterator[DataPath]:
+    """Where ``check_unique`` may point in this file."""
+    for index, _ in _integrations(loaded):
+        yield ("integrations", index, "uid")
+        yield ("integrations", index, "name")
+
+
 def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
     """``uid`` across all files and ``name`` within a project; positions only on a clash."""
     out: list[Diagnostic] = []

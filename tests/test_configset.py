@@ -57,3 +57,17 @@ def test_deleted_files_leave_the_set(tmp_path: Path) -> None:
     assert len(loader.load([tmp_path]).integrations) == 2
     (tmp_path / "b.yaml").unlink()
     assert [i.uid for i in loader.load([tmp_path]).integrations] == ["a"]
+
+
+def test_kept_files_place_a_later_duplicate_without_their_yaml_tree(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("# first\n" + minimal("shared"))
+    loader = ConfigLoader()
+    assert loader.load([tmp_path]).valid
+    (tmp_path / "b.yaml").write_text(minimal("shared").replace("name: shared", "name: other"))
+    config = loader.load([tmp_path])
+    messages = [f"{d.file}:{d.line}:{d.col}: {d.message}" for d in config.diagnostics]
+    first = tmp_path / "a.yaml"
+    assert messages == [
+        f"{tmp_path / 'b.yaml'}:3:10: duplicate uid 'shared'; first defined at {first}:4:10"
+    ]
+    assert all(result.loaded.root is None for _, result in loader._cache.values())

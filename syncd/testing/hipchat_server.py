@@ -159,6 +159,8 @@ class Attempt:
     status: int | None
     time: float
     fault: FaultKind | None = None
+    client_port: int = 0
+    """The client's TCP port: requests over one kept-alive connection share it."""
 
 
 @dataclass
@@ -250,6 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hipchat-test"
     timeout = 30
+    # Headers and body go out in two writes; with Nagle's algorithm the body would
+    # wait for the client's delayed ACK, 40 ms per response on keep-alive.
+    disable_nagle_algorithm = True
 
     @property
     def state(self) -> _State:
@@ -301,7 +306,16 @@ class _Handler(BaseHTTPRequestHandler):
         received: Received | None = None,
     ) -> None:
         self.state.record(
-            Attempt(method, self.path, room, code, self.state.clock(), fault), received
+            Attempt(
+                method,
+                self.path,
+                room,
+                code,
+                self.state.clock(),
+                fault,
+                self.client_address[1],
+            ),
+            received,
         )
         payload = body.encode()
         self.send_response(code)
@@ -356,7 +370,17 @@ class _Handler(BaseHTTPRequestHandler):
         extra: Headers = ()
         if fault is not None:
             if fault.kind == "reset":
-                state.record(Attempt(method, self.path, room_id, None, state.clock(), "reset"))
+                state.record(
+                    Attempt(
+                        method,
+                        self.path,
+                        room_id,
+                        None,
+                        state.clock(),
+                        "reset",
+                        self.client_address[1],
+                    )
+                )
                 self._drop()
                 return
             if fault.kind == "status":

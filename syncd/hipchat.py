@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -24,6 +25,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from syncd import __version__
 from syncd.message import Message
@@ -255,10 +257,9 @@ def _is_rate_limit(status: int, detail: str) -> bool:
 
 
 class HipChatClient:
-    """Posts room notifications; one ``requests.Session`` per calling thread.
+    """Posts room notifications; one connection pool per calling thread.
 
-    Sessions keep connections alive but are not safe to share between threads,
-    hence one per worker. :meth:`close` closes them all.
+    Each worker keeps its own keep-alive connections. :meth:`close` closes them all.
     """
 
     def __init__(
@@ -280,9 +281,13 @@ class HipChatClient:
         self._rng: RandomSource = rng if rng is not None else random.Random()
         self._clock = clock
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
+        self._adapters: list[HTTPAdapter] = []
+        self._adapters_lock = threading.Lock()
+        self._verify: str | bool = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
         self._closed = False
+        self._proxy_cache: dict[str, dict[str, str]] = {}
 
     def __enter__(self) -> HipChatClient:
         return self
@@ -291,25 +296,37 @@ class HipChatClient:
         self.close()
 
     def close(self) -> None:
-        with self._sessions_lock:
+        with self._adapters_lock:
             self._closed = True
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+            adapters, self._adapters = self._adapters, []
+        for adapter in adapters:
+            adapter.close()
 
-    def _session(self) -> requests.Session:
+    def _adapter(self) -> HTTPAdapter:
+        """This thread's connection pool.
+
+        Requests go straight to requests' transport adapter: a Session would add
+        cookies, redirects and a read of the environment's proxy and CA settings
+        to every request, a third of a send's CPU, for a POST that needs none.
+        """
         if self._closed:
             raise RuntimeError("HipChatClient is closed")
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = USER_AGENT
-            # A set auth stops requests from replacing our header with .netrc credentials.
-            session.auth = _keep_authorization
-            with self._sessions_lock:
-                self._sessions.append(session)
-            self._local.session = session
-        return session
+        adapter: HTTPAdapter | None = getattr(self._local, "adapter", None)
+        if adapter is None:
+            adapter = HTTPAdapter()
+            with self._adapters_lock:
+                self._adapters.append(adapter)
+            self._local.adapter = adapter
+        return adapter
+
+    def _proxies(self, url: str) -> dict[str, str]:
+        """The environment's proxies for ``url``'s host, read once per host."""
+        base = url.split("/", 3)[2] if "://" in url else url
+        proxies = self._proxy_cache.get(base)
+        if proxies is None:
+            proxies = requests.utils.get_environ_proxies(url)
+            self._proxy_cache[base] = proxies
+        return proxies
 
     def delay_before_send(self, target: RoomTarget, now: float | None = None) -> float:
         """Seconds a dispatcher should wait before sending to ``target``."""
@@ -344,14 +361,25 @@ class HipChatClient:
         now = self._clock()
         self.pacing.note_send(target, now)
         try:
-            response = self._session().post(
-                target.url,
-                params={"auth_test": "true"} if auth_test else None,
-                json=body,
-                headers={"Authorization": f"Bearer {target.token}"},
+            adapter = self._adapter()
+            request = requests.Request(
+                "POST",
+                target.url + ("?auth_test=true" if auth_test else ""),
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Authorization": f"Bearer {target.token}",
+                    "Content-Type": "application/json",
+                },
+                data=json.dumps(body, allow_nan=False).encode(),
+            ).prepare()
+            response = adapter.send(
+                request,
                 timeout=self.timeout,
-                allow_redirects=False,
+                verify=self._verify,
+                proxies=self._proxies(target.url),
             )
+            # Read whole, the body lets the connection go back to the pool.
+            _ = response.content
         except requests.RequestException as exc:
             result = self._from_exception(exc, attempt)
         except (ValueError, OSError) as exc:
@@ -441,10 +469,6 @@ class HipChatClient:
         if not waits or max(waits) <= 0:
             return None
         return min(max(waits), self.max_server_wait)
-
-
-def _keep_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    return request
 
 
 def _clip(text: str) -> str:

@@ -48,6 +48,8 @@ class Message:
 
 def length(text: str) -> int:
     """Size of ``text`` in UTF-16 code units (a character outside the BMP counts 2)."""
+    if text.isascii():
+        return len(text)
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import email.utils
+import http.server
 import logging
 import random
 import socket
@@ -83,6 +84,18 @@ def test_notification_request_shape(server: HipChatServer, client: HipChatClient
     assert got.headers["Authorization"] == f"Bearer {TOKEN}"
     assert got.headers["Content-Type"] == "application/json"
     assert got.headers["User-Agent"].startswith("syncd/")
+
+
+def test_one_connection_is_kept_alive_across_answers(
+    server: HipChatServer, client: HipChatClient
+) -> None:
+    server.inject(Fault.status(500, body='{"error": {"message": "oops"}}'))
+    assert client.send(target(server), message()).outcome == "retry"
+    assert client.send(target(server, token="not-the-token"), message()).outcome == "permanent"
+    assert client.send(target(server), message()).ok
+    assert client.auth_test(target(server)).ok
+    assert len(server.attempts) == 4
+    assert len({attempt.client_port for attempt in server.attempts}) == 1
 
 
 def test_from_is_left_out_without_a_sender(server: HipChatServer, client: HipChatClient) -> None:
@@ -228,6 +241,67 @@ def test_a_refused_connection_is_retried(client: HipChatClient) -> None:
     assert (result.outcome, result.status) == ("retry", None)
 
 
+class _ForwardProxy(http.server.ThreadingHTTPServer):
+    """Answers every request itself and keeps its request line: proxied requests
+    name the whole URL there."""
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                proxy.request_lines.append(self.requestline)
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def proxy() -> Iterator[_ForwardProxy]:
+    server = _ForwardProxy()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_proxy_from_the_environment_is_used(
+    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, port = proxy.server_address[:2]
+    monkeypatch.setenv("HTTP_PROXY", f"http://{host!s}:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with HipChatClient(timeout=(2.0, 2.0)) as client:
+        for _ in range(2):
+            assert client.send(RoomTarget("http://hipchat.invalid", "7", TOKEN), message()).ok
+    assert (
+        proxy.request_lines == ["POST http://hipchat.invalid/v2/room/7/notification HTTP/1.1"] * 2
+    )
+
+
+def test_no_proxy_hosts_are_reached_directly(
+    server: HipChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with HipChatClient(timeout=(2.0, 2.0)) as client:
+        assert client.send(target(server), message()).ok
+    assert len(server.messages) == 1
+
+
 def test_auth_test(server: HipChatServer) -> None:
     ok = auth_test(server.url, "1234567", TOKEN)
     assert (ok.outcome, ok.status) == ("delivered", 202)
@@ -246,18 +320,20 @@ def test_a_token_unfit_for_a_header_is_refused_before_sending(
     assert server.attempts == []
 
 
-def test_each_thread_has_its_own_session(server: HipChatServer, client: HipChatClient) -> None:
-    sessions: dict[int, set[int]] = {}
+def test_each_thread_has_its_own_connection_pool(
+    server: HipChatServer, client: HipChatClient
+) -> None:
+    pools: dict[int, set[int]] = {}
     results: list[DeliveryResult] = []
     lock = threading.Lock()
 
     def work(n: int) -> None:
         for _ in range(5):
             result = client.send(target(server), message(f"thread {n}"))
-            session = client._session()
+            pool = client._adapter()
             with lock:
                 results.append(result)
-                sessions.setdefault(n, set()).add(id(session))
+                pools.setdefault(n, set()).add(id(pool))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
@@ -265,8 +341,8 @@ def test_each_thread_has_its_own_session(server: HipChatServer, client: HipChatC
     for t in threads:
         t.join(timeout=10)
     assert all(r.ok for r in results) and len(results) == 20
-    assert all(len(ids) == 1 for ids in sessions.values())
-    assert len(set().union(*sessions.values())) == 4
+    assert all(len(ids) == 1 for ids in pools.values())
+    assert len(set().union(*pools.values())) == 4
     assert len(server.wait_for_messages(20)) == 20
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from syncd import outbox
-from syncd.outbox import NewItem, Outbox
+from syncd.outbox import NewItem, Outbox, Settle
 from syncd.rules import Window
 
 
@@ -133,3 +135,57 @@ def test_rollback_on_error_leaves_nothing(box: Outbox) -> None:
         Outbox.enqueue(db, [NewItem("a", "1", {})], 0.0)
         raise RuntimeError("disk said no")
     assert box.items() == []
+
+
+class CountingClock(Clock):
+    """Each write transaction reads the clock once: calls count commits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.now
+
+
+def test_calls_that_queue_behind_a_writer_share_one_commit(tmp_path: Path) -> None:
+    clock = CountingClock()
+    box = Outbox(tmp_path / "outbox.db", clock=clock)
+    put(box, *[("a", str(room), room) for room in range(6)])
+    first = box.claim(limit=3, lease=30)
+    assert len(first) == 3
+    results: dict[int, list[outbox.Item]] = {}
+    with box.transaction():
+        threads = [
+            threading.Thread(
+                target=lambda n=n: results.__setitem__(
+                    n, box.settle_and_claim(Settle(first[n].id, "delivered"), 1, 30)
+                )
+            )
+            for n in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(box._calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(box._calls) == 3
+        clock.calls = 0
+    for thread in threads:
+        thread.join(timeout=10)
+    assert clock.calls == 1
+    claimed = sorted(item.event["n"] for items in results.values() for item in items)
+    assert claimed == [3, 4, 5]
+    assert [i.state for i in box.items() if i.id in {f.id for f in first}] == ["delivered"] * 3
+
+
+def test_a_failed_group_commit_fails_every_call_in_it(box: Outbox) -> None:
+    put(box, ("a", "1", 1))
+    (item,) = box.claim(limit=1, lease=30)
+    conn = sqlite3.connect(box.path)
+    conn.execute("DROP TABLE outbox")
+    conn.close()
+    with pytest.raises(sqlite3.Error):
+        box.settle_and_claim(Settle(item.id, "delivered"), 1, 30)
+    assert box._calls == []

@@ -31,6 +31,9 @@ class Accepted:
     notifications: int
 
 
+_EXAMPLE_TIME = "2026-11-26T09:14:03Z"
+
+
 def validate_events(payload: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
     """One event or a list of events against ``event.schema.json``."""
     events = payload if isinstance(payload, list) else [payload]
@@ -42,7 +45,10 @@ def validate_events(payload: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
         prefix: tuple[str | int, ...] = (index,) if isinstance(payload, list) else ()
         for error in check.iter_errors(event):
             path = json_path((*prefix, *error.absolute_path))
-            problems.append(Problem(path, error.message))
+            message = error.message
+            if error.validator == "format":
+                message = f"not an RFC 3339 date-time with an offset, such as {_EXAMPLE_TIME}"
+            problems.append(Problem(path, message))
     return events, problems
 
 

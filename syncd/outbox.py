@@ -349,7 +349,9 @@ class Outbox:
                 )
                 claimed = [self._claim(db, call.limit, now + call.lease, now) for call in calls]
         except BaseException as exc:
-            failure = exc if isinstance(exc, Exception) else RuntimeError("outbox write interrupted")
+            failure = (
+                exc if isinstance(exc, Exception) else RuntimeError("outbox write interrupted")
+            )
             for call in calls:
                 call.error = failure
                 call.finished = True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -37,8 +39,35 @@ def validator(name: str) -> jsonschema.protocols.Validator:
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
     )
     cls = jsonschema.validators.extend(base, type_checker=strict_integers)  # type: ignore[no-untyped-call]
-    validator: jsonschema.protocols.Validator = cls(schema)
+    validator: jsonschema.protocols.Validator = cls(schema, format_checker=_FORMATS)
     return validator
+
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _is_rfc3339(value: object) -> bool:
+    """RFC 3339 date-time, offset required. jsonschema checks ``date-time`` only
+    with an extra package installed; a timestamp is the one format we rely on."""
+    if not isinstance(value, str):
+        return True
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        return False
+    text = (
+        value[: match.start(1)] + ("59" if match[1] == "60" else match[1]) + value[match.end(1) :]
+    )
+    try:
+        datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+_FORMATS = jsonschema.FormatChecker(formats=())
+_FORMATS.checks("date-time")(_is_rfc3339)
 
 
 _TYPE_WORDS = {

@@ -184,11 +184,16 @@ def test_bad_events_get_400_and_change_nothing(
     config, state = setup
     proc = start(config, state)
     try:
-        bad = proc.post_events([events(0, 1)[0], {"project": "shop", "fingerprint": 3}])
+        late = {"project": "shop", "fingerprint": "f", "timestamp": "yesterday"}
+        bad = proc.post_events([events(0, 1)[0], {"project": "shop", "fingerprint": 3}, late])
         assert bad.status_code == 400
         problems = bad.json()["error"]["problems"]
         assert {"path": "$[1].fingerprint", "message": "3 is not of type 'string'"} in problems
         assert {"path": "$[1]", "message": "'timestamp' is a required property"} in problems
+        assert {
+            "path": "$[2].timestamp",
+            "message": "not an RFC 3339 date-time with an offset, such as 2026-11-26T09:14:03Z",
+        } in problems
         garbage = requests.post(proc.url + "/v1/events", data=b"{not json", timeout=5)
         assert garbage.status_code == 400
         huge = requests.post(proc.url + "/v1/events", data=b"x" * (2 << 20), timeout=5)

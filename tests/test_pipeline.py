@@ -233,3 +233,20 @@ def test_a_restart_does_not_renotify_old_groups(rig: Rig, tmp_path: Path) -> Non
     valid, _ = validate_events([event("seen-before"), event("brand-new")])
     assert again.submit(valid).notifications == 1
     reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "ok"),
+    [
+        ("2026-11-26T12:00:00Z", True),
+        ("2026-11-26t12:00:00.250+05:30", True),
+        ("2016-12-31T23:59:60Z", True),
+        ("2026-11-26T12:00:00", False),
+        ("2026-11-26", False),
+        ("2026-13-01T00:00:00Z", False),
+        ("not a time", False),
+    ],
+)
+def test_event_timestamps_are_rfc3339_with_an_offset(timestamp: str, ok: bool) -> None:
+    _, problems = validate_events({"project": "p", "fingerprint": "f", "timestamp": timestamp})
+    assert [p.path for p in problems] == ([] if ok else ["$.timestamp"])

@@ -422,7 +422,11 @@ class Daemon:
     # lifecycle
 
     def start(self) -> Outcome:
-        """Recover the outbox and reconcile in the caller's thread, then watch and serve."""
+        """Recover the outbox and reconcile in the caller's thread, then watch and serve.
+
+        With no valid config and no last-known-good there is nothing to serve:
+        nothing is started but the watcher, and the caller shuts down.
+        """
         recovered = self.outbox.recover()
         if recovered:
             log.info("%d notification(s) in flight at the last stop will be sent again", recovered)
@@ -431,6 +435,8 @@ class Daemon:
         outcome = self.reconcile()
         if not outcome.ok:
             outcome = self._start_on_last_known_good() or outcome
+        if not outcome.ok:
+            return outcome
         self.dispatcher.start()
         self._housekeeping.start()
         self.server.start()

@@ -148,4 +148,5 @@ class HTTPServer:
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)

@@ -50,6 +50,7 @@ def test_startup_with_an_invalid_config_fails_fast(tmp_path: Path) -> None:
     assert proc.popen.wait(timeout=20) == 1
     wait_for(lambda: any("no valid config" in line for line in proc.lines), timeout=5)
     assert any("a.yaml:9:15" in line for line in proc.lines)
+    assert not any("listening on" in line for line in proc.lines)
 
 
 def test_plan_against_the_running_daemon(daemon: tuple[Proc, Path], tmp_path: Path) -> None:

@@ -630,19 +630,19 @@ class HipChatServer:
     ) -> list[Received]:
         """Block until ``count`` messages (to ``room``, if given) arrived; ``TimeoutError`` else."""
 
-        def matching() -> list[Received]:
-            if room is None:
-                return list(self._state.received)
-            found = self._state.find_room(room)
-            key = found.id if found else room
-            return [m for m in self._state.received if m.room == key]
+        found = self._state.find_room(room) if room is not None else None
+        key = found.id if found else room
+
+        def arrived() -> int:
+            received = self._state.received
+            if key is None:
+                return len(received)
+            return sum(1 for m in received if m.room == key)
 
         with self._state.lock:
-            if not self._state.lock.wait_for(lambda: len(matching()) >= count, timeout):
-                raise TimeoutError(
-                    f"{len(matching())} of {count} messages arrived within {timeout}s"
-                )
-            return matching()
+            if not self._state.lock.wait_for(lambda: arrived() >= count, timeout):
+                raise TimeoutError(f"{arrived()} of {count} messages arrived within {timeout}s")
+            return [m for m in self._state.received if key is None or m.room == key]
 
     def reset_records(self) -> None:
         """Forget received messages, attempts and rate-limit windows (faults stay queued)."""

@@ -34,7 +34,6 @@ import io
 import logging
 import multiprocessing
 import os
-import platform
 import pstats
 import re
 import sys
@@ -53,6 +52,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from host import machine  # noqa: E402
 
 from syncd.configset import load_config_set  # noqa: E402
 from syncd.daemon import Daemon, DaemonConfig  # noqa: E402
@@ -103,23 +104,6 @@ class Setup:
     @property
     def notifications(self) -> int:
         return sum(len(self.room_ids(e % self.integrations)) for e in range(self.events))
-
-
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpu = model or platform.processor() or platform.machine()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    cores = f"{os.cpu_count()} cores" + (
-        f" ({usable} usable)" if usable and usable != os.cpu_count() else ""
-    )
-    return f"{cpu}, {cores}, Python {platform.python_version()} ({platform.system()})"
 
 
 def pct(values: Sequence[float], q: float) -> float:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,31 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import INTEGRATION
+from host import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_MIB = 150.0
-
-TEMPLATE = """\
-  - uid: {uid}
-    project: project-{project}
-    name: {uid}
-    state: {state}
-    hipchat:
-      endpoint: https://hipchat.example.com
-      rooms:
-        - id: {room}
-          token: {{env: BENCH_TOKEN}}
-      color: red
-      notify: true
-    display:
-      attribute_list: [version, hostname]
-    actions:
-      - {{action: filter, attribute: "*", regex: ".*"}}
-      - {{action: submit, attribute: datacenter, regex: "^nyc$"}}
-    trigger:
-      event: group
-      frequency: 5m
-      threshold: 50
-"""
 
 
 def generate(directory: Path, files: int, per_file: int) -> None:
@@ -64,7 +43,7 @@ def generate(directory: Path, files: int, per_file: int) -> None:
             n = f * per_file + k
             uid = f"integration-{n:06}"
             state = ("enabled", "disabled")[n % 2]
-            parts.append(TEMPLATE.format(uid=uid, project=n % 50, state=state, room=100_000 + n))
+            parts.append(INTEGRATION.format(uid=uid, project=n % 50, state=state, room=100_000 + n))
         (directory / f"file-{f:05}.yaml").write_text("".join(parts), encoding="utf-8")
 
 
@@ -135,23 +114,6 @@ def median_of(runs: list[dict[str, float | None]], key: str) -> float | None:
     values = [r[key] for r in runs]
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
-
-
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpu = model or platform.processor() or platform.machine()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    cores = f"{os.cpu_count()} cores" + (
-        f" ({usable} usable)" if usable and usable != os.cpu_count() else ""
-    )
-    return f"{cpu}, {cores}, Python {platform.python_version()} ({platform.system()})"
 
 
 def mib(value: float | None) -> str:
@@ -229,7 +191,8 @@ def main() -> None:
     print_table(rows)
     print()
     print(f"ratio syncd / yaml.safe_load, peak RSS:       {peak['syncd'] / peak['yaml']:.1f}x")
-    print(f"ratio syncd / yaml.safe_load, over baselines: {syncd_delta / yaml_delta:.1f}x")
+    over = f"{syncd_delta / yaml_delta:.1f}x" if yaml_delta > 0 else "- (too few files to tell)"
+    print(f"ratio syncd / yaml.safe_load, over baselines: {over}")
     print(f"per integration, syncd over baseline:         {syncd_delta / total / 1024:.1f} KiB")
     verdict = "met" if peak["syncd"] / (1 << 20) < GOAL_MIB else "NOT met"
     print(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -20,52 +19,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from corpus import INTEGRATION  # noqa: E402
+from host import machine  # noqa: E402
+
 from syncd.configset import ConfigLoader, load_config_set  # noqa: E402
 from syncd.registry import Registry  # noqa: E402
-
-TEMPLATE = """\
-version: 1
-integrations:
-  - uid: {uid}
-    project: project-{n}
-    name: {uid}
-    state: {state}
-    hipchat:
-      endpoint: https://hipchat.example.com
-      rooms:
-        - id: {room}
-          token: {{env: BENCH_TOKEN}}
-      color: red
-      notify: true
-    display:
-      attribute_list: [version, hostname]
-    actions:
-      - {{action: filter, attribute: "*", regex: ".*"}}
-      - {{action: submit, attribute: datacenter, regex: "^nyc$"}}
-    trigger:
-      event: group
-      frequency: 5m
-      threshold: 50
-"""
 
 
 def write(directory: Path, n: int, state: str = "enabled") -> None:
     uid = f"integration-{n:05}"
-    text = TEMPLATE.format(uid=uid, n=n % 50, state=state, room=1000 + n)
+    text = "version: 1\nintegrations:\n" + INTEGRATION.format(
+        uid=uid, project=n % 50, state=state, room=1000 + n
+    )
     (directory / f"{uid}.yaml").write_text(text)
-
-
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpu = model or platform.processor()
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def pct(values: list[float], q: float) -> float:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "integrations.schema.json"
 sys.path.insert(0, str(ROOT))
+
+from host import machine  # noqa: E402
 
 from syncd.configset import load_config_set  # noqa: E402
 
@@ -177,23 +178,6 @@ def median_time(measure: Callable[[], float], repeat: int, budget: float = 12.0)
     while len(samples) < repeat and (len(samples) < 3 or sum(samples) < budget):
         samples.append(measure())
     return statistics.median(samples)
-
-
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpu = model or platform.processor() or platform.machine()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    cores = f"{os.cpu_count()} cores" + (
-        f" ({usable} usable)" if usable and usable != os.cpu_count() else ""
-    )
-    return f"{cpu}, {cores}, Python {platform.python_version()} ({platform.system()})"
 
 
 def fmt(seconds: float | None) -> str:

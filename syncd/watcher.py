@@ -260,7 +260,9 @@ class ConfigWatcher:
     link's parent directory is watched too and the watch follows the new target.
     Every ``resync_interval`` seconds (``<= 0`` disables it) ``fingerprint`` is
     compared with its value at the last call, catching changes inotify never
-    reported; after a failed call the next resync retries.
+    reported; after a failed call the next resync retries. A git index lock that
+    stays ``stale_lock_after`` seconds is taken for one left by a git that died:
+    it is logged and no longer waited for, so config changes are not held forever.
     """
 
     def __init__(
@@ -273,6 +275,7 @@ class ConfigWatcher:
         resync_interval: float = 60.0,
         fingerprint: Callable[[], str] | None = None,
         logger: logging.Logger | None = None,
+        stale_lock_after: float = 600.0,
     ) -> None:
         self._path = Path(os.path.abspath(path))
         self._on_change = on_change
@@ -292,6 +295,8 @@ class ConfigWatcher:
         self._worker: threading.Thread | None = None
         self._last_fingerprint: str | None = None
         self._next_resync: float | None = None
+        self._stale_lock_after = stale_lock_after
+        self._stale_lock: tuple[int, int] | None = None
 
     @property
     def path(self) -> Path:
@@ -472,13 +477,19 @@ class ConfigWatcher:
 
     # worker thread
 
-    def _index_locked(self) -> bool:
+    def _index_lock_identity(self) -> tuple[int, int] | None:
         target = self._target
-        return (
-            target is not None
-            and target.index_lock is not None
-            and os.path.lexists(target.index_lock)
-        )
+        if target is None or target.index_lock is None:
+            return None
+        try:
+            st = os.lstat(target.index_lock)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _index_locked(self) -> bool:
+        identity = self._index_lock_identity()
+        return identity is not None and identity != self._stale_lock
 
     def _next_action(self) -> Literal["fire", "resync"] | None:
         """Wait until it is time to fire or resync; None once stopping."""
@@ -497,11 +508,22 @@ class ConfigWatcher:
                         self._log.debug("git index lock released")
                         debouncer.release(now)
                         continue
+                    lock_name = self._target.index_lock if self._target else "the git index lock"
+                    if now - held_since >= self._stale_lock_after:
+                        self._stale_lock = self._index_lock_identity()
+                        self._log.warning(
+                            "%s has stayed for %.0f s: taking it for a lock left by a git "
+                            "that died, and reading the config as it is; remove it",
+                            lock_name,
+                            now - held_since,
+                        )
+                        debouncer.release(now)
+                        continue
                     if not warned_stale and now - held_since > _STALE_LOCK_WARNING:
                         warned_stale = True
                         self._log.warning(
                             "still waiting for %s to go away; remove it if no git runs",
-                            self._target.index_lock if self._target else "the git index lock",
+                            lock_name,
                         )
                     timeout = lock_poll
                 elif debouncer.due(now):

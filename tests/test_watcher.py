@@ -476,6 +476,36 @@ def test_index_lock_holds_the_call_until_it_is_gone(
     stays(lambda: recorder.calls == 1, absence_window(MAX_WAIT), "exactly one call")
 
 
+def test_a_lock_left_by_a_dead_git_is_waited_for_only_so_long(
+    cfg: Path, make_watcher: Callable[..., ConfigWatcher], records: Records
+) -> None:
+    (cfg / ".git").mkdir()
+    lock = cfg / ".git" / "index.lock"
+    lock.write_text("")
+    recorder = Recorder(cfg)
+    stale_after = 1.0
+    make_watcher(cfg, recorder, stale_lock_after=stale_after)
+    started = time.monotonic()
+    (cfg / "a.yaml").write_text("a: 1\n")
+    wait_for(lambda: recorder.calls >= 1, what="a call despite the stale lock")
+    assert time.monotonic() - started >= stale_after
+    assert recorder.last == {"a.yaml": "a: 1\n"}
+    assert any("taking it for a lock left by a git" in m for m in records.messages(logging.WARNING))
+
+    lock.unlink()
+    lock.write_text("")  # a new git operation: waited for again
+    (cfg / "a.yaml").write_text("a: 2\n")
+    wait_for(
+        lambda: (
+            records.messages().count("git operation in progress; waiting for its index lock") >= 2
+        ),
+        what="the watcher to hold again",
+    )
+    lock.unlink()
+    wait_for(lambda: recorder.calls >= 2, what="a call once the new lock is gone")
+    assert recorder.last == {"a.yaml": "a: 2\n"}
+
+
 def test_symlink_swap_of_the_whole_dir(
     tmp_path: Path, make_watcher: Callable[..., ConfigWatcher]
 ) -> None:

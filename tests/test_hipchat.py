@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -96,6 +97,18 @@ def test_one_connection_is_kept_alive_across_answers(
     assert client.auth_test(target(server)).ok
     assert len(server.attempts) == 4
     assert len({attempt.client_port for attempt in server.attempts}) == 1
+
+
+def test_a_netrc_entry_does_not_replace_the_room_token(
+    server: HipChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with HipChatClient(timeout=(2.0, 2.0)) as client:
+        assert client.send(target(server), message()).ok
+    assert server.messages[0].headers["Authorization"] == f"Bearer {TOKEN}"
 
 
 def test_from_is_left_out_without_a_sender(server: HipChatServer, client: HipChatClient) -> None:
@@ -320,20 +333,18 @@ def test_a_token_unfit_for_a_header_is_refused_before_sending(
     assert server.attempts == []
 
 
-def test_each_thread_has_its_own_connection_pool(
-    server: HipChatServer, client: HipChatClient
-) -> None:
-    pools: dict[int, set[int]] = {}
+def test_each_thread_has_its_own_session(server: HipChatServer, client: HipChatClient) -> None:
+    sessions: dict[int, set[int]] = {}
     results: list[DeliveryResult] = []
     lock = threading.Lock()
 
     def work(n: int) -> None:
         for _ in range(5):
             result = client.send(target(server), message(f"thread {n}"))
-            pool = client._adapter()
+            session = client._session()
             with lock:
                 results.append(result)
-                pools.setdefault(n, set()).add(id(pool))
+                sessions.setdefault(n, set()).add(id(session))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
@@ -341,8 +352,8 @@ def test_each_thread_has_its_own_connection_pool(
     for t in threads:
         t.join(timeout=10)
     assert all(r.ok for r in results) and len(results) == 20
-    assert all(len(ids) == 1 for ids in pools.values())
-    assert len(set().union(*pools.values())) == 4
+    assert all(len(ids) == 1 for ids in sessions.values())
+    assert len(set().union(*sessions.values())) == 4
     assert len(server.wait_for_messages(20)) == 20
 
 

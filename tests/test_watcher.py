@@ -457,12 +457,18 @@ def test_git_checkout_of_20_files_fires_once_with_the_final_state(
     stays(lambda: recorder.calls == 1, absence_window(max_wait), "exactly one call")
 
 
-def test_index_lock_holds_the_call_until_it_is_gone(
-    cfg: Path, make_watcher: Callable[..., ConfigWatcher], records: Records
-) -> None:
+def index_lock(cfg: Path) -> Path:
+    """A git operation in progress, as git marks it."""
     (cfg / ".git").mkdir()
     lock = cfg / ".git" / "index.lock"
     lock.write_text("")
+    return lock
+
+
+def test_index_lock_holds_the_call_until_it_is_gone(
+    cfg: Path, make_watcher: Callable[..., ConfigWatcher], records: Records
+) -> None:
+    lock = index_lock(cfg)
     recorder = Recorder(cfg)
     make_watcher(cfg, recorder)
     (cfg / "a.yaml").write_text("a: half\n")
@@ -479,9 +485,7 @@ def test_index_lock_holds_the_call_until_it_is_gone(
 def test_a_lock_left_by_a_dead_git_is_waited_for_only_so_long(
     cfg: Path, make_watcher: Callable[..., ConfigWatcher], records: Records
 ) -> None:
-    (cfg / ".git").mkdir()
-    lock = cfg / ".git" / "index.lock"
-    lock.write_text("")
+    lock = index_lock(cfg)
     recorder = Recorder(cfg)
     stale_after = 1.0
     make_watcher(cfg, recorder, stale_lock_after=stale_after)

@@ -295,6 +295,13 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("test server: handler failed")
             self.close_connection = True
 
+    def _attempt(
+        self, method: str, room: str | None, code: int | None, fault: FaultKind | None
+    ) -> Attempt:
+        return Attempt(
+            method, self.path, room, code, self.state.clock(), fault, self.client_address[1]
+        )
+
     def _answer(
         self,
         method: str,
@@ -305,18 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault: FaultKind | None = None,
         received: Received | None = None,
     ) -> None:
-        self.state.record(
-            Attempt(
-                method,
-                self.path,
-                room,
-                code,
-                self.state.clock(),
-                fault,
-                self.client_address[1],
-            ),
-            received,
-        )
+        self.state.record(self._attempt(method, room, code, fault), received)
         payload = body.encode()
         self.send_response(code)
         # A later header replaces an earlier one: injected headers win over computed ones.
@@ -370,17 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
         extra: Headers = ()
         if fault is not None:
             if fault.kind == "reset":
-                state.record(
-                    Attempt(
-                        method,
-                        self.path,
-                        room_id,
-                        None,
-                        state.clock(),
-                        "reset",
-                        self.client_address[1],
-                    )
-                )
+                state.record(self._attempt(method, room_id, None, "reset"))
                 self._drop()
                 return
             if fault.kind == "status":

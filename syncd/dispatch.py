@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.hipchat import DeliveryResult, HipChatClient, RoomTarget
+from syncd.housekeeping import orphaned
 from syncd.message import render
 from syncd.outbox import Item, Outbox, Settle
 from syncd.registry import Registry
@@ -51,7 +52,6 @@ class Dispatcher:
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._busy = 0
 
     def start(self) -> None:
         for n in range(self.config.workers):
@@ -66,11 +66,6 @@ class Dispatcher:
     @property
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
-
-    @property
-    def in_flight(self) -> int:
-        with self._wake:
-            return self._busy
 
     def stop(self, timeout: float) -> bool:
         """Stop claiming; wait up to ``timeout`` for sends in flight. True if all ended."""
@@ -105,15 +100,10 @@ class Dispatcher:
             if not items:
                 self._idle()
                 continue
-            with self._wake:
-                self._busy += 1
             try:
                 settled = self.process(items[0])
             except Exception:
                 log.exception("delivery of outbox item %d failed", items[0].id)
-            finally:
-                with self._wake:
-                    self._busy -= 1
         if settled is not None:
             self.outbox.settle(settled)
 
@@ -136,7 +126,7 @@ class Dispatcher:
         """Send one claimed item; returns how it ended, for the outbox to record."""
         notifier = self.registry.snapshot.notifiers.get(item.uid)
         if notifier is None:
-            return Settle(item.id, "cancelled", "integration removed")
+            return orphaned(item)
         integration = notifier.integration
         if integration.state == "stopped":
             return Settle(item.id, "cancelled", "integration stopped")

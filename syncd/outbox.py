@@ -396,17 +396,23 @@ class Outbox:
 
     @staticmethod
     def _settle(db: sqlite3.Connection, done: Settle, now: float) -> None:
+        """Record a send's end, unless the item was cancelled while it was in flight.
+
+        A cancelled item stays cancelled (a worker's late "retry later" must not
+        revive it), except that a send which did go out is recorded as delivered.
+        """
         if done.state == "pending":
             db.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
-                "lease_until = NULL WHERE id = ?",
+                "lease_until = NULL WHERE id = ? AND state = 'inflight'",
                 (done.retry_at, done.reason, done.item_id),
             )
         else:
             db.execute(
                 "UPDATE outbox SET state = ?, reason = ?, finished_at = ?, lease_until = NULL "
-                "WHERE id = ?",
-                (done.state, done.reason, now, done.item_id),
+                "WHERE id = ? AND (state = 'inflight' "
+                "OR (? = 'delivered' AND state = 'cancelled'))",
+                (done.state, done.reason, now, done.item_id, done.state),
             )
 
     def ack(self, item_id: int) -> None:
@@ -422,14 +428,22 @@ class Outbox:
         self.settle(Settle(item_id, "pending", reason, retry_at=at))
 
     def cancel_integration(self, uid: str, reason: str) -> int:
-        """Pending items of a removed integration: cancelled, with the reason kept."""
+        """Undelivered items of a removed integration: cancelled, with the reason kept.
+
+        Items in flight are cancelled too; their worker's settle cannot undo it.
+        """
         with self.transaction() as db:
             db.execute("DELETE FROM windows WHERE uid = ?", (uid,))
             return db.execute(
-                "UPDATE outbox SET state = 'cancelled', reason = ?, finished_at = ? "
-                "WHERE uid = ? AND state = 'pending'",
+                "UPDATE outbox SET state = 'cancelled', reason = ?, finished_at = ?, "
+                "lease_until = NULL WHERE uid = ? AND state IN ('pending', 'inflight')",
                 (reason, self.clock(), uid),
             ).rowcount
+
+    def undelivered_uids(self) -> set[str]:
+        """Integrations with items still to send (the room index makes this a skip scan)."""
+        rows = self._read("SELECT DISTINCT uid FROM outbox WHERE state IN ('pending', 'inflight')")
+        return {uid for (uid,) in rows}
 
     def expire(self, max_age: float) -> int:
         """Dead-letter what has waited longer than ``max_age``, keeping the last reason."""

@@ -144,51 +144,34 @@ class Registry:
         now = self._clock()
         if not config.valid:
             return Outcome(False, revision, now, diagnostics=config.diagnostics)
-        tokens: dict[str, dict[str, str]] = {}
-        problems: list[Diagnostic] = []
-        for integration in config.integrations:
-            tokens[integration.uid] = self._resolve(integration, problems)
+        tokens, problems = self._resolve_all(config.integrations)
         if problems:
             return Outcome(False, revision, now, diagnostics=tuple(sorted(problems)))
-
         current = self.snapshot.notifiers
-        result = plan(config.integrations, {u: n.integration for u, n in current.items()})
-        rotated = tuple(
-            Update(i, i) for i in result.keep if dict(current[i.uid].tokens) != tokens[i.uid]
+        result = _with_rotations(
+            plan(config.integrations, {u: n.integration for u, n in current.items()}),
+            current,
+            tokens,
         )
-        if rotated:
-            rotated_uids = {u.uid for u in rotated}
-            result = Plan(
-                result.create,
-                result.update + rotated,
-                result.delete,
-                tuple(i for i in result.keep if i.uid not in rotated_uids),
-            )
-        notifiers: dict[str, Notifier] = {}
-        for integration in result.keep:
-            notifiers[integration.uid] = current[integration.uid]
-        for upd in result.update:
-            old = current[upd.uid]
-            notifiers[upd.uid] = Notifier(
-                upd.after,
-                MappingProxyType(tokens[upd.uid]),
-                old.state,
-                old.generation + 1,
-                now,
-            )
-        for integration in result.create:
-            notifiers[integration.uid] = Notifier(
-                integration, MappingProxyType(tokens[integration.uid]), RuntimeState(now), 1, now
-            )
+        notifiers = _next_notifiers(result, current, tokens, now)
         ordered = {i.uid: notifiers[i.uid] for i in config.integrations}
         snapshot = Snapshot(MappingProxyType(ordered), revision, config.digest, now)
-        self.snapshot = snapshot
+        # Listeners act before readers can see the new set: an integration's
+        # queued items are settled by the time a worker finds it gone.
         for listener in self._listeners:
             try:
                 listener(result, snapshot)
             except Exception:
                 log.exception("a registry listener failed")
+        self.snapshot = snapshot
         return Outcome(True, revision, now, plan=result)
+
+    def _resolve_all(
+        self, integrations: Sequence[Integration]
+    ) -> tuple[dict[str, dict[str, str]], list[Diagnostic]]:
+        problems: list[Diagnostic] = []
+        tokens = {i.uid: self._resolve(i, problems) for i in integrations}
+        return tokens, problems
 
     def _resolve(self, integration: Integration, problems: list[Diagnostic]) -> dict[str, str]:
         """Room id to token; an unresolvable ref becomes a diagnostic at its declaration."""
@@ -201,3 +184,45 @@ class Registry:
                 message = f"token {room.token}: {exc}"
                 problems.append(Diagnostic(src.file, src.line, src.col, src.path, message))
         return tokens
+
+
+def _with_rotations(
+    result: Plan, current: Mapping[str, Notifier], tokens: Mapping[str, Mapping[str, str]]
+) -> Plan:
+    """A kept integration whose token changed is an update: its notifier gets the new one."""
+    rotated = tuple(
+        Update(i, i) for i in result.keep if dict(current[i.uid].tokens) != tokens[i.uid]
+    )
+    if not rotated:
+        return result
+    rotated_uids = {u.uid for u in rotated}
+    return Plan(
+        result.create,
+        result.update + rotated,
+        result.delete,
+        tuple(i for i in result.keep if i.uid not in rotated_uids),
+    )
+
+
+def _next_notifiers(
+    result: Plan,
+    current: Mapping[str, Notifier],
+    tokens: Mapping[str, Mapping[str, str]],
+    now: float,
+) -> dict[str, Notifier]:
+    """Kept notifiers as they are; updated ones keep their runtime state."""
+    notifiers = {i.uid: current[i.uid] for i in result.keep}
+    for upd in result.update:
+        old = current[upd.uid]
+        notifiers[upd.uid] = Notifier(
+            upd.after, MappingProxyType(dict(tokens[upd.uid])), old.state, old.generation + 1, now
+        )
+    for integration in result.create:
+        notifiers[integration.uid] = Notifier(
+            integration,
+            MappingProxyType(dict(tokens[integration.uid])),
+            RuntimeState(now),
+            1,
+            now,
+        )
+    return notifiers

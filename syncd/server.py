@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from syncd.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +122,24 @@ def _handler_class(routes: Routes, max_body: int) -> type[BaseHTTPRequestHandler
     return _Handler
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class HTTPServer:
     """A threaded server in a background thread; ``port`` 0 picks a free one."""
 
     def __init__(
         self, host: str, port: int, routes: Routes, *, max_body: int = MAX_BODY_BYTES
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler_class(routes, max_body))
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        try:
+            self._server = server_class((host, port), _handler_class(routes, max_body))
+        except OSError as exc:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise UsageError(
+                f"cannot listen on {where} (--listen): {exc.strerror or exc}"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="syncd-http", daemon=True
@@ -139,7 +153,7 @@ class HTTPServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> None:
         self._thread.start()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 
 
-class Notifier:
+class ServiceManager:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.systemd import Notifier
+from syncd.systemd import ServiceManager
 
 
 @pytest.fixture(params=["path", "abstract"])
@@ -35,7 +35,7 @@ def received(sock: socket.socket) -> list[str]:
 
 def test_ready_reloading_stopping(listener: tuple[socket.socket, str]) -> None:
     sock, name = listener
-    notify = Notifier({"NOTIFY_SOCKET": name})
+    notify = ServiceManager({"NOTIFY_SOCKET": name})
     assert notify.enabled
     assert notify.ready("2 integrations,\n  revision abc")
     assert received(sock) == ["READY=1", "STATUS=2 integrations, revision abc"]
@@ -52,13 +52,13 @@ def test_ready_reloading_stopping(listener: tuple[socket.socket, str]) -> None:
 
 
 def test_without_a_socket_nothing_happens() -> None:
-    notify = Notifier({})
+    notify = ServiceManager({})
     assert not notify.enabled
     assert not notify.ready()
 
 
 def test_a_vanished_socket_is_not_an_error(tmp_path: Path) -> None:
-    assert not Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")}).ready()
+    assert not ServiceManager({"NOTIFY_SOCKET": str(tmp_path / "gone")}).ready()
 
 
 @pytest.mark.parametrize(
@@ -72,4 +72,4 @@ def test_a_vanished_socket_is_not_an_error(tmp_path: Path) -> None:
     ],
 )
 def test_watchdog_interval(env: dict[str, str], interval: float | None) -> None:
-    assert Notifier(env).watchdog_interval == interval
+    assert ServiceManager(env).watchdog_interval == interval

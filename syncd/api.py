@@ -1,0 +1,183 @@
+"""The daemon's HTTP API: routes, the ingest token check, and the documents
+``/status``, ``/v1/registry`` and ``/metrics`` answer with.
+
+Each handler reads the registry's snapshot and the outbox; none changes the
+active set except ``POST /-/reload``, which asks for a reconcile and waits for
+it like Alertmanager's reload endpoint. Events go through ``ingest``, which
+stores them before the 202 is sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from syncd.ingest import Ingest, validate_events
+from syncd.metrics import ConfigGauges, Metrics
+from syncd.model import integration_to_data
+from syncd.outbox import Outbox
+from syncd.registry import Notifier, Outcome, Registry, RoomHealth
+from syncd.server import Request, Response, Routes
+
+log = logging.getLogger("syncd")
+
+
+def outcome_to_data(outcome: Outcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    data: dict[str, object] = {
+        "ok": outcome.ok,
+        "revision": outcome.revision,
+        "at": outcome.at,
+        "diagnostics": [str(d) for d in outcome.diagnostics],
+    }
+    if outcome.plan is not None:
+        data["plan"] = {
+            "create": [i.uid for i in outcome.plan.create],
+            "update": [u.uid for u in outcome.plan.update],
+            "delete": [i.uid for i in outcome.plan.delete],
+            "keep": len(outcome.plan.keep),
+        }
+    return data
+
+
+def _notifier_status(notifier: Notifier, depth: int) -> dict[str, object]:
+    integration = notifier.integration
+    return {
+        "state": integration.state,
+        "project": integration.project,
+        "name": integration.name,
+        "generation": notifier.generation,
+        "queue_depth": depth,
+        "rooms": {
+            room.id: asdict(notifier.state.rooms.get(room.id, RoomHealth()))
+            for room in integration.rooms
+        },
+    }
+
+
+def status_document(registry: Registry, depth: dict[str, int]) -> dict[str, object]:
+    """What ``/status`` answers and ``syncd status`` shows."""
+    snap = registry.snapshot
+    attempt = registry.last_attempt
+    return {
+        "applied_revision": snap.revision,
+        "attempted_revision": attempt.revision if attempt else None,
+        "config_hash": snap.config_hash,
+        "reconcile_attempts": registry.attempts,
+        "last_reconcile": outcome_to_data(attempt),
+        "last_failure": outcome_to_data(registry.last_failure),
+        "outbox_depth": sum(depth.values()),
+        "integrations": {
+            uid: _notifier_status(n, depth.get(uid, 0)) for uid, n in snap.notifiers.items()
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Api:
+    registry: Registry
+    outbox: Outbox
+    ingest: Ingest
+    metrics: Metrics
+    reload: Callable[[], Outcome | None]
+    stopping: Callable[[], bool]
+    ingest_token: str | None = field(default=None, repr=False)
+
+    def routes(self) -> Routes:
+        return {
+            ("GET", "/healthz"): lambda _: Response.text(200, "ok\n"),
+            ("GET", "/readyz"): self._ready,
+            ("POST", "/-/reload"): self._reload,
+            ("GET", "/v1/registry"): self._registry,
+            ("GET", "/status"): self._status,
+            ("POST", "/v1/events"): self._events,
+            ("GET", "/metrics"): self._metrics,
+        }
+
+    def _authorized(self, request: Request) -> bool:
+        if not self.ingest_token:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.ingest_token}".encode())
+
+    def _metrics(self, _: Request) -> Response:
+        reg = self.registry
+        gauges = ConfigGauges(
+            last_reload_successful=reg.last_attempt is not None and reg.last_attempt.ok,
+            last_success_time=reg.last_success.at if reg.last_success else None,
+            config_hash=reg.snapshot.config_hash,
+        )
+        text = self.metrics.render(gauges, sum(self.outbox.depth().values()))
+        return Response.text(200, text, "text/plain; version=0.0.4")
+
+    def _events(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return Response.error(401, "a valid bearer token is required")
+        if self.stopping():
+            return Response.error(503, "shutting down")
+        try:
+            payload = request.json()
+            # Lone surrogates (JSON "\ud800") are valid JSON but not text.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError) as exc:
+            message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            return Response.error(400, f"body is not usable JSON: {message}")
+        events, problems = validate_events(payload)
+        if problems:
+            return Response.error(
+                400,
+                "invalid event",
+                problems=[{"path": p.path, "message": p.message} for p in problems],
+            )
+        try:
+            accepted = self.ingest.submit(events)
+            self.metrics.received(len(events))
+        except sqlite3.Error as exc:
+            log.error("could not store %d event(s): %s", len(events), exc)
+            return Response.error(503, "could not store the events; retry later")
+        return Response.json(
+            202,
+            {
+                "accepted": len(accepted.ids),
+                "ids": list(accepted.ids),
+                "notifications": accepted.notifications,
+            },
+        )
+
+    def _ready(self, _: Request) -> Response:
+        if self.registry.last_success is None:
+            return Response.text(503, "not ready: no config applied yet\n")
+        return Response.text(200, "ready\n")
+
+    def _reload(self, _: Request) -> Response:
+        outcome = self.reload()
+        if outcome is None:
+            return Response.error(504, "reload did not finish in time")
+        if not outcome.ok:
+            return Response.error(
+                500,
+                "config rejected; last-known-good stays active",
+                diagnostics=[str(d) for d in outcome.diagnostics],
+            )
+        return Response.json(200, outcome_to_data(outcome))
+
+    def _registry(self, _: Request) -> Response:
+        snap = self.registry.snapshot
+        return Response.json(
+            200,
+            {
+                "revision": snap.revision,
+                "config_hash": snap.config_hash,
+                "integrations": [
+                    integration_to_data(n.integration) for n in snap.notifiers.values()
+                ],
+            },
+        )
+
+    def _status(self, _: Request) -> Response:
+        return Response.json(200, status_document(self.registry, self.outbox.depth()))

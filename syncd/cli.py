@@ -1,37 +1,55 @@
-"""Command line: parses arguments and hands over to the core."""
+"""Command line: parses arguments into plain values and calls a command.
+
+Every command runs inside one error handler (:func:`syncd.errors.handled`), so
+a mistake a user can fix ends as one line naming the flag or file and an exit
+code, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import gc
-import json
-import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
-from syncd import __version__, semantics
-from syncd import plan as planning
-from syncd.configset import ConfigSet, PathNotFoundError, load_config_set
-from syncd.diagnostics import OutputFormat, count_errors, render, summary
-from syncd.model import Integration
+from syncd import __version__
+from syncd.diagnostics import OutputFormat
+from syncd.errors import handled
+from syncd.logs import LogFormat
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-
-
-def _default_format() -> OutputFormat:
-    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+Command = Callable[[argparse.Namespace], int]
+DEFAULT_URL = "http://127.0.0.1:8514"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="syncd", description="HipChat integrations as code: validate, plan and run."
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, metavar="DIR")
+
+
+def _add_plaintext(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-plaintext-tokens",
+        action="store_true",
+        help="accept literal room tokens without a warning",
     )
-    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+
+def _add_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the daemon's base URL ({DEFAULT_URL})")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from syncd.commands.validate import validate
+
+    return validate(
+        args.paths,
+        fmt=cast(OutputFormat | None, args.format),
+        strict=args.strict,
+        allow_plaintext_tokens=args.allow_plaintext_tokens,
+    )
+
+
+def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = commands.add_parser(
         "validate",
         help="check integration files (YAML syntax, schema, semantics)",
@@ -53,35 +71,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: github under GitHub Actions, else text)",
     )
     validate.add_argument("--strict", action="store_true", help="fail on warnings too")
-    validate.add_argument(
-        "--allow-plaintext-tokens",
-        action="store_true",
-        help="accept literal room tokens without a warning",
-    )
-    validate.set_defaults(handler=cmd_validate)
+    _add_plaintext(validate)
+    validate.set_defaults(handler=_validate)
 
+
+def _plan(args: argparse.Namespace) -> int:
+    from syncd.commands.plan import plan
+
+    return plan(args.config, against=args.against)
+
+
+def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan = commands.add_parser(
         "plan",
         help="show what a config dir would change in the running daemon",
         description="Compare a config directory with the running daemon's registry (or an "
         "empty one). Exit 0 when nothing would change, 1 when something would, 2 on error.",
     )
-    plan.add_argument("--config", type=Path, required=True, metavar="DIR")
-    plan.add_argument(
-        "--against", metavar="URL", help="the daemon's base URL, e.g. http://127.0.0.1:8514"
-    )
-    plan.set_defaults(handler=cmd_plan)
+    _add_config(plan)
+    plan.add_argument("--against", metavar="URL", help=f"the daemon's base URL, e.g. {DEFAULT_URL}")
+    plan.set_defaults(handler=_plan)
 
+
+def _run(args: argparse.Namespace) -> int:
+    from syncd.commands.run import RunOptions, run
+
+    return run(
+        RunOptions(
+            config_dir=args.config,
+            listen=args.listen,
+            state_dir=args.state_dir,
+            workers=args.workers,
+            ingest_token_file=args.ingest_token_file,
+            retry_base_delay=args.retry_base_delay,
+            retry_max_delay=args.retry_max_delay,
+            max_age=args.max_age,
+            resync_interval=args.resync_interval,
+            allow_plaintext_tokens=args.allow_plaintext_tokens,
+            log_format=cast(LogFormat, args.log_format),
+        )
+    )
+
+
+def _seconds(parser: argparse.ArgumentParser, flag: str, default: float, help: str) -> None:
+    parser.add_argument(flag, type=float, default=default, metavar="SECONDS", help=help)
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
         "run",
         help="run the daemon: watch the config dir and keep the registry reconciled",
+        description="Exit 0 after SIGTERM, 1 with no valid config to start on, "
+        "2 on a usage error (bad flag, busy port, unusable state dir).",
     )
-    run.add_argument("--config", type=Path, required=True, metavar="DIR")
+    _add_config(run)
     run.add_argument(
         "--listen",
         default="127.0.0.1:8514",
         metavar="HOST:PORT",
-        help="HTTP address (default 127.0.0.1:8514; port 0 picks a free one)",
+        help="HTTP address, [IPV6]:PORT for IPv6 (default 127.0.0.1:8514; port 0 picks one)",
     )
     run.add_argument(
         "--state-dir",
@@ -98,26 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="file holding the bearer token POST /v1/events requires "
         "(or set SYNCD_INGEST_TOKEN); required to listen beyond loopback",
     )
-    run.add_argument(
+    _seconds(
+        run,
         "--retry-base-delay",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="first retry delay; doubles per attempt, with jitter (default 1)",
+        1.0,
+        "first retry delay; doubles per attempt, with jitter (default 1)",
     )
-    run.add_argument(
-        "--retry-max-delay",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="longest wait between two attempts (default 300)",
-    )
-    run.add_argument(
+    _seconds(run, "--retry-max-delay", 300.0, "longest wait between two attempts (default 300)")
+    _seconds(
+        run,
         "--max-age",
-        type=float,
-        default=24 * 3600.0,
-        metavar="SECONDS",
-        help="dead-letter a notification still undelivered after this long (default 86400)",
+        24 * 3600.0,
+        "dead-letter a notification still undelivered after this long (default 86400)",
     )
     run.add_argument(
         "--log-format",
@@ -125,40 +165,79 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: journal priorities under systemd, else text (default auto)",
     )
-    run.add_argument("--allow-plaintext-tokens", action="store_true")
-    run.add_argument(
+    _add_plaintext(run)
+    _seconds(
+        run,
         "--resync-interval",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="full re-read of the config dir, to cover missed file events (default 60)",
+        60.0,
+        "full re-read of the config dir, to cover missed file events (default 60)",
     )
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=_run)
 
+
+def _test(args: argparse.Namespace) -> int:
+    from syncd.commands.test import test
+
+    return test(
+        args.config,
+        uids=args.uid,
+        send=args.send,
+        allow_plaintext_tokens=args.allow_plaintext_tokens,
+    )
+
+
+def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     test = commands.add_parser(
         "test",
         help="check each room's token against HipChat (auth_test), optionally send a message",
         description="Exit 0 when every room is OK, 1 when one is not, 2 on a config error.",
     )
-    test.add_argument("--config", type=Path, required=True, metavar="DIR")
+    _add_config(test)
     test.add_argument("--uid", action="append", default=[], help="only this integration")
     test.add_argument("--send", action="store_true", help="also send a test notification")
-    test.add_argument("--allow-plaintext-tokens", action="store_true")
-    test.set_defaults(handler=cmd_test)
+    _add_plaintext(test)
+    test.set_defaults(handler=_test)
 
-    demo = commands.add_parser(
-        "demo",
-        help="run the daemon on the shipped example against a local HipChat look-alike",
-    )
-    demo.set_defaults(handler=cmd_demo)
 
+def _demo(args: argparse.Namespace) -> int:
+    from syncd.commands.demo import demo
+
+    return demo()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from syncd.commands.status import status
+
+    return status(args.url, as_json=args.json)
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = commands.add_parser(
-        "status", help="show a running daemon's status as a table (or --json)"
+        "status",
+        help="show a running daemon's status as a table (or --json)",
+        description="Exit 0 when the daemon answered, 2 when it could not be reached.",
     )
-    status.add_argument("--url", default="http://127.0.0.1:8514", help="the daemon's base URL")
+    _add_url(status)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
-    status.set_defaults(handler=cmd_status)
+    status.set_defaults(handler=_status)
 
+
+def _emit(args: argparse.Namespace) -> int:
+    from syncd.commands.emit import build_event, emit, parse_attributes
+
+    event = build_event(
+        args.project,
+        args.fingerprint,
+        timestamp=args.timestamp,
+        classifiers=args.classifiers,
+        callstack=args.callstack,
+        attributes=parse_attributes(args.attributes),
+        optional={"hostname": args.hostname, "href": args.href, "new_group": args.new_group},
+    )
+    return emit(args.url, event)
+
+
+def _add_emit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     emit = commands.add_parser(
         "emit",
         help="send one error event to a running daemon",
@@ -176,196 +255,31 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--hostname")
     emit.add_argument("--href")
     emit.add_argument("--new-group", action=argparse.BooleanOptionalAction, default=None)
-    emit.add_argument("--url", default="http://127.0.0.1:8514", help="the daemon's base URL")
-    emit.set_defaults(handler=cmd_emit)
-    return parser
+    _add_url(emit)
+    emit.set_defaults(handler=_emit)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    # Loaded data has no reference cycles: the cyclic collector only costs time
-    # here (a third of it on 2,000 files) and frees no memory.
-    gc.disable()
-    try:
-        return _validate(args)
-    finally:
-        gc.enable()
-
-
-def _validate(args: argparse.Namespace) -> int:
-    options = semantics.Options(allow_plaintext_tokens=args.allow_plaintext_tokens)
-    try:
-        config = load_config_set(args.paths, options)
-    except PathNotFoundError as exc:
-        print(f"syncd validate: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    fmt = cast(OutputFormat, args.format or _default_format())
-    diagnostics = list(config.diagnostics)
-    sys.stdout.write(render(diagnostics, fmt, len(config.files)))
-    if fmt != "json":
-        if not config.files:
-            print("syncd: no YAML files found", file=sys.stderr)
-        else:
-            print(f"syncd: {summary(diagnostics, len(config.files))}", file=sys.stderr)
-    failed = count_errors(diagnostics) > 0 or (args.strict and bool(diagnostics))
-    return EXIT_INVALID if failed else EXIT_OK
-
-
-def _load_valid(command: str, path: Path, options: semantics.Options) -> ConfigSet | None:
-    """The config set, or None after printing why it cannot be used."""
-    try:
-        config = load_config_set([path], options)
-    except PathNotFoundError as exc:
-        print(f"syncd {command}: error: {exc}", file=sys.stderr)
-        return None
-    if not config.valid:
-        sys.stdout.write(render(list(config.diagnostics), "text", len(config.files)))
-        print(f"syncd {command}: the config is invalid", file=sys.stderr)
-        return None
-    return config
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    # The HTTP client is imported only by the commands that talk to a daemon,
-    # so that `syncd validate` in a pre-commit hook starts fast.
-    from syncd.remote import RegistryFetchError, fetch_registry
-
-    config = _load_valid("plan", args.config, semantics.Options(allow_plaintext_tokens=True))
-    if config is None:
-        return EXIT_USAGE
-    active: dict[str, Integration] = {}
-    against = "an empty registry"
-    if args.against:
-        try:
-            active = fetch_registry(args.against)
-        except RegistryFetchError as exc:
-            print(f"syncd plan: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        against = args.against
-    result = planning.plan([i.public() for i in config.integrations], active)
-    sys.stdout.write(planning.render(result, against=against))
-    return EXIT_INVALID if result.changed else EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from syncd.daemon import DaemonConfig, run
-
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        print(f"syncd run: error: --listen wants HOST:PORT, got {args.listen!r}", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.config.is_dir():
-        print(f"syncd run: error: not a directory: {args.config}", file=sys.stderr)
-        return EXIT_USAGE
-    token = os.environ.get("SYNCD_INGEST_TOKEN") or None
-    if args.ingest_token_file:
-        try:
-            token = args.ingest_token_file.read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            print(
-                f"syncd run: error: cannot read the ingest token: {exc.strerror}", file=sys.stderr
-            )
-            return EXIT_USAGE
-    return run(
-        log_format=args.log_format,
-        config=DaemonConfig(
-            config_dir=args.config,
-            state_dir=args.state_dir,
-            host=host.strip("[]"),
-            port=int(port),
-            ingest_token=token,
-            allow_plaintext_tokens=args.allow_plaintext_tokens,
-            resync_interval=args.resync_interval,
-            workers=args.workers,
-            retry_base=args.retry_base_delay,
-            retry_cap=args.retry_max_delay,
-            max_age=args.max_age,
-        ),
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd", description="HipChat integrations as code: validate, plan and run."
     )
-
-
-def cmd_test(args: argparse.Namespace) -> int:
-    from syncd.hipchat import HipChatClient
-    from syncd.roomtest import check_rooms
-
-    options = semantics.Options(allow_plaintext_tokens=args.allow_plaintext_tokens)
-    config = _load_valid("test", args.config, options)
-    if config is None:
-        return EXIT_USAGE
-    chosen = [i for i in config.integrations if not args.uid or i.uid in args.uid]
-    missing = set(args.uid) - {i.uid for i in chosen}
-    if missing:
-        print(f"syncd test: error: no integration {', '.join(sorted(missing))}", file=sys.stderr)
-        return EXIT_USAGE
-    failed = 0
-    with HipChatClient() as client:
-        for check in check_rooms(chosen, client, send=args.send):
-            print(check, flush=True)
-            failed += not check.ok
-    return EXIT_INVALID if failed else EXIT_OK
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from syncd import demo
-
-    return demo.run()
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from syncd.remote import RegistryFetchError, fetch_status, render_status
-
-    try:
-        status = fetch_status(args.url)
-    except RegistryFetchError as exc:
-        print(f"syncd status: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(json.dumps(status, indent=2))
-    else:
-        sys.stdout.write(render_status(status))
-    return EXIT_OK
-
-
-def cmd_emit(args: argparse.Namespace) -> int:
-    from syncd.remote import EmitError, emit
-
-    attributes: dict[str, str] = {}
-    for pair in args.attributes:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            print(f"syncd emit: error: --attribute wants NAME=VALUE, got {pair!r}", file=sys.stderr)
-            return EXIT_USAGE
-        attributes[name] = value
-    timestamp = args.timestamp or datetime.now(UTC).isoformat(timespec="seconds")
-    event: dict[str, object] = {
-        "project": args.project,
-        "fingerprint": args.fingerprint,
-        "timestamp": timestamp,
-        "classifiers": args.classifiers,
-        "callstack": args.callstack,
-        "attributes": attributes,
-    }
-    for key in ("hostname", "href", "new_group"):
-        if getattr(args, key) is not None:
-            event[key] = getattr(args, key)
-    try:
-        status, answer = emit(args.url, event, token=os.environ.get("SYNCD_INGEST_TOKEN"))
-    except EmitError as exc:
-        print(f"syncd emit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if status == 202:
-        print(f"accepted {answer['ids'][0]}: {answer['notifications']} notification(s) queued")
-        return EXIT_OK
-    error = answer.get("error", {}) if isinstance(answer, dict) else {}
-    print(f"syncd emit: refused ({status}): {error.get('message', answer)}", file=sys.stderr)
-    for problem in error.get("problems", []):
-        print(f"  {problem['path']}: {problem['message']}", file=sys.stderr)
-    return EXIT_INVALID
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_validate, _add_plan, _add_run, _add_test, _add_status, _add_emit):
+        add(commands)
+    demo = commands.add_parser(
+        "demo", help="run the daemon on the shipped example against a local HipChat look-alike"
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
-    return code
+    handler = cast(Command, args.handler)
+    with handled(args.command) as outcome:
+        outcome.code = handler(args)
+    return outcome.code
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from syncd import schema, semantics
 from syncd.diagnostics import Diagnostic, count_errors, json_path
+from syncd.errors import UsageError
 from syncd.loader import DataPath, LoadedFile, load_file
 from syncd.model import Integration, Source, integration_from_data
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-class PathNotFoundError(Exception):
+class PathNotFoundError(UsageError):
     """A path given on the command line does not exist."""
 
 

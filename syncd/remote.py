@@ -7,15 +7,16 @@ from typing import Any
 
 import requests
 
+from syncd.errors import UsageError
 from syncd.model import Integration
 from syncd.plan import active_from_data
 
 
-class RegistryFetchError(Exception):
-    pass
+class RegistryFetchError(UsageError):
+    """The daemon could not be reached or did not answer with what was asked."""
 
 
-class EmitError(Exception):
+class EmitError(UsageError):
     """The daemon could not be reached or did not answer as a daemon would."""
 
 
@@ -68,38 +69,55 @@ def _when(value: object) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _room_rows(uid: str, info: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per room; the integration's own columns only on its first row."""
+    rooms = info.get("rooms") or {"-": {}}
+    rows: list[tuple[str, ...]] = []
+    for i, (room, health) in enumerate(sorted(rooms.items())):
+        own = (uid, str(info.get("state", "")), str(info.get("queue_depth", 0)))
+        rows.append(
+            (
+                *(own if i == 0 else ("", "", "")),
+                room,
+                "ok" if health.get("healthy", True) else "UNHEALTHY",
+                _when(health.get("last_delivery")),
+                str(health.get("last_error") or "-")[:60],
+            )
+        )
+    return rows
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _reconcile_lines(last: dict[str, Any]) -> list[str]:
+    if not last:
+        return []
+    result = "ok" if last.get("ok") else "FAILED (last-known-good stays active)"
+    return [
+        f"last reconcile:     {result} at {_when(last.get('at'))}",
+        *(f"  {d}" for d in last.get("diagnostics", [])),
+    ]
+
+
 def render_status(status: dict[str, Any]) -> str:
     """The daemon's /status as a table for people."""
+    rows: list[tuple[str, ...]] = [
+        ("INTEGRATION", "STATE", "QUEUE", "ROOM", "HEALTH", "LAST DELIVERY", "LAST ERROR")
+    ]
+    for uid, info in sorted((status.get("integrations") or {}).items()):
+        rows.extend(_room_rows(uid, info))
     lines = [
         f"applied revision:   {status.get('applied_revision') or '-'}",
         f"attempted revision: {status.get('attempted_revision') or '-'}",
+        *_reconcile_lines(status.get("last_reconcile") or {}),
+        f"outbox depth:       {status.get('outbox_depth', 0)}",
+        "",
+        *_table(rows),
     ]
-    last = status.get("last_reconcile") or {}
-    if last:
-        result = "ok" if last.get("ok") else "FAILED (last-known-good stays active)"
-        lines.append(f"last reconcile:     {result} at {_when(last.get('at'))}")
-        lines.extend(f"  {d}" for d in last.get("diagnostics", []))
-    lines.append(f"outbox depth:       {status.get('outbox_depth', 0)}")
-    rows = [("INTEGRATION", "STATE", "QUEUE", "ROOM", "HEALTH", "LAST DELIVERY", "LAST ERROR")]
-    for uid, info in sorted((status.get("integrations") or {}).items()):
-        rooms = info.get("rooms") or {"-": {}}
-        for i, (room, health) in enumerate(sorted(rooms.items())):
-            first = i == 0
-            rows.append(
-                (
-                    uid if first else "",
-                    str(info.get("state", "")) if first else "",
-                    str(info.get("queue_depth", 0)) if first else "",
-                    room,
-                    "ok" if health.get("healthy", True) else "UNHEALTHY",
-                    _when(health.get("last_delivery")),
-                    str(health.get("last_error") or "-")[:60],
-                )
-            )
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    lines.append("")
-    lines.extend(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
     return "\n".join(lines) + "\n"

@@ -1,0 +1,64 @@
+"""``syncd emit``: one error event posted to a running daemon."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
+
+
+def parse_attributes(pairs: Sequence[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as a mapping; the value may itself hold ``=``."""
+    attributes: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--attribute wants NAME=VALUE, got {pair!r}")
+        attributes[name] = value
+    return attributes
+
+
+def build_event(
+    project: str,
+    fingerprint: str,
+    *,
+    timestamp: str | None = None,
+    classifiers: Sequence[str] = (),
+    callstack: Sequence[str] = (),
+    attributes: Mapping[str, str] | None = None,
+    optional: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The event as the ingest API takes it; ``optional`` fields only when given."""
+    event: dict[str, object] = {
+        "project": project,
+        "fingerprint": fingerprint,
+        "timestamp": timestamp or datetime.now(UTC).isoformat(timespec="seconds"),
+        "classifiers": list(classifiers),
+        "callstack": list(callstack),
+        "attributes": dict(attributes or {}),
+    }
+    event.update({k: v for k, v in (optional or {}).items() if v is not None})
+    return event
+
+
+def emit(url: str, event: Mapping[str, object]) -> int:
+    """Exit 0 when the daemon accepted the event, 1 when it refused it."""
+    from syncd.remote import emit as post
+
+    status, answer = post(url, dict(event), token=os.environ.get("SYNCD_INGEST_TOKEN"))
+    if status == 202:
+        print(f"accepted {answer['ids'][0]}: {answer['notifications']} notification(s) queued")
+        return EXIT_OK
+    _print_refusal(status, answer)
+    return EXIT_FAILED
+
+
+def _print_refusal(status: int, answer: Any) -> None:
+    error = answer.get("error", {}) if isinstance(answer, dict) else {}
+    print(f"syncd emit: refused ({status}): {error.get('message', answer)}", file=sys.stderr)
+    for problem in error.get("problems", []):
+        print(f"  {problem['path']}: {problem['message']}", file=sys.stderr)

@@ -1,0 +1,27 @@
+"""``syncd plan``: what a config dir would change in the running daemon."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from syncd import plan as planning
+from syncd import semantics
+from syncd.commands.configdir import load_valid
+from syncd.errors import EXIT_FAILED, EXIT_OK
+from syncd.model import Integration
+
+
+def plan(config_dir: Path, *, against: str | None = None) -> int:
+    """Exit 0 when nothing would change, 1 when something would."""
+    config = load_valid(config_dir, semantics.Options(allow_plaintext_tokens=True))
+    active: dict[str, Integration] = {}
+    if against:
+        # The HTTP client is imported only by the commands that talk to a
+        # daemon, so that `syncd validate` in a pre-commit hook starts fast.
+        from syncd.remote import fetch_registry
+
+        active = fetch_registry(against)
+    result = planning.plan([i.public() for i in config.integrations], active)
+    sys.stdout.write(planning.render(result, against=against or "an empty registry"))
+    return EXIT_FAILED if result.changed else EXIT_OK

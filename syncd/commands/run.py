@@ -1,0 +1,91 @@
+"""``syncd run``: the daemon, from command-line values to a running service."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syncd.errors import UsageError
+from syncd.logs import LogFormat
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+def parse_listen(value: str) -> Listen:
+    """``HOST:PORT`` or ``[IPV6]:PORT``; port 0 picks a free one."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"--listen wants [IPV6]:PORT for an IPv6 address, got {value!r}")
+    if not sep or not host or not port.isdigit() or not port.isascii() or int(port) > 65535:
+        raise UsageError(f"--listen wants HOST:PORT with a port from 0 to 65535, got {value!r}")
+    return Listen(host, int(port))
+
+
+def check_state_dir(path: Path) -> None:
+    """A state dir must be a directory this process can write, or be creatable."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--state-dir {path} is not a directory ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--state-dir {path} is not writable by this user ({existing})")
+
+
+def read_ingest_token(path: Path | None) -> str | None:
+    """The token from ``--ingest-token-file``, else from ``SYNCD_INGEST_TOKEN``."""
+    if path is None:
+        return os.environ.get("SYNCD_INGEST_TOKEN") or None
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read --ingest-token-file {path}: {reason}") from None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    config_dir: Path
+    listen: str = "127.0.0.1:8514"
+    state_dir: Path = Path("/var/lib/syncd")
+    workers: int = 4
+    ingest_token_file: Path | None = field(default=None)
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 300.0
+    max_age: float = 24 * 3600.0
+    resync_interval: float = 60.0
+    allow_plaintext_tokens: bool = False
+    log_format: LogFormat = "auto"
+
+
+def run(options: RunOptions) -> int:
+    """Exit 0 after a clean stop, 1 when there is no valid config to start on."""
+    from syncd import daemon
+
+    address = parse_listen(options.listen)
+    if not options.config_dir.is_dir():
+        raise UsageError(f"--config {options.config_dir} is not a directory")
+    check_state_dir(options.state_dir)
+    if options.workers < 1:
+        raise UsageError(f"--workers wants 1 or more, got {options.workers}")
+    config = daemon.DaemonConfig(
+        config_dir=options.config_dir,
+        state_dir=options.state_dir,
+        host=address.host,
+        port=address.port,
+        ingest_token=read_ingest_token(options.ingest_token_file),
+        allow_plaintext_tokens=options.allow_plaintext_tokens,
+        resync_interval=options.resync_interval,
+        workers=options.workers,
+        retry_base=options.retry_base_delay,
+        retry_cap=options.retry_max_delay,
+        max_age=options.max_age,
+    )
+    return daemon.run(config, options.log_format)

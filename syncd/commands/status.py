@@ -1,0 +1,19 @@
+"""``syncd status``: a running daemon's /status, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from syncd.errors import EXIT_OK
+
+
+def status(url: str, *, as_json: bool = False) -> int:
+    from syncd.remote import fetch_status, render_status
+
+    document = fetch_status(url)
+    if as_json:
+        print(json.dumps(document, indent=2))
+    else:
+        sys.stdout.write(render_status(document))
+    return EXIT_OK

@@ -1,0 +1,35 @@
+"""``syncd test``: each room's token checked against HipChat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from syncd import semantics
+from syncd.commands.configdir import load_valid
+from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
+
+
+def test(
+    config_dir: Path,
+    *,
+    uids: Sequence[str] = (),
+    send: bool = False,
+    allow_plaintext_tokens: bool = False,
+) -> int:
+    """Exit 0 when every room is OK, 1 when one is not."""
+    from syncd.hipchat import HipChatClient
+    from syncd.roomtest import check_rooms
+
+    options = semantics.Options(allow_plaintext_tokens=allow_plaintext_tokens)
+    config = load_valid(config_dir, options)
+    chosen = [i for i in config.integrations if not uids or i.uid in uids]
+    missing = set(uids) - {i.uid for i in chosen}
+    if missing:
+        raise UsageError(f"no integration {', '.join(sorted(missing))}")
+    failed = 0
+    with HipChatClient() as client:
+        for check in check_rooms(chosen, client, send=send):
+            print(check, flush=True)
+            failed += not check.ok
+    return EXIT_FAILED if failed else EXIT_OK

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from syncd import semantics
-from syncd.configset import ConfigLoader, ConfigSet
+from syncd.configset import ConfigLoader, ConfigSet, PathNotFoundError
 
 REVISION_FILE = ".revision"  # hidden, so discovery never reads it as config
 
@@ -52,8 +52,38 @@ def save(target: Path, config: ConfigSet, revision: str, config_dir: Path) -> bo
 
 
 def load(target: Path, options: semantics.Options) -> tuple[ConfigSet, str] | None:
-    if not target.is_dir():
+    """The saved set and its revision, read from one copy even while a save runs.
+
+    A save points the link at a new copy and then deletes the old one, so a
+    reader resolves the link once and reads that copy; if the link moved
+    meanwhile, what it read may be a copy being deleted, and it reads again.
+    """
+    for _ in range(_READ_ATTEMPTS):
+        copy = _resolve(target)
+        if copy is None:
+            return None
+        saved = _read(copy, options)
+        if _resolve(target) == copy and saved is not None:
+            return saved
+    return None
+
+
+_READ_ATTEMPTS = 5
+
+
+def _resolve(target: Path) -> Path | None:
+    """The copy ``target`` names now (a plain directory is its own copy)."""
+    try:
+        copy = target.parent / os.readlink(target) if target.is_symlink() else target
+    except OSError:
         return None
-    revision_file = target / REVISION_FILE
-    revision = revision_file.read_text().strip() if revision_file.exists() else "unknown"
-    return ConfigLoader(options).load([target]), revision
+    return copy if copy.is_dir() else None
+
+
+def _read(copy: Path, options: semantics.Options) -> tuple[ConfigSet, str] | None:
+    try:
+        revision_file = copy / REVISION_FILE
+        revision = revision_file.read_text().strip() if revision_file.exists() else "unknown"
+        return ConfigLoader(options).load([copy]), revision
+    except (OSError, PathNotFoundError):
+        return None

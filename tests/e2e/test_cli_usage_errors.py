@@ -1,0 +1,109 @@
+"""A mistake on the command line ends in one line naming the flag, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import minimal, run_syncd
+from tests.proc import spawn, wait_listening
+
+ENV = {"HIPCHAT_TOKEN": "t0ken-for-the-usage-tests"}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    (directory / "a.yaml").write_text(minimal("a"))
+    return directory
+
+
+def run(config: Path, *flags: str) -> tuple[int, str]:
+    result = run_syncd("run", "--config", str(config), *flags, cwd=config.parent, env=ENV)
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1:99999", "127.0.0.1:http", "127.0.0.1", ":8514", "::1:8514", "1:٣"]
+)
+def test_a_bad_listen_address_is_a_usage_error(config: Path, tmp_path: Path, listen: str) -> None:
+    code, stderr = run(config, "--state-dir", str(tmp_path / "state"), "--listen", listen)
+    assert code == 2
+    assert stderr.startswith("syncd run: error: --listen wants ")
+    assert stderr.count("\n") == 1
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def test_a_busy_port_names_the_address_and_the_flag(
+    config: Path, tmp_path: Path, busy_port: int
+) -> None:
+    listen = f"127.0.0.1:{busy_port}"
+    code, stderr = run(config, "--state-dir", str(tmp_path / "state"), "--listen", listen)
+    assert code == 2
+    assert (
+        stderr
+        == f"syncd run: error: cannot listen on {listen} (--listen): Address already in use\n"
+    )
+
+
+def test_a_state_dir_that_is_a_file_is_a_usage_error(config: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "state"
+    afile.write_text("not a directory")
+    code, stderr = run(config, "--state-dir", str(afile), "--listen", "127.0.0.1:0")
+    assert code == 2
+    assert stderr.startswith(f"syncd run: error: --state-dir {afile} is not a directory")
+
+
+def test_a_state_dir_that_cannot_be_created_is_a_usage_error(config: Path) -> None:
+    # Even root cannot make a directory in /proc: the daemon's own check reports it.
+    code, stderr = run(config, "--state-dir", "/proc/syncd-state", "--listen", "127.0.0.1:0")
+    assert code == 2
+    assert stderr.startswith("syncd run: error: cannot use --state-dir /proc/syncd-state: ")
+
+
+def test_an_unreadable_token_file_is_a_usage_error(config: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    code, stderr = run(
+        config,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-token-file",
+        str(missing),
+    )
+    assert code == 2
+    assert stderr == (
+        f"syncd run: error: cannot read --ingest-token-file {missing}: No such file or directory\n"
+    )
+
+
+def test_the_daemon_listens_on_ipv6_loopback(config: Path, tmp_path: Path) -> None:
+    proc = spawn(config, tmp_path / "state", "--listen", "[::1]:0", env=ENV)
+    try:
+        wait_listening(proc)
+        assert proc.url.startswith("http://[::1]:"), proc.log
+        assert requests.get(proc.url + "/healthz", timeout=5).text == "ok\n"
+    finally:
+        proc.stop()
+
+
+def test_a_bad_attribute_for_emit_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_syncd(
+        "emit", "--project", "p", "--fingerprint", "f", "--attribute", "novalue", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr == "syncd emit: error: --attribute wants NAME=VALUE, got 'novalue'\n"

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncd.commands.run import Listen, check_state_dir, parse_listen
+from syncd.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:8514", Listen("127.0.0.1", 8514)),
+        ("0.0.0.0:0", Listen("0.0.0.0", 0)),
+        ("localhost:65535", Listen("localhost", 65535)),
+        ("[::1]:8514", Listen("::1", 8514)),
+        ("[::]:80", Listen("::", 80)),
+    ],
+)
+def test_listen_takes_host_and_port_or_bracketed_ipv6(value: str, expected: Listen) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1", "8514", ":8514", "[]:1", "::1:80"]
+)
+def test_listen_rejects_what_cannot_be_bound(value: str) -> None:
+    with pytest.raises(UsageError, match="--listen wants"):
+        parse_listen(value)
+
+
+def test_a_state_dir_under_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match=r"--state-dir .* is not a directory"):
+        check_state_dir(tmp_path / "file" / "state")
+
+
+def test_a_state_dir_that_does_not_exist_yet_is_fine(tmp_path: Path) -> None:
+    check_state_dir(tmp_path / "new" / "state")

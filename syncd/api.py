@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from syncd.ingest import Ingest, validate_events
 from syncd.metrics import ConfigGauges, Metrics
 from syncd.model import integration_to_data
-from syncd.outbox import Outbox
 from syncd.registry import Notifier, Outcome, Registry, RoomHealth
 from syncd.server import Request, Response, Routes
+from syncd.store import Store
 
 log = logging.getLogger("syncd")
 
@@ -81,7 +81,7 @@ def status_document(registry: Registry, depth: dict[str, int]) -> dict[str, obje
 @dataclass(frozen=True)
 class Api:
     registry: Registry
-    outbox: Outbox
+    store: Store
     ingest: Ingest
     metrics: Metrics
     reload: Callable[[], Outcome | None]
@@ -112,7 +112,7 @@ class Api:
             last_success_time=reg.last_success.at if reg.last_success else None,
             config_hash=reg.snapshot.config_hash,
         )
-        text = self.metrics.render(gauges, sum(self.outbox.depth().values()))
+        text = self.metrics.render(gauges, sum(self.store.depth().values()))
         return Response.text(200, text, "text/plain; version=0.0.4")
 
     def _events(self, request: Request) -> Response:
@@ -180,4 +180,4 @@ class Api:
         )
 
     def _status(self, _: Request) -> Response:
-        return Response.json(200, status_document(self.registry, self.outbox.depth()))
+        return Response.json(200, status_document(self.registry, self.store.depth()))

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from syncd.hipchat import DeliveryResult, HipChatClient, RoomTarget
 from syncd.housekeeping import orphaned
 from syncd.message import render
-from syncd.outbox import Item, Outbox, Settle
 from syncd.registry import Registry
+from syncd.store import Item, Settle, Store
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class DispatchConfig:
 class Dispatcher:
     def __init__(
         self,
-        outbox: Outbox,
+        store: Store,
         registry: Registry,
         client: HipChatClient,
         config: DispatchConfig | None = None,
@@ -43,7 +43,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         on_result: Callable[[Item, DeliveryResult, float], None] = lambda *_: None,
     ) -> None:
-        self.outbox = outbox
+        self.store = store
         self.registry = registry
         self.client = client
         self.config = config or DispatchConfig()
@@ -81,7 +81,7 @@ class Dispatcher:
         failing = False
         while not self._stopping.is_set():
             try:
-                items = self.outbox.settle_and_claim(settled, 1, self.config.lease)
+                items = self.store.settle_and_claim(settled, 1, self.config.lease)
                 settled = None
             except Exception as exc:
                 # A full disk fails every try alike: say so once, then wait between tries.
@@ -105,11 +105,11 @@ class Dispatcher:
             except Exception:
                 log.exception("delivery of outbox item %d failed", items[0].id)
         if settled is not None:
-            self.outbox.settle(settled)
+            self.store.settle(settled)
 
     def _idle(self) -> None:
         try:
-            due = self.outbox.next_due()
+            due = self.store.next_due()
         except sqlite3.Error:
             due = None
         wait = self.config.idle_poll

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from syncd.ingest import Ingest
-from syncd.outbox import Item, Outbox, Settle
 from syncd.plan import Plan
 from syncd.registry import Snapshot
+from syncd.store import Item, Settle, Store
 
 log = logging.getLogger("syncd")
 
@@ -40,14 +40,14 @@ def orphaned(item: Item) -> Settle:
 class Housekeeping:
     def __init__(
         self,
-        outbox: Outbox,
+        store: Store,
         ingest: Ingest,
         *,
         max_age: float,
         interval: float = 1.0,
         chores: Sequence[Callable[[], None]] = (),
     ) -> None:
-        self.outbox = outbox
+        self.store = store
         self.ingest = ingest
         self.max_age = max_age
         self.interval = interval
@@ -63,11 +63,11 @@ class Housekeeping:
 
     def cancel_removed(self, snapshot: Snapshot) -> int:
         """Cancel what is queued for integrations the active set no longer has."""
-        gone = self.outbox.undelivered_uids() - set(snapshot.notifiers)
+        gone = self.store.undelivered_uids() - set(snapshot.notifiers)
         return sum(self._cancel(uid) for uid in sorted(gone))
 
     def _cancel(self, uid: str) -> int:
-        cancelled = self.outbox.cancel_integration(uid, REMOVED)
+        cancelled = self.store.cancel_integration(uid, REMOVED)
         if cancelled:
             log.info("%s removed: %d pending notification(s) cancelled", uid, cancelled)
         return cancelled
@@ -96,7 +96,7 @@ class Housekeeping:
         self.ingest.flush_due()
         if time.monotonic() - self._last_expiry > EXPIRY_INTERVAL:
             self._last_expiry = time.monotonic()
-            expired = self.outbox.expire(self.max_age)
+            expired = self.store.expire(self.max_age)
             if expired:
                 log.warning("%d notification(s) expired undelivered", expired)
-            self.outbox.prune_finished(KEEP_FINISHED)
+            self.store.prune_finished(KEEP_FINISHED)

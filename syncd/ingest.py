@@ -1,22 +1,22 @@
-"""Events in: validated, run through each matching integration's rules, and
-stored in the outbox in one transaction, so an event acknowledged to its
-sender is never lost, and one that was not acknowledged left no trace.
+"""Events in: validated, decided by ``routing``, and written to the store in
+one batch, so an event acknowledged to its sender is never lost, and one that
+was not acknowledged left no trace.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from syncd import rules, schema
+from syncd import schema
 from syncd.diagnostics import json_path
 from syncd.model import Integration
-from syncd.outbox import NewItem, Outbox
-from syncd.registry import Registry
+from syncd.registry import Registry, Snapshot
+from syncd.routing import Routing, route_event, route_flush, window_keys
+from syncd.store import Batch, Store
 
 
 @dataclass(frozen=True)
@@ -53,118 +53,76 @@ def validate_events(payload: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
 
 
 class Ingest:
+    """Validated events in, stored notifications out: read, decide, write, in one batch."""
+
     def __init__(
         self,
-        outbox: Outbox,
+        store: Store,
         registry: Registry,
         *,
         clock: Callable[[], float] = time.time,
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
-        self.outbox = outbox
+        self.store = store
         self.registry = registry
         self.clock = clock
         self.on_enqueued = on_enqueued
 
     def submit(self, events: Sequence[Mapping[str, Any]]) -> Accepted:
         """Store what the events cause; returns only after the commit."""
-        snapshot = self.registry.snapshot
-        by_project: dict[str, list[Integration]] = {}
-        for notifier in snapshot.notifiers.values():
-            integration = notifier.integration
-            if integration.state != "stopped":
-                by_project.setdefault(integration.project, []).append(integration)
+        by_project = _active_by_project(self.registry.snapshot)
         now = self.clock()
         ids = tuple(uuid.uuid4().hex for _ in events)
         queued = 0
-        with self.outbox.transaction() as db:
+        with self.store.batch() as batch:
             for event_id, event in zip(ids, events, strict=True):
                 stored = {**event, "id": event_id}
-                queued += self._one(db, stored, by_project.get(event["project"], ()), now)
+                queued += _one(batch, stored, by_project.get(event["project"], ()), now)
         if queued:
             self.on_enqueued()
         return Accepted(ids, queued)
-
-    def _one(
-        self,
-        db: sqlite3.Connection,
-        event: Mapping[str, Any],
-        integrations: Sequence[Integration],
-        now: float,
-    ) -> int:
-        seen_first = Outbox.first_seen(db, event["project"], event["fingerprint"], now)
-        flagged = event.get("new_group")
-        new_group = seen_first if flagged is None else bool(flagged)
-        attributes = event.get("attributes") or {}
-        queued = 0
-        for integration in integrations:
-            verdict = rules.evaluate_actions(integration.actions, attributes)
-            if not verdict.notify:
-                continue
-            trigger = integration.trigger
-            candidate = rules.is_candidate(trigger, new_group)
-            if not candidate:
-                continue
-            key = rules.window_key(integration, event["fingerprint"])
-            window = Outbox.load_window(db, key) if trigger.frequency else rules.EMPTY
-            decision = rules.on_event(trigger, window, now, candidate=True)
-            if decision.kind == "send":
-                queued += self._enqueue(db, integration, event, decision.count, verdict, now)
-            if trigger.frequency:
-                Outbox.save_window(
-                    db,
-                    key,
-                    integration.uid,
-                    decision.window,
-                    rules.due_at(trigger, decision.window),
-                    event if decision.kind == "aggregate" else None,
-                    verdict.mention,
-                )
-        return queued
-
-    @staticmethod
-    def _enqueue(
-        db: sqlite3.Connection,
-        integration: Integration,
-        event: Mapping[str, Any],
-        count: int,
-        verdict: rules.Verdict,
-        now: float,
-    ) -> int:
-        items = [
-            NewItem(integration.uid, room.id, event, count, verdict.mention)
-            for room in integration.rooms
-        ]
-        Outbox.enqueue(db, items, now)
-        return len(items)
 
     def flush_due(self) -> int:
         """Send what aggregated in windows whose frequency has passed."""
         now = self.clock()
         notifiers = self.registry.snapshot.notifiers
         queued = 0
-        for due in self.outbox.due_windows(now):
+        for due in self.store.due_windows(now):
             notifier = notifiers.get(due.uid)
-            with self.outbox.transaction() as db:
-                if notifier is None or not notifier.integration.trigger.frequency:
-                    db.execute("DELETE FROM windows WHERE key = ?", (due.key,))
-                    continue
-                integration = notifier.integration
-                decision = rules.flush(integration.trigger, due.window, now)
-                if decision.kind == "send" and due.last_event is not None:
-                    verdict = rules.Verdict(notify=True, mention=due.mention)
-                    queued += self._enqueue(
-                        db, integration, due.last_event, decision.count, verdict, now
-                    )
-                Outbox.save_window(
-                    db,
-                    due.key,
-                    due.uid,
-                    decision.window,
-                    rules.due_at(integration.trigger, decision.window),
-                    None,
-                    None,
-                )
+            routing = route_flush(due, notifier.integration if notifier else None, now)
+            with self.store.batch() as batch:
+                queued += _write(batch, routing, now)
         if queued:
             self.on_enqueued()
         return queued
+
+
+def _active_by_project(snapshot: Snapshot) -> dict[str, list[Integration]]:
+    by_project: dict[str, list[Integration]] = {}
+    for notifier in snapshot.notifiers.values():
+        integration = notifier.integration
+        if integration.state != "stopped":
+            by_project.setdefault(integration.project, []).append(integration)
+    return by_project
+
+
+def _one(
+    batch: Batch, event: Mapping[str, Any], integrations: Sequence[Integration], now: float
+) -> int:
+    seen_first = batch.first_seen(event["project"], event["fingerprint"], now)
+    flagged = event.get("new_group")
+    new_group = seen_first if flagged is None else bool(flagged)
+    keys = window_keys(integrations, event["fingerprint"], new_group)
+    windows = {key: batch.window(key) for key in keys}
+    routing = route_event(event, integrations, new_group=new_group, windows=windows, now=now)
+    return _write(batch, routing, now)
+
+
+def _write(batch: Batch, routing: Routing, now: float) -> int:
+    for key in routing.drop:
+        batch.drop_window(key)
+    for update in routing.windows:
+        batch.save_window(update)
+    if routing.items:
+        batch.enqueue(routing.items, now)
+    return len(routing.items)

@@ -1,14 +1,10 @@
-"""The durable queue: accepted notifications, their retry schedule, and the
-state that must survive a restart (fingerprints seen, throttle windows).
+"""The SQLite implementation of the event flow's store (see ``syncd.store``).
 
-One SQLite file in WAL mode. Every write is ``BEGIN IMMEDIATE`` so writers
-queue on the database lock instead of failing half-way. Items are claimed with
-a lease: a worker that dies mid-send leaves an item whose lease runs out, and
-it is claimed again; so delivery is at least once, never zero.
-
-Only the event and what the rules decided are stored; the message is rendered
-and the token looked up at send time, so an updated integration's pending
-items go out with its new settings and a rotated token.
+One file in WAL mode. Every write is ``BEGIN IMMEDIATE`` so writers queue on
+the database lock instead of failing half-way. Items are claimed with a
+lease: a worker that dies mid-send leaves an item whose lease runs out, and it
+is claimed again; so delivery is at least once, never zero. No connection
+leaves this module: callers get a :class:`SqliteBatch` inside a transaction.
 """
 
 from __future__ import annotations
@@ -23,9 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from syncd.rules import Window
+from syncd.store import (
+    Item,
+    ItemState,
+    NewItem,
+    Settle,
+    StoredWindow,
+    Window,
+    WindowUpdate,
+)
 
-ItemState = Literal["pending", "inflight", "delivered", "dead", "cancelled"]
 RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 SCHEMA = """
@@ -72,39 +75,6 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Item:
-    id: int
-    uid: str
-    room_id: str
-    event: Mapping[str, Any]
-    count: int
-    mention: str | None
-    created_at: float
-    next_attempt_at: float
-    attempts: int
-    state: ItemState
-    lease_until: float | None = None
-    reason: str | None = None
-    finished_at: float | None = None
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Item:
-        values = list(row)
-        values[3] = json.loads(values[3])
-        return cls(*values)
-
-
-@dataclass(frozen=True)
-class Settle:
-    """How a claimed item ended: done (delivered, dead, cancelled) or pending again."""
-
-    item_id: int
-    state: Literal["delivered", "dead", "cancelled", "pending"]
-    reason: str | None = None
-    retry_at: float | None = None
-
-
 @dataclass
 class _Call:
     """One ``settle_and_claim`` waiting for the commit that serves it."""
@@ -117,22 +87,67 @@ class _Call:
     error: Exception | None = None
 
 
-@dataclass(frozen=True)
-class NewItem:
-    uid: str
-    room_id: str
-    event: Mapping[str, Any]
-    count: int = 1
-    mention: str | None = None
+class SqliteBatch:
+    """The :class:`syncd.store.Batch` of one write transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def enqueue(self, items: Sequence[NewItem], now: float) -> list[int]:
+        ids = []
+        for item in items:
+            cursor = self._db.execute(
+                "INSERT INTO outbox (uid, room_id, event, count, mention, created_at, "
+                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (item.uid, item.room_id, _json(item.event), item.count, item.mention, now, now),
+            )
+            assert cursor.lastrowid is not None
+            ids.append(cursor.lastrowid)
+        return ids
+
+    def first_seen(self, project: str, fingerprint: str, now: float) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO fingerprints (project, fingerprint, first_seen) "
+            "VALUES (?, ?, ?)",
+            (project, fingerprint, now),
+        )
+        return cursor.rowcount == 1
+
+    def window(self, key: str) -> Window:
+        row = self._db.execute(
+            "SELECT last_sent, pending, pending_since FROM windows WHERE key = ?", (key,)
+        ).fetchone()
+        return Window(*row) if row else Window()
+
+    def save_window(self, update: WindowUpdate) -> None:
+        window = update.window
+        self._db.execute(
+            "INSERT INTO windows (key, uid, last_sent, pending, pending_since, due_at, "
+            "last_event, mention) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET last_sent = excluded.last_sent, "
+            "pending = excluded.pending, pending_since = excluded.pending_since, "
+            "due_at = excluded.due_at, "
+            "last_event = coalesce(excluded.last_event, windows.last_event), "
+            "mention = CASE WHEN excluded.last_event IS NULL THEN windows.mention "
+            "ELSE excluded.mention END",
+            (
+                update.key,
+                update.uid,
+                window.last_sent,
+                window.pending,
+                window.pending_since,
+                update.due_at,
+                None if update.last_event is None else _json(update.last_event),
+                update.mention,
+            ),
+        )
+
+    def drop_window(self, key: str) -> None:
+        self._db.execute("DELETE FROM windows WHERE key = ?", (key,))
 
 
-@dataclass(frozen=True)
-class StoredWindow:
-    key: str
-    uid: str
-    window: Window
-    last_event: Mapping[str, Any] | None
-    mention: str | None
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class Outbox:
@@ -189,7 +204,13 @@ class Outbox:
             return conn.execute(sql, params).fetchall()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def batch(self) -> Iterator[SqliteBatch]:
+        """One atomic batch of ingest or flush reads and writes."""
+        with self._transaction() as db:
+            yield SqliteBatch(db)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; this process's writers take turns on a lock first.
 
         SQLite's busy handler sleeps and polls while another connection writes;
@@ -217,77 +238,6 @@ class Outbox:
         for conn in idle:
             conn.close()
 
-    # writes used at ingest, inside the caller's transaction
-
-    @staticmethod
-    def enqueue(db: sqlite3.Connection, items: Sequence[NewItem], now: float) -> list[int]:
-        ids = []
-        for item in items:
-            cursor = db.execute(
-                "INSERT INTO outbox (uid, room_id, event, count, mention, created_at, "
-                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    item.uid,
-                    item.room_id,
-                    json.dumps(item.event, separators=(",", ":")),
-                    item.count,
-                    item.mention,
-                    now,
-                    now,
-                ),
-            )
-            assert cursor.lastrowid is not None
-            ids.append(cursor.lastrowid)
-        return ids
-
-    @staticmethod
-    def first_seen(db: sqlite3.Connection, project: str, fingerprint: str, now: float) -> bool:
-        """Record a fingerprint; True when it was not seen before."""
-        cursor = db.execute(
-            "INSERT OR IGNORE INTO fingerprints (project, fingerprint, first_seen) "
-            "VALUES (?, ?, ?)",
-            (project, fingerprint, now),
-        )
-        return cursor.rowcount == 1
-
-    @staticmethod
-    def load_window(db: sqlite3.Connection, key: str) -> Window:
-        row = db.execute(
-            "SELECT last_sent, pending, pending_since FROM windows WHERE key = ?", (key,)
-        ).fetchone()
-        return Window(*row) if row else Window()
-
-    @staticmethod
-    def save_window(
-        db: sqlite3.Connection,
-        key: str,
-        uid: str,
-        window: Window,
-        due_at: float | None,
-        last_event: Mapping[str, Any] | None,
-        mention: str | None,
-    ) -> None:
-        db.execute(
-            "INSERT INTO windows (key, uid, last_sent, pending, pending_since, due_at, "
-            "last_event, mention) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET last_sent = excluded.last_sent, "
-            "pending = excluded.pending, pending_since = excluded.pending_since, "
-            "due_at = excluded.due_at, "
-            "last_event = coalesce(excluded.last_event, windows.last_event), "
-            "mention = CASE WHEN excluded.last_event IS NULL THEN windows.mention "
-            "ELSE excluded.mention END",
-            (
-                key,
-                uid,
-                window.last_sent,
-                window.pending,
-                window.pending_since,
-                due_at,
-                None if last_event is None else json.dumps(last_event, separators=(",", ":")),
-                mention,
-            ),
-        )
-
     def due_windows(self, now: float) -> list[StoredWindow]:
         rows = self._read(
             "SELECT key, uid, last_sent, pending, pending_since, last_event, mention "
@@ -305,7 +255,7 @@ class Outbox:
 
     def recover(self) -> int:
         """At start-up, every in-flight item of a previous run is pending again."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             return db.execute(
                 "UPDATE outbox SET state = 'pending', lease_until = NULL WHERE state = 'inflight'"
             ).rowcount
@@ -391,7 +341,7 @@ class Outbox:
         return sorted((Item.from_row(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
 
     def settle(self, done: Settle) -> None:
-        with self.transaction() as db:
+        with self._transaction() as db:
             self._settle(db, done, self.clock())
 
     @staticmethod
@@ -432,7 +382,7 @@ class Outbox:
 
         Items in flight are cancelled too; their worker's settle cannot undo it.
         """
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM windows WHERE uid = ?", (uid,))
             return db.execute(
                 "UPDATE outbox SET state = 'cancelled', reason = ?, finished_at = ?, "
@@ -448,7 +398,7 @@ class Outbox:
     def expire(self, max_age: float) -> int:
         """Dead-letter what has waited longer than ``max_age``, keeping the last reason."""
         now = self.clock()
-        with self.transaction() as db:
+        with self._transaction() as db:
             return db.execute(
                 "UPDATE outbox SET state = 'dead', finished_at = ?, "
                 "reason = 'expired after ' || ? || ' s: ' || coalesce(reason, 'never delivered') "
@@ -457,7 +407,7 @@ class Outbox:
             ).rowcount
 
     def prune_finished(self, older_than: float) -> int:
-        with self.transaction() as db:
+        with self._transaction() as db:
             return db.execute(
                 "DELETE FROM outbox WHERE state IN ('delivered', 'cancelled') AND finished_at < ?",
                 (self.clock() - older_than,),

@@ -1,8 +1,9 @@
 """Common Settings as pure functions: which events notify, and when.
 
 Nothing here reads a clock or a database: the caller passes ``now`` and the
-stored :class:`Window`, and stores the window it gets back. That keeps the
-throttling exact under test and lets the outbox persist it across restarts.
+stored :class:`~syncd.store.Window`, and stores the window it gets back. That
+keeps the throttling exact under test and lets the store keep it across
+restarts. ``routing`` combines these per integration for one event.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import lru_cache
 from typing import Literal
 
 from syncd.model import ANY_ATTRIBUTE, Action, Integration, Trigger
+from syncd.store import Window
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,6 @@ def evaluate_actions(actions: Sequence[Action], attributes: Mapping[str, str]) -
                 rule=index,
             )
     return verdict
-
-
-@dataclass(frozen=True)
-class Window:
-    """Throttle state of one aggregation key (see :func:`window_key`)."""
-
-    last_sent: float | None = None
-    pending: int = 0
-    pending_since: float | None = None
 
 
 EMPTY = Window()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from syncd import outbox
-from syncd.outbox import NewItem, Outbox, Settle
-from syncd.rules import Window
+from syncd.outbox import Outbox
+from syncd.store import Item, NewItem, Settle, Window, WindowUpdate
 
 
 class Clock:
@@ -37,10 +37,8 @@ def box(
 
 
 def put(box: Outbox, *items: tuple[str, str, int]) -> list[int]:
-    with box.transaction() as db:
-        return Outbox.enqueue(
-            db, [NewItem(uid, room, {"n": n}) for uid, room, n in items], box.clock()
-        )
+    with box.batch() as batch:
+        return batch.enqueue([NewItem(uid, room, {"n": n}) for uid, room, n in items], box.clock())
 
 
 def test_wal_mode_and_schema(box: Outbox) -> None:
@@ -115,24 +113,24 @@ def test_cancel_integration(box: Outbox) -> None:
 
 def test_fingerprints_and_windows_persist(tmp_path: Path, clock: Clock) -> None:
     box = Outbox(tmp_path / "o.db", clock=clock)
-    with box.transaction() as db:
-        assert Outbox.first_seen(db, "p", "fp", clock.now)
-        assert not Outbox.first_seen(db, "p", "fp", clock.now)
-        assert Outbox.first_seen(db, "other", "fp", clock.now)
-        Outbox.save_window(db, "k", "a", Window(10.0, 3, 11.0), 70.0, {"e": 1}, None)
+    with box.batch() as batch:
+        assert batch.first_seen("p", "fp", clock.now)
+        assert not batch.first_seen("p", "fp", clock.now)
+        assert batch.first_seen("other", "fp", clock.now)
+        batch.save_window(WindowUpdate("k", "a", Window(10.0, 3, 11.0), 70.0, {"e": 1}))
     box.close()
     again = Outbox(tmp_path / "o.db", clock=clock)
-    with again.transaction() as db:
-        assert not Outbox.first_seen(db, "p", "fp", clock.now)
-        assert Outbox.load_window(db, "k") == Window(10.0, 3, 11.0)
+    with again.batch() as batch:
+        assert not batch.first_seen("p", "fp", clock.now)
+        assert batch.window("k") == Window(10.0, 3, 11.0)
     (due,) = again.due_windows(now=70.0)
     assert (due.key, due.window.pending, due.last_event) == ("k", 3, {"e": 1})
     assert again.due_windows(now=69.0) == []
 
 
 def test_rollback_on_error_leaves_nothing(box: Outbox) -> None:
-    with pytest.raises(RuntimeError), box.transaction() as db:
-        Outbox.enqueue(db, [NewItem("a", "1", {})], 0.0)
+    with pytest.raises(RuntimeError), box.batch() as batch:
+        batch.enqueue([NewItem("a", "1", {})], 0.0)
         raise RuntimeError("disk said no")
     assert box.items() == []
 
@@ -155,8 +153,8 @@ def test_calls_that_queue_behind_a_writer_share_one_commit(tmp_path: Path) -> No
     put(box, *[("a", str(room), room) for room in range(6)])
     first = box.claim(limit=3, lease=30)
     assert len(first) == 3
-    results: dict[int, list[outbox.Item]] = {}
-    with box.transaction():
+    results: dict[int, list[Item]] = {}
+    with box.batch():
         threads = [
             threading.Thread(
                 target=lambda n=n: results.__setitem__(

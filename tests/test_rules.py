@@ -9,7 +9,6 @@ from freezegun import freeze_time
 from syncd.model import Action, Integration, Trigger, integration_from_data
 from syncd.rules import (
     EMPTY,
-    Window,
     due_at,
     evaluate_actions,
     flush,
@@ -17,6 +16,7 @@ from syncd.rules import (
     on_event,
     window_key,
 )
+from syncd.store import Window
 
 F = Action("filter", "*", ".*")
 NYC = Action("submit", "datacenter", "^nyc$")

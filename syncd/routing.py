@@ -1,0 +1,104 @@
+"""The event flow's decision: what one event (or one due window) causes.
+
+Pure: given the event, the active integrations of its project, whether its
+fingerprint is new, the stored throttle windows and ``now``, it returns the
+notifications to queue and the windows to store. Ingest reads those inputs
+from the store and writes the result back in one batch; nothing here touches
+a database or a clock, so every Common Settings case is a plain unit test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from syncd import rules
+from syncd.model import Integration
+from syncd.store import NewItem, StoredWindow, Window, WindowUpdate
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What to write: notifications to queue, windows to store, windows to forget."""
+
+    items: tuple[NewItem, ...] = ()
+    windows: tuple[WindowUpdate, ...] = ()
+    drop: tuple[str, ...] = ()
+
+
+def window_keys(
+    integrations: Sequence[Integration], fingerprint: str, new_group: bool
+) -> list[str]:
+    """The stored windows :func:`route_event` needs, to be read before calling it."""
+    return [
+        rules.window_key(i, fingerprint)
+        for i in integrations
+        if i.trigger.frequency and rules.is_candidate(i.trigger, new_group)
+    ]
+
+
+def _items(
+    integration: Integration, event: Mapping[str, Any], count: int, mention: str | None
+) -> tuple[NewItem, ...]:
+    return tuple(
+        NewItem(integration.uid, room.id, event, count, mention) for room in integration.rooms
+    )
+
+
+def _route_one(
+    integration: Integration,
+    event: Mapping[str, Any],
+    new_group: bool,
+    windows: Mapping[str, Window],
+    now: float,
+) -> Routing:
+    verdict = rules.evaluate_actions(integration.actions, event.get("attributes") or {})
+    trigger = integration.trigger
+    if not verdict.notify or not rules.is_candidate(trigger, new_group):
+        return Routing()
+    key = rules.window_key(integration, event["fingerprint"])
+    window = windows.get(key, rules.EMPTY) if trigger.frequency else rules.EMPTY
+    decision = rules.on_event(trigger, window, now, candidate=True)
+    items = _items(integration, event, decision.count, verdict.mention)
+    routing_items = items if decision.kind == "send" else ()
+    if not trigger.frequency:
+        return Routing(routing_items)
+    update = WindowUpdate(
+        key,
+        integration.uid,
+        decision.window,
+        rules.due_at(trigger, decision.window),
+        event if decision.kind == "aggregate" else None,
+        verdict.mention,
+    )
+    return Routing(routing_items, (update,))
+
+
+def route_event(
+    event: Mapping[str, Any],
+    integrations: Sequence[Integration],
+    *,
+    new_group: bool,
+    windows: Mapping[str, Window],
+    now: float,
+) -> Routing:
+    """Each integration's actions, then its trigger, decide; results in integration order."""
+    parts = [_route_one(i, event, new_group, windows, now) for i in integrations]
+    return Routing(
+        tuple(item for part in parts for item in part.items),
+        tuple(update for part in parts for update in part.windows),
+    )
+
+
+def route_flush(due: StoredWindow, integration: Integration | None, now: float) -> Routing:
+    """A window whose time has come: send what aggregated, or forget a stale window."""
+    if integration is None or not integration.trigger.frequency:
+        return Routing(drop=(due.key,))
+    trigger = integration.trigger
+    decision = rules.flush(trigger, due.window, now)
+    items: tuple[NewItem, ...] = ()
+    if decision.kind == "send" and due.last_event is not None:
+        items = _items(integration, due.last_event, decision.count, due.mention)
+    update = WindowUpdate(due.key, due.uid, decision.window, rules.due_at(trigger, decision.window))
+    return Routing(items, (update,))

@@ -1,0 +1,113 @@
+"""The event flow's decision, without a store: what one event causes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncd.model import Integration, integration_from_data
+from syncd.routing import Routing, route_event, route_flush, window_keys
+from syncd.store import StoredWindow, Window
+
+
+def integration(uid: str = "ops", rooms: int = 2, **extra: Any) -> Integration:
+    return integration_from_data(
+        {
+            "uid": uid,
+            "project": "shop",
+            "name": uid,
+            "hipchat": {
+                "endpoint": "https://hipchat.example.com",
+                "rooms": [{"id": str(n), "token": {"env": "HIPCHAT_T"}} for n in range(rooms)],
+            },
+            **extra,
+        }
+    )
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    return {"project": "shop", "fingerprint": "fp", "timestamp": "t", **fields}
+
+
+def route(
+    integrations: list[Integration],
+    *,
+    new_group: bool = True,
+    windows: dict[str, Window] | None = None,
+    now: float = 1000.0,
+    **fields: Any,
+) -> Routing:
+    return route_event(
+        event(**fields), integrations, new_group=new_group, windows=windows or {}, now=now
+    )
+
+
+def test_a_new_group_queues_one_item_per_room() -> None:
+    result = route([integration(rooms=3)])
+    assert [(i.uid, i.room_id, i.count) for i in result.items] == [
+        ("ops", "0", 1),
+        ("ops", "1", 1),
+        ("ops", "2", 1),
+    ]
+    assert result.windows == ()
+
+
+def test_a_known_group_queues_nothing_unless_the_trigger_is_trace() -> None:
+    assert route([integration()], new_group=False).items == ()
+    trace = integration(trigger={"event": "trace"})
+    assert len(route([trace], new_group=False).items) == 2
+
+
+def test_a_filtered_event_neither_queues_nor_touches_a_window() -> None:
+    filtered = integration(
+        actions=[{"action": "filter", "attribute": "env", "regex": "^staging$"}],
+        trigger={"event": "group", "frequency": "5m"},
+    )
+    assert route([filtered], attributes={"env": "staging"}) == Routing()
+
+
+def test_a_mention_rides_on_every_item() -> None:
+    mention = integration(
+        actions=[{"action": "mention", "attribute": "team", "regex": "^pay$", "target": "@pay"}]
+    )
+    result = route([mention], attributes={"team": "pay"})
+    assert {i.mention for i in result.items} == {"@pay"}
+
+
+def test_inside_the_frequency_window_events_aggregate_and_the_window_is_stored() -> None:
+    throttled = integration(trigger={"event": "trace", "frequency": "5m"})
+    (key,) = window_keys([throttled], "fp", new_group=False)
+    result = route([throttled], new_group=False, windows={key: Window(last_sent=900.0)}, now=1000.0)
+    assert result.items == ()
+    (update,) = result.windows
+    assert (update.key, update.window.pending, update.due_at) == (key, 1, 1200.0)
+    assert update.last_event is not None and update.last_event["fingerprint"] == "fp"
+
+
+def test_reaching_the_threshold_sends_with_the_count_at_once() -> None:
+    throttled = integration(rooms=1, trigger={"event": "trace", "frequency": "1h", "threshold": 3})
+    (key,) = window_keys([throttled], "fp", new_group=False)
+    window = Window(last_sent=900.0, pending=2, pending_since=950.0)
+    result = route([throttled], new_group=False, windows={key: window}, now=1000.0)
+    assert [i.count for i in result.items] == [3]
+    assert result.windows[0].window == Window(last_sent=1000.0)
+
+
+def test_only_throttled_candidates_need_a_stored_window() -> None:
+    plain = integration("plain")
+    group = integration("group", trigger={"event": "group", "frequency": "5m"})
+    assert window_keys([plain, group], "fp", new_group=False) == []
+    assert window_keys([plain, group], "fp", new_group=True) == ["group\0"]
+
+
+def test_a_due_window_sends_what_aggregated_with_the_last_events_mention() -> None:
+    throttled = integration(rooms=1, trigger={"event": "trace", "frequency": "5m"})
+    due = StoredWindow("k", "ops", Window(700.0, 4, 710.0), event(), "@pay")
+    result = route_flush(due, throttled, now=1000.0)
+    assert [(i.count, i.mention) for i in result.items] == [(4, "@pay")]
+    assert result.windows[0].window == Window(last_sent=1000.0)
+
+
+def test_a_window_of_a_removed_or_unthrottled_integration_is_dropped() -> None:
+    due = StoredWindow("k", "ops", Window(700.0, 4, 710.0), event(), None)
+    assert route_flush(due, None, now=1000.0) == Routing(drop=("k",))
+    assert route_flush(due, integration(), now=1000.0) == Routing(drop=("k",))

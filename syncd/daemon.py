@@ -9,9 +9,12 @@ before a set is active, and stops them so that nothing accepted is lost.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import select
 import signal
+import socket
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -250,11 +253,32 @@ def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
         return 1
     notify.ready(daemon.status_line())
     try:
-        interval = notify.watchdog_interval
-        while not daemon.wait(interval):
-            if daemon.healthy():
-                notify.watchdog()
+        _serve(daemon, notify)
     finally:
         notify.stopping("draining: finishing sends in flight")
         daemon.shutdown()
     return 0
+
+
+def _serve(daemon: Daemon, notify: systemd.ServiceManager) -> None:
+    """Sleep until a signal or the watchdog interval, in a way any signal ends.
+
+    A signal may be caught by any thread; the main thread, which runs the
+    Python handler, would sleep on in a lock wait. Waiting in select on the
+    signal wakeup fd wakes it whichever thread the signal reached.
+    """
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        while not daemon.wait(0):
+            select.select([reader], [], [], notify.watchdog_interval)
+            with contextlib.suppress(BlockingIOError):
+                reader.recv(4096)
+            if daemon.healthy():
+                notify.watchdog()
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()

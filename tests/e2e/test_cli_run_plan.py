@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import minimal, run_syncd, wait_for
-from .proc import Proc, spawn, wait_listening
+from tests.support.configs import minimal
+from tests.support.processes import Proc, run_syncd, spawn, wait_listening
+from tests.support.waiting import wait_for
 
 TOKEN = "plan-test-token-value"
 

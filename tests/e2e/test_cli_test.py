@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from syncd.testing.hipchat_server import HipChatServer
-
-from .conftest import run_syncd
+from tests.support.processes import run_syncd
 
 GOOD, WRONG = "good-room-token-1", "wrong-room-token-2"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import minimal, run_syncd
-from tests.proc import spawn, wait_listening
+from tests.support.configs import minimal
+from tests.support.processes import run_syncd, spawn, wait_listening
 
 ENV = {"HIPCHAT_TOKEN": "t0ken-for-the-usage-tests"}
 

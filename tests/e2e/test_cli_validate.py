@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .conftest import minimal, run_syncd
+from tests.support.configs import minimal
+from tests.support.processes import run_syncd
 
 
 def write(root: Path, name: str, text: str) -> Path:

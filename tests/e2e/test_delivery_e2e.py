@@ -15,9 +15,8 @@ import pytest
 import requests
 
 from syncd.testing.hipchat_server import Fault, HipChatServer
-
-from .conftest import run_syncd, wait_for
-from .proc import Proc, spawn, wait_listening
+from tests.support.processes import Proc, run_syncd, spawn, wait_listening
+from tests.support.waiting import wait_for
 
 TOKENS = {"2001": "e2e-token-room-2001", "2002": "e2e-token-room-2002"}
 ENV = {"TOKEN_2001": TOKENS["2001"], "TOKEN_2002": TOKENS["2002"]}
@@ -77,6 +76,7 @@ def start(config: Path, state: Path, *extra: str) -> Proc:
     return wait_listening(spawn(config, state, *FAST_RETRY, *extra, env=ENV))
 
 
+@pytest.mark.slow
 def test_1000_events_give_exactly_the_expected_messages(
     setup: tuple[Path, Path], hipchat: HipChatServer
 ) -> None:
@@ -103,6 +103,7 @@ def test_1000_events_give_exactly_the_expected_messages(
     assert not any(t in proc.log for t in TOKENS.values())
 
 
+@pytest.mark.slow
 def test_kill_9_during_delivery_loses_nothing(
     setup: tuple[Path, Path], hipchat: HipChatServer
 ) -> None:
@@ -157,6 +158,7 @@ def test_hipchat_down_then_back_delivers_everything_in_order(
         proc.stop()
 
 
+@pytest.mark.slow
 def test_429_storm_is_honoured(setup: tuple[Path, Path], hipchat: HipChatServer) -> None:
     hipchat.inject(Fault.rate_limited(retry_after="1"), times=3, room="2001")
     proc = start(*setup)

@@ -1,4 +1,4 @@
-"""Operating the daemon: last-known-good start, pruning, status, the demo."""
+"""Operating the daemon as a process: last-known-good start, status, the demo."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from syncd.daemon import Daemon, DaemonConfig
-
-from .conftest import minimal, run_syncd, wait_for
-from .proc import spawn, wait_listening
+from tests.support.configs import minimal
+from tests.support.processes import run_syncd, spawn, wait_listening
+from tests.support.waiting import wait_for
 
 ENV = {"HIPCHAT_TOKEN": "ops-test-token"}
 
@@ -42,28 +42,6 @@ def test_invalid_config_at_start_runs_on_the_last_known_good_set(tmp_path: Path)
         assert "started on the last-known-good set" in proc.log
     finally:
         proc.stop()
-
-
-def test_pruned_integration_cancels_its_pending_notifications(tmp_path: Path) -> None:
-    config = tmp_path / "config"
-    config.mkdir()
-    held = minimal("held") + "    state: disabled\n    trigger: {event: trace}\n"
-    (config / "held.yaml").write_text(held)
-    (config / "a.yaml").write_text(minimal("a"))
-    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
-    daemon.start()
-    try:
-        event = {"project": "checkout", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
-        assert daemon.ingest.submit([event, event]).notifications == 3
-        (config / "held.yaml").unlink()
-        wait_for(lambda: "held" not in daemon.registry.snapshot.notifiers)
-        cancelled = [i for i in daemon.outbox.items() if i.uid == "held"]
-        assert [(i.state, i.reason) for i in cancelled] == [
-            ("cancelled", "integration removed"),
-            ("cancelled", "integration removed"),
-        ]
-    finally:
-        daemon.shutdown()
 
 
 def test_status_command_prints_a_table(tmp_path: Path) -> None:

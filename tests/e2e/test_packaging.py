@@ -6,9 +6,13 @@ import subprocess
 import venv
 from pathlib import Path
 
-from .conftest import ROOT, minimal
+import pytest
+
+from tests.support.configs import minimal
+from tests.support.paths import ROOT
 
 
+@pytest.mark.slow
 def test_wheel_install_validates_from_another_directory(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

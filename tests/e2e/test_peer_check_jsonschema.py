@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from syncd.configset import load_config_set
-
-from .conftest import FIXTURES, ROOT
+from tests.support.paths import FIXTURES, ROOT
 
 CASES = [*sorted(FIXTURES.glob("*/*.yaml")), ROOT / "examples" / "integrations.yaml"]
 

@@ -13,16 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT, minimal
+import pytest
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}
+from tests.support.configs import minimal
+from tests.support.gitrepo import GIT_ENV
+from tests.support.paths import ROOT
 
 
+@pytest.mark.slow
 def test_try_repo_fails_the_bad_file_with_its_line(tmp_path: Path) -> None:
     pre_commit = shutil.which("pre-commit", path=str(Path(sys.executable).parent))
     assert pre_commit, "pre-commit is in the test extras"

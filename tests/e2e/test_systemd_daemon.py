@@ -7,8 +7,9 @@ import socket
 import time
 from pathlib import Path
 
-from .conftest import minimal, wait_for
-from .proc import spawn, wait_listening
+from tests.support.configs import minimal
+from tests.support.processes import spawn, wait_listening
+from tests.support.waiting import wait_for
 
 
 def read(sock: socket.socket, until: str, timeout: float = 20.0) -> list[list[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,15 +13,9 @@ import requests
 from syncd.daemon import Daemon, DaemonConfig
 from syncd.plan import Plan
 from syncd.registry import Snapshot
-
-from .conftest import minimal, wait_for
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}
+from tests.support.configs import minimal
+from tests.support.gitrepo import GitRepo
+from tests.support.waiting import wait_for
 
 
 class Recorder:
@@ -130,17 +123,10 @@ def test_invalid_edit_keeps_last_known_good_then_fix_recovers(
     assert daemon.registry.last_attempt is not None and daemon.registry.last_attempt.ok
 
 
-def test_git_checkout_of_20_files_is_one_reconcile_of_the_final_state(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    env = {**os.environ, **GIT_ENV}
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-        ).stdout.strip()
-
-    git("init", "-q", "-b", "main")
+def test_git_checkout_of_20_files_is_one_reconcile_of_the_final_state(
+    tmp_path: Path, git_repo: GitRepo
+) -> None:
+    repo, git = git_repo.path, git_repo
     (repo / "a.yaml").write_text(minimal("a"))
     git("add", "-A")
     git("commit", "-qm", "one file")

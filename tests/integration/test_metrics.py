@@ -11,8 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.daemon import Daemon, DaemonConfig
 from syncd.testing.hipchat_server import Fault, HipChatServer
-
-from .conftest import wait_for
+from tests.support.waiting import wait_for
 
 TOKEN = "metrics-room-token"
 

@@ -19,8 +19,7 @@ from syncd.ingest import Ingest, validate_events
 from syncd.outbox import Outbox
 from syncd.registry import Registry
 from syncd.testing.hipchat_server import Fault, HipChatServer
-
-from .conftest import wait_for
+from tests.support.waiting import wait_for
 
 TOKEN_A, TOKEN_B = "room-a-token-0001", "room-b-token-0002"
 

@@ -29,20 +29,11 @@ import pytest
 import requests
 
 from syncd.testing.hipchat_server import Fault, HipChatServer
-
-from ..proc import Proc
-from ._support import (
-    FAST_RETRY,
-    integrity,
-    numbered_events,
-    numbers,
-    room_tokens,
-    spawn_with,
-    terminate,
-    token_env,
-    trace_config,
-    wait_for,
-)
+from tests.support.configs import room_tokens, token_env, trace_config
+from tests.support.delivery import integrity, numbers
+from tests.support.events import numbered_events
+from tests.support.processes import FAST_RETRY, Proc, spawn, terminate, wait_listening
+from tests.support.waiting import wait_for
 
 TOKENS = room_tokens("4001", "4002")
 FS_SIZE = 8 << 20
@@ -134,8 +125,8 @@ def run_scenario(tmp_path: Path, disk_for: Callable[[Path], Disk]) -> None:
     with HipChatServer(TOKENS, limits=None) as hipchat:
         (config / "shop.yaml").write_text(trace_config(hipchat.url, TOKENS))
         disk = disk_for(state)
-        proc = spawn_with(
-            config, state, *FAST_RETRY, env=token_env(TOKENS), preexec_fn=ignore_sigxfsz
+        proc = wait_listening(
+            spawn(config, state, *FAST_RETRY, env=token_env(TOKENS), preexec_fn=ignore_sigxfsz)
         )
         disk.proc = proc
         accepted: set[int] = set()
@@ -243,8 +234,8 @@ def test_a_full_disk_does_not_flood_the_log(tmp_path: Path) -> None:
             pytest.skip("neither a tmpfs mount (root) nor resource.prlimit is available")
         hipchat.inject(Fault.slow(0.05), times=100_000)
         (config / "shop.yaml").write_text(trace_config(hipchat.url, TOKENS))
-        proc = spawn_with(
-            config, state, *FAST_RETRY, env=token_env(TOKENS), preexec_fn=ignore_sigxfsz
+        proc = wait_listening(
+            spawn(config, state, *FAST_RETRY, env=token_env(TOKENS), preexec_fn=ignore_sigxfsz)
         )
         disk = Disk(state, tmpfs=mounted)
         disk.proc = proc

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from syncd.daemon import Daemon, DaemonConfig
 from syncd.testing.hipchat_server import HipChatServer
-
-from ._support import room_tokens, wait_for
+from tests.support.configs import room_tokens
+from tests.support.waiting import wait_for
 
 TOKENS = room_tokens("5001", "5002")
 MAX_BODY = 1 << 20

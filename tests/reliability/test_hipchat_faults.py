@@ -16,18 +16,11 @@ from pathlib import Path
 import pytest
 
 from syncd.testing.hipchat_server import Fault, HipChatServer
-
-from ._support import (
-    numbered_events,
-    numbers,
-    outbox_rows,
-    room_tokens,
-    start,
-    terminate,
-    token_env,
-    trace_config,
-    wait_for,
-)
+from tests.support.configs import room_tokens, token_env, trace_config
+from tests.support.delivery import numbers, outbox_rows
+from tests.support.events import numbered_events
+from tests.support.processes import start, terminate
+from tests.support.waiting import wait_for
 
 TOKENS = room_tokens("6001", "6002", "6003")
 EVENTS = 60

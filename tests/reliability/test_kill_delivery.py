@@ -18,23 +18,11 @@ from pathlib import Path
 import pytest
 
 from syncd.testing.hipchat_server import Fault, HipChatServer
-
-from ..proc import Proc
-from ._support import (
-    duplicates,
-    first_deliveries,
-    integrity,
-    kill9,
-    numbered_events,
-    numbers,
-    outbox_rows,
-    room_tokens,
-    start,
-    terminate,
-    token_env,
-    trace_config,
-    wait_for,
-)
+from tests.support.configs import room_tokens, token_env, trace_config
+from tests.support.delivery import duplicates, first_deliveries, integrity, numbers, outbox_rows
+from tests.support.events import numbered_events
+from tests.support.processes import Proc, kill9, start, terminate
+from tests.support.waiting import wait_for
 
 TOKENS = room_tokens("3001", "3002", "3003", "3004")
 WORKERS = 4

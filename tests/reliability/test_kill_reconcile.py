@@ -26,9 +26,9 @@ from pathlib import Path
 import requests
 
 from syncd import lastgood, semantics
-
-from ..proc import Proc, spawn
-from ._support import integrity, kill9, outbox_rows, start, terminate, wait_for
+from tests.support.delivery import integrity, outbox_rows
+from tests.support.processes import Proc, kill9, spawn, start, terminate
+from tests.support.waiting import wait_for
 
 SEED = 4242
 FILES = 300

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import requests
 
-from ..conftest import minimal
-from ._support import spawn_with, terminate
+from tests.support.configs import minimal
+from tests.support.processes import spawn, terminate, wait_listening
 
 FD_LIMIT = 256
 REQUESTS = 300
@@ -36,7 +36,9 @@ def test_many_requests_do_not_exhaust_file_descriptors(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.mkdir()
     (config / "a.yaml").write_text(minimal("fd-check"))
-    proc = spawn_with(config, tmp_path / "state", env={"HIPCHAT_TOKEN": "x"}, preexec_fn=limit_fds)
+    proc = wait_listening(
+        spawn(config, tmp_path / "state", env={"HIPCHAT_TOKEN": "x"}, preexec_fn=limit_fds)
+    )
     event = {"project": "elsewhere", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
     statuses: Counter[str] = Counter()
     try:
@@ -60,7 +62,7 @@ def test_a_kept_alive_connection_is_not_held_up_by_delayed_acks(tmp_path: Path) 
     config = tmp_path / "config"
     config.mkdir()
     (config / "a.yaml").write_text(minimal("keep-alive"))
-    proc = spawn_with(config, tmp_path / "state", env={"HIPCHAT_TOKEN": "x"})
+    proc = wait_listening(spawn(config, tmp_path / "state", env={"HIPCHAT_TOKEN": "x"}))
     event = {"project": "elsewhere", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
     try:
         with requests.Session() as session:

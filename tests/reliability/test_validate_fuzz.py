@@ -36,7 +36,7 @@ from syncd.diagnostics import Diagnostic
 from syncd.loader import LoadedFile, load_bytes
 from syncd.semantics import DEFAULT_OPTIONS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "examples" / "integrations.yaml").read_bytes()
 EXAMPLE_DATA: dict[str, Any] = yaml.safe_load(EXAMPLE)
 NAME = "fuzz.yaml"

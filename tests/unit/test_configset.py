@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 from syncd.configset import ConfigLoader
-
-from .conftest import minimal
+from tests.support.configs import minimal
 
 
 def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ import pytest
 
 from syncd.configset import ConfigSet
 from syncd.loader import MAX_FILE_BYTES, load_bytes
-
-from .conftest import errors, minimal
+from tests.support.configs import errors, minimal
 
 
 def only_error(config: ConfigSet) -> str:

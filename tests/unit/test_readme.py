@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncd import schema
-
-from .conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def _keys(node: dict[str, Any], prefix: str = "") -> list[str]:

@@ -9,8 +9,7 @@ import pytest
 
 from syncd.configset import ConfigSet, load_config_set
 from syncd.registry import Registry
-
-from .conftest import minimal
+from tests.support.configs import minimal
 
 
 def load(tmp_path: Path, **files: str) -> ConfigSet:

@@ -11,8 +11,8 @@ import pytest
 
 from syncd import schema
 from syncd.configset import ConfigSet
-
-from .conftest import ROOT, errors, minimal
+from tests.support.configs import errors, minimal
+from tests.support.paths import ROOT
 
 
 @pytest.mark.parametrize("name", [schema.INTEGRATIONS, schema.EVENT])

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from syncd.configset import ConfigSet
-
-from .conftest import errors, minimal
+from tests.support.configs import errors, minimal
 
 
 def test_duplicate_uid_across_files_names_the_first(check: Callable[..., ConfigSet]) -> None:

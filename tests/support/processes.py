@@ -1,0 +1,133 @@
+"""syncd as a real subprocess: the CLI once, or the daemon to signal or kill."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support.waiting import wait_for
+
+FAST_RETRY = ("--retry-base-delay", "0.05", "--retry-max-delay", "0.2")
+
+
+def run_syncd(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = requests.get(self.url + "/status", timeout=5).json()
+        return result
+
+    def post_events(self, events: object) -> requests.Response:
+        return requests.post(self.url + "/v1/events", json=events, timeout=30)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+
+def spawn(
+    config: Path,
+    state: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Proc:
+    """``syncd run`` on a free loopback port; its output is collected line by line."""
+    popen = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "syncd",
+            "run",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(state),
+            "--listen",
+            "127.0.0.1:0",
+            *extra,
+        ],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
+    proc = Proc(popen)
+
+    def pump() -> None:
+        assert popen.stdout is not None
+        for line in popen.stdout:
+            proc.lines.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc
+
+
+def wait_listening(proc: Proc) -> Proc:
+    def found() -> bool:
+        for line in proc.lines:
+            match = re.search(r"listening on (http://\S+),", line)
+            if match:
+                proc.url = match.group(1)
+                return True
+        return proc.popen.poll() is not None
+
+    wait_for(found, timeout=20, what="the daemon to listen")
+    assert proc.url, proc.log
+    return proc
+
+
+def start(config: Path, state: Path, *extra: str, env: Mapping[str, str] | None = None) -> Proc:
+    """A listening daemon with fast retries."""
+    return wait_listening(spawn(config, state, *FAST_RETRY, *extra, env=env))
+
+
+def kill9(proc: Proc) -> None:
+    if proc.popen.poll() is None:
+        os.kill(proc.popen.pid, signal.SIGKILL)
+    proc.popen.wait(timeout=10)
+
+
+def terminate(proc: Proc, timeout: float = 30) -> int:
+    """SIGTERM, then the exit status (a kill after ``timeout``)."""
+    if proc.popen.poll() is None:
+        proc.popen.send_signal(signal.SIGTERM)
+    try:
+        return proc.popen.wait(timeout=timeout)
+    except Exception:
+        proc.stop()
+        raise

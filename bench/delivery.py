@@ -57,7 +57,7 @@ from host import machine  # noqa: E402
 
 from syncd.configset import load_config_set  # noqa: E402
 from syncd.daemon import Daemon, DaemonConfig  # noqa: E402
-from syncd.hipchat import notification_body, notification_url  # noqa: E402
+from syncd.hipchat_api import notification_body, notification_url  # noqa: E402
 from syncd.message import render  # noqa: E402
 from syncd.model import Integration  # noqa: E402
 from syncd.testing.hipchat_server import HipChatServer  # noqa: E402

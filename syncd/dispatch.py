@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.hipchat import DeliveryResult, HipChatClient, RoomTarget
+from syncd.hipchat import HipChatClient
+from syncd.hipchat_api import DeliveryResult, RoomTarget
 from syncd.housekeeping import orphaned
 from syncd.message import render
 from syncd.registry import Registry

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from syncd.hipchat import HipChatClient, RoomTarget
+from syncd.hipchat import HipChatClient
+from syncd.hipchat_api import RoomTarget
 from syncd.message import Message
 from syncd.model import Integration
 from syncd.secrets import SecretError, redact

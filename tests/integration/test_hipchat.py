@@ -13,18 +13,16 @@ from typing import Any, cast
 
 import pytest
 
-from syncd.hipchat import (
-    MAX_REASON,
+from syncd.hipchat import MAX_REASON, HipChatClient, auth_test
+from syncd.hipchat_api import (
     DeliveryResult,
-    HipChatClient,
-    Pacing,
     RoomTarget,
-    auth_test,
     backoff,
     notification_url,
     parse_retry_after,
 )
 from syncd.message import Message
+from syncd.pacing import Pacing
 from syncd.testing import Fault, HipChatServer, Limits, ServerRoom
 
 TOKEN = "s3cr3t-room-token-0123456789"

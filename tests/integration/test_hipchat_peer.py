@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from syncd.hipchat import HipChatClient, RoomTarget
+from syncd.hipchat import HipChatClient
+from syncd.hipchat_api import RoomTarget
 from syncd.message import Message
 from syncd.testing import Fault, HipChatServer
 

@@ -1,0 +1,90 @@
+"""What a HipChat answer means, decided without a server."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from syncd.hipchat_api import (
+    LIMIT_HEADERS,
+    Answer,
+    RetryPolicy,
+    RoomTarget,
+    classify,
+    error_text,
+    server_wait,
+)
+from syncd.pacing import Pacing
+
+POLICY = RetryPolicy(backoff_base=1.0, backoff_cap=300.0, max_server_wait=3600.0)
+NOW = 1_800_000_000.0
+
+
+class Fixed:
+    def random(self) -> float:
+        return 0.5
+
+
+def judge(status: int, body: str = "", **headers: str) -> tuple[str, float | None, bool]:
+    result = classify(
+        Answer(status, headers, body, "Reason"), now=NOW, attempt=3, policy=POLICY, rng=Fixed()
+    )
+    return result.outcome, result.retry_after, result.rate_limited
+
+
+def test_any_2xx_is_delivered() -> None:
+    assert judge(204)[0] == judge(200)[0] == "delivered"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_errors_are_permanent(status: int) -> None:
+    assert judge(status) == ("permanent", None, False)
+
+
+def test_a_5xx_without_a_wait_backs_off_with_jitter() -> None:
+    assert judge(503) == ("retry", 4.0, False)  # 0.5 * min(300, 1 * 2**3)
+
+
+def test_retry_after_is_honoured_past_the_backoff_cap_up_to_the_server_wait_cap() -> None:
+    assert judge(503, **{"Retry-After": "1000"}) == ("retry", 1000.0, False)
+    assert judge(503, **{"Retry-After": "99999"})[1] == 3600.0
+
+
+def test_a_403_that_says_rate_limit_is_a_rate_limit() -> None:
+    body = '{"error": {"type": "Forbidden", "message": "You have exceeded the rate limit"}}'
+    assert judge(403, body)[::2] == ("retry", True)
+
+
+def test_a_429_waits_for_the_exhausted_budget_to_reset() -> None:
+    headers = {"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(int(NOW) + 42)}
+    assert judge(429, **headers) == ("retry", 42.0, True)
+
+
+def test_a_reset_given_in_seconds_is_read_as_seconds_from_now() -> None:
+    assert server_wait({"X-FloodControl-Reset": "30"}, NOW, POLICY, rate_limited=True) == 30.0
+    assert server_wait({"X-FloodControl-Reset": "30"}, NOW, POLICY, rate_limited=False) is None
+
+
+def test_the_error_body_becomes_type_and_message_and_anything_else_one_line() -> None:
+    body = '{"error": {"code": 401, "type": "Unauthorized", "message": "Invalid OAuth session"}}'
+    assert error_text(body, "Unauthorized") == "Unauthorized: Invalid OAuth session"
+    assert error_text("<html>\n  Bad\n gateway</html>", "Bad Gateway") == (
+        "Bad Gateway <html> Bad gateway</html>"
+    )
+
+
+def test_pacing_reads_both_budgets_from_the_one_header_table() -> None:
+    target = RoomTarget("https://h", "1", "token")
+    pacing = Pacing()
+    for limit in LIMIT_HEADERS:
+        pacing.observe(target, {limit.remaining: "0", limit.reset: str(NOW + 10)}, NOW)
+        assert pacing.delay_before_send(target, NOW) == 10.0
+        pacing = Pacing()
+    assert {limit.scope for limit in LIMIT_HEADERS} == {"token", "room"}
+
+
+def test_backoff_uses_the_random_source_given() -> None:
+    rng = random.Random(7)
+    first = classify(Answer(500, {}, ""), now=NOW, attempt=0, policy=POLICY, rng=rng)
+    assert first.retry_after is not None and 0 <= first.retry_after <= 1.0

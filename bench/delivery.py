@@ -58,7 +58,7 @@ from host import machine  # noqa: E402
 from syncd.configset import load_config_set  # noqa: E402
 from syncd.daemon import Daemon, DaemonConfig  # noqa: E402
 from syncd.hipchat_api import notification_body, notification_url  # noqa: E402
-from syncd.message import render  # noqa: E402
+from syncd.message import render_message  # noqa: E402
 from syncd.model import Integration  # noqa: E402
 from syncd.testing.hipchat_server import HipChatServer  # noqa: E402
 
@@ -421,7 +421,7 @@ def run_naive(setup: Setup, timeout: float, split: bool) -> Run:
                     if index is None:
                         return
                     event, integration, room = work[index]
-                    body = notification_body(render(event, integration))
+                    body = notification_body(render_message(event, integration))
                     response = session.post(
                         notification_url(integration.hipchat.endpoint, room),
                         json=body,

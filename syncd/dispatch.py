@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from syncd.hipchat import HipChatClient
 from syncd.hipchat_api import DeliveryResult, RoomTarget
 from syncd.housekeeping import orphaned
-from syncd.message import render
+from syncd.message import render_message
 from syncd.registry import Registry
 from syncd.store import Item, Settle, Store
 
@@ -144,7 +144,7 @@ class Dispatcher:
         if delay > 0:
             return Settle(item.id, "pending", "paced: room or token rate limit", now + delay)
         mentions = (item.mention,) if item.mention else ()
-        message = render(item.event, integration, mentions, count=item.count)
+        message = render_message(item.event, integration, mentions, count=item.count)
         result = self.client.send(target, message, attempt=max(0, item.attempts - 1))
         done = self.clock()
         self.on_result(item, result, done)

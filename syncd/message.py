@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from syncd.model import Color, Integration, MessageFormat
+from syncd.model import Color, Display, Integration, MessageFormat
 
 MAX_MESSAGE_CHARS = 10_000
 MAX_FRAMES = 10
@@ -125,47 +125,57 @@ class _Section:
     omitted: int = 0
 
 
+def _frame(section: _Section, style: _Style) -> tuple[str, str, str]:
+    """Head, separator and closer of a section's layout."""
+    if section.layout == "block":
+        return (
+            f"{section.title}{style.line_break}{style.block_open}",
+            style.block_break,
+            style.block_close,
+        )
+    if section.layout == "inline":
+        return f"{section.title} ", ", ", ""
+    return f"{section.title}{style.line_break}", style.line_break, ""
+
+
+def _marker(dropped: int) -> str:
+    return f"{ELLIPSIS} {dropped} more"
+
+
+def _fit_items(
+    items: Sequence[_Item], sep: str, room: int, style: _Style
+) -> tuple[list[str], bool]:
+    """Whole items while they fit; the first that does not is shortened if a useful part fits."""
+    parts: list[str] = []
+    used = 0
+    for item in items:
+        gap = length(sep) if parts else 0
+        available = room - used - gap - length(item.prefix)
+        value = fit(item.raw, item.cap, style.escape)
+        if length(value) <= available:
+            used += gap + length(item.prefix) + length(value)
+            parts.append(item.prefix + value)
+            continue
+        if available >= _MIN_SHORTENED:
+            parts.append(item.prefix + fit(item.raw, available, style.escape))
+        return parts, True
+    return parts, False
+
+
 def _render_section(section: _Section, style: _Style, budget: int) -> tuple[str, bool] | None:
     """The section within ``budget`` and whether the budget cut it.
 
     Whole items come first; the first that does not fit is shortened if a useful
     part of it fits, and the rest are counted in a closing marker.
     """
-    if section.layout == "block":
-        head, sep, closer = (
-            f"{section.title}{style.line_break}{style.block_open}",
-            style.block_break,
-            style.block_close,
-        )
-    elif section.layout == "inline":
-        head, sep, closer = f"{section.title} ", ", ", ""
-    else:
-        head, sep, closer = f"{section.title}{style.line_break}", style.line_break, ""
-
-    def marker(dropped: int) -> str:
-        return f"{ELLIPSIS} {dropped} more"
-
-    worst_marker = length(sep) + length(marker(len(section.items) + section.omitted))
+    head, sep, closer = _frame(section, style)
+    worst_marker = length(sep) + length(_marker(len(section.items) + section.omitted))
     room = budget - length(head) - length(closer) - worst_marker
-    parts: list[str] = []
-    used = 0
-    cut = False
-    for item in section.items:
-        available = room - used - (length(sep) if parts else 0) - length(item.prefix)
-        value = fit(item.raw, item.cap, style.escape)
-        if length(value) > available:
-            cut = True
-            if available < _MIN_SHORTENED:
-                break
-            value = fit(item.raw, available, style.escape)
-        used += (length(sep) if parts else 0) + length(item.prefix) + length(value)
-        parts.append(item.prefix + value)
-        if cut:
-            break
+    parts, cut = _fit_items(section.items, sep, room, style)
     if not parts:
         return None
     dropped = len(section.items) - len(parts) + section.omitted
-    body = sep.join(parts) + (sep + marker(dropped) if dropped else "")
+    body = sep.join(parts) + (sep + _marker(dropped) if dropped else "")
     return f"{head}{body}{closer}", cut
 
 
@@ -226,7 +236,91 @@ def _mentions_line(mentions: Sequence[str]) -> str | None:
     return fit(" ".join(dict.fromkeys(names)), _MAX_MENTIONS, _plain)
 
 
-def render(
+def _hostname_section(event: Mapping[str, Any], style: _Style) -> _Section | None:
+    hostname = event.get("hostname")
+    if not isinstance(hostname, str) or not hostname:
+        return None
+    return _Section(style.bold("Host:"), (_Item("", hostname, _MAX_HOSTNAME),), "inline")
+
+
+def _classifiers_section(event: Mapping[str, Any], style: _Style) -> _Section | None:
+    classifiers = _strings(event.get("classifiers"))
+    if not classifiers:
+        return None
+    items = tuple(_Item("", c, _MAX_CLASSIFIER) for c in classifiers)
+    return _Section(style.bold("Classifiers:"), items, "inline")
+
+
+def _callstack_section(event: Mapping[str, Any], style: _Style) -> _Section | None:
+    frames = _strings(event.get("callstack"))
+    if not frames:
+        return None
+    items = tuple(_Item("", f, _MAX_FRAME) for f in frames[:MAX_FRAMES])
+    return _Section(style.bold("Callstack:"), items, "block", omitted=len(frames) - len(items))
+
+
+def _attributes_section(
+    event: Mapping[str, Any], wanted: Sequence[str], style: _Style
+) -> _Section | None:
+    attributes = _attributes(event, wanted)
+    if not attributes:
+        return None
+    items = tuple(
+        _Item(
+            style.bold(fit(name, _MAX_ATTRIBUTE_NAME, style.escape)) + ": ",
+            value,
+            _MAX_ATTRIBUTE_VALUE,
+        )
+        for name, value in attributes
+    )
+    return _Section(style.bold("Attributes:"), items)
+
+
+def _sections(event: Mapping[str, Any], display: Display, style: _Style) -> dict[str, _Section]:
+    """The sections the display settings show, in the order they get the budget."""
+    wanted = {
+        "hostname": display.include_hostname and _hostname_section(event, style),
+        "classifiers": display.classifiers and _classifiers_section(event, style),
+        "callstack": display.callstack and _callstack_section(event, style),
+        "attributes": display.attributes
+        and _attributes_section(event, display.attribute_list, style),
+    }
+    return {name: section for name, section in wanted.items() if section}
+
+
+def _share_budget(
+    sections: Mapping[str, _Section], style: _Style, budget: int
+) -> tuple[dict[str, str], bool]:
+    """Sections share what the head and tail leave, in priority order."""
+    sep = style.line_break
+    rendered: dict[str, str] = {}
+    truncated = False
+    for name, section in sections.items():
+        result = _render_section(section, style, budget - length(sep))
+        if result is None:
+            truncated = True
+            continue
+        rendered[name], cut = result
+        truncated = truncated or cut
+        budget -= length(sep) + length(rendered[name])
+    return rendered, truncated
+
+
+_SHOWN_ORDER = ("classifiers", "callstack", "attributes", "hostname")
+
+
+def _check_arguments(count: int, limit: int) -> None:
+    if count < 1:
+        raise ValueError(f"count must be 1 or more, not {count}")
+    if limit < _MIN_LIMIT:
+        raise ValueError(f"limit must be at least {_MIN_LIMIT}, not {limit}")
+
+
+def _present(*lines: str | None) -> list[str]:
+    return [line for line in lines if line]
+
+
+def render_message(
     event: Mapping[str, Any],
     integration: Integration,
     mentions: Sequence[str] = (),
@@ -242,77 +336,22 @@ def render(
     them happened. Mentions only work in text messages, so any mention forces
     the text format.
     """
-    if count < 1:
-        raise ValueError(f"count must be 1 or more, not {count}")
-    if limit < _MIN_LIMIT:
-        raise ValueError(f"limit must be at least {_MIN_LIMIT}, not {limit}")
+    _check_arguments(count, limit)
     hc = integration.hipchat
-    display = integration.display
     mention_line = _mentions_line(mentions)
     fmt: MessageFormat = "text" if mention_line else hc.message_format
     style = _HTML if fmt == "html" else _TEXT
-
-    head: list[str] = []
-    if mention_line:
-        head.append(mention_line)
-    head.append(_title(event, display.classifiers, style))
-    tail = [line for line in (_count_line(count, since, style), _link(event, style)) if line]
-
-    sections: dict[str, _Section] = {}
-    hostname = event.get("hostname")
-    if display.include_hostname and isinstance(hostname, str) and hostname:
-        sections["hostname"] = _Section(
-            style.bold("Host:"), (_Item("", hostname, _MAX_HOSTNAME),), "inline"
-        )
-    classifiers = _strings(event.get("classifiers"))
-    if display.classifiers and classifiers:
-        items = tuple(_Item("", c, _MAX_CLASSIFIER) for c in classifiers)
-        sections["classifiers"] = _Section(style.bold("Classifiers:"), items, "inline")
-    frames = _strings(event.get("callstack"))
-    if display.callstack and frames:
-        items = tuple(_Item("", f, _MAX_FRAME) for f in frames[:MAX_FRAMES])
-        sections["callstack"] = _Section(
-            style.bold("Callstack:"), items, "block", omitted=len(frames) - len(items)
-        )
-    attributes = _attributes(event, display.attribute_list) if display.attributes else []
-    if attributes:
-        items = tuple(
-            _Item(
-                style.bold(fit(name, _MAX_ATTRIBUTE_NAME, style.escape)) + ": ",
-                value,
-                _MAX_ATTRIBUTE_VALUE,
-            )
-            for name, value in attributes
-        )
-        sections["attributes"] = _Section(style.bold("Attributes:"), items)
-
+    head = _present(mention_line, _title(event, integration.display.classifiers, style))
+    tail = _present(_count_line(count, since, style), _link(event, style))
     sep = style.line_break
-    fixed = sep.join(head + tail)
-    # Sections share what the head and tail leave, in priority order.
-    budget = limit - length(fixed) - length(sep + ELLIPSIS)
-    rendered: dict[str, str] = {}
-    truncated = False
-    for name in ("hostname", "classifiers", "callstack", "attributes"):
-        section = sections.get(name)
-        if section is None:
-            continue
-        result = _render_section(section, style, budget - length(sep))
-        if result is None:
-            truncated = True
-            continue
-        rendered[name], cut = result
-        truncated = truncated or cut
-        budget -= length(sep) + length(rendered[name])
-    order = ("classifiers", "callstack", "attributes", "hostname")
-    lines = head + [rendered[n] for n in order if n in rendered] + tail
+    budget = limit - length(sep.join(head + tail)) - length(sep + ELLIPSIS)
+    sections = _sections(event, integration.display, style)
+    rendered, truncated = _share_budget(sections, style, budget)
+    lines = head + [rendered[n] for n in _SHOWN_ORDER if n in rendered] + tail
     if truncated:
         lines.append(ELLIPSIS)
     text = sep.join(lines)
     assert length(text) <= limit, "message parts exceeded their budget"
     return Message(
-        text=text,
-        message_format=fmt,
-        color=hc.color,
-        notify=hc.notify,
-        sender=hc.sender,
+        text=text, message_format=fmt, color=hc.color, notify=hc.notify, sender=hc.sender
     )

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from syncd.message import ELLIPSIS, MAX_MESSAGE_CHARS, Message, fit, length, render
+from syncd.message import ELLIPSIS, MAX_MESSAGE_CHARS, Message, fit, length, render_message
 from syncd.model import Display, HipChat, Integration, Room
 from syncd.secrets import SecretRef
 
 HOSTILE = "&<>\"'"
-# Every tag render() may emit; anything else that looks like markup is a bug.
+# Every tag render_message() may emit; anything else that looks like markup is a bug.
 TAG = re.compile(r'<br>|</?b>|</?pre>|<a href="[^"<>]*">|</a>')
 ENTITY = re.compile(r"&(?:amp|lt|gt|quot|#x27);")
 
@@ -66,7 +66,7 @@ def assert_well_formed_html(text: str) -> None:
 
 
 def test_html_message_shows_every_section_escaped_in_order() -> None:
-    msg = render(event(), integration())
+    msg = render_message(event(), integration())
     assert msg == Message(msg.text, "html", "red", True, "syncd")
     text = msg.text
     assert text.startswith("<b>New error in checkout: ValueError</b> at 2024-05-01T12:00:00Z")
@@ -79,14 +79,14 @@ def test_html_message_shows_every_section_escaped_in_order() -> None:
 
 
 def test_callstack_shows_the_top_ten_frames_and_counts_the_rest() -> None:
-    text = render(event(), integration()).text
+    text = render_message(event(), integration()).text
     assert "app/cart.py:9 in total" in text
     assert "app/cart.py:10 in total" not in text
     assert f"{ELLIPSIS} 4 more</pre>" in text
 
 
 def test_text_format_is_plain() -> None:
-    msg = render(event(), integration(hipchat={"message_format": "text"}))
+    msg = render_message(event(), integration(hipchat={"message_format": "text"}))
     assert msg.message_format == "text"
     assert "<" + "Checkout>" in msg.text and "team: a&b" in msg.text
     assert "<b>" not in msg.text and "&amp;" not in msg.text
@@ -99,7 +99,7 @@ def test_event_text_cannot_mention_anyone_in_a_text_message() -> None:
         classifiers=["@here"],
         href="https://errors.example.com/@team/1",
     )
-    msg = render(hostile, integration(), ["@payments"])
+    msg = render_message(hostile, integration(), ["@payments"])
     assert msg.message_format == "text"
     assert "@all" not in msg.text and "@here" not in msg.text
     assert "user: @\u200ball" in msg.text
@@ -108,7 +108,7 @@ def test_event_text_cannot_mention_anyone_in_a_text_message() -> None:
 
 
 def test_mentions_force_text_and_lead_the_message() -> None:
-    msg = render(event(), integration(), ["@payments", "@ops", "@payments"])
+    msg = render_message(event(), integration(), ["@payments", "@ops", "@payments"])
     assert msg.message_format == "text"
     assert msg.text.splitlines()[0] == "@payments @ops"
 
@@ -120,33 +120,33 @@ def test_display_settings_choose_the_sections() -> None:
         attribute_list=("datacenter", "version", "missing"),
         include_hostname=False,
     )
-    text = render(event(), integration(display=display)).text
+    text = render_message(event(), integration(display=display)).text
     assert "Classifiers" not in text and "Callstack" not in text and "Host:" not in text
     assert "New error in checkout: fp-7f3a" in text
     assert text.index("datacenter") < text.index("version")
     assert "team" not in text and "missing" not in text
-    text = render(event(), integration(display=Display(attributes=False))).text
+    text = render_message(event(), integration(display=Display(attributes=False))).text
     assert "Attributes" not in text
 
 
 def test_missing_optional_fields_leave_their_sections_out() -> None:
     minimal = {"project": "checkout", "fingerprint": "fp", "timestamp": "2024-05-01T12:00:00Z"}
-    text = render(minimal, integration()).text
+    text = render_message(minimal, integration()).text
     assert text == "<b>Error in checkout: fp</b> at 2024-05-01T12:00:00Z"
 
 
 def test_only_http_links_are_linked() -> None:
-    text = render(event(href="javascript:alert(1)"), integration()).text
+    text = render_message(event(href="javascript:alert(1)"), integration()).text
     assert "<a " not in text and "javascript" not in text
 
 
 def test_aggregated_count_line() -> None:
-    assert "more event" not in render(event(), integration()).text
-    text = render(event(), integration(), count=42, since="2024-05-01T11:55:00Z").text
+    assert "more event" not in render_message(event(), integration()).text
+    text = render_message(event(), integration(), count=42, since="2024-05-01T11:55:00Z").text
     assert "and 41 more events since 2024-05-01T11:55:00Z" in text
-    assert "and 1 more event<br>" in render(event(), integration(), count=2).text
+    assert "and 1 more event<br>" in render_message(event(), integration(), count=2).text
     with pytest.raises(ValueError):
-        render(event(), integration(), count=0)
+        render_message(event(), integration(), count=0)
 
 
 def test_fit_never_splits_an_entity() -> None:
@@ -188,7 +188,7 @@ def test_length_counts_utf16_units() -> None:
 )
 @pytest.mark.parametrize("fmt", ["html", "text"])
 def test_hostile_events_fit_and_stay_well_formed(hostile: dict[str, Any], fmt: str) -> None:
-    msg = render(event(**hostile), integration(hipchat={"message_format": fmt}), count=3)
+    msg = render_message(event(**hostile), integration(hipchat={"message_format": fmt}), count=3)
     assert 0 < length(msg.text) <= MAX_MESSAGE_CHARS
     if fmt == "html":
         assert_well_formed_html(msg.text)
@@ -197,7 +197,7 @@ def test_hostile_events_fit_and_stay_well_formed(hostile: dict[str, Any], fmt: s
 
 def test_a_message_over_the_limit_is_cut_and_marked() -> None:
     many = {f"attr{i:03}": "v" * 900 for i in range(100)}
-    msg = render(event(attributes=many), integration(), count=5, since="yesterday")
+    msg = render_message(event(attributes=many), integration(), count=5, since="yesterday")
     assert 9_000 < length(msg.text) <= MAX_MESSAGE_CHARS
     assert msg.text.endswith(ELLIPSIS)
     assert re.search(f"{ELLIPSIS} \\d+ more", msg.text)
@@ -210,8 +210,8 @@ def test_a_message_over_the_limit_is_cut_and_marked() -> None:
 def test_a_small_limit_is_honoured_and_a_tiny_one_refused() -> None:
     many = {f"attr{i:03}": HOSTILE * 100 for i in range(100)}
     for limit in (4_000, 5_555, 7_001):
-        text = render(event(attributes=many), integration(), limit=limit).text
+        text = render_message(event(attributes=many), integration(), limit=limit).text
         assert length(text) <= limit
         assert_well_formed_html(text)
     with pytest.raises(ValueError):
-        render(event(), integration(), limit=100)
+        render_message(event(), integration(), limit=100)

@@ -349,7 +349,6 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(size) if size else b""
 
     def _dispatch(self, method: str) -> None:
-        state = self.state
         raw = self._read_body()
         if raw is None:
             self.close_connection = True
@@ -360,51 +359,69 @@ class _Handler(BaseHTTPRequestHandler):
         if len(segments) != 5 or segments[:3] != ["", "v2", "room"] or segments[4] != _NOTIFY:
             self._error(method, None, 404, "Resource not found")
             return
-        room = state.find_room(unquote(segments[3]))
-        fault = state.take_fault(room)
-        room_id = room.id if room else None
-        extra: Headers = ()
-        if fault is not None:
-            if fault.kind == "reset":
-                state.record(self._attempt(method, room_id, None, "reset"))
-                self._drop()
-                return
-            if fault.kind == "status":
-                self._answer(
-                    method, room_id, fault.code, fault.body, fault.response_headers, "status"
-                )
-                return
-            if fault.kind == "slow" and state.stopping.wait(fault.seconds):
-                self.close_connection = True
-                return
-            extra = fault.response_headers
-        if method != "POST":
-            self._error(method, room_id, 405, f"Method {method} is not allowed here")
-            return
-        if room is None:
-            self._error(method, None, 404, "Room not found")
+        room = self.state.find_room(unquote(segments[3]))
+        fault = self.state.take_fault(room)
+        if fault is not None and self._fault_answered(method, room, fault):
             return
         query = parse_qs(parts.query)
-        if "auth_token" in query and not state.allow_query_token:
-            self._error(method, room.id, 401, "auth_token in the URL is refused by this server")
+        token = self._authorized(method, room, query)
+        if room is None or token is None:
             return
+        extra = fault.response_headers if fault is not None else ()
+        self._accept(method, room, token, query, raw, fault, extra)
+
+    def _fault_answered(self, method: str, room: ServerRoom | None, fault: Fault) -> bool:
+        """Play a fault that replaces the answer; True when it did."""
+        room_id = room.id if room else None
+        if fault.kind == "reset":
+            self.state.record(self._attempt(method, room_id, None, "reset"))
+            self._drop()
+            return True
+        if fault.kind == "status":
+            self._answer(method, room_id, fault.code, fault.body, fault.response_headers, "status")
+            return True
+        if fault.kind == "slow" and self.state.stopping.wait(fault.seconds):
+            self.close_connection = True
+            return True
+        return False
+
+    def _authorized(
+        self, method: str, room: ServerRoom | None, query: Mapping[str, list[str]]
+    ) -> str | None:
+        """The caller's token when it may post to the room; else answer the refusal."""
+        if method != "POST":
+            self._error(
+                method, room.id if room else None, 405, f"Method {method} is not allowed here"
+            )
+            return None
+        if room is None:
+            self._error(method, None, 404, "Room not found")
+            return None
+        if "auth_token" in query and not self.state.allow_query_token:
+            self._error(method, room.id, 401, "auth_token in the URL is refused by this server")
+            return None
         token = self._token(query)
         if token is None or token != room.token:
             message = "Invalid OAuth session" if token else "Authenticated requests only."
             self._error(method, room.id, 401, message)
-            return
+            return None
+        return token
+
+    def _accept(
+        self,
+        method: str,
+        room: ServerRoom,
+        token: str,
+        query: Mapping[str, list[str]],
+        raw: bytes,
+        fault: Fault | None,
+        extra: Headers,
+    ) -> None:
         limit_headers = self._spend_rate(method, token, room)
         if limit_headers is None:
             return
         if query.get("auth_test") == ["true"]:
-            body = {
-                "success": {
-                    "code": 202,
-                    "type": "Accepted",
-                    "message": "This auth_token has access to use this method.",
-                }
-            }
-            self._answer(method, room.id, 202, json.dumps(body), limit_headers + extra)
+            self._answer(method, room.id, 202, _AUTH_TEST_ANSWER, limit_headers + extra)
             return
         data, problem = _parse_notification(raw, self.headers.get("Content-Type", ""))
         if problem is not None:
@@ -417,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
             room=room.id,
             body=data,
             headers=dict(self.headers.items()),
-            time=state.clock(),
+            time=self.state.clock(),
             path=self.path,
         )
         self._answer(
@@ -478,7 +495,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
+_AUTH_TEST_ANSWER = json.dumps(
+    {
+        "success": {
+            "code": 202,
+            "type": "Accepted",
+            "message": "This auth_token has access to use this method.",
+        }
+    }
+)
+
+
 def _parse_notification(raw: bytes, content_type: str) -> tuple[dict[str, Any], str | None]:
+    """The request body and the first problem HipChat would answer 400 for, if any."""
     if "json" not in content_type.lower():
         return {}, "Content-Type must be application/json"
     try:
@@ -487,21 +516,29 @@ def _parse_notification(raw: bytes, content_type: str) -> tuple[dict[str, Any], 
         return {}, "The request body cannot be parsed as JSON"
     if not isinstance(data, dict):
         return {}, "The request body must be a JSON object"
+    return data, _message_problem(data) or _option_problem(data)
+
+
+def _message_problem(data: Mapping[str, Any]) -> str | None:
     message = data.get("message")
     if not isinstance(message, str):
-        return data, "Missing required field 'message'"
+        return "Missing required field 'message'"
     if not 1 <= len(message) <= MAX_MESSAGE:
-        return data, f"Message must be between 1 and {MAX_MESSAGE} characters (got {len(message)})"
+        return f"Message must be between 1 and {MAX_MESSAGE} characters (got {len(message)})"
+    return None
+
+
+def _option_problem(data: Mapping[str, Any]) -> str | None:
     if data.get("message_format", "html") not in FORMATS:
-        return data, "message_format must be one of: html, text"
+        return "message_format must be one of: html, text"
     if data.get("color", "yellow") not in COLORS:
-        return data, "color must be one of: " + ", ".join(sorted(COLORS))
+        return "color must be one of: " + ", ".join(sorted(COLORS))
     if not isinstance(data.get("notify", False), bool):
-        return data, "notify must be a boolean"
+        return "notify must be a boolean"
     sender = data.get("from", "")
     if not isinstance(sender, str) or len(sender) > MAX_FROM:
-        return data, f"from must be a string of at most {MAX_FROM} characters"
-    return data, None
+        return f"from must be a string of at most {MAX_FROM} characters"
+    return None
 
 
 class HipChatServer:

@@ -18,7 +18,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
 from syncd import watcher as watcher_module
-from syncd.watcher import ConfigWatcher, Debouncer, fingerprint_dir, is_editor_noise, is_relevant
+from syncd.debounce import Debouncer
+from syncd.pathfilter import is_editor_noise, is_relevant
+from syncd.watchdir import fingerprint_dir, git_index_lock
+from syncd.watcher import ConfigWatcher
 
 QUIET = 0.05
 MAX_WAIT = 0.25
@@ -406,6 +409,21 @@ def test_editor_noise_alone_does_not_fire(
     assert recorder.calls == 0
 
 
+def test_a_path_filter_given_replaces_the_default(
+    cfg: Path, make_watcher: Callable[..., ConfigWatcher], records: Records
+) -> None:
+    def json_only(path: str, *, is_directory: bool) -> bool:
+        return not is_directory and path.endswith(".json")
+
+    recorder = Recorder(cfg)
+    make_watcher(cfg, recorder, path_filter=json_only)
+    (cfg / "a.yaml").write_text("a: ignored\n")
+    wait_for(lambda: records.has("ignoring closed"), what="the yaml edit to be ignored")
+    assert recorder.calls == 0
+    (cfg / "b.json").write_text("{}")
+    wait_for(lambda: recorder.calls >= 1, what="a call for the json file")
+
+
 def test_deleting_a_yaml_file_fires(cfg: Path, make_watcher: Callable[..., ConfigWatcher]) -> None:
     (cfg / "b.yaml").write_text("b: 1\n")
     recorder = Recorder(cfg)
@@ -757,16 +775,14 @@ def test_context_manager_and_stop_are_idempotent(cfg: Path, logger: logging.Logg
 
 
 def test_index_lock_is_found_for_subdirs_and_worktrees(tmp_path: Path) -> None:
-    from syncd.watcher import _git_index_lock
-
     (tmp_path / "repo" / ".git").mkdir(parents=True)
     (tmp_path / "repo" / "integrations").mkdir()
-    assert _git_index_lock(tmp_path / "repo" / "integrations") == str(
+    assert git_index_lock(tmp_path / "repo" / "integrations") == str(
         tmp_path / "repo" / ".git" / "index.lock"
     )
     worktree = tmp_path / "worktrees" / "rev-1"
     worktree.mkdir(parents=True)
     (worktree / ".git").write_text("gitdir: ../../repo/.git/worktrees/rev-1\n")
-    assert _git_index_lock(worktree) == str(
+    assert git_index_lock(worktree) == str(
         tmp_path / "repo" / ".git" / "worktrees" / "rev-1" / "index.lock"
     )

@@ -242,7 +242,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         against = args.against
     result = planning.plan([i.public() for i in config.integrations], active)
-    sys.stdout.write(planning.render(result, against=against))
+    sys.stdout.write(planning.render_plan(result, against=against))
     return EXIT_INVALID if result.changed else EXIT_OK
 
 

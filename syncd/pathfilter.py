@@ -14,7 +14,7 @@ import os
 from pathlib import PurePath
 from typing import Protocol
 
-from syncd.configset import YAML_SUFFIXES
+from syncd.configset import is_yaml_name
 
 __all__ = ["PathFilter", "is_editor_noise", "is_relevant"]
 
@@ -52,7 +52,7 @@ def is_relevant(path: str, *, is_directory: bool = False) -> bool:
         return True
     if name.startswith(".") or is_editor_noise(name):
         return False
-    return is_directory or name.endswith(YAML_SUFFIXES)
+    return is_directory or is_yaml_name(name)
 
 
 def _outside_or_hidden(directories: tuple[str, ...]) -> bool:

@@ -1,9 +1,26 @@
-"""A set of integration files: discovery, loading, validation and the model.
+"""The config flow, from YAML files to one checked set; this module runs it.
+
+Each step has its own module:
+
+1. discovery (here): which files are config: YAML names outside hidden
+   directories;
+2. ``loader``: a file's bytes to plain data, refusing what YAML would silently
+   change, and keeping the positions that messages point at;
+3. ``schema``: the JSON Schema, each error placed at the offending value;
+4. ``semantics``: the rules a schema cannot express, within one file and
+   across files;
+5. ``model``: schema-valid data to frozen ``Integration`` values, tokens as
+   ``secrets`` references that are resolved only when applied;
+6. assembly (here): every file's result into one :class:`ConfigSet`, whose
+   integrations are usable only if the whole set is valid;
+7. ``plan``: a valid set against the active integrations, what to create,
+   update, delete and keep. The registry applies it.
 
 Both ``syncd validate`` and the daemon go through :class:`ConfigLoader`, so the
 pre-commit hook and the server can never disagree on what is valid. The loader
 keeps each file's result until the file changes, so a reconcile after one edit
-among thousands of files re-reads one file.
+among thousands of files re-reads one file. The watcher (``watcher``) decides
+when the daemon loads again.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""YAML to plain data, with safety limits and positions kept for error messages.
+"""Config flow step 2: YAML to plain data, with safety limits and positions kept
+for error messages.
 
 libyaml composes the node tree when it is available; values are then built in
 Python so that duplicate keys, anchors, non-string keys and the YAML 1.1 traps

@@ -1,4 +1,5 @@
-"""Desired integrations against active ones: what to create, update, delete, keep.
+"""Config flow step 7: desired integrations against active ones, what to create,
+update, delete and keep.
 
 Pure: the registry applies a plan, ``syncd plan`` prints one. Keyed by ``uid``;
 an integration equal to its active self is kept as it is, never recreated.

@@ -1,4 +1,8 @@
-"""The JSON Schemas shipped in the package, and schema errors as diagnostics."""
+"""Config flow step 3: the JSON Schemas shipped in the package, and schema errors
+as diagnostics placed where the file went wrong.
+
+The event schema is here too: ingest checks events against it.
+"""
 
 from __future__ import annotations
 

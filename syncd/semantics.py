@@ -1,4 +1,9 @@
-"""Rules a JSON Schema cannot express: uniqueness across files, regexes, tokens."""
+"""Config flow step 4: rules a JSON Schema cannot express.
+
+Within one file (regexes compile, rooms listed once, tokens not in plain text,
+https endpoints), kept with the file's cached result; across files (``uid``
+unique, ``name`` unique within a project), checked again on every load.
+"""
 
 from __future__ import annotations
 

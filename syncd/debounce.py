@@ -19,7 +19,7 @@ __all__ = [
     "LockIdentity",
     "LockVerdict",
     "ReloadSchedule",
-    "Step",
+    "ReloadStep",
     "WatchTiming",
 ]
 
@@ -55,7 +55,7 @@ class WatchTiming:
 
 
 @dataclass(frozen=True)
-class Step:
+class ReloadStep:
     """What to do next. ``wait`` sleeps until ``until`` (``None``: until news arrives),
     then asks again; after ``check_lock`` the answer goes to ``observe_lock``."""
 
@@ -63,9 +63,9 @@ class Step:
     until: float | None = None
 
 
-_FIRE = Step("fire")
-_RESYNC = Step("resync")
-_CHECK_LOCK = Step("check_lock")
+_FIRE = ReloadStep("fire")
+_RESYNC = ReloadStep("resync")
+_CHECK_LOCK = ReloadStep("check_lock")
 
 
 class Debouncer:
@@ -180,7 +180,7 @@ class ReloadSchedule:
         interval = self.timing.resync_interval
         self._next_resync = None if interval is None else now + interval
 
-    def next_step(self, now: float) -> Step:
+    def next_step(self, now: float) -> ReloadStep:
         """What to do at ``now``; a ``fire`` or ``resync`` answer is taken as done."""
         if self._next_resync is not None and now >= self._next_resync:
             self._next_resync = None
@@ -205,13 +205,13 @@ class ReloadSchedule:
             return "released"
         return self._still_locked(now, now - held_since, identity)
 
-    def _while_held(self, now: float) -> Step:
+    def _while_held(self, now: float) -> ReloadStep:
         checked = self._lock_checked_at
         if checked is None or now >= checked + self.timing.lock_poll:
             return _CHECK_LOCK
         return self._wait(checked + self.timing.lock_poll)
 
-    def _when_due(self, deadline: float) -> Step:
+    def _when_due(self, deadline: float) -> ReloadStep:
         free_at = self._lock_free_at
         if free_at is None or free_at < deadline:
             return _CHECK_LOCK
@@ -219,11 +219,11 @@ class ReloadSchedule:
         self._lock_free_at = None
         return _FIRE
 
-    def _wait(self, until: float | None) -> Step:
+    def _wait(self, until: float | None) -> ReloadStep:
         resync = self._next_resync
         if until is None or (resync is not None and resync < until):
             until = resync
-        return Step("wait", until)
+        return ReloadStep("wait", until)
 
     def _before_firing(self, now: float, locked: bool) -> LockVerdict:
         if not locked:

@@ -15,7 +15,7 @@ from typing import Any
 from syncd.model import Integration, integration_from_data, integration_to_data
 
 # A changed field: its dotted path, the value before and the value after.
-Change = tuple[str, Any, Any]
+FieldChange = tuple[str, Any, Any]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Update:
     def uid(self) -> str:
         return self.after.uid
 
-    def changes(self) -> list[Change]:
+    def changes(self) -> list[FieldChange]:
         """(dotted path, before, after) for each changed field, tokens as public refs."""
         return _diff(integration_to_data(self.before), integration_to_data(self.after), "")
 
@@ -68,7 +68,7 @@ def plan(desired: Iterable[Integration], active: Mapping[str, Integration]) -> P
     return Plan(tuple(create), tuple(update), tuple(delete), tuple(keep))
 
 
-def _diff(before: Any, after: Any, path: str) -> list[Change]:
+def _diff(before: Any, after: Any, path: str) -> list[FieldChange]:
     """Mappings, and lists of mappings of one length, are compared item by item so a
     change names the field; anything else changes as a whole."""
     if isinstance(before, dict) and isinstance(after, dict):
@@ -82,8 +82,8 @@ def _diff(before: Any, after: Any, path: str) -> list[Change]:
     return [] if before == after else [(path, before, after)]
 
 
-def _diff_mappings(before: dict[str, Any], after: dict[str, Any], path: str) -> list[Change]:
-    out: list[Change] = []
+def _diff_mappings(before: dict[str, Any], after: dict[str, Any], path: str) -> list[FieldChange]:
+    out: list[FieldChange] = []
     for key in [*before, *(k for k in after if k not in before)]:
         sub = f"{path}.{key}" if path else key
         out.extend(_diff(before.get(key), after.get(key), sub))

@@ -105,7 +105,8 @@ class LoadedFile:
     def inside(self, line: int, col: int) -> tuple[int, int]:
         """A position within the file: libyaml places what it finds at the end of a
         file without a final line break one line past it."""
-        if not self.text or line == 1:
+        # Every LF ends a line, so this spares splitting the text for most positions.
+        if not self.text or line <= self.text.count("\n") + 1:
             return line, col
         lines = _TEXT_LINE_BREAK.split(self.text)
         if line <= len(lines):

@@ -1,16 +1,33 @@
-"""A set of integration files: discovery, loading, validation and the model.
+"""The config flow, from YAML files to one checked set; this module runs it.
+
+Each step has its own module:
+
+1. discovery (here): which files are config: YAML names outside hidden
+   directories;
+2. ``loader``: a file's bytes to plain data, refusing what YAML would silently
+   change, and keeping the positions that messages point at;
+3. ``schema``: the JSON Schema, each error placed at the offending value;
+4. ``semantics``: the rules a schema cannot express, within one file and
+   across files;
+5. ``model``: schema-valid data to frozen ``Integration`` values, tokens as
+   ``secrets`` references that are resolved only when applied;
+6. assembly (here): every file's result into one :class:`ConfigSet`, whose
+   integrations are usable only if the whole set is valid;
+7. ``plan``: a valid set against the active integrations, what to create,
+   update, delete and keep. The registry applies it.
 
 Both ``syncd validate`` and the daemon go through :class:`ConfigLoader`, so the
 pre-commit hook and the server can never disagree on what is valid. The loader
 keeps each file's result until the file changes, so a reconcile after one edit
-among thousands of files re-reads one file.
+among thousands of files re-reads one file. The watcher (``watcher``) decides
+when the daemon loads again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,30 +45,36 @@ class PathNotFoundError(UsageError):
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
-    """YAML files under ``paths``, sorted, skipping hidden directories (``.git``,
-    and the ``..data``-style directories of mounted volumes, whose files would
-    otherwise be read twice)."""
+    """YAML files under ``paths``, sorted, each once; a file named on its own is taken
+    whatever its name."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            visited: set[tuple[int, int]] = set()
-            for root, dirs, files in os.walk(path, followlinks=True):
-                st = os.stat(root)
-                if (st.st_dev, st.st_ino) in visited:
-                    dirs[:] = []  # a symlink loop, or a directory linked twice
-                    continue
-                visited.add((st.st_dev, st.st_ino))
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(
-                    Path(root) / f
-                    for f in sorted(files)
-                    if f.endswith(YAML_SUFFIXES) and not f.startswith(".")
-                )
+            found.extend(_yaml_under(path))
         elif path.exists() or path.is_symlink():
             found.append(path)
         else:
             raise PathNotFoundError(f"no such file or directory: {path}")
     return list(dict.fromkeys(found))
+
+
+def _yaml_under(directory: Path) -> Iterator[Path]:
+    """Skips hidden directories: ``.git``, and the ``..data``-style directories of
+    mounted volumes, whose files would otherwise be read twice."""
+    visited: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in visited:
+            dirs[:] = []  # a symlink loop, or a directory linked twice
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(root) / f for f in sorted(files) if is_yaml_name(f))
+
+
+def is_yaml_name(name: str) -> bool:
+    """A file name discovery reads in a directory: YAML, not hidden."""
+    return name.endswith(YAML_SUFFIXES) and not name.startswith(".")
 
 
 @dataclass(frozen=True)
@@ -67,7 +90,7 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
     diagnostics = list(loaded.diagnostics)
     if loaded.ok:
         diagnostics.extend(schema.schema_diagnostics(loaded))
-        diagnostics.extend(semantics.check_file(loaded, options))
+        diagnostics.extend(semantics.check_file_rules(loaded, options))
     integrations: list[Integration] = []
     if count_errors(diagnostics) == 0:
         for index, item in enumerate(loaded.data["integrations"]):

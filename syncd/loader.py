@@ -1,4 +1,5 @@
-"""YAML to plain data, with safety limits and positions kept for error messages.
+"""Config flow step 2: YAML to plain data, with safety limits and positions kept
+for error messages.
 
 libyaml composes the node tree when it is available; values are then built in
 Python so that duplicate keys, anchors, non-string keys and the YAML 1.1 traps
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,31 +93,20 @@ class LoadedFile:
         self.text = ""
 
     def position(self, path: DataPath, *, at_key: bool = False) -> tuple[int, int]:
+        """Line and column of the value at ``path`` (of its key with ``at_key``); of the
+        nearest enclosing node when ``path`` is not all there."""
         if not at_key and path in self.kept_positions:
             return self.kept_positions[path]
-        node = self.root
-        if node is None:
+        if self.root is None:
             return 1, 1
-        for i, part in enumerate(path):
-            last = i == len(path) - 1
-            if isinstance(node, MappingNode) and isinstance(part, str):
-                pair = _find_pair(node, part)
-                if pair is None:
-                    break
-                key_node, value_node = pair
-                node = key_node if (last and at_key) else value_node
-            elif isinstance(node, SequenceNode) and isinstance(part, int):
-                if not 0 <= part < len(node.value):
-                    break
-                node = node.value[part]
-            else:
-                break
+        node, _ = _deepest(self.root, path, at_key=at_key)
         return self.inside(node.start_mark.line + 1, node.start_mark.column + 1)
 
     def inside(self, line: int, col: int) -> tuple[int, int]:
         """A position within the file: libyaml places what it finds at the end of a
         file without a final line break one line past it."""
-        if not self.text or line == 1:
+        # Every LF ends a line, so this spares splitting the text for most positions.
+        if not self.text or line <= self.text.count("\n") + 1:
             return line, col
         lines = _TEXT_LINE_BREAK.split(self.text)
         if line <= len(lines):
@@ -141,6 +131,32 @@ def _find_pair(node: MappingNode, key: str) -> tuple[Node, Node] | None:
         if isinstance(key_node, ScalarNode) and key_node.value == key:
             found = (key_node, value_node)
     return found
+
+
+def _child(node: Node, part: PathPart, *, key: bool) -> Node | None:
+    """The node at ``part`` under ``node`` (the key node with ``key``), if there is one."""
+    if isinstance(node, MappingNode) and isinstance(part, str):
+        pair = _find_pair(node, part)
+        if pair is None:
+            return None
+        return pair[0] if key else pair[1]
+    if isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        child: Node = node.value[part]
+        return child
+    return None
+
+
+def _deepest(root: Node, path: DataPath, *, at_key: bool = False) -> tuple[Node, int]:
+    """The node at ``path``, or the deepest one found on the way, and how many parts
+    of ``path`` lead to it."""
+    node = root
+    last = len(path) - 1
+    for depth, part in enumerate(path):
+        child = _child(node, part, key=at_key and depth == last)
+        if child is None:
+            return node, depth
+        node = child
+    return node, len(path)
 
 
 # YAML's line breaks: CR LF, CR, LF, NEL, LS, PS.
@@ -176,59 +192,85 @@ def load_file(path: Path, display: str | None = None) -> LoadedFile:
 
 
 def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> LoadedFile:
+    """Bytes to text to node tree to data; the first step that fails says why and
+    ends the load."""
     loaded = loaded or LoadedFile(name)
     loaded.digest = hashlib.sha256(raw).hexdigest()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", "file is UTF-16; save it as UTF-8"))
+    text = _decode(raw, loaded)
+    if text is None:
         return loaded
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line, col = _line_col(raw, exc.start)
-        loaded.diagnostics.append(
-            Diagnostic(
-                name, line, col, "", f"invalid UTF-8 byte 0x{raw[exc.start]:02x}; save as UTF-8"
-            )
-        )
-        return loaded
-    text = text.removeprefix("\ufeff")
     loaded.text = text
-    try:
-        if "&" in text or "*" in text:
-            _report_anchors(text, loaded)
-        root = _compose(text)
-    except yaml.reader.ReaderError as exc:
-        if _LIBYAML:  # libyaml counts UTF-8 bytes, the Python reader characters
-            line, col = _line_col(text.encode("utf-8", "surrogatepass"), exc.position)
-        else:
-            line, col = _text_line_col(text, exc.position)
-        what = f"character U+{exc.character:04X}" if isinstance(exc.character, int) else "byte"
-        loaded.diagnostics.append(
-            Diagnostic(name, line, col, "", f"{what} is not allowed in YAML ({exc.reason})")
-        )
-        return loaded
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = loaded.inside(mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            problem = f"{exc.context}, {exc.problem}"
-        problem = " ".join(problem.split())
-        loaded.diagnostics.append(Diagnostic(name, line, col, "", f"YAML syntax: {problem}"))
-        return loaded
-    except yaml.YAMLError as exc:
-        message = " ".join(str(exc).split())
-        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"YAML syntax: {message}"))
-        return loaded
+    root = _parse(text, loaded)
     if root is None:
-        loaded.diagnostics.append(
-            Diagnostic(name, 1, 1, "$", "file is empty; expected 'version: 1' and 'integrations:'")
-        )
         return loaded
     loaded.parsed = True
     loaded.root = root
     loaded.data = _Builder(loaded).build(root, ())
     return loaded
+
+
+def _decode(raw: bytes, loaded: LoadedFile) -> str | None:
+    """The text of a UTF-8 file, without a byte order mark."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        loaded.diagnostics.append(
+            Diagnostic(loaded.path, 1, 1, "", "file is UTF-16; save it as UTF-8")
+        )
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        message = f"invalid UTF-8 byte 0x{raw[exc.start]:02x}; save as UTF-8"
+        loaded.diagnostics.append(Diagnostic(loaded.path, line, col, "", message))
+        return None
+    return text.removeprefix("\ufeff")
+
+
+def _parse(text: str, loaded: LoadedFile) -> Node | None:
+    """The node tree of a file with one document in it."""
+    try:
+        if "&" in text or "*" in text:
+            _report_anchors(text, loaded)
+        root = _compose(text)
+    except yaml.YAMLError as exc:
+        loaded.diagnostics.append(_yaml_error(exc, loaded))
+        return None
+    if root is None:
+        loaded.diagnostics.append(
+            Diagnostic(
+                loaded.path, 1, 1, "$", "file is empty; expected 'version: 1' and 'integrations:'"
+            )
+        )
+    return root
+
+
+def _yaml_error(exc: yaml.YAMLError, loaded: LoadedFile) -> Diagnostic:
+    if isinstance(exc, yaml.reader.ReaderError):
+        return _reader_error(exc, loaded)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return _syntax_error(exc, loaded)
+    message = " ".join(str(exc).split())
+    return Diagnostic(loaded.path, 1, 1, "", f"YAML syntax: {message}")
+
+
+def _reader_error(exc: yaml.reader.ReaderError, loaded: LoadedFile) -> Diagnostic:
+    """A character YAML does not allow, such as a control character."""
+    if _LIBYAML:  # libyaml counts UTF-8 bytes, the Python reader characters
+        line, col = _line_col(loaded.text.encode("utf-8", "surrogatepass"), exc.position)
+    else:
+        line, col = _text_line_col(loaded.text, exc.position)
+    what = f"character U+{exc.character:04X}" if isinstance(exc.character, int) else "byte"
+    return Diagnostic(loaded.path, line, col, "", f"{what} is not allowed in YAML ({exc.reason})")
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, loaded: LoadedFile) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = loaded.inside(mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.problem:
+        problem = f"{exc.context}, {exc.problem}"
+    problem = " ".join(problem.split())
+    return Diagnostic(loaded.path, line, col, "", f"YAML syntax: {problem}")
 
 
 def _text_line_col(text: str, position: int) -> tuple[int, int]:
@@ -334,7 +376,7 @@ class _Builder:
         return str(node.value)
 
     def scalar(self, node: ScalarNode, path: DataPath) -> Any:
-        tag, text, plain = node.tag, node.value, not node.style
+        tag, text = node.tag, node.value
         if tag == STR:
             return text
         if tag not in _KNOWN_SCALARS:
@@ -345,22 +387,22 @@ class _Builder:
         except _ScalarError as exc:
             self.error(node, path, f"{text!r} cannot be read as YAML {exc}")
             return text
-        if not plain:
+        if node.style:  # quoted: the tag is what the author wrote
             return value
-        if tag == TIMESTAMP:
+        return self.plain(node, path, value)
+
+    def plain(self, node: ScalarNode, path: DataPath, value: Any) -> Any:
+        """An unquoted non-string: a date stays text, a YAML 1.1 trap is reported."""
+        text = node.value
+        if node.tag == TIMESTAMP:
             self.error(
                 node,
                 path,
                 f'YAML reads the unquoted {text} as {_describe(node)}; quote it ("{text}")',
             )
             return text
-        trap = (
-            (tag == INT and not _PLAIN_INT.match(text))
-            or (tag == FLOAT and not _PLAIN_FLOAT.match(text))
-            or (tag == BOOL and text not in _PLAIN_BOOL)
-        )
-        if trap:
-            literal = _json_literal(value) if tag == BOOL else repr(value)
+        if _is_yaml11_trap(node.tag, text):
+            literal = _json_literal(value) if node.tag == BOOL else repr(value)
             self.error(
                 node,
                 path,
@@ -369,6 +411,18 @@ class _Builder:
                 f"or write {literal}",
             )
         return value
+
+
+def _is_yaml11_trap(tag: str, text: str) -> bool:
+    """A plain scalar that YAML 1.1 reads as a number or boolean where YAML 1.2 and
+    JSON would not (``0755``, ``1:30``, ``no``)."""
+    if tag == INT:
+        return not _PLAIN_INT.match(text)
+    if tag == FLOAT:
+        return not _PLAIN_FLOAT.match(text)
+    if tag == BOOL:
+        return text not in _PLAIN_BOOL
+    return False
 
 
 def _json_literal(value: object) -> str:
@@ -388,20 +442,9 @@ def _describe(node: ScalarNode) -> str:
     if node.tag == BOOL:
         return f"the boolean {_json_literal(value)}"
     if node.tag == INT:
-        text = node.value.lstrip("+-")
-        if ":" in text:
-            return f"the base-60 number {value}"
-        if text.startswith("0x"):
-            return f"the hexadecimal number {value}"
-        if text.startswith("0b"):
-            return f"the binary number {value}"
-        if text.startswith("0") and text != "0":
-            return f"the octal number {value}"
-        return f"the number {value}"
+        return f"the {_int_notation(node.value.lstrip('+-'))}number {value}"
     if node.tag == FLOAT:
-        if ":" in node.value:
-            return f"the base-60 number {value}"
-        return f"the number {value}"
+        return f"the {'base-60 ' if ':' in node.value else ''}number {value}"
     if node.tag == NULL:
         return "null (no value)"
     if node.tag == TIMESTAMP:
@@ -409,21 +452,26 @@ def _describe(node: ScalarNode) -> str:
     return f"a {node.tag.removeprefix(_TAG)}"
 
 
+def _int_notation(digits: str) -> str:
+    """The notation YAML 1.1 read an integer's digits in, as a word and a space."""
+    if ":" in digits:
+        return "base-60 "
+    if digits.startswith("0x"):
+        return "hexadecimal "
+    if digits.startswith("0b"):
+        return "binary "
+    if digits.startswith("0") and digits != "0":
+        return "octal "
+    return ""
+
+
 def describe_value(loaded: LoadedFile, path: DataPath) -> str | None:
     """What YAML made of the plain scalar at ``path``, when that is not a string."""
-    node = loaded.root
-    for part in path:
-        if isinstance(node, MappingNode) and isinstance(part, str):
-            pair = _find_pair(node, part)
-            node = pair[1] if pair else None
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return None
-    if isinstance(node, ScalarNode) and not node.style and node.tag != STR:
-        return f"YAML reads the unquoted {node.value or '(empty)'} as {_describe(node)}"
-    return None
-
-
-def paths_sorted(items: Sequence[Diagnostic]) -> list[Diagnostic]:
-    return sorted(items, key=lambda d: (d.file, d.line, d.col, d.path, d.message))
+    if loaded.root is None:
+        return None
+    node, found = _deepest(loaded.root, path)
+    if found < len(path) or not isinstance(node, ScalarNode):
+        return None
+    if node.style or node.tag == STR:
+        return None
+    return f"YAML reads the unquoted {node.value or '(empty)'} as {_describe(node)}"

@@ -1,4 +1,5 @@
-"""The configuration model: frozen values built from schema-valid data.
+"""Config flow step 5: the configuration model, frozen values built from
+schema-valid data.
 
 Equality of these values is what the planner uses to tell an unchanged
 integration from an updated one, so source positions are excluded from it.

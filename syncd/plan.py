@@ -1,4 +1,5 @@
-"""Desired integrations against active ones: what to create, update, delete, keep.
+"""Config flow step 7: desired integrations against active ones, what to create,
+update, delete and keep.
 
 Pure: the registry applies a plan, ``syncd plan`` prints one. Keyed by ``uid``;
 an integration equal to its active self is kept as it is, never recreated.
@@ -13,6 +14,9 @@ from typing import Any
 
 from syncd.model import Integration, integration_from_data, integration_to_data
 
+# A changed field: its dotted path, the value before and the value after.
+FieldChange = tuple[str, Any, Any]
+
 
 @dataclass(frozen=True)
 class Update:
@@ -23,7 +27,7 @@ class Update:
     def uid(self) -> str:
         return self.after.uid
 
-    def changes(self) -> list[tuple[str, Any, Any]]:
+    def changes(self) -> list[FieldChange]:
         """(dotted path, before, after) for each changed field, tokens as public refs."""
         return _diff(integration_to_data(self.before), integration_to_data(self.after), "")
 
@@ -64,19 +68,12 @@ def plan(desired: Iterable[Integration], active: Mapping[str, Integration]) -> P
     return Plan(tuple(create), tuple(update), tuple(delete), tuple(keep))
 
 
-def _diff(before: Any, after: Any, path: str) -> list[tuple[str, Any, Any]]:
+def _diff(before: Any, after: Any, path: str) -> list[FieldChange]:
+    """Mappings, and lists of mappings of one length, are compared item by item so a
+    change names the field; anything else changes as a whole."""
     if isinstance(before, dict) and isinstance(after, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for key in [*before, *(k for k in after if k not in before)]:
-            sub = f"{path}.{key}" if path else key
-            out.extend(_diff(before.get(key), after.get(key), sub))
-        return out
-    if (
-        isinstance(before, list)
-        and isinstance(after, list)
-        and len(before) == len(after)
-        and all(isinstance(x, dict) for x in [*before, *after])
-    ):
+        return _diff_mappings(before, after, path)
+    if _paired_mappings(before, after):
         return [
             change
             for i, (b, a) in enumerate(zip(before, after, strict=True))
@@ -85,11 +82,26 @@ def _diff(before: Any, after: Any, path: str) -> list[tuple[str, Any, Any]]:
     return [] if before == after else [(path, before, after)]
 
 
+def _diff_mappings(before: dict[str, Any], after: dict[str, Any], path: str) -> list[FieldChange]:
+    out: list[FieldChange] = []
+    for key in [*before, *(k for k in after if k not in before)]:
+        sub = f"{path}.{key}" if path else key
+        out.extend(_diff(before.get(key), after.get(key), sub))
+    return out
+
+
+def _paired_mappings(before: Any, after: Any) -> bool:
+    """Two lists of mappings with as many items each (rooms, actions)."""
+    if not (isinstance(before, list) and isinstance(after, list)):
+        return False
+    return len(before) == len(after) and all(isinstance(x, dict) for x in [*before, *after])
+
+
 def _show(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def render(result: Plan, *, against: str) -> str:
+def render_plan(result: Plan, *, against: str) -> str:
     """Human-readable, in the manner of ``flux diff``: one block per change."""
     lines: list[str] = []
     for integration in result.create:

@@ -1,4 +1,8 @@
-"""The JSON Schemas shipped in the package, and schema errors as diagnostics."""
+"""Config flow step 3: the JSON Schemas shipped in the package, and schema errors
+as diagnostics placed where the file went wrong.
+
+The event schema is here too: ingest checks events against it.
+"""
 
 from __future__ import annotations
 
@@ -109,40 +113,57 @@ def _subschema(error: ValidationError) -> Mapping[str, Any]:
 
 
 def _message(error: ValidationError) -> str:
-    sub = _subschema(error)
-    custom = sub.get("x-message")
+    """The schema's own ``x-message`` for the failing keyword, else one in our words,
+    else jsonschema's."""
+    custom = _subschema(error).get("x-message")
     if isinstance(custom, str):
         return custom
-    kind = str(error.validator)
-    value: Any = error.instance
+    if error.validator == "type":
+        return _type_message(error.validator_value, error.instance)
+    return _value_message(error) or _size_message(error) or str(error.message)
+
+
+def _type_message(expected: Any, value: object) -> str:
+    types = expected if isinstance(expected, list) else [expected]
+    words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+    if value is None:
+        return f"expected {words}, got nothing"
+    return f"expected {words}, got {_yaml_type(value)} ({_short(value)})"
+
+
+def _value_message(error: ValidationError) -> str | None:
+    """For the keywords that constrain what a value is."""
+    kind, value = error.validator, error.instance
     expected: Any = error.validator_value
-    if kind == "type":
-        types = expected if isinstance(expected, list) else [expected]
-        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
-        if value is None:
-            return f"expected {words}, got nothing"
-        return f"expected {words}, got {_yaml_type(value)} ({_short(value)})"
     if kind == "enum":
         return f"{_short(value)} is not one of: {', '.join(str(v) for v in expected)}"
     if kind == "const":
         return f"must be {json.dumps(expected)}, got {_short(value)}"
     if kind == "pattern":
-        wanted = sub.get("x-expected", f"text matching {expected}")
+        wanted = _subschema(error).get("x-expected", f"text matching {expected}")
         return f"{_short(value)} is not {wanted}"
+    if kind == "minimum":
+        return f"{_short(value)} is less than the minimum {expected}"
+    if kind == "uniqueItems":
+        return f"has duplicate items: {_short(value)}"
+    return None
+
+
+def _size_message(error: ValidationError) -> str | None:
+    """For the keywords that constrain how long a text, list or mapping is."""
+    kind = error.validator
+    value: Any = error.instance
+    expected: Any = error.validator_value
     if kind == "minLength":
         return "must not be empty" if expected == 1 else f"must be at least {expected} characters"
     if kind == "maxLength":
         return f"is {len(value)} characters long; at most {expected} allowed"
     if kind == "minItems":
         return f"needs at least {expected} item{'s' if expected != 1 else ''}"
-    if kind == "minimum":
-        return f"{_short(value)} is less than the minimum {expected}"
-    if kind == "uniqueItems":
-        return f"has duplicate items: {_short(value)}"
     if kind in ("minProperties", "maxProperties"):
-        keys = sub.get("properties", {})
+        keys = _subschema(error).get("properties", {})
         return "must have exactly one key of: " + ", ".join(keys)
-    return str(error.message)
+    return None
 
 
 def _wants_text(error: ValidationError) -> bool:
@@ -177,28 +198,47 @@ def _leaves(error: ValidationError) -> Iterator[ValidationError]:
         yield error
 
 
+def _missing_keys(error: ValidationError) -> Iterator[str]:
+    instance = error.instance if isinstance(error.instance, dict) else None
+    if instance is None:
+        return
+    custom = _subschema(error).get("x-message")
+    required: Any = error.validator_value
+    for key in required:
+        if key not in instance:
+            yield custom if isinstance(custom, str) else f"missing key {key!r}"
+
+
 def schema_diagnostics(loaded: LoadedFile, schema_name: str = INTEGRATIONS) -> list[Diagnostic]:
+    """Each schema error placed in the file; none where the loader already reported
+    the value (a YAML trap there would only be explained twice)."""
     out: list[Diagnostic] = []
     for top in validator(schema_name).iter_errors(loaded.data):
         for error in _leaves(top):
             path: DataPath = tuple(error.absolute_path)
-            if any(path[: len(p)] == p for p in loaded.reported_paths if p):
-                continue
-            if error.validator == "additionalProperties":
-                for key, message in _unknown_keys(error):
-                    out.append(loaded.diagnostic((*path, key), message, at_key=True))
-                continue
-            if error.validator == "required":
-                required: Any = error.validator_value
-                for key in required:
-                    if isinstance(error.instance, dict) and key not in error.instance:
-                        custom = _subschema(error).get("x-message")
-                        message = custom if isinstance(custom, str) else f"missing key {key!r}"
-                        out.append(loaded.diagnostic(path, message))
-                continue
-            message = _message(error)
-            trap = describe_value(loaded, path) if _wants_text(error) else None
-            if trap:
-                message = f"{message}; {trap}: quote it if you mean the text"
-            out.append(loaded.diagnostic(path, message))
+            if not _already_reported(loaded, path):
+                out.extend(_error_diagnostics(loaded, path, error))
     return out
+
+
+def _already_reported(loaded: LoadedFile, path: DataPath) -> bool:
+    return any(path[: len(p)] == p for p in loaded.reported_paths if p)
+
+
+def _error_diagnostics(
+    loaded: LoadedFile, path: DataPath, error: ValidationError
+) -> list[Diagnostic]:
+    """An unknown key is placed at the key, a missing key at the mapping that lacks
+    it, anything else at the value."""
+    if error.validator == "additionalProperties":
+        return [
+            loaded.diagnostic((*path, key), message, at_key=True)
+            for key, message in _unknown_keys(error)
+        ]
+    if error.validator == "required":
+        return [loaded.diagnostic(path, message) for message in _missing_keys(error)]
+    message = _message(error)
+    trap = describe_value(loaded, path) if _wants_text(error) else None
+    if trap:
+        message = f"{message}; {trap}: quote it if you mean the text"
+    return [loaded.diagnostic(path, message)]

@@ -1,6 +1,7 @@
 """Token references, their resolution, and redaction.
 
-Tokens are read only when an integration is reconciled, and every piece of text
+The model (config flow step 5) holds a :class:`SecretRef` where the YAML gives a
+token. Tokens are read only when an integration is reconciled, and every piece of text
 that may leave the process (logs, exceptions, status output) goes through
 :func:`redact` with the tokens it might contain.
 """

@@ -1,4 +1,9 @@
-"""Rules a JSON Schema cannot express: uniqueness across files, regexes, tokens."""
+"""Config flow step 4: rules a JSON Schema cannot express.
+
+Within one file (regexes compile, rooms listed once, tokens not in plain text,
+https endpoints), kept with the file's cached result; across files (``uid``
+unique, ``name`` unique within a project), checked again on every load.
+"""
 
 from __future__ import annotations
 
@@ -78,7 +83,7 @@ def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
     return out
 
 
-def check_file(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
+def check_file_rules(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
     """The rules that need only one file; their result can be kept until it changes."""
     out: list[Diagnostic] = []
     for index, item in _integrations(loaded):
@@ -95,38 +100,70 @@ def _at(where: tuple[LoadedFile, DataPath]) -> str:
 def _check_integration(
     loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
 ) -> Iterator[Diagnostic]:
-    for i, action in enumerate(_as_list(item.get("actions"))):
-        regex = _as_dict(action).get("regex")
-        if isinstance(regex, str):
-            try:
-                re.compile(regex)
-            except re.error as exc:
-                yield loaded.diagnostic((*base, "actions", i, "regex"), f"invalid regex: {exc}")
+    yield from _check_regexes(loaded, base, item)
     hipchat = _as_dict(item.get("hipchat"))
-    endpoint = hipchat.get("endpoint")
-    if isinstance(endpoint, str) and endpoint.startswith("http://"):
-        host = urlsplit(endpoint).hostname or ""
-        if host not in _LOCAL_HOSTS:
-            yield loaded.diagnostic(
-                (*base, "hipchat", "endpoint"),
-                "plain http sends room tokens unencrypted; use https",
-                severity="warning",
-            )
+    yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat)
+    rooms: DataPath = (*base, "hipchat", "rooms")
     seen_rooms: dict[str, int] = {}
     for r, room in enumerate(_as_list(hipchat.get("rooms"))):
-        room = _as_dict(room)
-        room_id = room.get("id")
-        if isinstance(room_id, str | int) and not isinstance(room_id, bool):
-            if str(room_id) in seen_rooms:
-                yield loaded.diagnostic(
-                    (*base, "hipchat", "rooms", r, "id"),
-                    f"room {room_id} is listed twice (first as rooms[{seen_rooms[str(room_id)]}])",
-                )
-            seen_rooms.setdefault(str(room_id), r)
-        if isinstance(room.get("token"), str) and not options.allow_plaintext_tokens:
-            yield loaded.diagnostic(
-                (*base, "hipchat", "rooms", r, "token"),
-                "plaintext token: move it to a secret store and reference it with "
-                "{env: NAME}, {file: PATH} or {credential: NAME}",
-                severity="warning",
-            )
+        yield from _check_listed_once(loaded, rooms, r, _as_dict(room), seen_rooms)
+        yield from _check_token(loaded, (*rooms, r), _as_dict(room), options)
+
+
+def _check_regexes(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    """Python ``re`` compiles every action's regex, so an event never meets a broken one."""
+    for i, action in enumerate(_as_list(item.get("actions"))):
+        regex = _as_dict(action).get("regex")
+        if not isinstance(regex, str):
+            continue
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            yield loaded.diagnostic((*base, "actions", i, "regex"), f"invalid regex: {exc}")
+
+
+def _check_endpoint(
+    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    endpoint = hipchat.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith("http://"):
+        return
+    if (urlsplit(endpoint).hostname or "") not in _LOCAL_HOSTS:
+        yield loaded.diagnostic(
+            (*path, "endpoint"),
+            "plain http sends room tokens unencrypted; use https",
+            severity="warning",
+        )
+
+
+def _check_listed_once(
+    loaded: LoadedFile,
+    rooms: DataPath,
+    index: int,
+    room: dict[str, Any],
+    seen_rooms: dict[str, int],
+) -> Iterator[Diagnostic]:
+    """A room listed twice would get every notification twice; ``seen_rooms`` maps
+    the ids met so far in this list to their index."""
+    room_id = room.get("id")
+    if not isinstance(room_id, str | int) or isinstance(room_id, bool):
+        return
+    first = seen_rooms.setdefault(str(room_id), index)
+    if first != index:
+        yield loaded.diagnostic(
+            (*rooms, index, "id"), f"room {room_id} is listed twice (first as rooms[{first}])"
+        )
+
+
+def _check_token(
+    loaded: LoadedFile, path: DataPath, room: dict[str, Any], options: Options
+) -> Iterator[Diagnostic]:
+    if isinstance(room.get("token"), str) and not options.allow_plaintext_tokens:
+        yield loaded.diagnostic(
+            (*path, "token"),
+            "plaintext token: move it to a secret store and reference it with "
+            "{env: NAME}, {file: PATH} or {credential: NAME}",
+            severity="warning",
+        )

@@ -23,5 +23,5 @@ def plan(config_dir: Path, *, against: str | None = None) -> int:
 
         active = fetch_registry(against)
     result = planning.plan([i.public() for i in config.integrations], active)
-    sys.stdout.write(planning.render(result, against=against or "an empty registry"))
+    sys.stdout.write(planning.render_plan(result, against=against or "an empty registry"))
     return EXIT_FAILED if result.changed else EXIT_OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from syncd.model import Integration, integration_from_data, integration_to_data
-from syncd.plan import active_from_data, plan, render
+from syncd.plan import active_from_data, plan, render_plan
 
 
 def make(uid: str, **changes: object) -> Integration:
@@ -69,7 +69,7 @@ def test_render_shows_no_secret() -> None:
             "rooms": [{"id": 1, "token": secret}],
         },
     )
-    out = render(plan([after.public()], {"a": make("a")}), against="x")
+    out = render_plan(plan([after.public()], {"a": make("a")}), against="x")
     assert secret not in out
     assert "~ update a" in out
     assert "hipchat.rooms[0].token" in out
@@ -89,6 +89,6 @@ def test_round_trip_through_the_registry_form() -> None:
 
 def test_empty_plan_renders_no_changes() -> None:
     a = make("a")
-    assert render(plan([a], {"a": a}), against="http://d") == (
+    assert render_plan(plan([a], {"a": a}), against="http://d") == (
         "No changes against http://d.\nPlan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n"
     )

@@ -7,9 +7,9 @@ Every problem syncd finds in a file becomes a :class:`Diagnostic` pointing at a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 Severity = Literal["error", "warning"]
 OutputFormat = Literal["text", "json", "github"]
@@ -59,36 +59,54 @@ def _github_escape_property(text: str) -> str:
     return _github_escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def format_text(diagnostics: Sequence[Diagnostic]) -> str:
-    return "".join(f"{d}\n" for d in diagnostics)
+class TextReporter:
+    """``file:line:col: severity: path: message``, one per line, as compilers print."""
+
+    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
+        return "".join(f"{d}\n" for d in diagnostics)
 
 
-def format_github(diagnostics: Sequence[Diagnostic]) -> str:
-    lines = []
-    for d in diagnostics:
-        props = f"file={_github_escape_property(d.file)},line={d.line},col={d.col}"
-        where = f"{d.path}: " if d.path else ""
-        lines.append(f"::{d.severity} {props}::{_github_escape_data(where + d.message)}\n")
-    return "".join(lines)
+class GithubReporter:
+    """``::error file=…,line=…,col=…::`` workflow commands: annotations on the pull request."""
+
+    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
+        lines = []
+        for d in diagnostics:
+            props = f"file={_github_escape_property(d.file)},line={d.line},col={d.col}"
+            where = f"{d.path}: " if d.path else ""
+            lines.append(f"::{d.severity} {props}::{_github_escape_data(where + d.message)}\n")
+        return "".join(lines)
 
 
-def format_json(diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
-    payload = {
-        "valid": count_errors(diagnostics) == 0,
-        "files_checked": files_checked,
-        "errors": count_errors(diagnostics),
-        "warnings": len(diagnostics) - count_errors(diagnostics),
-        "diagnostics": [asdict(d) for d in diagnostics],
-    }
-    return json.dumps(payload, indent=2) + "\n"
+class JsonReporter:
+    """One JSON document with the verdict, counts and every diagnostic, for tools."""
+
+    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
+        errors = count_errors(diagnostics)
+        payload = {
+            "valid": errors == 0,
+            "files_checked": files_checked,
+            "errors": errors,
+            "warnings": len(diagnostics) - errors,
+            "diagnostics": [asdict(d) for d in diagnostics],
+        }
+        return json.dumps(payload, indent=2) + "\n"
 
 
-def render(diagnostics: Sequence[Diagnostic], fmt: OutputFormat, files_checked: int) -> str:
-    if fmt == "json":
-        return format_json(diagnostics, files_checked)
-    if fmt == "github":
-        return format_github(diagnostics)
-    return format_text(diagnostics)
+class Reporter(Protocol):
+    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str: ...
+
+
+REPORTER_BY_FORMAT: Mapping[OutputFormat, Reporter] = {
+    "text": TextReporter(),
+    "github": GithubReporter(),
+    "json": JsonReporter(),
+}
+
+
+def report(diagnostics: Sequence[Diagnostic], fmt: OutputFormat, files_checked: int) -> str:
+    """The diagnostics in the output format asked for."""
+    return REPORTER_BY_FORMAT[fmt].report(diagnostics, files_checked)
 
 
 def json_path(parts: Iterable[str | int]) -> str:

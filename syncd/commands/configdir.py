@@ -7,7 +7,7 @@ from pathlib import Path
 
 from syncd import semantics
 from syncd.configset import ConfigSet, load_config_set
-from syncd.diagnostics import render
+from syncd.diagnostics import report
 from syncd.errors import UsageError
 
 
@@ -15,6 +15,6 @@ def load_valid(path: Path, options: semantics.Options) -> ConfigSet:
     """The config set; invalid, its diagnostics are printed and UsageError raised."""
     config = load_config_set([path], options)
     if not config.valid:
-        sys.stdout.write(render(list(config.diagnostics), "text", len(config.files)))
+        sys.stdout.write(report(list(config.diagnostics), "text", len(config.files)))
         raise UsageError("the config is invalid")
     return config

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from syncd import semantics
 from syncd.configset import load_config_set
-from syncd.diagnostics import OutputFormat, count_errors, render, summary
+from syncd.diagnostics import OutputFormat, count_errors, report, summary
 from syncd.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -40,7 +40,7 @@ def _validate(
     options = semantics.Options(allow_plaintext_tokens=allow_plaintext_tokens)
     config = load_config_set(paths, options)
     diagnostics = list(config.diagnostics)
-    sys.stdout.write(render(diagnostics, fmt, len(config.files)))
+    sys.stdout.write(report(diagnostics, fmt, len(config.files)))
     if fmt != "json":
         if not config.files:
             print("syncd: no YAML files found", file=sys.stderr)

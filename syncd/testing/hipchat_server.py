@@ -13,236 +13,40 @@ leaks tokens into URLs fails its tests.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, cast
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from syncd.testing.hipchat_contract import (
+    AUTH_TEST_ANSWER,
+    HIPCHAT_LIMITS,
+    MAX_BODY,
+    NOTIFY,
+    RATE_LIMIT_MESSAGE,
+    Attempt,
+    Fault,
+    FaultKind,
+    Headers,
+    Limits,
+    Received,
+    ServerRoom,
+    error_body,
+    parse_notification,
+)
+from syncd.testing.hipchat_state import ServerState
+
 log = logging.getLogger(__name__)
-
-COLORS = frozenset({"yellow", "green", "red", "purple", "gray", "random"})
-FORMATS = frozenset({"html", "text"})
-MAX_MESSAGE = 10_000
-MAX_FROM = 64
-MAX_BODY = 1 << 20
-_NOTIFY = "notification"
-RATE_LIMIT_MESSAGE = "You have exceeded the rate limit. Please wait before trying again."
-
-FaultKind = Literal["status", "slow", "reset", "headers"]
-Headers = tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One way to misbehave for one request; build it with the class methods."""
-
-    kind: FaultKind
-    code: int = 0
-    body: str = ""
-    response_headers: Headers = ()
-    seconds: float = 0.0
-
-    @classmethod
-    def status(
-        cls,
-        code: int,
-        message: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: str | None = None,
-    ) -> Fault:
-        """Answer ``code`` with a HipChat error body (or ``body`` verbatim) and ``headers``."""
-        if body is None:
-            body = _error_body(code, message or _phrase(code))
-        return cls("status", code=code, body=body, response_headers=_pairs(headers))
-
-    @classmethod
-    def server_error(cls, code: int = 500) -> Fault:
-        return cls.status(code)
-
-    @classmethod
-    def rate_limited(
-        cls, retry_after: str | None = None, *, headers: Mapping[str, str] | None = None
-    ) -> Fault:
-        """A 429, with ``Retry-After`` when given."""
-        extra = dict(headers or {})
-        if retry_after is not None:
-            extra["Retry-After"] = retry_after
-        return cls.status(429, RATE_LIMIT_MESSAGE, headers=extra)
-
-    @classmethod
-    def flood_control(cls, *, headers: Mapping[str, str] | None = None) -> Fault:
-        """The 403 some HipChat servers answer when a room gets too many messages."""
-        return cls.status(403, RATE_LIMIT_MESSAGE, headers=headers)
-
-    @classmethod
-    def slow(cls, seconds: float) -> Fault:
-        """Wait ``seconds`` before handling the request normally."""
-        return cls("slow", seconds=seconds)
-
-    @classmethod
-    def reset(cls) -> Fault:
-        """Read the request, then drop the connection without an answer."""
-        return cls("reset")
-
-    @classmethod
-    def with_headers(cls, headers: Mapping[str, str]) -> Fault:
-        """Handle the request normally and add ``headers`` to the answer."""
-        return cls("headers", response_headers=_pairs(headers))
-
-
-def _pairs(headers: Mapping[str, str] | None) -> Headers:
-    return tuple((str(k), str(v)) for k, v in (headers or {}).items())
-
-
-def _phrase(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Error"
-
-
-def _error_body(code: int, message: str) -> str:
-    return json.dumps({"error": {"code": code, "message": message, "type": _phrase(code)}})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """HipChat's documented budgets: per token per window, per room per window."""
-
-    rate: int = 500
-    rate_window: float = 300.0
-    flood: int = 30
-    flood_window: float = 60.0
-
-
-HIPCHAT_LIMITS = Limits()
-
-
-@dataclass(frozen=True)
-class ServerRoom:
-    """A room the server knows: addressed by ``id`` or, if given, by ``name``."""
-
-    id: str
-    token: str = field(repr=False)
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class Received:
-    """A notification the server accepted."""
-
-    room: str
-    body: Mapping[str, Any]
-    headers: Mapping[str, str]
-    time: float
-    path: str
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """Any request the server saw and how it answered (``None``: connection dropped)."""
-
-    method: str
-    path: str
-    room: str | None
-    status: int | None
-    time: float
-    fault: FaultKind | None = None
-    client_port: int = 0
-    """The client's TCP port: requests over one kept-alive connection share it."""
-
-
-@dataclass
-class _Window:
-    used: int
-    ends: float
-
-
-@dataclass
-class _Queued:
-    fault: Fault
-    left: int
-
-
-class _State:
-    """Everything the handler threads share; one lock guards it."""
-
-    def __init__(
-        self,
-        rooms: tuple[ServerRoom, ...],
-        limits: Limits | None,
-        allow_query_token: bool,
-        clock: Callable[[], float],
-    ) -> None:
-        self.rooms = rooms
-        self.limits = limits
-        self.allow_query_token = allow_query_token
-        self.clock = clock
-        self.lock = threading.Condition()
-        self.stopping = threading.Event()
-        self.received: list[Received] = []
-        self.attempts: list[Attempt] = []
-        self.faults: dict[str | None, deque[_Queued]] = {}
-        self.windows: dict[tuple[str, str], _Window] = {}
-        self.connections: set[socket.socket] = set()
-
-    def find_room(self, key: str) -> ServerRoom | None:
-        for room in self.rooms:
-            if room.id == key:
-                return room
-        folded = key.casefold()
-        for room in self.rooms:
-            if room.name is not None and room.name.casefold() == folded:
-                return room
-        return None
-
-    def take_fault(self, room: ServerRoom | None) -> Fault | None:
-        with self.lock:
-            for key in ((room.id,) if room else ()) + (None,):
-                queue = self.faults.get(key)
-                if queue:
-                    queued = queue[0]
-                    queued.left -= 1
-                    if queued.left <= 0:
-                        queue.popleft()
-                    return queued.fault
-        return None
-
-    def spend(self, kind: str, key: str, budget: int, window: float) -> tuple[int, int, int]:
-        """Count one use; returns (limit, remaining before this use, reset unix time)."""
-        now = self.clock()
-        with self.lock:
-            current = self.windows.get((kind, key))
-            if current is None or current.ends <= now:
-                current = _Window(0, now + window)
-                self.windows[(kind, key)] = current
-            remaining = budget - current.used
-            if remaining > 0:
-                current.used += 1
-            return budget, remaining, math.ceil(current.ends)
-
-    def record(self, attempt: Attempt, received: Received | None = None) -> None:
-        with self.lock:
-            self.attempts.append(attempt)
-            if received is not None:
-                self.received.append(received)
-            self.lock.notify_all()
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    state: _State
+    state: ServerState
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("test server: connection from %s ended with an error", client_address)
@@ -257,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     @property
-    def state(self) -> _State:
+    def state(self) -> ServerState:
         return cast(_Server, self.server).state
 
     def setup(self) -> None:
@@ -335,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         message: str,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        self._answer(method, room, code, _error_body(code, message), headers)
+        self._answer(method, room, code, error_body(code, message), headers)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -356,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         segments = parts.path.split("/")
-        if len(segments) != 5 or segments[:3] != ["", "v2", "room"] or segments[4] != _NOTIFY:
+        if len(segments) != 5 or segments[:3] != ["", "v2", "room"] or segments[4] != NOTIFY:
             self._error(method, None, 404, "Resource not found")
             return
         room = self.state.find_room(unquote(segments[3]))
@@ -421,9 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
         if limit_headers is None:
             return
         if query.get("auth_test") == ["true"]:
-            self._answer(method, room.id, 202, _AUTH_TEST_ANSWER, limit_headers + extra)
+            self._answer(method, room.id, 202, AUTH_TEST_ANSWER, limit_headers + extra)
             return
-        data, problem = _parse_notification(raw, self.headers.get("Content-Type", ""))
+        data, problem = parse_notification(raw, self.headers.get("Content-Type", ""))
         if problem is not None:
             self._error(method, room.id, 400, problem, limit_headers)
             return
@@ -495,52 +299,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
-_AUTH_TEST_ANSWER = json.dumps(
-    {
-        "success": {
-            "code": 202,
-            "type": "Accepted",
-            "message": "This auth_token has access to use this method.",
-        }
-    }
-)
-
-
-def _parse_notification(raw: bytes, content_type: str) -> tuple[dict[str, Any], str | None]:
-    """The request body and the first problem HipChat would answer 400 for, if any."""
-    if "json" not in content_type.lower():
-        return {}, "Content-Type must be application/json"
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return {}, "The request body cannot be parsed as JSON"
-    if not isinstance(data, dict):
-        return {}, "The request body must be a JSON object"
-    return data, _message_problem(data) or _option_problem(data)
-
-
-def _message_problem(data: Mapping[str, Any]) -> str | None:
-    message = data.get("message")
-    if not isinstance(message, str):
-        return "Missing required field 'message'"
-    if not 1 <= len(message) <= MAX_MESSAGE:
-        return f"Message must be between 1 and {MAX_MESSAGE} characters (got {len(message)})"
-    return None
-
-
-def _option_problem(data: Mapping[str, Any]) -> str | None:
-    if data.get("message_format", "html") not in FORMATS:
-        return "message_format must be one of: html, text"
-    if data.get("color", "yellow") not in COLORS:
-        return "color must be one of: " + ", ".join(sorted(COLORS))
-    if not isinstance(data.get("notify", False), bool):
-        return "notify must be a boolean"
-    sender = data.get("from", "")
-    if not isinstance(sender, str) or len(sender) > MAX_FROM:
-        return f"from must be a string of at most {MAX_FROM} characters"
-    return None
-
-
 class HipChatServer:
     """A HipChat look-alike on 127.0.0.1 (port chosen by the OS); use it as a context manager.
 
@@ -566,7 +324,7 @@ class HipChatServer:
             )
         else:
             listed = tuple(rooms)
-        self._state = _State(listed, limits, allow_query_token, clock)
+        self._state = ServerState(listed, limits, allow_query_token, clock)
         self._host = host
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -626,8 +384,7 @@ class HipChatServer:
             if found is None:
                 raise KeyError(f"unknown room {room!r}")
             key = found.id
-        with self._state.lock:
-            self._state.faults.setdefault(key, deque()).append(_Queued(fault, times))
+        self._state.queue_fault(key, fault, times)
 
     def clear_faults(self) -> None:
         with self._state.lock:

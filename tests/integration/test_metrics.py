@@ -10,7 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.daemon import Daemon, DaemonConfig
-from syncd.testing.hipchat_server import Fault, HipChatServer
+from syncd.testing import Fault, HipChatServer
 from tests.support.waiting import wait_for
 
 TOKEN = "metrics-room-token"

@@ -18,7 +18,7 @@ from syncd.hipchat import HipChatClient
 from syncd.ingest import Ingest, validate_events
 from syncd.outbox import Outbox
 from syncd.registry import Registry
-from syncd.testing.hipchat_server import Fault, HipChatServer
+from syncd.testing import Fault, HipChatServer
 from tests.support.waiting import wait_for
 
 TOKEN_A, TOKEN_B = "room-a-token-0001", "room-b-token-0002"

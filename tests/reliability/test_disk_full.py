@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from syncd.testing.hipchat_server import Fault, HipChatServer
+from syncd.testing import Fault, HipChatServer
 from tests.support.configs import room_tokens, token_env, trace_config
 from tests.support.delivery import integrity, numbers
 from tests.support.events import numbered_events

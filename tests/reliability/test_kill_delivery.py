@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.testing.hipchat_server import Fault, HipChatServer
+from syncd.testing import Fault, HipChatServer
 from tests.support.configs import room_tokens, token_env, trace_config
 from tests.support.delivery import duplicates, first_deliveries, integrity, numbers, outbox_rows
 from tests.support.events import numbered_events

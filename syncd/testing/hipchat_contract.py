@@ -1,0 +1,193 @@
+"""What HipChat API v2 accepts and answers, as the bundled test server plays it.
+
+The records a test reads back (what was received, each attempt), the faults
+and limits a test can ask for, and the checks a notification body must pass,
+with the error bodies HipChat answers when one fails. No sockets here: the
+server in ``hipchat_server`` serves these rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Literal
+
+COLORS = frozenset({"yellow", "green", "red", "purple", "gray", "random"})
+FORMATS = frozenset({"html", "text"})
+MAX_MESSAGE = 10_000
+MAX_FROM = 64
+MAX_BODY = 1 << 20
+NOTIFY = "notification"
+RATE_LIMIT_MESSAGE = "You have exceeded the rate limit. Please wait before trying again."
+
+FaultKind = Literal["status", "slow", "reset", "headers"]
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way to misbehave for one request; build it with the class methods."""
+
+    kind: FaultKind
+    code: int = 0
+    body: str = ""
+    response_headers: Headers = ()
+    seconds: float = 0.0
+
+    @classmethod
+    def status(
+        cls,
+        code: int,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: str | None = None,
+    ) -> Fault:
+        """Answer ``code`` with a HipChat error body (or ``body`` verbatim) and ``headers``."""
+        if body is None:
+            body = error_body(code, message or phrase(code))
+        return cls("status", code=code, body=body, response_headers=header_pairs(headers))
+
+    @classmethod
+    def server_error(cls, code: int = 500) -> Fault:
+        return cls.status(code)
+
+    @classmethod
+    def rate_limited(
+        cls, retry_after: str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> Fault:
+        """A 429, with ``Retry-After`` when given."""
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["Retry-After"] = retry_after
+        return cls.status(429, RATE_LIMIT_MESSAGE, headers=extra)
+
+    @classmethod
+    def flood_control(cls, *, headers: Mapping[str, str] | None = None) -> Fault:
+        """The 403 some HipChat servers answer when a room gets too many messages."""
+        return cls.status(403, RATE_LIMIT_MESSAGE, headers=headers)
+
+    @classmethod
+    def slow(cls, seconds: float) -> Fault:
+        """Wait ``seconds`` before handling the request normally."""
+        return cls("slow", seconds=seconds)
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """Read the request, then drop the connection without an answer."""
+        return cls("reset")
+
+    @classmethod
+    def with_headers(cls, headers: Mapping[str, str]) -> Fault:
+        """Handle the request normally and add ``headers`` to the answer."""
+        return cls("headers", response_headers=header_pairs(headers))
+
+
+def header_pairs(headers: Mapping[str, str] | None) -> Headers:
+    return tuple((str(k), str(v)) for k, v in (headers or {}).items())
+
+
+def phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_body(code: int, message: str) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "type": phrase(code)}})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """HipChat's documented budgets: per token per window, per room per window."""
+
+    rate: int = 500
+    rate_window: float = 300.0
+    flood: int = 30
+    flood_window: float = 60.0
+
+
+HIPCHAT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class ServerRoom:
+    """A room the server knows: addressed by ``id`` or, if given, by ``name``."""
+
+    id: str
+    token: str = field(repr=False)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A notification the server accepted."""
+
+    room: str
+    body: Mapping[str, Any]
+    headers: Mapping[str, str]
+    time: float
+    path: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Any request the server saw and how it answered (``None``: connection dropped)."""
+
+    method: str
+    path: str
+    room: str | None
+    status: int | None
+    time: float
+    fault: FaultKind | None = None
+    client_port: int = 0
+    """The client's TCP port: requests over one kept-alive connection share it."""
+
+
+AUTH_TEST_ANSWER = json.dumps(
+    {
+        "success": {
+            "code": 202,
+            "type": "Accepted",
+            "message": "This auth_token has access to use this method.",
+        }
+    }
+)
+
+
+def parse_notification(raw: bytes, content_type: str) -> tuple[dict[str, Any], str | None]:
+    """The request body and the first problem HipChat would answer 400 for, if any."""
+    if "json" not in content_type.lower():
+        return {}, "Content-Type must be application/json"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}, "The request body cannot be parsed as JSON"
+    if not isinstance(data, dict):
+        return {}, "The request body must be a JSON object"
+    return data, _message_problem(data) or _option_problem(data)
+
+
+def _message_problem(data: Mapping[str, Any]) -> str | None:
+    message = data.get("message")
+    if not isinstance(message, str):
+        return "Missing required field 'message'"
+    if not 1 <= len(message) <= MAX_MESSAGE:
+        return f"Message must be between 1 and {MAX_MESSAGE} characters (got {len(message)})"
+    return None
+
+
+def _option_problem(data: Mapping[str, Any]) -> str | None:
+    if data.get("message_format", "html") not in FORMATS:
+        return "message_format must be one of: html, text"
+    if data.get("color", "yellow") not in COLORS:
+        return "color must be one of: " + ", ".join(sorted(COLORS))
+    if not isinstance(data.get("notify", False), bool):
+        return "notify must be a boolean"
+    sender = data.get("from", "")
+    if not isinstance(sender, str) or len(sender) > MAX_FROM:
+        return f"from must be a string of at most {MAX_FROM} characters"
+    return None

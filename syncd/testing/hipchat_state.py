@@ -1,0 +1,97 @@
+"""What the test server's handler threads share: rooms, queued faults, budgets
+and the record of every request. One lock guards it all, so a test reads a
+consistent record while requests keep arriving.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syncd.testing.hipchat_contract import Attempt, Fault, Limits, Received, ServerRoom
+
+
+@dataclass
+class _Window:
+    used: int
+    ends: float
+
+
+@dataclass
+class _Queued:
+    fault: Fault
+    left: int
+
+
+class ServerState:
+    """Everything the handler threads share; one lock guards it."""
+
+    def __init__(
+        self,
+        rooms: tuple[ServerRoom, ...],
+        limits: Limits | None,
+        allow_query_token: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.rooms = rooms
+        self.limits = limits
+        self.allow_query_token = allow_query_token
+        self.clock = clock
+        self.lock = threading.Condition()
+        self.stopping = threading.Event()
+        self.received: list[Received] = []
+        self.attempts: list[Attempt] = []
+        self.faults: dict[str | None, deque[_Queued]] = {}
+        self.windows: dict[tuple[str, str], _Window] = {}
+        self.connections: set[socket.socket] = set()
+
+    def find_room(self, key: str) -> ServerRoom | None:
+        for room in self.rooms:
+            if room.id == key:
+                return room
+        folded = key.casefold()
+        for room in self.rooms:
+            if room.name is not None and room.name.casefold() == folded:
+                return room
+        return None
+
+    def queue_fault(self, room_id: str | None, fault: Fault, times: int) -> None:
+        """``fault`` for the next ``times`` requests to the room (None: to any room)."""
+        with self.lock:
+            self.faults.setdefault(room_id, deque()).append(_Queued(fault, times))
+
+    def take_fault(self, room: ServerRoom | None) -> Fault | None:
+        with self.lock:
+            for key in ((room.id,) if room else ()) + (None,):
+                queue = self.faults.get(key)
+                if queue:
+                    queued = queue[0]
+                    queued.left -= 1
+                    if queued.left <= 0:
+                        queue.popleft()
+                    return queued.fault
+        return None
+
+    def spend(self, kind: str, key: str, budget: int, window: float) -> tuple[int, int, int]:
+        """Count one use; returns (limit, remaining before this use, reset unix time)."""
+        now = self.clock()
+        with self.lock:
+            current = self.windows.get((kind, key))
+            if current is None or current.ends <= now:
+                current = _Window(0, now + window)
+                self.windows[(kind, key)] = current
+            remaining = budget - current.used
+            if remaining > 0:
+                current.used += 1
+            return budget, remaining, math.ceil(current.ends)
+
+    def record(self, attempt: Attempt, received: Received | None = None) -> None:
+        with self.lock:
+            self.attempts.append(attempt)
+            if received is not None:
+                self.received.append(received)
+            self.lock.notify_all()

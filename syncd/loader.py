@@ -20,42 +20,24 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from syncd.diagnostics import Diagnostic, Severity, json_path
+from syncd.yamlvalues import (
+    BOOL,
+    KNOWN_SCALARS,
+    MERGE,
+    STR,
+    TIMESTAMP,
+    ScalarError,
+    describe_scalar,
+    is_yaml11_trap,
+    json_literal,
+    read_scalar,
+)
 
 MAX_FILE_BYTES = 1 << 20
 
 _LIBYAML = hasattr(yaml, "CSafeLoader")
 _Loader: type[Any] = yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader
 MAX_DEPTH = 64
-
-_TAG = "tag:yaml.org,2002:"
-STR, INT, FLOAT, BOOL, NULL, TIMESTAMP = (
-    _TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")
-)
-SEQ, MAP, MERGE = _TAG + "seq", _TAG + "map", _TAG + "merge"
-_KNOWN_SCALARS = frozenset({INT, FLOAT, BOOL, NULL, TIMESTAMP})
-
-
-class _ScalarError(Exception):
-    """A tagged scalar whose text does not read as its tag."""
-
-
-def _read_scalar(node: ScalarNode) -> Any:
-    """The value of a core-schema scalar; nothing is cached between calls."""
-    constructor = yaml.constructor.SafeConstructor
-    try:
-        return constructor.yaml_constructors[node.tag](_STATELESS, node)
-    except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, IndexError):
-        raise _ScalarError(node.tag.removeprefix(_TAG)) from None
-
-
-class _Stateless(yaml.constructor.SafeConstructor):
-    """Scalar constructors only read the node; this instance is never given state."""
-
-
-_STATELESS = _Stateless()
-_PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
-_PLAIN_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-_PLAIN_BOOL = frozenset({"true", "false", "True", "False", "TRUE", "FALSE"})
 
 PathPart = str | int
 DataPath = tuple[PathPart, ...]
@@ -363,8 +345,8 @@ class _Builder:
             self.error(node, path, "merge keys (<<) are not supported; write the keys out")
             return None
         if node.tag != STR:
-            if node.tag in _KNOWN_SCALARS:
-                what = f"is read by YAML as {_describe(node)}"
+            if node.tag in KNOWN_SCALARS:
+                what = f"is read by YAML as {describe_scalar(node)}"
             else:
                 what = f"has the YAML tag {node.tag}"
             self.error(
@@ -379,12 +361,12 @@ class _Builder:
         tag, text = node.tag, node.value
         if tag == STR:
             return text
-        if tag not in _KNOWN_SCALARS:
+        if tag not in KNOWN_SCALARS:
             self.error(node, path, f"YAML tag {tag} is not supported")
             return text
         try:
-            value = _read_scalar(node)
-        except _ScalarError as exc:
+            value = read_scalar(node)
+        except ScalarError as exc:
             self.error(node, path, f"{text!r} cannot be read as YAML {exc}")
             return text
         if node.style:  # quoted: the tag is what the author wrote
@@ -398,71 +380,19 @@ class _Builder:
             self.error(
                 node,
                 path,
-                f'YAML reads the unquoted {text} as {_describe(node)}; quote it ("{text}")',
+                f'YAML reads the unquoted {text} as {describe_scalar(node)}; quote it ("{text}")',
             )
             return text
-        if _is_yaml11_trap(node.tag, text):
-            literal = _json_literal(value) if node.tag == BOOL else repr(value)
+        if is_yaml11_trap(node.tag, text):
+            literal = json_literal(value) if node.tag == BOOL else repr(value)
             self.error(
                 node,
                 path,
-                f"YAML 1.1 reads the unquoted {text} as {_describe(node)}, "
+                f"YAML 1.1 reads the unquoted {text} as {describe_scalar(node)}, "
                 f'not the text {text!r}; quote it ("{text}") if you mean the text, '
                 f"or write {literal}",
             )
         return value
-
-
-def _is_yaml11_trap(tag: str, text: str) -> bool:
-    """A plain scalar that YAML 1.1 reads as a number or boolean where YAML 1.2 and
-    JSON would not (``0755``, ``1:30``, ``no``)."""
-    if tag == INT:
-        return not _PLAIN_INT.match(text)
-    if tag == FLOAT:
-        return not _PLAIN_FLOAT.match(text)
-    if tag == BOOL:
-        return text not in _PLAIN_BOOL
-    return False
-
-
-def _json_literal(value: object) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return repr(value)
-
-
-def _describe(node: ScalarNode) -> str:
-    """What YAML made of a plain scalar, in words."""
-    try:
-        value = _read_scalar(node)
-    except _ScalarError:
-        return f"a {node.tag.removeprefix(_TAG)} it cannot read"
-    if node.tag == BOOL:
-        return f"the boolean {_json_literal(value)}"
-    if node.tag == INT:
-        return f"the {_int_notation(node.value.lstrip('+-'))}number {value}"
-    if node.tag == FLOAT:
-        return f"the {'base-60 ' if ':' in node.value else ''}number {value}"
-    if node.tag == NULL:
-        return "null (no value)"
-    if node.tag == TIMESTAMP:
-        return f"a date ({value})"
-    return f"a {node.tag.removeprefix(_TAG)}"
-
-
-def _int_notation(digits: str) -> str:
-    """The notation YAML 1.1 read an integer's digits in, as a word and a space."""
-    if ":" in digits:
-        return "base-60 "
-    if digits.startswith("0x"):
-        return "hexadecimal "
-    if digits.startswith("0b"):
-        return "binary "
-    if digits.startswith("0") and digits != "0":
-        return "octal "
-    return ""
 
 
 def describe_value(loaded: LoadedFile, path: DataPath) -> str | None:
@@ -474,4 +404,4 @@ def describe_value(loaded: LoadedFile, path: DataPath) -> str | None:
         return None
     if node.style or node.tag == STR:
         return None
-    return f"YAML reads the unquoted {node.value or '(empty)'} as {_describe(node)}"
+    return f"YAML reads the unquoted {node.value or '(empty)'} as {describe_scalar(node)}"

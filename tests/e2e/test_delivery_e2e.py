@@ -9,53 +9,20 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from syncd.testing.hipchat_server import Fault, HipChatServer
+from tests.support.configs import trace_config
+from tests.support.delivery import numbers
+from tests.support.events import numbered_events
 from tests.support.processes import Proc, run_syncd, spawn, wait_listening
 from tests.support.waiting import wait_for
 
 TOKENS = {"2001": "e2e-token-room-2001", "2002": "e2e-token-room-2002"}
 ENV = {"TOKEN_2001": TOKENS["2001"], "TOKEN_2002": TOKENS["2002"]}
 FAST_RETRY = ("--retry-base-delay", "0.05", "--retry-max-delay", "0.2")
-
-
-def config_for(endpoint: str) -> str:
-    return f"""\
-version: 1
-integrations:
-  - uid: shop-trace
-    project: shop
-    name: every error
-    trigger: {{event: trace}}
-    display: {{callstack: false, include_hostname: false}}
-    hipchat:
-      endpoint: {endpoint}
-      message_format: text
-      rooms:
-        - {{id: 2001, token: {{env: TOKEN_2001}}}}
-        - {{id: 2002, token: {{env: TOKEN_2002}}}}
-"""
-
-
-def events(first: int, count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "project": "shop",
-            "fingerprint": f"fp-{n % 7}",
-            "timestamp": "2026-11-26T12:00:00Z",
-            "classifiers": [f"Error{n}"],
-            "attributes": {"n": str(n)},
-        }
-        for n in range(first, first + count)
-    ]
-
-
-def numbers(server: HipChatServer, room: str) -> list[int]:
-    return [int(str(m.body["message"]).rsplit("n: ", 1)[1]) for m in server.messages_for(room)]
 
 
 @pytest.fixture
@@ -68,7 +35,7 @@ def hipchat() -> Iterator[HipChatServer]:
 def setup(tmp_path: Path, hipchat: HipChatServer) -> Iterator[tuple[Path, Path]]:
     config = tmp_path / "config"
     config.mkdir()
-    (config / "shop.yaml").write_text(config_for(hipchat.url))
+    (config / "shop.yaml").write_text(trace_config(hipchat.url, ["2001", "2002"]))
     yield config, tmp_path / "state"
 
 
@@ -83,7 +50,7 @@ def test_1000_events_give_exactly_the_expected_messages(
     proc = start(*setup)
     try:
         for batch in range(10):
-            answer = proc.post_events(events(batch * 100, 100))
+            answer = proc.post_events(numbered_events(batch * 100, 100))
             assert answer.status_code == 202, answer.text
             assert answer.json()["notifications"] == 200
         hipchat.wait_for_messages(2000, timeout=120)
@@ -112,7 +79,7 @@ def test_kill_9_during_delivery_loses_nothing(
     proc = start(config, state, "--workers", "4")
     accepted = 0
     for batch in range(3):
-        answer = proc.post_events(events(batch * 100, 100))
+        answer = proc.post_events(numbered_events(batch * 100, 100))
         assert answer.status_code == 202
         accepted += answer.json()["notifications"]
     wait_for(lambda: len(hipchat.messages) >= 100, timeout=60, what="delivery to be under way")
@@ -148,7 +115,7 @@ def test_hipchat_down_then_back_delivers_everything_in_order(
     hipchat.inject(Fault.reset(), times=10)
     proc = start(*setup)
     try:
-        assert proc.post_events(events(0, 50)).status_code == 202
+        assert proc.post_events(numbered_events(0, 50)).status_code == 202
         hipchat.wait_for_messages(100, timeout=60)
         for room in TOKENS:
             assert numbers(hipchat, room) == list(range(50))
@@ -163,7 +130,7 @@ def test_429_storm_is_honoured(setup: tuple[Path, Path], hipchat: HipChatServer)
     hipchat.inject(Fault.rate_limited(retry_after="1"), times=3, room="2001")
     proc = start(*setup)
     try:
-        assert proc.post_events(events(0, 5)).status_code == 202
+        assert proc.post_events(numbered_events(0, 5)).status_code == 202
         hipchat.wait_for_messages(5, room="2001", timeout=30)
         hipchat.wait_for_messages(5, room="2002", timeout=30)
         tries = [a for a in hipchat.attempts if a.room == "2001"]
@@ -187,7 +154,9 @@ def test_bad_events_get_400_and_change_nothing(
     proc = start(config, state)
     try:
         late = {"project": "shop", "fingerprint": "f", "timestamp": "yesterday"}
-        bad = proc.post_events([events(0, 1)[0], {"project": "shop", "fingerprint": 3}, late])
+        bad = proc.post_events(
+            [numbered_events(0, 1)[0], {"project": "shop", "fingerprint": 3}, late]
+        )
         assert bad.status_code == 400
         problems = bad.json()["error"]["problems"]
         assert {"path": "$[1].fingerprint", "message": "3 is not of type 'string'"} in problems
@@ -245,7 +214,7 @@ def test_ingest_token_is_required_when_configured(
         spawn(config, state, *FAST_RETRY, env={**ENV, "SYNCD_INGEST_TOKEN": "ingest-secret"})
     )
     try:
-        assert proc.post_events(events(0, 1)).status_code == 401
+        assert proc.post_events(numbered_events(0, 1)).status_code == 401
         emitted = run_syncd(
             "emit",
             "--url",
@@ -277,7 +246,7 @@ def test_sigterm_drains_in_flight_sends_and_leaves_the_rest_queued(
     config, state = setup
     hipchat.inject(Fault.slow(0.5), times=1000)
     proc = start(config, state, "--workers", "2")
-    assert proc.post_events(events(0, 10)).status_code == 202
+    assert proc.post_events(numbered_events(0, 10)).status_code == 202
     wait_for(lambda: len(hipchat.attempts) >= 1 or len(hipchat.messages) >= 1, timeout=20)
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.popen.wait(timeout=30) == 0

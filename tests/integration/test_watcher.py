@@ -20,18 +20,10 @@ from syncd import watcher as watcher_module
 from syncd.watchdir import fingerprint_dir, git_index_lock
 from syncd.watcher import ConfigWatcher
 from tests.support.gitrepo import make_repo
+from tests.support.waiting import wait_for
 
 QUIET = 0.05
 MAX_WAIT = 0.25
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``predicate`` every 10 ms until it is true; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 def stays(predicate: Callable[[], object], duration: float, what: str = "") -> None:

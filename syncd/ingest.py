@@ -15,7 +15,7 @@ from syncd import schema
 from syncd.diagnostics import json_path
 from syncd.model import Integration
 from syncd.registry import Registry, Snapshot
-from syncd.routing import Routing, route_event, route_flush, window_keys
+from syncd.routing import Judged, Routing, judge, route_event, route_flush, window_keys
 from syncd.store import Batch, Store
 
 
@@ -73,11 +73,11 @@ class Ingest:
         by_project = _active_by_project(self.registry.snapshot)
         now = self.clock()
         ids = tuple(uuid.uuid4().hex for _ in events)
+        judged = [judge(event, by_project.get(event["project"], ())) for event in events]
         queued = 0
         with self.store.batch() as batch:
-            for event_id, event in zip(ids, events, strict=True):
-                stored = {**event, "id": event_id}
-                queued += _one(batch, stored, by_project.get(event["project"], ()), now)
+            for event_id, event, verdicts in zip(ids, events, judged, strict=True):
+                queued += _one(batch, {**event, "id": event_id}, verdicts, now)
         if queued:
             self.on_enqueued()
         return Accepted(ids, queued)
@@ -106,15 +106,13 @@ def _active_by_project(snapshot: Snapshot) -> dict[str, list[Integration]]:
     return by_project
 
 
-def _one(
-    batch: Batch, event: Mapping[str, Any], integrations: Sequence[Integration], now: float
-) -> int:
+def _one(batch: Batch, event: Mapping[str, Any], judged: Sequence[Judged], now: float) -> int:
     seen_first = batch.first_seen(event["project"], event["fingerprint"], now)
     flagged = event.get("new_group")
     new_group = seen_first if flagged is None else bool(flagged)
-    keys = window_keys(integrations, event["fingerprint"], new_group)
+    keys = window_keys(judged, event["fingerprint"], new_group)
     windows = {key: batch.window(key) for key in keys}
-    routing = route_event(event, integrations, new_group=new_group, windows=windows, now=now)
+    routing = route_event(event, judged, new_group=new_group, windows=windows, now=now)
     return _write(batch, routing, now)
 
 

@@ -2,7 +2,8 @@
 
 Pure: given the event, the active integrations of its project, whether its
 fingerprint is new, the stored throttle windows and ``now``, it returns the
-notifications to queue and the windows to store. Ingest reads those inputs
+notifications to queue and the windows to store. The actions are judged
+first, on their own (:func:`judge`), because they need nothing stored. Ingest reads those inputs
 from the store and writes the result back in one batch; nothing here touches
 a database or a clock, so every Common Settings case is a plain unit test.
 """
@@ -19,6 +20,29 @@ from syncd.store import NewItem, StoredWindow, Window, WindowUpdate
 
 
 @dataclass(frozen=True)
+class Judged:
+    """An integration whose actions let the event notify, and the mentions they add."""
+
+    integration: Integration
+    mention: str | None = None
+
+
+def judge(event: Mapping[str, Any], integrations: Sequence[Integration]) -> tuple[Judged, ...]:
+    """Each integration's actions on the event; only those that may notify remain.
+
+    Ingest calls this before it opens a store batch, so no regex ever runs
+    while the write lock is held.
+    """
+    attributes = event.get("attributes") or {}
+    judged = []
+    for integration in integrations:
+        verdict = rules.evaluate_actions(integration.actions, attributes)
+        if verdict.notify:
+            judged.append(Judged(integration, verdict.mention))
+    return tuple(judged)
+
+
+@dataclass(frozen=True)
 class Routing:
     """What to write: notifications to queue, windows to store, windows to forget."""
 
@@ -27,14 +51,12 @@ class Routing:
     drop: tuple[str, ...] = ()
 
 
-def window_keys(
-    integrations: Sequence[Integration], fingerprint: str, new_group: bool
-) -> list[str]:
+def window_keys(judged: Sequence[Judged], fingerprint: str, new_group: bool) -> list[str]:
     """The stored windows :func:`route_event` needs, to be read before calling it."""
     return [
-        rules.window_key(i, fingerprint)
-        for i in integrations
-        if i.trigger.frequency and rules.is_candidate(i.trigger, new_group)
+        rules.window_key(j.integration, fingerprint)
+        for j in judged
+        if j.integration.trigger.frequency and rules.is_candidate(j.integration.trigger, new_group)
     ]
 
 
@@ -47,20 +69,20 @@ def _items(
 
 
 def _route_one(
-    integration: Integration,
+    judged: Judged,
     event: Mapping[str, Any],
     new_group: bool,
     windows: Mapping[str, Window],
     now: float,
 ) -> Routing:
-    verdict = rules.evaluate_actions(integration.actions, event.get("attributes") or {})
+    integration = judged.integration
     trigger = integration.trigger
-    if not verdict.notify or not rules.is_candidate(trigger, new_group):
+    if not rules.is_candidate(trigger, new_group):
         return Routing()
     key = rules.window_key(integration, event["fingerprint"])
     window = windows.get(key, rules.EMPTY) if trigger.frequency else rules.EMPTY
     decision = rules.on_event(trigger, window, now, candidate=True)
-    items = _items(integration, event, decision.count, verdict.mention)
+    items = _items(integration, event, decision.count, judged.mention)
     routing_items = items if decision.kind == "send" else ()
     if not trigger.frequency:
         return Routing(routing_items)
@@ -70,21 +92,21 @@ def _route_one(
         decision.window,
         rules.due_at(trigger, decision.window),
         event if decision.kind == "aggregate" else None,
-        verdict.mention,
+        judged.mention,
     )
     return Routing(routing_items, (update,))
 
 
 def route_event(
     event: Mapping[str, Any],
-    integrations: Sequence[Integration],
+    judged: Sequence[Judged],
     *,
     new_group: bool,
     windows: Mapping[str, Window],
     now: float,
 ) -> Routing:
-    """Each integration's actions, then its trigger, decide; results in integration order."""
-    parts = [_route_one(i, event, new_group, windows, now) for i in integrations]
+    """Each judged integration's trigger decides; results in integration order."""
+    parts = [_route_one(j, event, new_group, windows, now) for j in judged]
     return Routing(
         tuple(item for part in parts for item in part.items),
         tuple(update for part in parts for update in part.windows),

@@ -8,13 +8,12 @@ restarts. ``routing`` combines these per integration for one event.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Literal
 
 from syncd.model import ANY_ATTRIBUTE, Action, Integration, Trigger
+from syncd.patterns import compile_pattern
 from syncd.store import Window
 
 
@@ -27,13 +26,8 @@ class Verdict:
     rule: int | None = None  # index of the deciding action; None when none matched
 
 
-@lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def _matches(action: Action, attributes: Mapping[str, str]) -> bool:
-    regex = _compiled(action.regex)
+    regex = compile_pattern(action.regex)
     if action.attribute == ANY_ATTRIBUTE:
         if not attributes:
             return regex.search("") is not None

@@ -7,7 +7,6 @@ unique, ``name`` unique within a project), checked again on every load.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 
 from syncd.diagnostics import Diagnostic
 from syncd.loader import DataPath, LoadedFile
+from syncd.patterns import PatternError, compile_pattern
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -113,14 +113,14 @@ def _check_integration(
 def _check_regexes(
     loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
 ) -> Iterator[Diagnostic]:
-    """Python ``re`` compiles every action's regex, so an event never meets a broken one."""
+    """RE2 compiles every action's regex, so an event never meets a broken one."""
     for i, action in enumerate(_as_list(item.get("actions"))):
         regex = _as_dict(action).get("regex")
         if not isinstance(regex, str):
             continue
         try:
-            re.compile(regex)
-        except re.error as exc:
+            compile_pattern(regex)
+        except PatternError as exc:
             yield loaded.diagnostic((*base, "actions", i, "regex"), f"invalid regex: {exc}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.model import Integration, integration_from_data
-from syncd.routing import Routing, route_event, route_flush, window_keys
+from syncd.routing import Judged, Routing, judge, route_event, route_flush, window_keys
 from syncd.store import StoredWindow, Window
 
 
@@ -36,9 +36,9 @@ def route(
     now: float = 1000.0,
     **fields: Any,
 ) -> Routing:
-    return route_event(
-        event(**fields), integrations, new_group=new_group, windows=windows or {}, now=now
-    )
+    evt = event(**fields)
+    judged = judge(evt, integrations)
+    return route_event(evt, judged, new_group=new_group, windows=windows or {}, now=now)
 
 
 def test_a_new_group_queues_one_item_per_room() -> None:
@@ -75,7 +75,7 @@ def test_a_mention_rides_on_every_item() -> None:
 
 def test_inside_the_frequency_window_events_aggregate_and_the_window_is_stored() -> None:
     throttled = integration(trigger={"event": "trace", "frequency": "5m"})
-    (key,) = window_keys([throttled], "fp", new_group=False)
+    (key,) = window_keys([Judged(throttled)], "fp", new_group=False)
     result = route([throttled], new_group=False, windows={key: Window(last_sent=900.0)}, now=1000.0)
     assert result.items == ()
     (update,) = result.windows
@@ -85,7 +85,7 @@ def test_inside_the_frequency_window_events_aggregate_and_the_window_is_stored()
 
 def test_reaching_the_threshold_sends_with_the_count_at_once() -> None:
     throttled = integration(rooms=1, trigger={"event": "trace", "frequency": "1h", "threshold": 3})
-    (key,) = window_keys([throttled], "fp", new_group=False)
+    (key,) = window_keys([Judged(throttled)], "fp", new_group=False)
     window = Window(last_sent=900.0, pending=2, pending_since=950.0)
     result = route([throttled], new_group=False, windows={key: window}, now=1000.0)
     assert [i.count for i in result.items] == [3]
@@ -95,8 +95,8 @@ def test_reaching_the_threshold_sends_with_the_count_at_once() -> None:
 def test_only_throttled_candidates_need_a_stored_window() -> None:
     plain = integration("plain")
     group = integration("group", trigger={"event": "group", "frequency": "5m"})
-    assert window_keys([plain, group], "fp", new_group=False) == []
-    assert window_keys([plain, group], "fp", new_group=True) == ["group\0"]
+    assert window_keys([Judged(plain), Judged(group)], "fp", new_group=False) == []
+    assert window_keys([Judged(plain), Judged(group)], "fp", new_group=True) == ["group\0"]
 
 
 def test_a_due_window_sends_what_aggregated_with_the_last_events_mention() -> None:
@@ -111,3 +111,19 @@ def test_a_window_of_a_removed_or_unthrottled_integration_is_dropped() -> None:
     due = StoredWindow("k", "ops", Window(700.0, 4, 710.0), event(), None)
     assert route_flush(due, None, now=1000.0) == Routing(drop=("k",))
     assert route_flush(due, integration(), now=1000.0) == Routing(drop=("k",))
+
+
+def test_judging_keeps_only_integrations_whose_actions_let_the_event_notify() -> None:
+    quiet = integration(
+        "quiet", actions=[{"action": "filter", "attribute": "env", "regex": "^staging$"}]
+    )
+    loud = integration("loud")
+    judged = judge(event(attributes={"env": "staging"}), [quiet, loud])
+    assert [j.integration.uid for j in judged] == ["loud"]
+
+
+def test_a_pattern_that_backtracks_exponentially_elsewhere_is_judged_at_once() -> None:
+    # With a backtracking engine this pair takes about 2**40 steps.
+    hostile = integration(actions=[{"action": "filter", "attribute": "x", "regex": "^(a+)+$"}])
+    judged = judge(event(attributes={"x": "a" * 40 + "!"}), [hostile])
+    assert [j.integration.uid for j in judged] == ["ops"]

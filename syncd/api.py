@@ -20,7 +20,7 @@ from syncd.ingest import Ingest, validate_events
 from syncd.metrics import ConfigGauges, Metrics
 from syncd.model import integration_to_data
 from syncd.registry import Notifier, Outcome, Registry, RoomHealth
-from syncd.server import Request, Response, Routes
+from syncd.server import Handler, Request, Response, Routes
 from syncd.store import Store
 
 log = logging.getLogger("syncd")
@@ -89,15 +89,27 @@ class Api:
     ingest_token: str | None = field(default=None, repr=False)
 
     def routes(self) -> Routes:
-        return {
-            ("GET", "/healthz"): lambda _: Response.text(200, "ok\n"),
-            ("GET", "/readyz"): self._ready,
+        """With an ingest token set, every route but the two probes requires it."""
+        guarded: Routes = {
             ("POST", "/-/reload"): self._reload,
             ("GET", "/v1/registry"): self._registry,
             ("GET", "/status"): self._status,
             ("POST", "/v1/events"): self._events,
             ("GET", "/metrics"): self._metrics,
         }
+        return {
+            ("GET", "/healthz"): lambda _: Response.text(200, "ok\n"),
+            ("GET", "/readyz"): self._ready,
+            **{route: self._guard(handler) for route, handler in guarded.items()},
+        }
+
+    def _guard(self, handler: Handler) -> Handler:
+        def guarded(request: Request) -> Response:
+            if not self._authorized(request):
+                return Response.error(401, "a valid bearer token is required")
+            return handler(request)
+
+        return guarded
 
     def _authorized(self, request: Request) -> bool:
         if not self.ingest_token:
@@ -116,8 +128,6 @@ class Api:
         return Response.text(200, text, "text/plain; version=0.0.4")
 
     def _events(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return Response.error(401, "a valid bearer token is required")
         if self.stopping():
             return Response.error(503, "shutting down")
         try:

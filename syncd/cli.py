@@ -36,6 +36,22 @@ def _add_plaintext(parser: argparse.ArgumentParser) -> None:
 
 def _add_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the daemon's base URL ({DEFAULT_URL})")
+    _add_token_file(parser)
+
+
+def _add_token_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the daemon's ingest token (default: $SYNCD_INGEST_TOKEN)",
+    )
+
+
+def _client_token(args: argparse.Namespace) -> str | None:
+    from syncd.commands.tokens import read_token
+
+    return read_token(args.token_file, "--token-file")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -78,7 +94,7 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _plan(args: argparse.Namespace) -> int:
     from syncd.commands.plan import plan
 
-    return plan(args.config, against=args.against)
+    return plan(args.config, against=args.against, token=_client_token(args))
 
 
 def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,6 +106,7 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     _add_config(plan)
     plan.add_argument("--against", metavar="URL", help=f"the daemon's base URL, e.g. {DEFAULT_URL}")
+    _add_token_file(plan)
     plan.set_defaults(handler=_plan)
 
 
@@ -208,7 +225,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from syncd.commands.status import status
 
-    return status(args.url, as_json=args.json)
+    return status(args.url, as_json=args.json, token=_client_token(args))
 
 
 def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -234,7 +251,7 @@ def _emit(args: argparse.Namespace) -> int:
         attributes=parse_attributes(args.attributes),
         optional={"hostname": args.hostname, "href": args.href, "new_group": args.new_group},
     )
-    return emit(args.url, event)
+    return emit(args.url, event, token=_client_token(args))
 
 
 def _add_emit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -242,7 +259,7 @@ def _add_emit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "emit",
         help="send one error event to a running daemon",
         description="Post one event to POST /v1/events. The bearer token is read from "
-        "SYNCD_INGEST_TOKEN when set. Exit 0 when accepted, 1 when refused, 2 on error.",
+        "--token-file or SYNCD_INGEST_TOKEN. Exit 0 when accepted, 1 when refused, 2 on error.",
     )
     emit.add_argument("--project", required=True)
     emit.add_argument("--fingerprint", required=True)

@@ -25,9 +25,8 @@ def emit(
 ) -> tuple[int, Any]:
     """Post one event; returns the status and the decoded answer."""
     url = base_url.rstrip("/") + "/v1/events"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.post(url, json=event, headers=headers, timeout=timeout)
+        response = requests.post(url, json=event, headers=_auth(token), timeout=timeout)
     except requests.RequestException as exc:
         raise EmitError(f"cannot reach {url}: {type(exc).__name__}") from None
     try:
@@ -36,12 +35,28 @@ def emit(
         raise EmitError(f"{url} answered {response.status_code} without JSON") from None
 
 
-def fetch_registry(base_url: str, timeout: float = 10.0) -> dict[str, Integration]:
-    url = base_url.rstrip("/") + "/v1/registry"
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _get(url: str, token: str | None, timeout: float) -> requests.Response:
     try:
-        response = requests.get(url, timeout=timeout)
+        response = requests.get(url, headers=_auth(token), timeout=timeout)
     except requests.RequestException as exc:
         raise RegistryFetchError(f"cannot reach {url}: {type(exc).__name__}") from None
+    if response.status_code == 401:
+        given = "the token given was refused" if token else "it requires a token"
+        raise RegistryFetchError(
+            f"{url} answered 401: {given} (set SYNCD_INGEST_TOKEN or pass --token-file)"
+        )
+    return response
+
+
+def fetch_registry(
+    base_url: str, *, token: str | None = None, timeout: float = 10.0
+) -> dict[str, Integration]:
+    url = base_url.rstrip("/") + "/v1/registry"
+    response = _get(url, token, timeout)
     if response.status_code != 200:
         raise RegistryFetchError(f"{url} answered {response.status_code}")
     try:
@@ -51,13 +66,13 @@ def fetch_registry(base_url: str, timeout: float = 10.0) -> dict[str, Integratio
         raise RegistryFetchError(f"{url} did not answer with a registry: {exc}") from None
 
 
-def fetch_status(base_url: str, timeout: float = 10.0) -> dict[str, Any]:
+def fetch_status(
+    base_url: str, *, token: str | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
     url = base_url.rstrip("/") + "/status"
+    response = _get(url, token, timeout)
     try:
-        response = requests.get(url, timeout=timeout)
         payload: dict[str, Any] = response.json()
-    except requests.RequestException as exc:
-        raise RegistryFetchError(f"cannot reach {url}: {type(exc).__name__}") from None
     except ValueError:
         raise RegistryFetchError(f"{url} did not answer with JSON") from None
     return payload

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -45,11 +44,11 @@ def build_event(
     return event
 
 
-def emit(url: str, event: Mapping[str, object]) -> int:
+def emit(url: str, event: Mapping[str, object], *, token: str | None = None) -> int:
     """Exit 0 when the daemon accepted the event, 1 when it refused it."""
     from syncd.remote import emit as post
 
-    status, answer = post(url, dict(event), token=os.environ.get("SYNCD_INGEST_TOKEN"))
+    status, answer = post(url, dict(event), token=token)
     if status == 202:
         print(f"accepted {answer['ids'][0]}: {answer['notifications']} notification(s) queued")
         return EXIT_OK

@@ -12,7 +12,7 @@ from syncd.errors import EXIT_FAILED, EXIT_OK
 from syncd.model import Integration
 
 
-def plan(config_dir: Path, *, against: str | None = None) -> int:
+def plan(config_dir: Path, *, against: str | None = None, token: str | None = None) -> int:
     """Exit 0 when nothing would change, 1 when something would."""
     config = load_valid(config_dir, semantics.Options(allow_plaintext_tokens=True))
     active: dict[str, Integration] = {}
@@ -21,7 +21,7 @@ def plan(config_dir: Path, *, against: str | None = None) -> int:
         # daemon, so that `syncd validate` in a pre-commit hook starts fast.
         from syncd.remote import fetch_registry
 
-        active = fetch_registry(against)
+        active = fetch_registry(against, token=token)
     result = planning.plan([i.public() for i in config.integrations], active)
     sys.stdout.write(planning.render_plan(result, against=against or "an empty registry"))
     return EXIT_FAILED if result.changed else EXIT_OK

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syncd.commands.tokens import read_token
 from syncd.errors import UsageError
 from syncd.logs import LogFormat
 
@@ -39,17 +40,6 @@ def check_state_dir(path: Path) -> None:
         raise UsageError(f"--state-dir {path} is not writable by this user ({existing})")
 
 
-def read_ingest_token(path: Path | None) -> str | None:
-    """The token from ``--ingest-token-file``, else from ``SYNCD_INGEST_TOKEN``."""
-    if path is None:
-        return os.environ.get("SYNCD_INGEST_TOKEN") or None
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UsageError(f"cannot read --ingest-token-file {path}: {reason}") from None
-
-
 @dataclass(frozen=True)
 class RunOptions:
     config_dir: Path
@@ -80,7 +70,7 @@ def run(options: RunOptions) -> int:
         state_dir=options.state_dir,
         host=address.host,
         port=address.port,
-        ingest_token=read_ingest_token(options.ingest_token_file),
+        ingest_token=read_token(options.ingest_token_file, "--ingest-token-file"),
         allow_plaintext_tokens=options.allow_plaintext_tokens,
         resync_interval=options.resync_interval,
         workers=options.workers,

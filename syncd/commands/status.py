@@ -8,10 +8,10 @@ import sys
 from syncd.errors import EXIT_OK
 
 
-def status(url: str, *, as_json: bool = False) -> int:
+def status(url: str, *, as_json: bool = False, token: str | None = None) -> int:
     from syncd.remote import fetch_status, render_status
 
-    document = fetch_status(url)
+    document = fetch_status(url, token=token)
     if as_json:
         print(json.dumps(document, indent=2))
     else:

@@ -107,3 +107,38 @@ def test_a_bad_attribute_for_emit_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "syncd emit: error: --attribute wants NAME=VALUE, got 'novalue'\n"
+
+
+def test_status_sends_the_token_from_the_environment_or_a_file(
+    config: Path, tmp_path: Path
+) -> None:
+    token = "status-token-0123"
+    proc = wait_listening(
+        spawn(config, tmp_path / "state", env={**ENV, "SYNCD_INGEST_TOKEN": token})
+    )
+    try:
+        refused = run_syncd("status", "--url", proc.url, cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "answered 401: it requires a token" in refused.stderr
+        by_env = run_syncd(
+            "status", "--url", proc.url, cwd=tmp_path, env={"SYNCD_INGEST_TOKEN": token}
+        )
+        assert by_env.returncode == 0, by_env.stderr
+        (tmp_path / "token").write_text(token + "\n")
+        by_file = run_syncd(
+            "status", "--url", proc.url, "--token-file", str(tmp_path / "token"), cwd=tmp_path
+        )
+        assert by_file.returncode == 0, by_file.stderr
+        planned = run_syncd(
+            "plan",
+            "--config",
+            str(config),
+            "--against",
+            proc.url,
+            cwd=tmp_path,
+            env={"SYNCD_INGEST_TOKEN": token},
+        )
+        assert planned.returncode == 0, planned.stderr
+    finally:
+        proc.stop()
+    assert token not in proc.log

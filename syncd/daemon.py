@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import select
 import signal
 import socket
@@ -35,6 +36,7 @@ from syncd.outbox import Outbox
 from syncd.reconcile import Reconciler, Reloads
 from syncd.registry import Outcome, Registry
 from syncd.server import HTTPServer
+from syncd.statedir import StateDir, create_private
 from syncd.watcher import ConfigWatcher
 
 log = logging.getLogger("syncd")
@@ -75,15 +77,13 @@ def _is_loopback(host: str) -> bool:
 
 
 def _open_outbox(config: DaemonConfig) -> Outbox:
-    state_dir = config.state_dir
-    if state_dir.exists() and not state_dir.is_dir():
-        raise UsageError(f"--state-dir {state_dir} is not a directory")
+    path = config.state_dir / "outbox.db"
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return Outbox(state_dir / "outbox.db", synchronous=config.synchronous)
+        create_private(path)
+        return Outbox(path, synchronous=config.synchronous)
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise UsageError(f"cannot use --state-dir {state_dir}: {reason}") from None
+        raise UsageError(f"cannot use --state-dir {config.state_dir}: {reason}") from None
 
 
 class Daemon:
@@ -101,6 +101,15 @@ class Daemon:
         self.config = config
         self.registry = registry or Registry()
         self.notify = notify or systemd.ServiceManager({})
+        self.state_dir = StateDir(config.state_dir)
+        self.state_dir.acquire()
+        try:
+            self._build(config)
+        except BaseException:
+            self.state_dir.release()
+            raise
+
+    def _build(self, config: DaemonConfig) -> None:
         self.outbox = _open_outbox(config)
         self._stop = threading.Event()
         self.metrics = Metrics()
@@ -146,7 +155,11 @@ class Daemon:
             stopping=self._stop.is_set,
             ingest_token=config.ingest_token,
         )
-        self.server = HTTPServer(config.host, config.port, api.routes())
+        try:
+            self.server = HTTPServer(config.host, config.port, api.routes())
+        except BaseException:
+            self.outbox.close()
+            raise
 
     def _reconciled(self, notify_ready: bool) -> None:
         if notify_ready:
@@ -222,6 +235,7 @@ class Daemon:
             )
         self.client.close()
         self.outbox.close()
+        self.state_dir.release()
 
 
 def install_signals(daemon: Daemon, notify: systemd.ServiceManager) -> None:
@@ -241,6 +255,8 @@ def install_signals(daemon: Daemon, notify: systemd.ServiceManager) -> None:
 
 def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
     """Run until SIGTERM; a configuration the daemon cannot start on raises UsageError."""
+    # Everything the daemon writes (outbox, last-known-good copy) is private.
+    os.umask(0o077)
     notify = systemd.ServiceManager()
     logs.setup(list, log_format)
     daemon = Daemon(config, notify=notify)

@@ -28,16 +28,16 @@ def save(target: Path, config: ConfigSet, revision: str, config_dir: Path) -> bo
     """
     fresh = target.with_name(f"{target.name}.{time.time_ns()}")
     try:
-        fresh.mkdir(parents=True)
+        fresh.mkdir(mode=0o700, parents=True)
         for name, digest in zip(config.files, config.file_digests, strict=True):
             data = Path(name).read_bytes()
             if hashlib.sha256(data).hexdigest() != digest:
                 shutil.rmtree(fresh)
                 return False  # the next reconcile saves it
             dest = fresh / Path(name).relative_to(config_dir)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        (fresh / REVISION_FILE).write_text(revision)
+            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_private(dest, data)
+        _write_private(fresh / REVISION_FILE, revision.encode())
         link = target.with_name(target.name + ".link")
         link.unlink(missing_ok=True)
         link.symlink_to(fresh.name)
@@ -49,6 +49,13 @@ def save(target: Path, config: ConfigSet, revision: str, config_dir: Path) -> bo
         if old.is_dir() and old.name != fresh.name:
             shutil.rmtree(old, ignore_errors=True)
     return True
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Readable by the daemon's user only, whatever the umask: the copies are config."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def load(target: Path, options: semantics.Options) -> tuple[ConfigSet, str] | None:

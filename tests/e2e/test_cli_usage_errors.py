@@ -142,3 +142,16 @@ def test_status_sends_the_token_from_the_environment_or_a_file(
     finally:
         proc.stop()
     assert token not in proc.log
+
+
+def test_a_second_daemon_on_one_state_dir_exits_1_naming_the_first(
+    config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    first = wait_listening(spawn(config, state, env=ENV))
+    try:
+        code, stderr = run(config, "--state-dir", str(state), "--listen", "127.0.0.1:0")
+        assert code == 1
+        assert f"another syncd (PID {first.popen.pid}) is running on --state-dir" in stderr
+    finally:
+        first.stop()

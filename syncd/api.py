@@ -25,6 +25,9 @@ from syncd.store import Store
 
 log = logging.getLogger("syncd")
 
+# One request is one write transaction; its size bounds how long it holds the lock.
+MAX_EVENTS_PER_REQUEST = 1000
+
 
 def outcome_to_data(outcome: Outcome | None) -> dict[str, object] | None:
     if outcome is None:
@@ -137,6 +140,10 @@ class Api:
         except (ValueError, RecursionError) as exc:
             message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             return Response.error(400, f"body is not usable JSON: {message}")
+        if isinstance(payload, list) and len(payload) > MAX_EVENTS_PER_REQUEST:
+            return Response.error(
+                413, f"at most {MAX_EVENTS_PER_REQUEST} events per request, got {len(payload)}"
+            )
         events, problems = validate_events(payload)
         if problems:
             return Response.error(

@@ -6,6 +6,7 @@ daemon wires what it serves and tests can call handlers without sockets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -79,12 +80,11 @@ def _handler_class(routes: Routes, max_body: int) -> type[BaseHTTPRequestHandler
                 status = HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND
                 self._send(Response.error(status, status.phrase))
                 return
-            declared = (self.headers.get("Content-Length") or "0").strip()
-            if not declared.isdigit():
+            length = _content_length(self.headers.get_all("Content-Length") or [])
+            if length is None:
                 self.close_connection = True
-                self._send(Response.error(400, "Content-Length must be a whole number"))
+                self._send(Response.error(400, "Content-Length must be one whole number"))
                 return
-            length = int(declared)
             if length > max_body:
                 self.close_connection = True
                 self._send(Response.error(413, f"request body over {max_body} bytes"))
@@ -122,7 +122,75 @@ def _handler_class(routes: Routes, max_body: int) -> type[BaseHTTPRequestHandler
     return _Handler
 
 
-class _IPv6Server(ThreadingHTTPServer):
+def _content_length(values: list[str]) -> int | None:
+    """The body length the headers declare; None when they are not one plain number.
+
+    Two different Content-Length headers are how request smuggling starts, and
+    ``int()`` takes digits ("²", "٣") that no client means, so only ASCII
+    digits count, and a number too long to mean anything is refused.
+    """
+    distinct = {v.strip() for v in values}
+    if len(distinct) > 1:
+        return None
+    declared = distinct.pop() if distinct else "0"
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > _MAX_LENGTH_DIGITS:
+        return None
+    return int(declared)
+
+
+_MAX_LENGTH_DIGITS = 18
+LISTEN_BACKLOG = 128
+MAX_CONNECTIONS = 512
+
+
+class _Server(ThreadingHTTPServer):
+    """At most ``MAX_CONNECTIONS`` served at once; beyond that, a 503 and close.
+
+    Each connection holds a thread and a file descriptor; idle ones left open
+    by many clients would otherwise use up the descriptor limit and stop all
+    ingest. The backlog absorbs bursts of new connections without resets.
+    """
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self) -> None:
+        self._active = 0
+        self._active_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            full = self._active >= self.max_connections
+            if not full:
+                self._active += 1
+        if full:
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
+
+def _refuse_busy(connection: socket.socket) -> None:
+    body = b'{"error": {"code": 503, "message": "too many connections; retry later"}}\n'
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    with contextlib.suppress(OSError):
+        connection.settimeout(1.0)
+        connection.sendall(head.encode() + body)
+
+
+class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
@@ -130,9 +198,15 @@ class HTTPServer:
     """A threaded server in a background thread; ``port`` 0 picks a free one."""
 
     def __init__(
-        self, host: str, port: int, routes: Routes, *, max_body: int = MAX_BODY_BYTES
+        self,
+        host: str,
+        port: int,
+        routes: Routes,
+        *,
+        max_body: int = MAX_BODY_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        server_class: type[_Server] = _IPv6Server if ":" in host else _Server
         try:
             self._server = server_class((host, port), _handler_class(routes, max_body))
         except OSError as exc:
@@ -140,7 +214,7 @@ class HTTPServer:
             raise UsageError(
                 f"cannot listen on {where} (--listen): {exc.strerror or exc}"
             ) from None
-        self._server.daemon_threads = True
+        self._server.max_connections = max_connections
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="syncd-http", daemon=True
         )

@@ -168,3 +168,11 @@ def test_every_error_is_reported_at_once(check: Callable[..., ConfigSet]) -> Non
         (11, "$.integrations[0].colour"),
         (12, "$.integrations[0].trigger.event"),
     ]
+
+
+def test_an_integration_has_at_most_100_rooms(check: Callable[..., ConfigSet]) -> None:
+    rooms = "".join(f"        - {{id: {n}, token: {{env: HIPCHAT_T}}}}\n" for n in range(1, 102))
+    text = minimal("a").split("      rooms:\n")[0] + "      rooms:\n" + rooms
+    (problem,) = errors(check(("a.yaml", text)))
+    assert problem.path == "$.integrations[0].hipchat.rooms"
+    assert "100" in problem.message

@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
@@ -168,23 +169,47 @@ def reset_time(value: float, now: float) -> float:
     return value if value >= _UNIX_TIME_FLOOR else now + value
 
 
-def error_text(body: str, reason_phrase: str) -> str:
-    """The ``{"error": {"code", "type", "message"}}`` body as one line, else the raw start."""
+MAX_ERROR_MESSAGE = 200
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def error_message(body: str) -> str | None:
+    """``error.message`` of HipChat's ``{"error": {...}}`` body: printable, 200 characters at most.
+
+    Nothing else of an answer is ever shown: an endpoint may be any server,
+    and its body (an internal service's page, say) is not ours to echo.
+    """
     try:
         data = json.loads(body) if body else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        err = data["error"]
-        kind = err.get("type") or reason_phrase or ""
-        message = err.get("message") or ""
-        return f"{kind}: {message}".strip(": ")
-    return f"{reason_phrase or ''} {' '.join(body.split())}".strip()
+    except (ValueError, RecursionError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message.strip():
+        return None
+    printable = "".join(c if c.isprintable() else " " for c in " ".join(message.split()))
+    if len(printable) > MAX_ERROR_MESSAGE:
+        return printable[: MAX_ERROR_MESSAGE - 3] + "..."
+    return printable
 
 
-def is_rate_limit(status: int, detail: str) -> bool:
-    """429, or the 403 whose text says the rate limit was exceeded (HipChat Server does that)."""
-    return status == 429 or (status == 403 and RATE_LIMIT_TEXT in detail.lower())
+def error_text(status: int, body: str) -> str:
+    """``HTTP 401 Unauthorized: Invalid OAuth session``: the status, its standard
+    phrase, and HipChat's own message when the body is HipChat's error document."""
+    head = f"HTTP {status} {_status_phrase(status)}".rstrip()
+    message = error_message(body)
+    return f"{head}: {message}" if message else head
+
+
+def is_rate_limit(status: int, body: str) -> bool:
+    """429, or the 403 whose body says the rate limit was exceeded (HipChat Server does that)."""
+    return status == 429 or (status == 403 and RATE_LIMIT_TEXT in body[:65536].lower())
 
 
 @dataclass(frozen=True)
@@ -247,9 +272,8 @@ def classify(
     status = answer.status
     if 200 <= status < 300:
         return _accepted(status, auth_test)
-    detail = error_text(answer.body, answer.reason_phrase)
-    reason = f"HTTP {status} {detail}".strip()
-    rate_limited = is_rate_limit(status, detail)
+    reason = error_text(status, answer.body)
+    rate_limited = is_rate_limit(status, answer.body)
     if not rate_limited and status < 500 and status != 408:
         return DeliveryResult("permanent", status, reason)
     wait = server_wait(answer.headers, now, policy, rate_limited=rate_limited)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -66,12 +67,23 @@ def test_a_reset_given_in_seconds_is_read_as_seconds_from_now() -> None:
     assert server_wait({"X-FloodControl-Reset": "30"}, NOW, POLICY, rate_limited=False) is None
 
 
-def test_the_error_body_becomes_type_and_message_and_anything_else_one_line() -> None:
+def test_an_error_shows_the_status_and_hipchats_own_message_only() -> None:
     body = '{"error": {"code": 401, "type": "Unauthorized", "message": "Invalid OAuth session"}}'
-    assert error_text(body, "Unauthorized") == "Unauthorized: Invalid OAuth session"
-    assert error_text("<html>\n  Bad\n gateway</html>", "Bad Gateway") == (
-        "Bad Gateway <html> Bad gateway</html>"
-    )
+    assert error_text(401, body) == "HTTP 401 Unauthorized: Invalid OAuth session"
+
+
+def test_any_other_body_is_never_shown() -> None:
+    internal = "<html>admin console: db password hunter2</html>"
+    assert error_text(403, internal) == "HTTP 403 Forbidden"
+    assert error_text(502, '{"detail": "secret stuff"}') == "HTTP 502 Bad Gateway"
+    assert error_text(599, "x") == "HTTP 599"
+
+
+def test_hipchats_message_is_made_printable_and_cut_at_200_characters() -> None:
+    long = json.dumps({"error": {"message": "a\x1b[31m" + "b" * 500}})
+    text = error_text(500, long)
+    message = text.removeprefix("HTTP 500 Internal Server Error: ")
+    assert len(message) == 200 and message.endswith("...") and message.isprintable()
 
 
 def test_pacing_reads_both_budgets_from_the_one_header_table() -> None:

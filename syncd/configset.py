@@ -47,29 +47,42 @@ class PathNotFoundError(UsageError):
 def discover(paths: Iterable[Path]) -> list[Path]:
     """YAML files under ``paths``, sorted, each once; a file named on its own is taken
     whatever its name."""
-    found: list[Path] = []
+    return list(discover_in_roots(paths))
+
+
+def discover_in_roots(paths: Iterable[Path]) -> dict[Path, Path]:
+    """Each YAML file found, mapped to the root it must stay inside once links are
+    followed: the directory given, or for a file named on its own, the file."""
+    found: dict[Path, Path] = {}
     for path in paths:
         if path.is_dir():
-            found.extend(_yaml_under(path))
+            root = path.resolve()
+            for file in _yaml_under(path, root):
+                found.setdefault(file, root)
         elif path.exists() or path.is_symlink():
-            found.append(path)
+            found.setdefault(path, path.resolve())
         else:
             raise PathNotFoundError(f"no such file or directory: {path}")
-    return list(dict.fromkeys(found))
+    return found
 
 
-def _yaml_under(directory: Path) -> Iterator[Path]:
+def _yaml_under(directory: Path, root: Path) -> Iterator[Path]:
     """Skips hidden directories: ``.git``, and the ``..data``-style directories of
-    mounted volumes, whose files would otherwise be read twice."""
+    mounted volumes, whose files would otherwise be read twice. Symlinked
+    directories are followed inside the root only, and each directory once."""
     visited: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(directory, followlinks=True):
-        st = os.stat(root)
-        if (st.st_dev, st.st_ino) in visited:
-            dirs[:] = []  # a symlink loop, or a directory linked twice
+    for top, dirs, files in os.walk(directory, followlinks=True):
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in visited or not _inside(Path(top), root):
+            dirs[:] = []  # a symlink loop, a directory linked twice, or one outside
             continue
         visited.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        yield from (Path(root) / f for f in sorted(files) if is_yaml_name(f))
+        yield from (Path(top) / f for f in sorted(files) if is_yaml_name(f))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root)
 
 
 def is_yaml_name(name: str) -> bool:
@@ -150,13 +163,16 @@ class ConfigLoader:
         self._cache: dict[Path, tuple[_StatKey | None, FileResult]] = {}
 
     def load(self, paths: Iterable[Path], *, trust_stat: bool = True) -> ConfigSet:
-        files = discover(paths)
-        results = [self._file(path, trust_stat) for path in files]
+        files = discover_in_roots(paths)
+        results = [self._file(path, root, trust_stat) for path, root in files.items()]
         for gone in set(self._cache) - set(files):
             del self._cache[gone]
         return assemble(results)
 
-    def _file(self, path: Path, trust_stat: bool) -> FileResult:
+    def _file(self, path: Path, root: Path, trust_stat: bool) -> FileResult:
+        # A regular file was found in a directory already checked to be inside.
+        if path.is_symlink() and not _inside(path, root):
+            return _outside_root(path)
         try:
             st = path.stat()
             key: _StatKey | None = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -172,6 +188,13 @@ class ConfigLoader:
             result = check_file(loaded, self.options)
         self._cache[path] = (key, result)
         return result
+
+
+def _outside_root(path: Path) -> FileResult:
+    """A link that leaves the config dir: named, never read (its target is not ours to show)."""
+    name = str(path)
+    message = "a symlink to a file outside the config directory; it is not read"
+    return FileResult(LoadedFile(name), (Diagnostic(name, 1, 1, "", message),), ())
 
 
 def load_config_set(

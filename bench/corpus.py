@@ -10,7 +10,7 @@ INTEGRATION = """\
       endpoint: https://hipchat.example.com
       rooms:
         - id: {room}
-          token: {{env: BENCH_TOKEN}}
+          token: {{env: HIPCHAT_BENCH_TOKEN}}
       color: red
       notify: true
     display:

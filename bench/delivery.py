@@ -82,7 +82,7 @@ INTEGRATION = """\
 """
 
 LINK = re.compile(r"https://errors\.example\.com/bench/(\d+)")
-ROOM = "        - {{id: {room}, token: {{env: BENCH_ROOM_{room}_TOKEN}}}}"
+ROOM = "        - {{id: {room}, token: {{env: HIPCHAT_BENCH_ROOM_{room}_TOKEN}}}}"
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def write_config(directory: Path, setup: Setup, endpoint: str) -> None:
         entries.append(INTEGRATION.format(i=i, endpoint=endpoint, rooms=rooms))
     (directory / "bench.yaml").write_text("version: 1\nintegrations:\n" + "\n".join(entries))
     for room, token in setup.tokens.items():
-        os.environ[f"BENCH_ROOM_{room}_TOKEN"] = token
+        os.environ[f"HIPCHAT_BENCH_ROOM_{room}_TOKEN"] = token
 
 
 def make_events(setup: Setup) -> list[dict[str, Any]]:

@@ -94,7 +94,7 @@ print(json.dumps({"peak": peak(), "retained": rss_now(), "seconds": seconds}))
 def measure(mode: str, directory: Path, expected: int) -> dict[str, float | None]:
     env = {
         **os.environ,
-        "BENCH_TOKEN": "bench-token",
+        "HIPCHAT_BENCH_TOKEN": "bench-token",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     result = subprocess.run(

@@ -40,7 +40,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def one_change_among(files: int, rounds: int) -> None:
-    os.environ["BENCH_TOKEN"] = "bench-token"
+    os.environ["HIPCHAT_BENCH_TOKEN"] = "bench-token"
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         for n in range(files):
@@ -69,7 +69,7 @@ def one_change_among(files: int, rounds: int) -> None:
 def write_to_registry_latency(edits: int) -> None:
     from syncd.daemon import Daemon, DaemonConfig
 
-    os.environ["BENCH_TOKEN"] = "bench-token"
+    os.environ["HIPCHAT_BENCH_TOKEN"] = "bench-token"
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         for n in range(20):

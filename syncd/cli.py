@@ -17,6 +17,7 @@ from syncd import __version__
 from syncd.diagnostics import OutputFormat
 from syncd.errors import handled
 from syncd.logs import LogFormat
+from syncd.reach import Reach
 
 Command = Callable[[argparse.Namespace], int]
 DEFAULT_URL = "http://127.0.0.1:8514"
@@ -31,6 +32,38 @@ def _add_plaintext(parser: argparse.ArgumentParser) -> None:
         "--allow-plaintext-tokens",
         action="store_true",
         help="accept literal room tokens without a warning",
+    )
+
+
+def _add_reach(parser: argparse.ArgumentParser) -> None:
+    """What a config may reach; the same flags and meaning on every command that loads one."""
+    parser.add_argument(
+        "--token-env-prefix",
+        action="append",
+        metavar="PREFIX",
+        help="{env: NAME} must start with one (repeatable; default HIPCHAT_; never SYNCD_)",
+    )
+    parser.add_argument(
+        "--secrets-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="{file: PATH} must resolve inside one (repeatable; default /run/secrets)",
+    )
+    parser.add_argument(
+        "--allow-endpoint",
+        action="append",
+        metavar="URL_PREFIX",
+        help="every endpoint must start with one (repeatable; default: any)",
+    )
+
+
+def _reach(args: argparse.Namespace) -> Reach:
+    defaults = Reach()
+    return Reach(
+        token_env_prefixes=tuple(args.token_env_prefix or defaults.token_env_prefixes),
+        secrets_dirs=tuple(args.secrets_dir or defaults.secrets_dirs),
+        allowed_endpoints=tuple(args.allow_endpoint or ()),
     )
 
 
@@ -62,6 +95,7 @@ def _validate(args: argparse.Namespace) -> int:
         fmt=cast(OutputFormat | None, args.format),
         strict=args.strict,
         allow_plaintext_tokens=args.allow_plaintext_tokens,
+        reach=_reach(args),
     )
 
 
@@ -88,13 +122,14 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     validate.add_argument("--strict", action="store_true", help="fail on warnings too")
     _add_plaintext(validate)
+    _add_reach(validate)
     validate.set_defaults(handler=_validate)
 
 
 def _plan(args: argparse.Namespace) -> int:
     from syncd.commands.plan import plan
 
-    return plan(args.config, against=args.against, token=_client_token(args))
+    return plan(args.config, against=args.against, token=_client_token(args), reach=_reach(args))
 
 
 def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,6 +142,7 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     _add_config(plan)
     plan.add_argument("--against", metavar="URL", help=f"the daemon's base URL, e.g. {DEFAULT_URL}")
     _add_token_file(plan)
+    _add_reach(plan)
     plan.set_defaults(handler=_plan)
 
 
@@ -126,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
             resync_interval=args.resync_interval,
             allow_plaintext_tokens=args.allow_plaintext_tokens,
             log_format=cast(LogFormat, args.log_format),
+            reach=_reach(args),
         )
     )
 
@@ -189,6 +226,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         60.0,
         "full re-read of the config dir, to cover missed file events (default 60)",
     )
+    _add_reach(run)
     run.set_defaults(handler=_run)
 
 
@@ -213,6 +251,7 @@ def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     test.add_argument("--uid", action="append", default=[], help="only this integration")
     test.add_argument("--send", action="store_true", help="also send a test notification")
     _add_plaintext(test)
+    _add_reach(test)
     test.set_defaults(handler=_test)
 
 

@@ -173,11 +173,7 @@ class ConfigLoader:
         # A regular file was found in a directory already checked to be inside.
         if path.is_symlink() and not _inside(path, root):
             return _outside_root(path)
-        try:
-            st = path.stat()
-            key: _StatKey | None = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            key = None
+        key = _stat_key(path)
         cached = self._cache.get(path)
         if cached and trust_stat and key is not None and cached[0] == key:
             return cached[1]
@@ -188,6 +184,14 @@ class ConfigLoader:
             result = check_file(loaded, self.options)
         self._cache[path] = (key, result)
         return result
+
+
+def _stat_key(path: Path) -> _StatKey | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _outside_root(path: Path) -> FileResult:

@@ -33,6 +33,7 @@ from syncd.housekeeping import Housekeeping
 from syncd.ingest import Ingest
 from syncd.metrics import Metrics
 from syncd.outbox import Outbox
+from syncd.reach import DEFAULT_REACH, Reach
 from syncd.reconcile import Reconciler, Reloads
 from syncd.registry import Outcome, Registry
 from syncd.server import HTTPServer
@@ -61,6 +62,7 @@ class DaemonConfig:
     housekeeping_interval: float = 1.0
     retry_base: float = 1.0
     retry_cap: float = 300.0
+    reach: Reach = DEFAULT_REACH
 
 
 class ConfigurationError(Failure):
@@ -125,7 +127,9 @@ class Daemon:
         )
         self.ingest = Ingest(self.outbox, self.registry, on_enqueued=self.dispatcher.wake)
         loader = ConfigLoader(
-            semantics.Options(allow_plaintext_tokens=config.allow_plaintext_tokens)
+            semantics.Options(
+                allow_plaintext_tokens=config.allow_plaintext_tokens, reach=config.reach
+            )
         )
         self.reconciler = Reconciler(config.config_dir, config.state_dir, loader, self.registry)
         self.housekeeping = Housekeeping(

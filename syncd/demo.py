@@ -78,7 +78,7 @@ def localize(text: str, endpoint: str) -> tuple[str, dict[str, str], dict[str, s
         integration["hipchat"]["endpoint"] = endpoint
         for room in integration["hipchat"]["rooms"]:
             token = rooms.setdefault(str(room["id"]), f"demo-token-{len(rooms) + 1:02d}")
-            name = f"SYNCD_DEMO_TOKEN_{len(env) + 1}"
+            name = f"HIPCHAT_DEMO_TOKEN_{len(env) + 1}"
             env[name] = token
             room["token"] = {"env": name}
     return yaml.safe_dump(data, sort_keys=False), env, rooms

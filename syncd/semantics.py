@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from syncd.diagnostics import Diagnostic
 from syncd.loader import DataPath, LoadedFile
 from syncd.patterns import PatternError, compile_pattern
+from syncd.reach import DEFAULT_REACH, Reach, endpoint_problem, env_problem, file_problem
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -22,6 +23,7 @@ _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 @dataclass(frozen=True)
 class Options:
     allow_plaintext_tokens: bool = False
+    reach: Reach = DEFAULT_REACH
 
 
 DEFAULT_OPTIONS = Options()
@@ -102,7 +104,7 @@ def _check_integration(
 ) -> Iterator[Diagnostic]:
     yield from _check_regexes(loaded, base, item)
     hipchat = _as_dict(item.get("hipchat"))
-    yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat)
+    yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat, options.reach)
     rooms: DataPath = (*base, "hipchat", "rooms")
     seen_rooms: dict[str, int] = {}
     for r, room in enumerate(_as_list(hipchat.get("rooms"))):
@@ -125,10 +127,15 @@ def _check_regexes(
 
 
 def _check_endpoint(
-    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any]
+    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any], reach: Reach
 ) -> Iterator[Diagnostic]:
     endpoint = hipchat.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith("http://"):
+    if not isinstance(endpoint, str):
+        return
+    problem = endpoint_problem(endpoint, reach)
+    if problem is not None:
+        yield loaded.diagnostic((*path, "endpoint"), problem)
+    if not endpoint.startswith("http://"):
         return
     if (urlsplit(endpoint).hostname or "") not in _LOCAL_HOSTS:
         yield loaded.diagnostic(
@@ -136,6 +143,23 @@ def _check_endpoint(
             "plain http sends room tokens unencrypted; use https",
             severity="warning",
         )
+
+
+def _check_reach(
+    loaded: LoadedFile, path: DataPath, ref: dict[str, Any], reach: Reach
+) -> Iterator[Diagnostic]:
+    """A token reference the operator's flags do not allow is an error at its value.
+
+    Only a reference the schema accepts is judged; the schema reports the rest.
+    """
+    if len(ref) != 1:
+        return
+    checks = (("env", env_problem), ("file", file_problem))
+    for kind, problem_of in checks:
+        value = ref.get(kind)
+        problem = problem_of(value, reach) if isinstance(value, str) and value else None
+        if problem is not None:
+            yield loaded.diagnostic((*path, kind), problem)
 
 
 def _check_listed_once(
@@ -160,7 +184,10 @@ def _check_listed_once(
 def _check_token(
     loaded: LoadedFile, path: DataPath, room: dict[str, Any], options: Options
 ) -> Iterator[Diagnostic]:
-    if isinstance(room.get("token"), str) and not options.allow_plaintext_tokens:
+    token = room.get("token")
+    if isinstance(token, dict):
+        yield from _check_reach(loaded, (*path, "token"), token, options.reach)
+    if isinstance(token, str) and not options.allow_plaintext_tokens:
         yield loaded.diagnostic(
             (*path, "token"),
             "plaintext token: move it to a secret store and reference it with "

@@ -10,11 +10,18 @@ from syncd import semantics
 from syncd.commands.configdir import load_valid
 from syncd.errors import EXIT_FAILED, EXIT_OK
 from syncd.model import Integration
+from syncd.reach import DEFAULT_REACH, Reach
 
 
-def plan(config_dir: Path, *, against: str | None = None, token: str | None = None) -> int:
+def plan(
+    config_dir: Path,
+    *,
+    against: str | None = None,
+    token: str | None = None,
+    reach: Reach = DEFAULT_REACH,
+) -> int:
     """Exit 0 when nothing would change, 1 when something would."""
-    config = load_valid(config_dir, semantics.Options(allow_plaintext_tokens=True))
+    config = load_valid(config_dir, semantics.Options(allow_plaintext_tokens=True, reach=reach))
     active: dict[str, Integration] = {}
     if against:
         # The HTTP client is imported only by the commands that talk to a

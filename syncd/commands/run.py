@@ -9,6 +9,7 @@ from pathlib import Path
 from syncd.commands.tokens import read_token
 from syncd.errors import UsageError
 from syncd.logs import LogFormat
+from syncd.reach import DEFAULT_REACH, Reach
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class RunOptions:
     resync_interval: float = 60.0
     allow_plaintext_tokens: bool = False
     log_format: LogFormat = "auto"
+    reach: Reach = DEFAULT_REACH
 
 
 def run(options: RunOptions) -> int:
@@ -77,5 +79,6 @@ def run(options: RunOptions) -> int:
         retry_base=options.retry_base_delay,
         retry_cap=options.retry_max_delay,
         max_age=options.max_age,
+        reach=options.reach,
     )
     return daemon.run(config, options.log_format)

@@ -8,6 +8,7 @@ from pathlib import Path
 from syncd import semantics
 from syncd.commands.configdir import load_valid
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
+from syncd.reach import DEFAULT_REACH, Reach
 
 
 def test(
@@ -16,12 +17,13 @@ def test(
     uids: Sequence[str] = (),
     send: bool = False,
     allow_plaintext_tokens: bool = False,
+    reach: Reach = DEFAULT_REACH,
 ) -> int:
     """Exit 0 when every room is OK, 1 when one is not."""
     from syncd.hipchat import HipChatClient
     from syncd.roomtest import check_rooms
 
-    options = semantics.Options(allow_plaintext_tokens=allow_plaintext_tokens)
+    options = semantics.Options(allow_plaintext_tokens=allow_plaintext_tokens, reach=reach)
     config = load_valid(config_dir, options)
     chosen = [i for i in config.integrations if not uids or i.uid in uids]
     missing = set(uids) - {i.uid for i in chosen}

@@ -35,12 +35,12 @@ def test_sighup_forces_a_reconcile(daemon: tuple[Proc, Path]) -> None:
 
 def test_sigterm_exits_0_and_tokens_never_logged(daemon: tuple[Proc, Path]) -> None:
     proc, config = daemon
-    (config / "b.yaml").write_text(minimal("b").replace("HIPCHAT_TOKEN", "MISSING_TOKEN_VAR"))
+    (config / "b.yaml").write_text(minimal("b").replace("HIPCHAT_TOKEN", "HIPCHAT_MISSING_VAR"))
     wait_for(lambda: proc.status()["last_failure"] is not None, what="the rejected edit")
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.popen.wait(timeout=20) == 0
     log = "".join(proc.lines)
-    assert "MISSING_TOKEN_VAR is not set" in log
+    assert "HIPCHAT_MISSING_VAR is not set" in log
     assert "b.yaml:10:18" in log
     assert TOKEN not in log
 

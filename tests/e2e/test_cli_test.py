@@ -24,16 +24,16 @@ integrations:
       endpoint: {endpoint}
       from: syncd
       rooms:
-        - {{id: 11, token: {{env: GOOD_TOKEN}}}}
-        - {{id: 12, token: {{env: WRONG_TOKEN}}}}
-        - {{id: 13, token: {{env: MISSING_TOKEN}}}}
+        - {{id: 11, token: {{env: HIPCHAT_GOOD_TOKEN}}}}
+        - {{id: 12, token: {{env: HIPCHAT_WRONG_TOKEN}}}}
+        - {{id: 13, token: {{env: HIPCHAT_MISSING_TOKEN}}}}
   - uid: other
     project: shop
     name: other
     hipchat:
       endpoint: {endpoint}
       rooms:
-        - {{id: 11, token: {{env: GOOD_TOKEN}}}}
+        - {{id: 11, token: {{env: HIPCHAT_GOOD_TOKEN}}}}
 """
     )
     return config
@@ -42,15 +42,15 @@ integrations:
 def test_each_room_is_checked_and_nothing_is_posted(tmp_path: Path) -> None:
     with HipChatServer({"11": GOOD, "12": "the-real-token-12"}, limits=None) as server:
         config = write_config(tmp_path, server.url)
-        env = {"GOOD_TOKEN": GOOD, "WRONG_TOKEN": WRONG}
+        env = {"HIPCHAT_GOOD_TOKEN": GOOD, "HIPCHAT_WRONG_TOKEN": WRONG}
         result = run_syncd("test", "--config", str(config), cwd=tmp_path, env=env)
         assert result.returncode == 1
         lines = result.stdout.splitlines()
         assert lines[0] == "OK   ops room 11: token accepted"
         assert lines[1].startswith("FAIL ops room 12: token rejected: HTTP 401")
         assert lines[2] == (
-            "FAIL ops room 13: token {env: MISSING_TOKEN}: "
-            "environment variable MISSING_TOKEN is not set or empty"
+            "FAIL ops room 13: token {env: HIPCHAT_MISSING_TOKEN}: "
+            "environment variable HIPCHAT_MISSING_TOKEN is not set or empty"
         )
         assert lines[3] == "OK   other room 11: token accepted"
         assert server.messages == []
@@ -69,7 +69,7 @@ def test_send_posts_a_test_notification_to_the_chosen_integration(tmp_path: Path
             "other",
             "--send",
             cwd=tmp_path,
-            env={"GOOD_TOKEN": GOOD},
+            env={"HIPCHAT_GOOD_TOKEN": GOOD},
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout == "OK   other room 11: test notification sent\n"

@@ -21,7 +21,7 @@ from tests.support.processes import Proc, run_syncd, spawn, wait_listening
 from tests.support.waiting import wait_for
 
 TOKENS = {"2001": "e2e-token-room-2001", "2002": "e2e-token-room-2002"}
-ENV = {"TOKEN_2001": TOKENS["2001"], "TOKEN_2002": TOKENS["2002"]}
+ENV = {"HIPCHAT_TOKEN_2001": TOKENS["2001"], "HIPCHAT_TOKEN_2002": TOKENS["2002"]}
 FAST_RETRY = ("--retry-base-delay", "0.05", "--retry-max-delay", "0.2")
 
 

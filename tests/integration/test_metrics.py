@@ -18,7 +18,7 @@ TOKEN = "metrics-room-token"
 
 @pytest.fixture
 def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Daemon, HipChatServer]]:
-    monkeypatch.setenv("METRICS_TOKEN", TOKEN)
+    monkeypatch.setenv("HIPCHAT_METRICS_TOKEN", TOKEN)
     with HipChatServer({"77": TOKEN}, limits=None) as server:
         config = tmp_path / "config"
         config.mkdir()
@@ -26,7 +26,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Daemo
             "version: 1\nintegrations:\n  - uid: m\n    project: p\n    name: m\n"
             "    trigger: {event: trace}\n"
             f"    hipchat:\n      endpoint: {server.url}\n"
-            "      rooms: [{id: 77, token: {env: METRICS_TOKEN}}]\n"
+            "      rooms: [{id: 77, token: {env: HIPCHAT_METRICS_TOKEN}}]\n"
         )
         daemon = Daemon(
             DaemonConfig(

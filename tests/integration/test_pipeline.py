@@ -21,11 +21,11 @@ from syncd.registry import Registry
 from syncd.testing import Fault, HipChatServer
 from tests.support.waiting import wait_for
 
-TOKEN_A, TOKEN_B = "room-a-token-0001", "room-b-token-0002"
+HIPCHAT_TOKEN_A, HIPCHAT_TOKEN_B = "room-a-token-0001", "room-b-token-0002"
 
 
 def integration(uid: str, endpoint: str, extra: str = "", rooms: str = "") -> str:
-    rooms = rooms or "        - {id: 1001, token: {env: TOKEN_A}}\n"
+    rooms = rooms or "        - {id: 1001, token: {env: HIPCHAT_TOKEN_A}}\n"
     return (
         f"  - uid: {uid}\n    project: shop\n    name: {uid}\n"
         f"    hipchat:\n      endpoint: {endpoint}\n      rooms:\n{rooms}{extra}"
@@ -70,9 +70,9 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    monkeypatch.setenv("TOKEN_A", TOKEN_A)
-    monkeypatch.setenv("TOKEN_B", TOKEN_B)
-    server = HipChatServer({"1001": TOKEN_A, "1002": TOKEN_B}, limits=None).start()
+    monkeypatch.setenv("HIPCHAT_TOKEN_A", HIPCHAT_TOKEN_A)
+    monkeypatch.setenv("HIPCHAT_TOKEN_B", HIPCHAT_TOKEN_B)
+    server = HipChatServer({"1001": HIPCHAT_TOKEN_A, "1002": HIPCHAT_TOKEN_B}, limits=None).start()
     registry = Registry()
     outbox = Outbox(tmp_path / "outbox.db", clock=lambda: time.time())
     client = HipChatClient(backoff_base=0.01, backoff_cap=0.05)
@@ -177,7 +177,8 @@ def test_disabled_holds_and_stopped_drops(rig: Rig) -> None:
 
 def test_retries_keep_the_order_of_each_room(rig: Rig) -> None:
     rooms = (
-        "        - {id: 1001, token: {env: TOKEN_A}}\n        - {id: 1002, token: {env: TOKEN_B}}\n"
+        "        - {id: 1001, token: {env: HIPCHAT_TOKEN_A}}\n"
+        "        - {id: 1002, token: {env: HIPCHAT_TOKEN_B}}\n"
     )
     rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n", rooms))
     rig.server.inject(Fault.server_error(500), times=3, room="1001")
@@ -203,7 +204,7 @@ def test_permanent_failure_is_dead_lettered_and_marks_the_room(rig: Rig) -> None
     assert item.reason is not None and "404" in item.reason
     health = rig.registry.snapshot.notifiers["a"].state.rooms["1001"]
     assert not health.healthy
-    assert TOKEN_A not in str(item) and TOKEN_A not in str(health)
+    assert HIPCHAT_TOKEN_A not in str(item) and HIPCHAT_TOKEN_A not in str(health)
 
 
 def test_updated_integration_sends_pending_items_with_the_new_settings(
@@ -215,7 +216,7 @@ def test_updated_integration_sends_pending_items_with_the_new_settings(
     rig.server.close()
     server = HipChatServer({"1001": rotated}, limits=None).start()
     rig.server = server
-    monkeypatch.setenv("TOKEN_A", rotated)
+    monkeypatch.setenv("HIPCHAT_TOKEN_A", rotated)
     rig.apply(integration("a", server.url, "      color: red\n    trigger: {event: trace}\n"))
     rig.dispatcher.start()
     (message,) = server.wait_for_messages(1)

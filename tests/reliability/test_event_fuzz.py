@@ -53,7 +53,7 @@ integrations:
       endpoint: {endpoint}
       message_format: text
       rooms:
-        - {{id: 5001, token: {{env: TOKEN_5001}}}}
+        - {{id: 5001, token: {{env: HIPCHAT_TOKEN_5001}}}}
   - uid: shop-html
     project: shop
     name: html messages
@@ -63,7 +63,7 @@ integrations:
     hipchat:
       endpoint: {endpoint}
       rooms:
-        - {{id: 5002, token: {{env: TOKEN_5002}}}}
+        - {{id: 5002, token: {{env: HIPCHAT_TOKEN_5002}}}}
 """
 ROOMS_PER_SHOP_EVENT = 2
 
@@ -126,8 +126,8 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     base = tmp_path_factory.mktemp("event-fuzz")
-    saved = {k: os.environ.get(k) for k in (f"TOKEN_{r}" for r in TOKENS)}
-    os.environ.update({f"TOKEN_{r}": t for r, t in TOKENS.items()})
+    saved = {k: os.environ.get(k) for k in (f"HIPCHAT_TOKEN_{r}" for r in TOKENS)}
+    os.environ.update({f"HIPCHAT_TOKEN_{r}": t for r, t in TOKENS.items()})
     errors = _Errors()
     logging.getLogger("syncd").addHandler(errors)
     with HipChatServer(TOKENS, limits=None) as hipchat:

@@ -33,7 +33,7 @@ from tests.support.waiting import wait_for
 SEED = 4242
 FILES = 300
 ROUNDS = 6
-ENV = {"RELIABILITY_TOKEN": "reconcile-token"}
+ENV = {"HIPCHAT_RELIABILITY_TOKEN": "reconcile-token"}
 
 
 def integration_yaml(uid: str, name: str) -> str:
@@ -45,7 +45,7 @@ def integration_yaml(uid: str, name: str) -> str:
     hipchat:
       endpoint: http://127.0.0.1:9
       rooms:
-        - {{id: 1, token: {{env: RELIABILITY_TOKEN}}}}
+        - {{id: 1, token: {{env: HIPCHAT_RELIABILITY_TOKEN}}}}
 """
 
 

@@ -29,7 +29,9 @@ def minimal(uid: str = "checkout-ops") -> str:
 
 def trace_config(endpoint: str, rooms: Iterable[str], *, uid: str = "shop-trace") -> str:
     """One integration for project ``shop`` that notifies every event in every room."""
-    listed = "\n".join(f"        - {{id: {room}, token: {{env: TOKEN_{room}}}}}" for room in rooms)
+    listed = "\n".join(
+        f"        - {{id: {room}, token: {{env: HIPCHAT_TOKEN_{room}}}}}" for room in rooms
+    )
     return f"""\
 version: 1
 integrations:
@@ -63,8 +65,8 @@ def room_tokens(*rooms: str) -> dict[str, str]:
 
 
 def token_env(tokens: dict[str, str]) -> dict[str, str]:
-    """The environment :func:`trace_config`'s ``{env: TOKEN_<room>}`` refs resolve from."""
-    return {f"TOKEN_{room}": token for room, token in tokens.items()}
+    """The environment :func:`trace_config`'s ``{env: HIPCHAT_TOKEN_<room>}`` refs resolve from."""
+    return {f"HIPCHAT_TOKEN_{room}": token for room, token in tokens.items()}
 
 
 def errors(config: ConfigSet) -> list[Diagnostic]:

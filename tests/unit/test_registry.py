@@ -87,14 +87,14 @@ def test_missing_secret_rejects_the_whole_set(
     registry = Registry()
     registry.apply(load(tmp_path, a=minimal("a")), "good")
     before = registry.snapshot
-    text = minimal("b").replace("HIPCHAT_TOKEN", "NOT_SET_ANYWHERE")
+    text = minimal("b").replace("HIPCHAT_TOKEN", "HIPCHAT_NOT_SET_ANYWHERE")
     outcome = registry.apply(load(tmp_path, b=text), "bad")
     assert not outcome.ok
     assert registry.snapshot is before
     (problem,) = outcome.diagnostics
     assert (problem.file, problem.line, problem.col) == (f"{tmp_path}/b.yaml", 10, 18)
     assert problem.path == "$.integrations[0].hipchat.rooms[0].token"
-    assert "NOT_SET_ANYWHERE is not set" in problem.message
+    assert "HIPCHAT_NOT_SET_ANYWHERE is not set" in problem.message
 
 
 def test_rotated_token_is_an_update_that_keeps_state(

@@ -41,7 +41,7 @@ def test_regex_must_compile(check: Callable[..., ConfigSet]) -> None:
 
 
 def test_room_listed_twice(check: Callable[..., ConfigSet]) -> None:
-    text = minimal() + "        - id: '1234567'\n          token: {env: OTHER}\n"
+    text = minimal() + "        - id: '1234567'\n          token: {env: HIPCHAT_OTHER}\n"
     assert [str(d) for d in errors(check(("a.yaml", text)))] == [
         "a.yaml:11:15: error: $.integrations[0].hipchat.rooms[1].id: room 1234567 is listed "
         "twice (first as rooms[0])"

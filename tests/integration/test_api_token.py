@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from syncd.daemon import Daemon, DaemonConfig
-from tests.support.configs import minimal
+from tests.support.daemons import running_daemon
 
 TOKEN = "control-routes-token-0123"
 GUARDED = [
@@ -24,15 +23,8 @@ GUARDED = [
 @pytest.fixture
 def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("HIPCHAT_TOKEN", "room-token")
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "a.yaml").write_text(minimal("a"))
-    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0, ingest_token=TOKEN))
-    assert daemon.start().ok
-    try:
+    with running_daemon(tmp_path, ingest_token=TOKEN) as daemon:
         yield daemon.server.url
-    finally:
-        daemon.shutdown()
 
 
 @pytest.mark.parametrize(("method", "path"), GUARDED)

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from syncd.daemon import Daemon, DaemonConfig
 from syncd.server import LISTEN_BACKLOG, HTTPServer, Response
-from tests.support.configs import minimal
+from tests.support.daemons import running_daemon
 from tests.support.waiting import wait_for
 
 
@@ -76,15 +75,8 @@ def test_the_listen_backlog_absorbs_bursts() -> None:
 @pytest.fixture
 def daemon_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("HIPCHAT_TOKEN", "room-token")
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "a.yaml").write_text(minimal("a"))
-    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
-    assert daemon.start().ok
-    try:
+    with running_daemon(tmp_path) as daemon:
         yield daemon.server.url
-    finally:
-        daemon.shutdown()
 
 
 def test_more_than_1000_events_in_one_post_is_a_413_naming_the_limit(daemon_url: str) -> None:

@@ -170,9 +170,9 @@ class ConfigLoader:
         return assemble(results)
 
     def _file(self, path: Path, root: Path, trust_stat: bool) -> FileResult:
-        # A regular file was found in a directory already checked to be inside.
-        if path.is_symlink() and not _inside(path, root):
-            return _outside_root(path)
+        refused = _refused(path, root)
+        if refused is not None:
+            return refused
         key = _stat_key(path)
         cached = self._cache.get(path)
         if cached and trust_stat and key is not None and cached[0] == key:
@@ -198,6 +198,31 @@ def _outside_root(path: Path) -> FileResult:
     """A link that leaves the config dir: named, never read (its target is not ours to show)."""
     name = str(path)
     message = "a symlink to a file outside the config directory; it is not read"
+    return FileResult(LoadedFile(name), (Diagnostic(name, 1, 1, "", message),), ())
+
+
+def _refused(path: Path, root: Path) -> FileResult | None:
+    """A file that is not read at all: a link out of the root, or a name not UTF-8."""
+    # A regular file was found in a directory already checked to be inside.
+    if path.is_symlink() and not _inside(path, root):
+        return _outside_root(path)
+    if not _utf8(str(path)):
+        return _undecodable_name(path)
+    return None
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _undecodable_name(path: Path) -> FileResult:
+    """A name that is not UTF-8 cannot be printed as it is: shown escaped, not read."""
+    name = os.fsencode(path).decode("utf-8", "backslashreplace")
+    message = "the file name is not UTF-8; rename the file"
     return FileResult(LoadedFile(name), (Diagnostic(name, 1, 1, "", message),), ())
 
 

@@ -10,7 +10,9 @@ Positions are looked up in the node tree only when a diagnostic needs one.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,12 +155,45 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
     return len(breaks) + 1, col
 
 
+class NotARegularFile(OSError):
+    """A config path that is a FIFO, device or directory: never read."""
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES + 1) -> bytes:
+    """Up to ``limit`` bytes of a regular file.
+
+    Opened without blocking, because opening a FIFO for reading waits for a
+    writer that may never come; then anything but a regular file is refused.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
+            raise NotARegularFile(f"is {_KINDS.get(kind, 'not a regular file')}")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(limit)
+    finally:
+        os.close(fd)
+
+
 def load_file(path: Path, display: str | None = None) -> LoadedFile:
     name = display if display is not None else str(path)
     loaded = LoadedFile(name)
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+        raw = read_regular(path)
+    except NotARegularFile as exc:
+        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"{exc}; only regular files are read"))
+        return loaded
     except OSError as exc:
         loaded.diagnostics.append(
             Diagnostic(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")

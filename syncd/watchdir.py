@@ -16,6 +16,7 @@ from pathlib import Path
 
 from syncd.configset import discover
 from syncd.debounce import LockIdentity
+from syncd.loader import read_regular
 
 __all__ = ["WatchTarget", "fingerprint_dir", "git_index_lock", "lock_identity", "resolve_target"]
 
@@ -98,7 +99,7 @@ def fingerprint_dir(root: Path) -> str:
         digest.update(os.fsencode(path.relative_to(root)) + b"\0")
         try:
             st = path.stat()
-            content = hashlib.sha256(path.read_bytes()).hexdigest()
+            content = hashlib.sha256(read_regular(path)).hexdigest()
             digest.update(f"{st.st_mtime_ns}:{st.st_size}:{content}\0".encode())
         except OSError as exc:
             digest.update(f"error:{exc.errno}\0".encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.support.configs import minimal
@@ -45,3 +46,18 @@ def test_a_directory_link_to_the_filesystem_root_is_not_walked(tmp_path: Path) -
     (config / "everything").symlink_to("/")
     result = run_syncd("validate", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_fifo_and_a_name_that_is_not_utf8_are_errors_not_hangs(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "a.yaml").write_text(minimal("a"))
+    os.mkfifo(config / "x.yaml")
+    (config / os.fsdecode(b"caf\xe9.yaml")).write_text(minimal("b"))
+    result = run_syncd("validate", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == (
+        f"{config}/caf\\xe9.yaml:1:1: error: the file name is not UTF-8; rename the file\n"
+        f"{config}/x.yaml:1:1: error: is a FIFO; only regular files are read\n"
+    )
+    assert "Traceback" not in result.stderr

@@ -172,3 +172,9 @@ def test_fingerprint_covers_yaml_content_names_and_nothing_else(tmp_path: Path) 
 def test_fingerprint_of_a_missing_dir(tmp_path: Path) -> None:
     assert fingerprint_dir(tmp_path / "nope") == fingerprint_dir(tmp_path / "nope")
     assert fingerprint_dir(tmp_path / "nope") != fingerprint_dir(tmp_path)
+
+
+def test_the_fingerprint_of_a_dir_with_a_fifo_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("a: 1\n")
+    os.mkfifo(tmp_path / "x.yaml")
+    assert fingerprint_dir(tmp_path) != fingerprint_dir(tmp_path / "missing")

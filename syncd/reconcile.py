@@ -48,15 +48,26 @@ class Reconciler:
             missing = Diagnostic(str(self.config_dir), 1, 1, "", str(exc))
             return ConfigSet((), (missing,), ())
 
+    def _failed(self, exc: Exception) -> ConfigSet:
+        """An invalid set that says what broke, so the attempt is recorded as failed."""
+        message = f"reconcile failed: {type(exc).__name__}: {exc}"
+        return ConfigSet((), (Diagnostic(str(self.config_dir), 1, 1, "", message),), ())
+
     def fingerprint(self) -> str:
         """What the watcher compares to tell a real change from a no-op."""
         return self.load(trust_stat=False).digest
 
     def reconcile(self) -> Outcome:
+        """One attempt; whatever goes wrong in it is a failed attempt, never a dead thread."""
         with self._reconciling:
-            config = self.load(trust_stat=True)
-            revision = git.revision(self.config_dir, config.digest)
-            outcome = self.registry.apply(config, revision)
+            try:
+                config = self.load(trust_stat=True)
+                revision = git.revision(self.config_dir, config.digest)
+                outcome = self.registry.apply(config, revision)
+            except Exception as exc:
+                log.exception("reconcile failed")
+                config, revision = self._failed(exc), "unknown"
+                outcome = self.registry.apply(config, revision)
             if outcome.ok and (outcome.changed or not self.last_known_good_dir.exists()):
                 self._to_save = (config, revision)
             self._log(outcome)

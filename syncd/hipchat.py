@@ -27,6 +27,7 @@ import requests
 
 from syncd import __version__
 from syncd.hipchat_api import (
+    MAX_ANSWER_BYTES,
     Answer,
     DeliveryResult,
     RandomSource,
@@ -182,7 +183,7 @@ class HipChatClient:
                 allow_redirects=False,
                 proxies=self._proxies(target.url),
                 verify=self._verify,
-                stream=False,
+                stream=True,
                 cert=None,
             )
         except requests.RequestException as exc:
@@ -229,13 +230,24 @@ class HipChatClient:
     ) -> DeliveryResult:
         now = self._clock()
         self.pacing.observe(target, response.headers, now)
-        answer = Answer(response.status_code, response.headers, response.text, response.reason)
+        answer = Answer(response.status_code, response.headers, _read_capped(response))
         result = classify(
             answer, now=now, attempt=attempt, policy=self.policy, rng=self._rng, auth_test=auth_test
         )
         if result.rate_limited and result.retry_after is not None:
             self.pacing.block(target, now + result.retry_after)
         return result
+
+
+def _read_capped(response: requests.Response) -> str:
+    """At most ``MAX_ANSWER_BYTES`` of the body, read as a stream: a server may send
+    gigabytes, and only HipChat's small error document is ever used."""
+    kept = bytearray()
+    for chunk in response.iter_content(chunk_size=16 * 1024):
+        kept += chunk
+        if len(kept) >= MAX_ANSWER_BYTES:
+            break
+    return bytes(kept[:MAX_ANSWER_BYTES]).decode("utf-8", "replace")
 
 
 def _clip(text: str) -> str:

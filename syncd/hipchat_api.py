@@ -170,6 +170,9 @@ def reset_time(value: float, now: float) -> float:
 
 
 MAX_ERROR_MESSAGE = 200
+MIN_SERVER_WAIT = 1.0
+# What is kept of an answer's body: HipChat's error documents are small.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 def _status_phrase(status: int) -> str:
@@ -244,12 +247,18 @@ def _limit_wait(headers: Mapping[str, str], now: float) -> float | None:
 def server_wait(
     headers: Mapping[str, str], now: float, policy: RetryPolicy, *, rate_limited: bool
 ) -> float | None:
-    """The wait the server asked for, capped; ``None`` when it named none."""
+    """The wait the server asked for, between 1 s and the cap; ``None`` when it named none.
+
+    A server that answers ``Retry-After: 0`` to every request would otherwise
+    be asked again thousands of times a second.
+    """
     retry_after = headers.get("Retry-After")
     wait = parse_retry_after(retry_after, now) if retry_after is not None else None
     if wait is None and rate_limited:
         wait = _limit_wait(headers, now)
-    return None if wait is None else min(wait, policy.max_server_wait)
+    if wait is None:
+        return None
+    return min(max(wait, MIN_SERVER_WAIT), policy.max_server_wait)
 
 
 def _accepted(status: int, auth_test: bool) -> DeliveryResult:

@@ -473,3 +473,21 @@ def test_pacing_against_the_servers_flood_control() -> None:
         assert client.delay_before_send(tgt) == 0.0
         assert client.send(tgt, message()).ok
         assert len(server.messages) == 4
+
+
+def test_only_the_first_64_kib_of_an_answer_is_kept(
+    server: HipChatServer, client: HipChatClient
+) -> None:
+    # HipChat's error document with its message after 5 MB: read whole, it would show.
+    huge = '{"pad": "' + "x" * 5_000_000 + '", "error": {"message": "kept only if read whole"}}'
+    server.inject(Fault.status(500, body=huge))
+    result = client.send(target(server), message())
+    assert result.reason == "HTTP 500 Internal Server Error"
+
+
+def test_retry_after_zero_still_waits_a_second(
+    server: HipChatServer, client: HipChatClient
+) -> None:
+    server.inject(Fault.rate_limited("0"))
+    result = client.send(target(server), message())
+    assert (result.outcome, result.retry_after) == ("retry", 1.0)

@@ -78,11 +78,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _open_outbox(config: DaemonConfig) -> Outbox:
+def _open_outbox(config: DaemonConfig, ran_before: bool) -> Outbox:
     path = config.state_dir / "outbox.db"
+    fresh = not path.exists() or path.stat().st_size == 0
+    if fresh and ran_before:
+        log.error(
+            "%s is %s but this state dir has run before: notifications queued then are lost",
+            path,
+            "missing" if not path.exists() else "empty",
+        )
     try:
         create_private(path)
         return Outbox(path, synchronous=config.synchronous)
+    except sqlite3.DatabaseError as exc:
+        raise Failure(
+            f"{path} is damaged ({exc}). Move it aside to start with an empty outbox "
+            "(what it queued is lost), or restore it from a backup"
+        ) from None
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise UsageError(f"cannot use --state-dir {config.state_dir}: {reason}") from None
@@ -104,15 +116,16 @@ class Daemon:
         self.registry = registry or Registry()
         self.notify = notify or systemd.ServiceManager({})
         self.state_dir = StateDir(config.state_dir)
+        ran_before = self.state_dir.ran_before()
         self.state_dir.acquire()
         try:
-            self._build(config)
+            self._build(config, ran_before)
         except BaseException:
             self.state_dir.release()
             raise
 
-    def _build(self, config: DaemonConfig) -> None:
-        self.outbox = _open_outbox(config)
+    def _build(self, config: DaemonConfig, ran_before: bool) -> None:
+        self.outbox = _open_outbox(config, ran_before)
         self._stop = threading.Event()
         self.metrics = Metrics()
         self.client = HipChatClient(backoff_base=config.retry_base, backoff_cap=config.retry_cap)

@@ -169,7 +169,14 @@ class Outbox:
         self._calls: list[_Call] = []
         self._calls_lock = threading.Lock()
         with self._connection() as conn:
+            self._check(conn)
             conn.executescript(SCHEMA)
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """SQLite's quick_check before anything is written: a damaged file is reported, not used."""
+        (verdict,) = conn.execute("PRAGMA quick_check(1)").fetchone()
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {verdict}")
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)

@@ -29,6 +29,10 @@ class StateDir:
         self.path = path
         self._lock_fd: int | None = None
 
+    def ran_before(self) -> bool:
+        """A daemon has used this dir: its lock file is there (it is never removed)."""
+        return (self.path / LOCK_NAME).exists()
+
     def acquire(self) -> None:
         """Create (0700), lock, and make what is already in it private."""
         if self.path.exists() and not self.path.is_dir():

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.support.configs import minimal
-from tests.support.processes import run_syncd, spawn, wait_listening
+from tests.support.processes import run_syncd, spawn, terminate, wait_listening
 
 ENV = {"HIPCHAT_TOKEN": "t0ken-for-the-usage-tests"}
 
@@ -155,3 +155,43 @@ def test_a_second_daemon_on_one_state_dir_exits_1_naming_the_first(
         assert f"another syncd (PID {first.popen.pid}) is running on --state-dir" in stderr
     finally:
         first.stop()
+
+
+def test_a_damaged_outbox_exits_1_naming_the_file_and_what_to_do(
+    config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    first = wait_listening(spawn(config, state, env=ENV))
+    first.post_events(
+        [
+            {"project": "checkout", "fingerprint": f"f{n}", "timestamp": "2026-11-26T12:00:00Z"}
+            for n in range(200)
+        ]
+    )
+    assert terminate(first) == 0
+    damaged = bytearray((state / "outbox.db").read_bytes())
+    for offset in range(4096, len(damaged), 509):
+        damaged[offset] = 0xAB
+    (state / "outbox.db").write_bytes(bytes(damaged))
+    code, stderr = run(config, "--state-dir", str(state), "--listen", "127.0.0.1:0")
+    assert code == 1
+    assert stderr.startswith(f"syncd run: error: {state}/outbox.db is damaged (")
+    assert "Move it aside" in stderr
+
+
+def test_an_empty_outbox_in_a_state_dir_that_ran_before_is_reported_loudly(
+    config: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    first = wait_listening(spawn(config, state, env=ENV))
+    assert terminate(first) == 0
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{state}/outbox.db{suffix}").unlink(missing_ok=True)
+    (state / "outbox.db").write_bytes(b"")
+    second = wait_listening(spawn(config, state, env=ENV))
+    try:
+        assert f"error syncd: {state}/outbox.db is empty but this state dir has run before" in (
+            second.log
+        ), second.log
+    finally:
+        second.stop()

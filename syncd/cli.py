@@ -163,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
             allow_plaintext_tokens=args.allow_plaintext_tokens,
             log_format=cast(LogFormat, args.log_format),
             reach=_reach(args),
+            max_prune=args.max_prune,
         )
     )
 
@@ -225,6 +226,13 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--resync-interval",
         60.0,
         "full re-read of the config dir, to cover missed file events (default 60)",
+    )
+    run.add_argument(
+        "--max-prune",
+        type=int,
+        metavar="N",
+        help="refuse a change that would remove more than N integrations at once "
+        "(default: no limit)",
     )
     _add_reach(run)
     run.set_defaults(handler=_run)

@@ -63,6 +63,7 @@ class DaemonConfig:
     retry_base: float = 1.0
     retry_cap: float = 300.0
     reach: Reach = DEFAULT_REACH
+    max_prune: int | None = None
 
 
 class ConfigurationError(Failure):
@@ -113,7 +114,7 @@ class Daemon:
                 "(set SYNCD_INGEST_TOKEN or --ingest-token-file, or --listen on 127.0.0.1)"
             )
         self.config = config
-        self.registry = registry or Registry()
+        self.registry = registry or Registry(max_prune=config.max_prune)
         self.notify = notify or systemd.ServiceManager({})
         self.state_dir = StateDir(config.state_dir)
         ran_before = self.state_dir.ran_before()

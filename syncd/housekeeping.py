@@ -69,7 +69,9 @@ class Housekeeping:
     def _cancel(self, uid: str) -> int:
         cancelled = self.store.cancel_integration(uid, REMOVED)
         if cancelled:
-            log.info("%s removed: %d pending notification(s) cancelled", uid, cancelled)
+            log.warning(
+                "%s removed with %d notification(s) still queued: cancelled", uid, cancelled
+            )
         return cancelled
 
     def start(self) -> None:

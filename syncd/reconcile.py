@@ -63,7 +63,7 @@ class Reconciler:
             try:
                 config = self.load(trust_stat=True)
                 revision = git.revision(self.config_dir, config.digest)
-                outcome = self.registry.apply(config, revision)
+                outcome = self.registry.apply(config, revision, source=str(self.config_dir))
             except Exception as exc:
                 log.exception("reconcile failed")
                 config, revision = self._failed(exc), "unknown"

@@ -115,8 +115,10 @@ class Registry:
         resolver: Resolver = _resolve_ref,
         clock: Callable[[], float] = time.time,
         listeners: Sequence[Listener] = (),
+        max_prune: int | None = None,
     ) -> None:
         self._resolver = resolver
+        self._max_prune = max_prune
         self._clock = clock
         self._listeners = list(listeners)
         self._write = threading.Lock()
@@ -129,10 +131,12 @@ class Registry:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def apply(self, config: ConfigSet, revision: str) -> Outcome:
+    def apply(self, config: ConfigSet, revision: str, *, source: str = "") -> Outcome:
+        """Apply a set all or nothing; ``source`` (the config dir) is where a
+        problem of the whole set, such as too many removals, is reported."""
         with self._write:
             self.attempts += 1
-            outcome = self._apply(config, revision)
+            outcome = self._apply(config, revision, source)
             self.last_attempt = outcome
             if outcome.ok:
                 self.last_success = outcome
@@ -140,7 +144,7 @@ class Registry:
                 self.last_failure = outcome
         return outcome
 
-    def _apply(self, config: ConfigSet, revision: str) -> Outcome:
+    def _apply(self, config: ConfigSet, revision: str, source: str) -> Outcome:
         now = self._clock()
         if not config.valid:
             return Outcome(False, revision, now, diagnostics=config.diagnostics)
@@ -153,6 +157,9 @@ class Registry:
             current,
             tokens,
         )
+        too_many = _too_many_removals(result, self._max_prune, source)
+        if too_many is not None:
+            return Outcome(False, revision, now, diagnostics=(too_many,))
         notifiers = _next_notifiers(result, current, tokens, now)
         ordered = {i.uid: notifiers[i.uid] for i in config.integrations}
         snapshot = Snapshot(MappingProxyType(ordered), revision, config.digest, now)
@@ -184,6 +191,20 @@ class Registry:
                 message = f"token {room.token}: {exc}"
                 problems.append(Diagnostic(src.file, src.line, src.col, src.path, message))
         return tokens
+
+
+def _too_many_removals(result: Plan, max_prune: int | None, source: str) -> Diagnostic | None:
+    """A set that drops more integrations than the operator allows at once is refused:
+    a truncated checkout must not silently delete everything."""
+    if max_prune is None or len(result.delete) <= max_prune:
+        return None
+    uids = [i.uid for i in result.delete]
+    shown = ", ".join(uids[:10]) + (f" and {len(uids) - 10} more" if len(uids) > 10 else "")
+    message = (
+        f"would remove {len(uids)} integrations at once ({shown}), more than "
+        f"--max-prune {max_prune}; apply it in steps or raise --max-prune"
+    )
+    return Diagnostic(source, 1, 1, "", message)
 
 
 def _with_rotations(

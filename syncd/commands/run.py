@@ -55,6 +55,7 @@ class RunOptions:
     allow_plaintext_tokens: bool = False
     log_format: LogFormat = "auto"
     reach: Reach = DEFAULT_REACH
+    max_prune: int | None = None
 
 
 def run(options: RunOptions) -> int:
@@ -65,6 +66,8 @@ def run(options: RunOptions) -> int:
     if not options.config_dir.is_dir():
         raise UsageError(f"--config {options.config_dir} is not a directory")
     check_state_dir(options.state_dir)
+    if options.max_prune is not None and options.max_prune < 0:
+        raise UsageError(f"--max-prune wants 0 or more, got {options.max_prune}")
     if options.workers < 1:
         raise UsageError(f"--workers wants 1 or more, got {options.workers}")
     config = daemon.DaemonConfig(
@@ -80,5 +83,6 @@ def run(options: RunOptions) -> int:
         retry_cap=options.retry_max_delay,
         max_age=options.max_age,
         reach=options.reach,
+        max_prune=options.max_prune,
     )
     return daemon.run(config, options.log_format)

@@ -21,7 +21,10 @@ def test_pruned_integration_cancels_its_pending_notifications(tmp_path: Path) ->
     config.mkdir()
     held = minimal("held") + "    state: disabled\n    trigger: {event: trace}\n"
     (config / "held.yaml").write_text(held)
-    (config / "a.yaml").write_text(minimal("a"))
+    # Sent nowhere but a closed port on this machine.
+    (config / "a.yaml").write_text(
+        minimal("a").replace("https://hipchat.example.com", "http://127.0.0.1:9")
+    )
     daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
     daemon.start()
     try:

@@ -44,8 +44,9 @@ def test_everything_in_the_state_dir_is_private_under_umask_022(
     daemon = Daemon(DaemonConfig(config, state, port=0))
     try:
         assert daemon.start().ok
-        event = {"project": "checkout", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
-        assert daemon.ingest.submit([event]).notifications == 1
+        # A project no integration serves: written to the outbox, never sent anywhere.
+        event = {"project": "nosuch", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
+        assert daemon.ingest.submit([event]).notifications == 0
         wait_for(lambda: (state / "last-known-good" / "a.yaml").exists(), what="the copy")
         assert mode(state) == 0o700
         files = [p for p in state.rglob("*") if not p.is_symlink()]

@@ -114,10 +114,6 @@ def notification_body(message: Message) -> dict[str, Any]:
     return body
 
 
-def request_headers(token: str, user_agent: str) -> dict[str, str]:
-    return {"User-Agent": user_agent, "Authorization": f"Bearer {token}"}
-
-
 class RandomSource(Protocol):
     def random(self) -> float: ...
 
@@ -230,7 +226,6 @@ class Answer:
     status: int
     headers: Mapping[str, str]
     body: str
-    reason_phrase: str = ""
 
 
 def _limit_wait(headers: Mapping[str, str], now: float) -> float | None:

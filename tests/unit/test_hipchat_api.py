@@ -28,9 +28,7 @@ class Fixed:
 
 
 def judge(status: int, body: str = "", **headers: str) -> tuple[str, float | None, bool]:
-    result = classify(
-        Answer(status, headers, body, "Reason"), now=NOW, attempt=3, policy=POLICY, rng=Fixed()
-    )
+    result = classify(Answer(status, headers, body), now=NOW, attempt=3, policy=POLICY, rng=Fixed())
     return result.outcome, result.retry_after, result.rate_limited
 
 

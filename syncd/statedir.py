@@ -35,8 +35,7 @@ class StateDir:
 
     def acquire(self) -> None:
         """Create (0700), lock, and make what is already in it private."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"--state-dir {self.path} is not a directory")
+        _check_usable(self.path)
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock()
@@ -65,6 +64,17 @@ class StateDir:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _check_usable(path: Path) -> None:
+    """A directory this process can write, or one it can create: said before trying."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--state-dir {path} is not a directory ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--state-dir {path} is not writable by this user ({existing})")
 
 
 def create_private(path: Path) -> None:

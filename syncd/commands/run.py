@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,17 +29,6 @@ def parse_listen(value: str) -> Listen:
     return Listen(host, int(port))
 
 
-def check_state_dir(path: Path) -> None:
-    """A state dir must be a directory this process can write, or be creatable."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"--state-dir {path} is not a directory ({existing} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--state-dir {path} is not writable by this user ({existing})")
-
-
 @dataclass(frozen=True)
 class RunOptions:
     config_dir: Path
@@ -65,7 +53,6 @@ def run(options: RunOptions) -> int:
     address = parse_listen(options.listen)
     if not options.config_dir.is_dir():
         raise UsageError(f"--config {options.config_dir} is not a directory")
-    check_state_dir(options.state_dir)
     if options.max_prune is not None and options.max_prune < 0:
         raise UsageError(f"--max-prune wants 0 or more, got {options.max_prune}")
     if options.workers < 1:

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from syncd.commands.run import Listen, check_state_dir, parse_listen
+from syncd.commands.run import Listen, parse_listen
 from syncd.errors import UsageError
 
 
@@ -28,13 +26,3 @@ def test_listen_takes_host_and_port_or_bracketed_ipv6(value: str, expected: List
 def test_listen_rejects_what_cannot_be_bound(value: str) -> None:
     with pytest.raises(UsageError, match="--listen wants"):
         parse_listen(value)
-
-
-def test_a_state_dir_under_a_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("")
-    with pytest.raises(UsageError, match=r"--state-dir .* is not a directory"):
-        check_state_dir(tmp_path / "file" / "state")
-
-
-def test_a_state_dir_that_does_not_exist_yet_is_fine(tmp_path: Path) -> None:
-    check_state_dir(tmp_path / "new" / "state")

@@ -194,10 +194,8 @@ def _stat_key(path: Path) -> _StatKey | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _outside_root(path: Path) -> FileResult:
-    """A link that leaves the config dir: named, never read (its target is not ours to show)."""
-    name = str(path)
-    message = "a symlink to a file outside the config directory; it is not read"
+def _unread(name: str, message: str) -> FileResult:
+    """A file that is named in one diagnostic and never opened."""
     return FileResult(LoadedFile(name), (Diagnostic(name, 1, 1, "", message),), ())
 
 
@@ -205,9 +203,13 @@ def _refused(path: Path, root: Path) -> FileResult | None:
     """A file that is not read at all: a link out of the root, or a name not UTF-8."""
     # A regular file was found in a directory already checked to be inside.
     if path.is_symlink() and not _inside(path, root):
-        return _outside_root(path)
+        # Its target is not ours to show.
+        message = "a symlink to a file outside the config directory; it is not read"
+        return _unread(str(path), message)
     if not _utf8(str(path)):
-        return _undecodable_name(path)
+        # Not printable as it is: shown escaped.
+        name = os.fsencode(path).decode("utf-8", "backslashreplace")
+        return _unread(name, "the file name is not UTF-8; rename the file")
     return None
 
 
@@ -217,13 +219,6 @@ def _utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _undecodable_name(path: Path) -> FileResult:
-    """A name that is not UTF-8 cannot be printed as it is: shown escaped, not read."""
-    name = os.fsencode(path).decode("utf-8", "backslashreplace")
-    message = "the file name is not UTF-8; rename the file"
-    return FileResult(LoadedFile(name), (Diagnostic(name, 1, 1, "", message),), ())
 
 
 def load_config_set(

@@ -45,12 +45,10 @@ class Reconciler:
             with self._loading:
                 return self.loader.load([self.config_dir], trust_stat=trust_stat)
         except PathNotFoundError as exc:
-            missing = Diagnostic(str(self.config_dir), 1, 1, "", str(exc))
-            return ConfigSet((), (missing,), ())
+            return self._unusable(str(exc))
 
-    def _failed(self, exc: Exception) -> ConfigSet:
+    def _unusable(self, message: str) -> ConfigSet:
         """An invalid set that says what broke, so the attempt is recorded as failed."""
-        message = f"reconcile failed: {type(exc).__name__}: {exc}"
         return ConfigSet((), (Diagnostic(str(self.config_dir), 1, 1, "", message),), ())
 
     def fingerprint(self) -> str:
@@ -66,7 +64,8 @@ class Reconciler:
                 outcome = self.registry.apply(config, revision, source=str(self.config_dir))
             except Exception as exc:
                 log.exception("reconcile failed")
-                config, revision = self._failed(exc), "unknown"
+                config = self._unusable(f"reconcile failed: {type(exc).__name__}: {exc}")
+                revision = "unknown"
                 outcome = self.registry.apply(config, revision)
             if outcome.ok and (outcome.changed or not self.last_known_good_dir.exists()):
                 self._to_save = (config, revision)

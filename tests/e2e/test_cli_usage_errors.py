@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.configs import minimal
+from tests.support.configs import minimal, write_files
 from tests.support.processes import run_syncd, spawn, terminate, wait_listening
 
 ENV = {"HIPCHAT_TOKEN": "t0ken-for-the-usage-tests"}
@@ -17,10 +17,7 @@ ENV = {"HIPCHAT_TOKEN": "t0ken-for-the-usage-tests"}
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    directory = tmp_path / "config"
-    directory.mkdir()
-    (directory / "a.yaml").write_text(minimal("a"))
-    return directory
+    return write_files(tmp_path / "config", ("a.yaml", minimal("a")))
 
 
 def run(config: Path, *flags: str) -> tuple[int, str]:

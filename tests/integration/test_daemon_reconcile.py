@@ -13,7 +13,7 @@ import requests
 from syncd.daemon import Daemon, DaemonConfig
 from syncd.plan import Plan
 from syncd.registry import Snapshot
-from tests.support.configs import minimal
+from tests.support.configs import minimal, write_files
 from tests.support.gitrepo import GitRepo
 from tests.support.waiting import wait_for
 
@@ -42,10 +42,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "config"
-    path.mkdir()
-    (path / "a.yaml").write_text(minimal("a"))
-    return path
+    return write_files(tmp_path / "config", ("a.yaml", minimal("a")))
 
 
 def start(config_dir: Path, **options: float) -> tuple[Daemon, Recorder]:

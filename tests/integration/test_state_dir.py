@@ -11,17 +11,14 @@ import pytest
 
 from syncd.daemon import Daemon, DaemonConfig
 from syncd.errors import Failure
-from tests.support.configs import minimal
+from tests.support.configs import minimal, write_files
 from tests.support.waiting import wait_for
 
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HIPCHAT_TOKEN", "room-token")
-    directory = tmp_path / "config"
-    directory.mkdir()
-    (directory / "a.yaml").write_text(minimal("a"))
-    return directory
+    return write_files(tmp_path / "config", ("a.yaml", minimal("a")))
 
 
 @pytest.fixture

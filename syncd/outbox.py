@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +28,6 @@ from syncd.store import (
     Window,
     WindowUpdate,
 )
-
-RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -47,8 +45,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     reason TEXT,
     finished_at REAL
 );
-CREATE INDEX IF NOT EXISTS outbox_room ON outbox (uid, room_id, state, id);
+DROP INDEX IF EXISTS outbox_room;
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox (uid, room_id, id)
+    WHERE state IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS heads (
+    uid TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    item_id INTEGER NOT NULL,
+    due REAL NOT NULL,
+    PRIMARY KEY (uid, room_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS heads_due ON heads (due, item_id);
 CREATE TABLE IF NOT EXISTS fingerprints (
     project TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -82,6 +90,7 @@ class _Call:
     done: Settle | None
     limit: int
     lease: float
+    skip: frozenset[str]
     finished: bool = False
     items: list[Item] = field(default_factory=list)
     error: Exception | None = None
@@ -103,6 +112,11 @@ class SqliteBatch:
             )
             assert cursor.lastrowid is not None
             ids.append(cursor.lastrowid)
+            self._db.execute(
+                "INSERT INTO heads (uid, room_id, item_id, due) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (item.uid, item.room_id, cursor.lastrowid, now),
+            )
         return ids
 
     def first_seen(self, project: str, fingerprint: str, now: float) -> bool:
@@ -171,6 +185,8 @@ class Outbox:
         with self._connection() as conn:
             self._check(conn)
             conn.executescript(SCHEMA)
+        with self._transaction() as db:
+            _rebuild_heads(db)
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """SQLite's quick_check before anything is written: a damaged file is reported, not used."""
@@ -263,24 +279,29 @@ class Outbox:
     def recover(self) -> int:
         """At start-up, every in-flight item of a previous run is pending again."""
         with self._transaction() as db:
-            return db.execute(
+            count = db.execute(
                 "UPDATE outbox SET state = 'pending', lease_until = NULL WHERE state = 'inflight'"
             ).rowcount
+            _rebuild_heads(db)
+            return count
 
-    def claim(self, limit: int, lease: float) -> list[Item]:
+    def claim(self, limit: int, lease: float, skip: Collection[str] = ()) -> list[Item]:
         """Claim the head item of up to ``limit`` rooms, oldest due first."""
-        return self.settle_and_claim(None, limit, lease)
+        return self.settle_and_claim(None, limit, lease, skip)
 
-    def settle_and_claim(self, done: Settle | None, limit: int, lease: float) -> list[Item]:
+    def settle_and_claim(
+        self, done: Settle | None, limit: int, lease: float, skip: Collection[str] = ()
+    ) -> list[Item]:
         """Record how the last item ended and claim the next in one transaction.
 
         Only a room's oldest undelivered item is ever claimable, so each room is
         delivered in order; a room with an item in flight is skipped until it is
-        settled or its lease runs out. One commit instead of two per item is what
-        keeps synchronous=FULL fast; and the calls that queue up while another
-        writes are served together, in one commit (a group commit).
+        settled or its lease runs out. Integrations in ``skip`` are passed over.
+        One commit instead of two per item is what keeps synchronous=FULL fast;
+        and the calls that queue up while another writes are served together,
+        in one commit (a group commit).
         """
-        call = _Call(done, limit, lease)
+        call = _Call(done, limit, lease, frozenset(skip))
         with self._calls_lock:
             self._calls.append(call)
         with self._write_lock:
@@ -299,12 +320,7 @@ class Outbox:
                 for call in calls:
                     if call.done is not None:
                         self._settle(db, call.done, now)
-                db.execute(
-                    "UPDATE outbox SET state = 'pending', lease_until = NULL "
-                    "WHERE state = 'inflight' AND lease_until < ?",
-                    (now,),
-                )
-                claimed = [self._claim(db, call.limit, now + call.lease, now) for call in calls]
+                claimed = [_claim(db, call, now) for call in calls]
         except BaseException as exc:
             failure = (
                 exc if isinstance(exc, Exception) else RuntimeError("outbox write interrupted")
@@ -319,34 +335,6 @@ class Outbox:
             call.items = items
             call.finished = True
 
-    @staticmethod
-    def _claim(db: sqlite3.Connection, limit: int, lease_until: float, now: float) -> list[Item]:
-        select = (
-            "SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
-            "AND o.id = (SELECT min(id) FROM outbox h WHERE h.uid = o.uid "
-            "AND h.room_id = o.room_id AND h.state IN ('pending', 'inflight')) "
-            "ORDER BY o.next_attempt_at, o.id LIMIT ?"
-        )
-        params: list[Any] = [now, limit]
-        if RETURNING:
-            rows = db.execute(
-                f"UPDATE outbox SET state = 'inflight', lease_until = ?, "
-                f"attempts = attempts + 1 WHERE id IN ({select}) RETURNING {_COLUMNS}",
-                [lease_until, *params],
-            ).fetchall()
-        else:
-            ids = [r[0] for r in db.execute(select, params)]
-            db.executemany(
-                "UPDATE outbox SET state = 'inflight', lease_until = ?, "
-                "attempts = attempts + 1 WHERE id = ?",
-                [(lease_until, i) for i in ids],
-            )
-            marks = ",".join("?" * len(ids))
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE id IN ({marks})", ids
-            ).fetchall()
-        return sorted((Item.from_row(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
-
     def settle(self, done: Settle) -> None:
         with self._transaction() as db:
             self._settle(db, done, self.clock())
@@ -359,18 +347,28 @@ class Outbox:
         revive it), except that a send which did go out is recorded as delivered.
         """
         if done.state == "pending":
-            db.execute(
+            changed = db.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
                 "lease_until = NULL WHERE id = ? AND state = 'inflight'",
                 (done.retry_at, done.reason, done.item_id),
-            )
+            ).rowcount
         else:
-            db.execute(
+            changed = db.execute(
                 "UPDATE outbox SET state = ?, reason = ?, finished_at = ?, lease_until = NULL "
-                "WHERE id = ? AND (state = 'inflight' "
-                "OR (? = 'delivered' AND state = 'cancelled'))",
-                (done.state, done.reason, now, done.item_id, done.state),
-            )
+                "WHERE id = ? AND state = 'inflight'",
+                (done.state, done.reason, now, done.item_id),
+            ).rowcount
+            if not changed and done.state == "delivered":
+                db.execute(
+                    "UPDATE outbox SET state = 'delivered', reason = ?, finished_at = ? "
+                    "WHERE id = ? AND state = 'cancelled'",
+                    (done.reason, now, done.item_id),
+                )
+        if changed:
+            row = db.execute(
+                "SELECT uid, room_id FROM outbox WHERE id = ?", (done.item_id,)
+            ).fetchone()
+            _refresh_head(db, *row)
 
     def ack(self, item_id: int) -> None:
         self.settle(Settle(item_id, "delivered"))
@@ -391,6 +389,7 @@ class Outbox:
         """
         with self._transaction() as db:
             db.execute("DELETE FROM windows WHERE uid = ?", (uid,))
+            db.execute("DELETE FROM heads WHERE uid = ?", (uid,))
             return db.execute(
                 "UPDATE outbox SET state = 'cancelled', reason = ?, finished_at = ?, "
                 "lease_until = NULL WHERE uid = ? AND state IN ('pending', 'inflight')",
@@ -398,20 +397,28 @@ class Outbox:
             ).rowcount
 
     def undelivered_uids(self) -> set[str]:
-        """Integrations with items still to send (the room index makes this a skip scan)."""
-        rows = self._read("SELECT DISTINCT uid FROM outbox WHERE state IN ('pending', 'inflight')")
+        """Integrations with items still to send: those with a room head."""
+        rows = self._read("SELECT DISTINCT uid FROM heads")
         return {uid for (uid,) in rows}
 
     def expire(self, max_age: float) -> int:
         """Dead-letter what has waited longer than ``max_age``, keeping the last reason."""
         now = self.clock()
         with self._transaction() as db:
-            return db.execute(
+            rooms = db.execute(
+                "SELECT DISTINCT uid, room_id FROM outbox WHERE state = 'pending' "
+                "AND created_at < ?",
+                (now - max_age,),
+            ).fetchall()
+            count = db.execute(
                 "UPDATE outbox SET state = 'dead', finished_at = ?, "
                 "reason = 'expired after ' || ? || ' s: ' || coalesce(reason, 'never delivered') "
                 "WHERE state = 'pending' AND created_at < ?",
                 (now, int(max_age), now - max_age),
             ).rowcount
+            for uid, room_id in rooms:
+                _refresh_head(db, uid, room_id)
+            return count
 
     def prune_finished(self, older_than: float) -> int:
         with self._transaction() as db:
@@ -438,6 +445,85 @@ class Outbox:
         )
         return dict(rows)
 
-    def next_due(self) -> float | None:
-        (row,) = self._read("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'")
-        return None if row[0] is None else float(row[0])
+    def next_due(self, skip: Collection[str] = ()) -> float | None:
+        """When the next room head may be claimed: a pending head when it is due, one
+        in flight when its lease runs out. Other items wait for their head."""
+        with self._connection() as conn:
+            for uid, due in conn.execute("SELECT uid, due FROM heads ORDER BY due"):
+                if uid not in skip:
+                    return float(due)
+        return None
+
+    def heads_consistent(self) -> bool:
+        """Whether the heads table says what a full scan says (for tests and repair)."""
+        rows = self._read(_HEADS_SCAN)
+        expected = {(uid, room): (item, due) for uid, room, item, due in rows}
+        actual = {
+            (uid, room): (item, due)
+            for uid, room, item, due in self._read("SELECT uid, room_id, item_id, due FROM heads")
+        }
+        return expected == actual
+
+
+# A room's head is its oldest undelivered item. It is claimable when due: a pending
+# head at its next attempt, one in flight when its lease runs out. The heads table
+# keeps one row per room, so claiming and sleeping cost the same at any depth.
+_HEADS_SCAN = (
+    "SELECT uid, room_id, min(id), "
+    "CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) ELSE next_attempt_at END "
+    "FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY uid, room_id"
+)
+
+
+def _rebuild_heads(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM heads")
+    db.execute(f"INSERT INTO heads (uid, room_id, item_id, due) {_HEADS_SCAN}")
+
+
+def _refresh_head(db: sqlite3.Connection, uid: str, room_id: str) -> None:
+    row = db.execute(
+        "SELECT id, CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) "
+        "ELSE next_attempt_at END FROM outbox "
+        "WHERE uid = ? AND room_id = ? AND state IN ('pending', 'inflight') ORDER BY id LIMIT 1",
+        (uid, room_id),
+    ).fetchone()
+    if row is None:
+        db.execute("DELETE FROM heads WHERE uid = ? AND room_id = ?", (uid, room_id))
+    else:
+        db.execute(
+            "INSERT INTO heads (uid, room_id, item_id, due) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (uid, room_id) DO UPDATE SET item_id = excluded.item_id, "
+            "due = excluded.due",
+            (uid, room_id, *row),
+        )
+
+
+def _claim(db: sqlite3.Connection, call: _Call, now: float) -> list[Item]:
+    """Lease up to ``call.limit`` due heads, passing over the skipped integrations."""
+    chosen: list[tuple[int, str, str]] = []
+    if call.limit > 0:
+        heads = db.execute(
+            "SELECT item_id, uid, room_id FROM heads WHERE due <= ? ORDER BY due, item_id", (now,)
+        )
+        for item_id, uid, room_id in heads:
+            if uid not in call.skip:
+                chosen.append((item_id, uid, room_id))
+                if len(chosen) == call.limit:
+                    break
+    if not chosen:
+        return []
+    lease_until = now + call.lease
+    db.executemany(
+        "UPDATE outbox SET state = 'inflight', lease_until = ?, attempts = attempts + 1 "
+        "WHERE id = ?",
+        [(lease_until, item_id) for item_id, _, _ in chosen],
+    )
+    db.executemany(
+        "UPDATE heads SET due = ? WHERE uid = ? AND room_id = ?",
+        [(lease_until, uid, room_id) for _, uid, room_id in chosen],
+    )
+    marks = ",".join("?" * len(chosen))
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM outbox WHERE id IN ({marks})", [i for i, _, _ in chosen]
+    ).fetchall()
+    return sorted((Item.from_row(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))

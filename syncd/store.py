@@ -12,7 +12,8 @@ added without touching ingest, rules or dispatch if it keeps these promises:
   lost; one whose batch failed left no trace.
 - **Leased claims.** :meth:`Store.settle_and_claim` hands out each room's
   *head* (its oldest undelivered item) only, never two items of one room at
-  once, so a room is delivered in order. A claimed item is leased; when the
+  once, so a room is delivered in order. Finding the due heads costs the same
+  however many items wait behind them. A claimed item is leased; when the
   lease runs out without a settle (a crashed worker or host) it is claimable
   again: delivery is at least once.
 - **Settles that respect cancellation.** Settling an item that was cancelled
@@ -28,7 +29,7 @@ integration's current settings and a rotated token.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -137,16 +138,20 @@ class Store(Protocol):
         """At start-up, items in flight at the last stop are pending again."""
         ...
 
-    def claim(self, limit: int, lease: float) -> list[Item]: ...
+    def claim(self, limit: int, lease: float, skip: Collection[str] = ()) -> list[Item]: ...
 
-    def settle_and_claim(self, done: Settle | None, limit: int, lease: float) -> list[Item]:
-        """Record how the last item ended and claim up to ``limit`` room heads."""
+    def settle_and_claim(
+        self, done: Settle | None, limit: int, lease: float, skip: Collection[str] = ()
+    ) -> list[Item]:
+        """Record how the last item ended and claim up to ``limit`` room heads,
+        passing over the integrations in ``skip``."""
         ...
 
     def settle(self, done: Settle) -> None: ...
 
-    def next_due(self) -> float | None:
-        """When the earliest pending item may be claimed, for an idle worker's sleep."""
+    def next_due(self, skip: Collection[str] = ()) -> float | None:
+        """When a room head outside ``skip`` may next be claimed, for an idle worker's
+        sleep: a pending head when it is due, one in flight when its lease runs out."""
         ...
 
     def cancel_integration(self, uid: str, reason: str) -> int: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 import time
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from syncd import outbox
 from syncd.outbox import Outbox
 from syncd.store import Item, NewItem, Settle, Window, WindowUpdate
 
@@ -27,12 +27,8 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["returning", "select-then-update"])
-def box(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> Outbox:
-    """Both claim paths: UPDATE ... RETURNING, and the one for SQLite before 3.35."""
-    monkeypatch.setattr(outbox, "RETURNING", request.param == "returning")
+@pytest.fixture
+def box(tmp_path: Path, clock: Clock) -> Outbox:
     return Outbox(tmp_path / "outbox.db", clock=clock)
 
 
@@ -45,7 +41,7 @@ def test_wal_mode_and_schema(box: Outbox) -> None:
     conn = sqlite3.connect(box.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"outbox", "fingerprints", "windows"} <= tables
+    assert {"outbox", "fingerprints", "windows", "heads"} <= tables
 
 
 def test_only_the_head_of_each_room_is_claimed(box: Outbox) -> None:
@@ -187,3 +183,64 @@ def test_a_failed_group_commit_fails_every_call_in_it(box: Outbox) -> None:
     with pytest.raises(sqlite3.Error):
         box.settle_and_claim(Settle(item.id, "delivered"), 1, 30)
     assert box._calls == []
+
+
+def test_a_room_behind_a_waiting_head_is_not_due(box: Outbox, clock: Clock) -> None:
+    put(box, ("a", "1", 1), ("a", "1", 2), ("a", "1", 3))
+    (head,) = box.claim(limit=10, lease=30)
+    box.retry(head.id, at=clock.now + 60, reason="HTTP 503")
+    # The items behind the head were due long ago; only the head's time counts.
+    assert box.next_due() == clock.now + 60
+    clock.now += 60
+    (again,) = box.claim(limit=10, lease=45)
+    assert again.id == head.id
+    assert box.next_due() == clock.now + 45  # in flight: claimable when the lease runs out
+
+
+def test_skipped_integrations_are_passed_over(box: Outbox, clock: Clock) -> None:
+    put(box, ("slow", "1", 1), ("slow", "2", 2), ("fast", "1", 3))
+    (item,) = box.claim(limit=10, lease=30, skip={"slow"})
+    assert item.uid == "fast"
+    assert box.next_due(skip={"slow", "fast"}) is None
+    assert box.next_due(skip={"fast"}) == clock.now
+    assert {i.uid for i in box.claim(limit=10, lease=30)} == {"slow"}
+
+
+def test_heads_follow_every_kind_of_write(box: Outbox, clock: Clock) -> None:
+    rng = random.Random(7)
+    rooms = [(uid, room) for uid in "abc" for room in "12"]
+    for _ in range(400):
+        action = rng.randrange(7)
+        if action <= 1:
+            uid, room = rng.choice(rooms)
+            put(box, (uid, room, rng.randrange(100)))
+        elif action == 2:
+            for item in box.claim(limit=rng.randrange(1, 4), lease=rng.choice([5, 30])):
+                state = rng.choice(["delivered", "dead", "cancelled", "pending"])
+                retry_at = clock.now + rng.randrange(0, 20) if state == "pending" else None
+                box.settle(Settle(item.id, state, "r", retry_at))
+        elif action == 3:
+            box.claim(limit=2, lease=10)
+        elif action == 4:
+            box.cancel_integration(rng.choice("abc"), "removed")
+        elif action == 5:
+            box.expire(max_age=rng.choice([15, 40]))
+        else:
+            clock.now += rng.randrange(1, 10)
+        assert box.heads_consistent()
+    box.recover()
+    assert box.heads_consistent()
+
+
+def test_a_file_written_before_the_heads_table_gets_one(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, clock=clock)
+    put(box, ("a", "1", 1), ("a", "1", 2), ("b", "1", 3))
+    box.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE heads")
+    conn.commit()
+    conn.close()
+    reopened = Outbox(path, clock=clock)
+    assert reopened.heads_consistent()
+    assert sorted(i.event["n"] for i in reopened.claim(limit=10, lease=30)) == [1, 3]

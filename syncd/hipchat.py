@@ -26,6 +26,7 @@ from urllib.parse import quote
 import requests
 
 from syncd import __version__
+from syncd.deadlines import Deadlines
 from syncd.hipchat_api import (
     MAX_ANSWER_BYTES,
     Answer,
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 DEFAULT_TIMEOUT = (3.05, 10.0)
+DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 300.0
 DEFAULT_MAX_SERVER_WAIT = 3600.0
@@ -68,6 +70,7 @@ class HipChatClient:
         self,
         *,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_cap: float = DEFAULT_BACKOFF_CAP,
         max_server_wait: float = DEFAULT_MAX_SERVER_WAIT,
@@ -76,6 +79,8 @@ class HipChatClient:
         pacing: Pacing | None = None,
     ) -> None:
         self.timeout = timeout
+        self.send_timeout = send_timeout
+        self._deadlines = Deadlines()
         self.policy = RetryPolicy(backoff_base, backoff_cap, max_server_wait)
         self.pacing = pacing if pacing is not None else Pacing(max_delay=max_server_wait)
         self._rng: RandomSource = rng if rng is not None else random.Random()
@@ -101,6 +106,7 @@ class HipChatClient:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+        self._deadlines.close()
 
     def _session(self) -> requests.Session:
         """This thread's session.
@@ -121,6 +127,9 @@ class HipChatClient:
             session.trust_env = False
             session.verify = self._verify
             session.headers["User-Agent"] = USER_AGENT
+            adapter = self._deadlines.adapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             with self._sessions_lock:
                 self._sessions.append(session)
             self._local.session = session
@@ -167,6 +176,23 @@ class HipChatClient:
             )
         now = self._clock()
         self.pacing.note_send(target, now)
+        with self._deadlines.bounded(self.send_timeout) as watch:
+            result = self._exchange(target, body, attempt, auth_test)
+            if watch.expired and result.status is None:
+                wait = backoff(
+                    attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng
+                )
+                result = DeliveryResult(
+                    "retry",
+                    None,
+                    f"no complete answer within {self.send_timeout:g} s",
+                    retry_after=wait,
+                )
+        return self._finish(target, result, secrets)
+
+    def _exchange(
+        self, target: RoomTarget, body: dict[str, Any], attempt: int, auth_test: bool
+    ) -> DeliveryResult:
         try:
             session = self._session()
             request = requests.PreparedRequest()
@@ -193,7 +219,7 @@ class HipChatClient:
         else:
             with response:
                 result = self._from_response(target, response, attempt, auth_test)
-        return self._finish(target, result, secrets)
+        return result
 
     def _finish(
         self, target: RoomTarget, result: DeliveryResult, secrets: tuple[str, ...]
@@ -221,9 +247,11 @@ class HipChatClient:
             return DeliveryResult("permanent", None, f"request failed: {name}")
         detail = f"{name}: {exc}"
         if retryable:
-            wait = backoff(attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng)
-            return DeliveryResult("retry", None, detail, retry_after=wait)
+            return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
         return DeliveryResult("permanent", None, detail)
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng)
 
     def _from_response(
         self, target: RoomTarget, response: requests.Response, attempt: int, auth_test: bool
@@ -243,10 +271,13 @@ def _read_capped(response: requests.Response) -> str:
     """At most ``MAX_ANSWER_BYTES`` of the body, read as a stream: a server may send
     gigabytes, and only HipChat's small error document is ever used."""
     kept = bytearray()
-    for chunk in response.iter_content(chunk_size=16 * 1024):
-        kept += chunk
-        if len(kept) >= MAX_ANSWER_BYTES:
-            break
+    try:
+        for chunk in response.iter_content(chunk_size=16 * 1024):
+            kept += chunk
+            if len(kept) >= MAX_ANSWER_BYTES:
+                break
+    except (requests.RequestException, OSError):
+        pass  # the status has arrived; a cut or broken body changes nothing about it
     return bytes(kept[:MAX_ANSWER_BYTES]).decode("utf-8", "replace")
 
 

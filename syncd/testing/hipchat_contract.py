@@ -22,7 +22,7 @@ MAX_BODY = 1 << 20
 NOTIFY = "notification"
 RATE_LIMIT_MESSAGE = "You have exceeded the rate limit. Please wait before trying again."
 
-FaultKind = Literal["status", "slow", "reset", "headers"]
+FaultKind = Literal["status", "slow", "reset", "headers", "trickle"]
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -73,6 +73,11 @@ class Fault:
     def slow(cls, seconds: float) -> Fault:
         """Wait ``seconds`` before handling the request normally."""
         return cls("slow", seconds=seconds)
+
+    @classmethod
+    def trickle(cls, seconds: float) -> Fault:
+        """Answer 202 one byte every ``seconds``: each read gets data, the answer never ends."""
+        return cls("trickle", seconds=seconds)
 
     @classmethod
     def reset(cls) -> Fault:

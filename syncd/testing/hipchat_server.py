@@ -184,6 +184,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "status":
             self._answer(method, room_id, fault.code, fault.body, fault.response_headers, "status")
             return True
+        if fault.kind == "trickle":
+            self.state.record(self._attempt(method, room_id, None, "trickle"))
+            self._trickle(fault.seconds)
+            return True
         if fault.kind == "slow" and self.state.stopping.wait(fault.seconds):
             self.close_connection = True
             return True
@@ -290,6 +294,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._error("POST", room.id, 429, RATE_LIMIT_MESSAGE, limit_headers + headers)
             return None
         return headers
+
+    def _trickle(self, seconds: float) -> None:
+        self.close_connection = True
+        answer = b"HTTP/1.1 202 Accepted\r\nX-Padding: " + b"." * 4096 + b"\r\n\r\n"
+        for at in range(len(answer)):
+            if self.state.stopping.wait(seconds):
+                return
+            try:
+                self.wfile.write(answer[at : at + 1])
+                self.wfile.flush()
+            except OSError:
+                return
 
     def _drop(self) -> None:
         """Close with a TCP reset, so the client sees the connection fail mid-request."""

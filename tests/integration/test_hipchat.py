@@ -236,6 +236,17 @@ def test_a_slow_server_times_out_and_is_retried(server: HipChatServer) -> None:
     assert "Timeout" in result.reason
 
 
+def test_a_trickling_answer_is_cut_at_the_send_timeout(server: HipChatServer) -> None:
+    """Each read gets a byte before the read timeout; only the whole-request deadline ends it."""
+    server.inject(Fault.trickle(0.2))
+    with HipChatClient(timeout=(1.0, 1.0), send_timeout=1.0) as client:
+        result = client.send(target(server), message())
+        assert (result.outcome, result.status) == ("retry", None)
+        assert result.reason == "no complete answer within 1 s"
+        assert client.send(target(server), message()).ok
+    assert [a.fault for a in server.attempts] == ["trickle", None]
+
+
 def test_a_closed_client_refuses_to_send(server: HipChatServer) -> None:
     client = HipChatClient()
     assert client.send(target(server), message()).ok
@@ -258,14 +269,30 @@ class _ForwardProxy(http.server.ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.request_lines: list[str] = []
+        self.trickle = False
+        self.closing = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 proxy.request_lines.append(self.requestline)
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if proxy.trickle:
+                    self._trickle()
+                    return
                 self.send_response(204)
                 self.end_headers()
+
+            def _trickle(self) -> None:
+                self.close_connection = True
+                for byte in b"HTTP/1.1 204 No Content\r\nX-Padding: " + b"." * 100:
+                    if proxy.closing.wait(0.2):
+                        return
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:
+                        return
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -281,6 +308,7 @@ def proxy() -> Iterator[_ForwardProxy]:
     try:
         yield server
     finally:
+        server.closing.set()
         server.shutdown()
         server.server_close()
 
@@ -298,6 +326,19 @@ def test_the_proxy_from_the_environment_is_used(
     assert (
         proxy.request_lines == ["POST http://hipchat.invalid/v2/room/7/notification HTTP/1.1"] * 2
     )
+
+
+def test_the_send_timeout_also_bounds_a_request_through_a_proxy(
+    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, port = proxy.server_address[:2]
+    monkeypatch.setenv("HTTP_PROXY", f"http://{host!s}:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxy.trickle = True
+    with HipChatClient(timeout=(1.0, 1.0), send_timeout=1.0) as client:
+        result = client.send(RoomTarget("http://hipchat.invalid", "7", TOKEN), message())
+    assert result.reason == "no complete answer within 1 s"
 
 
 def test_no_proxy_hosts_are_reached_directly(

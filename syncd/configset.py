@@ -125,6 +125,8 @@ class ConfigSet:
     integrations: tuple[Integration, ...]
     digest: str = ""
     file_digests: tuple[str, ...] = ()
+    # Files that changed while read: read them again once the writer is done.
+    unsettled: tuple[str, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -145,7 +147,12 @@ def assemble(results: Sequence[FileResult]) -> ConfigSet:
         integrations=tuple(i for r in results for i in r.integrations) if valid else (),
         digest=set_hash.hexdigest(),
         file_digests=tuple(r.loaded.digest for r in results),
+        unsettled=_unsettled(results),
     )
+
+
+def _unsettled(results: Sequence[FileResult]) -> tuple[str, ...]:
+    return tuple(r.loaded.path for r in results if r.loaded.unsettled)
 
 
 _StatKey = tuple[int, int, int]
@@ -182,7 +189,10 @@ class ConfigLoader:
             result = cached[1]
         else:
             result = check_file(loaded, self.options)
-        self._cache[path] = (key, result)
+        if loaded.unsettled:
+            self._cache.pop(path, None)
+        else:
+            self._cache[path] = (key, result)
         return result
 
 

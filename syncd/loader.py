@@ -56,6 +56,8 @@ class LoadedFile:
     # Paths whose value the loader already reported; schema errors there add nothing.
     reported_paths: set[DataPath] = field(default_factory=set)
     parsed: bool = False
+    # Changed while read: the result says nothing about the file and is not kept.
+    unsettled: bool = False
     root: Node | None = field(default=None, repr=False)
     text: str = field(default="", repr=False)
     kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
@@ -159,6 +161,10 @@ class NotARegularFile(OSError):
     """A config path that is a FIFO, device or directory: never read."""
 
 
+class ChangedWhileRead(OSError):
+    """A file whose size or mtime moved while it was read."""
+
+
 _KINDS = {
     stat.S_IFIFO: "a FIFO",
     stat.S_IFCHR: "a character device",
@@ -169,21 +175,28 @@ _KINDS = {
 
 
 def read_regular(path: Path, limit: int = MAX_FILE_BYTES + 1) -> bytes:
-    """Up to ``limit`` bytes of a regular file.
+    """Up to ``limit`` bytes of a regular file, as it stood for the whole read.
 
     Opened without blocking, because opening a FIFO for reading waits for a
     writer that may never come; then anything but a regular file is refused.
+    A size or mtime that moved during the read means a writer is at work and
+    the bytes may be half old, half new: :class:`ChangedWhileRead`.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        before = os.fstat(fd)
+        kind = stat.S_IFMT(before.st_mode)
         if kind != stat.S_IFREG:
             raise NotARegularFile(f"is {_KINDS.get(kind, 'not a regular file')}")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(limit)
+            raw = fh.read(limit)
+        after = os.fstat(fd)
     finally:
         os.close(fd)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise ChangedWhileRead("changed while it was read")
+    return raw
 
 
 def load_file(path: Path, display: str | None = None) -> LoadedFile:
@@ -191,6 +204,14 @@ def load_file(path: Path, display: str | None = None) -> LoadedFile:
     loaded = LoadedFile(name)
     try:
         raw = read_regular(path)
+    except ChangedWhileRead:
+        loaded.unsettled = True
+        loaded.diagnostics.append(
+            Diagnostic(
+                name, 1, 1, "", "the file changed while it was read; it is read again when quiet"
+            )
+        )
+        return loaded
     except NotARegularFile as exc:
         loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"{exc}; only regular files are read"))
         return loaded

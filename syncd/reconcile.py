@@ -39,6 +39,7 @@ class Reconciler:
         self._loading = threading.Lock()  # the loader's cache is not thread-safe
         self._reconciling = threading.Lock()
         self._to_save: tuple[ConfigSet, str] | None = None
+        self.unsettled: tuple[str, ...] = ()
 
     def load(self, *, trust_stat: bool) -> ConfigSet:
         try:
@@ -60,6 +61,7 @@ class Reconciler:
         with self._reconciling:
             try:
                 config = self.load(trust_stat=True)
+                self.unsettled = config.unsettled
                 revision = git.revision(self.config_dir, config.digest)
                 outcome = self.registry.apply(config, revision, source=str(self.config_dir))
             except Exception as exc:
@@ -122,10 +124,12 @@ class Reloads:
         reconciler: Reconciler,
         trigger: Callable[[], None],
         on_done: Callable[[bool], None],
+        again: Callable[[], None] = lambda: None,
     ) -> None:
         self._reconciler = reconciler
         self._trigger = trigger
         self._on_done = on_done
+        self._again = again
         self._done = threading.Condition()
         self._started = 0
         self._finished = 0
@@ -138,6 +142,12 @@ class Reloads:
             notify_ready, self._notify_ready = self._notify_ready, False
         try:
             self._reconciler.reconcile()
+            if self._reconciler.unsettled:
+                log.info(
+                    "%s changed while read; reading again after the quiet period",
+                    ", ".join(self._reconciler.unsettled),
+                )
+                self._again()
         finally:
             with self._done:
                 self._finished += 1

@@ -311,6 +311,10 @@ class ConfigWatcher:
 
     def _changed(self, event: FileSystemEvent) -> None:
         self._log.debug("change: %s %s", event.event_type, " -> ".join(_event_paths(event)))
+        self.changed()
+
+    def changed(self) -> None:
+        """Count as a change: a call follows after the quiet period."""
         with self._cond:
             self._reloads.change(time.monotonic())
             self._cond.notify_all()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
+from syncd import loader
+from syncd.loader import ChangedWhileRead, load_file, read_regular
+from tests.support.configs import minimal, write_files
 from tests.support.daemons import running_daemon
+from tests.support.waiting import wait_for
 
 
 def test_a_fifo_added_while_running_fails_the_reload_and_the_daemon_keeps_serving(
@@ -48,3 +53,73 @@ def test_an_exception_inside_a_reconcile_is_a_failed_attempt_and_the_set_stays(
         monkeypatch.setenv("HIPCHAT_TOKEN", "room-token")
         again = daemon.reload(timeout=20)
         assert again is not None and again.ok
+
+
+def test_a_read_that_overlaps_a_write_is_refused(tmp_path: Path) -> None:
+    """A writer rewriting the file in place: sooner or later a read overlaps a write."""
+    path = tmp_path / "a.yaml"
+    path.write_bytes(b"#" * 512 * 1024)
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        with path.open("r+b", buffering=0) as fh:
+            while not stop.is_set():
+                fh.seek(0)
+                for _ in range(128):
+                    fh.write(b"x" * 4096)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(2000):
+            try:
+                read_regular(path)
+            except ChangedWhileRead:
+                break
+        else:
+            pytest.fail("no read overlapped a write")
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    loaded = load_file(tmp_path / "a.yaml")
+    assert not loaded.unsettled  # quiet again: read as usual
+
+
+def test_a_file_that_changed_while_read_is_read_again_after_the_quiet_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIPCHAT_TOKEN", "room-token")
+    with running_daemon(tmp_path) as daemon:
+        writing = threading.Event()
+        writing.set()
+        real = loader.read_regular
+
+        def mid_write(path: Path, limit: int = loader.MAX_FILE_BYTES + 1) -> bytes:
+            # A real overlap cannot be timed from here (the test above makes one):
+            # while "writing" is set, every read of b.yaml sees what an overlapping read sees.
+            if path.name == "b.yaml" and writing.is_set():
+                raise ChangedWhileRead("changed while it was read")
+            return real(path, limit)
+
+        monkeypatch.setattr(loader, "read_regular", mid_write)
+        attempts = daemon.registry.attempts
+        write_files(tmp_path / "config", ("b.yaml", minimal("b")))
+        # One write makes one burst of file events; more attempts than that mean
+        # the daemon went back to the file on its own, once per quiet period.
+        wait_for(
+            lambda: daemon.registry.attempts >= attempts + 4,
+            timeout=20,
+            what="b.yaml read again while it keeps changing",
+        )
+        outcome = daemon.registry.last_attempt
+        assert outcome is not None and not outcome.ok
+        assert [d.message for d in outcome.diagnostics] == [
+            "the file changed while it was read; it is read again when quiet"
+        ]
+        assert list(daemon.registry.snapshot.notifiers) == ["a"]
+        writing.clear()
+        wait_for(
+            lambda: set(daemon.registry.snapshot.notifiers) == {"a", "b"},
+            timeout=20,
+            what="b.yaml applied once quiet",
+        )

@@ -63,7 +63,9 @@ def _notifier_status(notifier: Notifier, depth: int) -> dict[str, object]:
     }
 
 
-def status_document(registry: Registry, depth: dict[str, int]) -> dict[str, object]:
+def status_document(
+    registry: Registry, depth: dict[str, int], outbox_lost: str | None = None
+) -> dict[str, object]:
     """What ``/status`` answers and ``syncd status`` shows."""
     snap = registry.snapshot
     attempt = registry.last_attempt
@@ -75,6 +77,7 @@ def status_document(registry: Registry, depth: dict[str, int]) -> dict[str, obje
         "last_reconcile": outcome_to_data(attempt),
         "last_failure": outcome_to_data(registry.last_failure),
         "outbox_depth": sum(depth.values()),
+        "outbox_lost_at_start": outbox_lost,
         "integrations": {
             uid: _notifier_status(n, depth.get(uid, 0)) for uid, n in snap.notifiers.items()
         },
@@ -90,6 +93,7 @@ class Api:
     reload: Callable[[], Outcome | None]
     stopping: Callable[[], bool]
     ingest_token: str | None = field(default=None, repr=False)
+    outbox_lost: str | None = None
 
     def routes(self) -> Routes:
         """With an ingest token set, every route but the two probes requires it."""
@@ -126,6 +130,7 @@ class Api:
             last_reload_successful=reg.last_attempt is not None and reg.last_attempt.ok,
             last_success_time=reg.last_success.at if reg.last_success else None,
             config_hash=reg.snapshot.config_hash,
+            outbox_lost=self.outbox_lost is not None,
         )
         text = self.metrics.render(gauges, sum(self.store.depth().values()))
         return Response.text(200, text, "text/plain; version=0.0.4")
@@ -197,4 +202,5 @@ class Api:
         )
 
     def _status(self, _: Request) -> Response:
-        return Response.json(200, status_document(self.registry, self.store.depth()))
+        document = status_document(self.registry, self.store.depth(), self.outbox_lost)
+        return Response.json(200, document)

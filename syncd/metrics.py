@@ -47,6 +47,7 @@ class ConfigGauges:
     last_reload_successful: bool
     last_success_time: float | None
     config_hash: str
+    outbox_lost: bool = False
 
 
 class Metrics:
@@ -116,6 +117,12 @@ class Metrics:
                 out.append(f"syncd_notifications_failed_total{labels} {count}")
             metric("syncd_outbox_depth", "gauge", "Notifications waiting to be delivered.")
             out.append(f"syncd_outbox_depth {outbox_depth}")
+            metric(
+                "syncd_outbox_lost_at_start",
+                "gauge",
+                "1 when the outbox was missing or empty at start in a state dir that ran before.",
+            )
+            out.append(f"syncd_outbox_lost_at_start {int(config.outbox_lost)}")
             metric(
                 "syncd_delivery_latency_seconds",
                 "histogram",

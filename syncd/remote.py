@@ -132,6 +132,7 @@ def render_status(status: dict[str, Any]) -> str:
         f"attempted revision: {status.get('attempted_revision') or '-'}",
         *_reconcile_lines(status.get("last_reconcile") or {}),
         f"outbox depth:       {status.get('outbox_depth', 0)}",
+        *([f"OUTBOX LOST:        {lost}"] if (lost := status.get("outbox_lost_at_start")) else []),
         "",
         *_table(rows),
     ]

@@ -583,7 +583,7 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=8, help="rooms in all (K)")
     parser.add_argument("--integrations", type=int, default=4, help="rooms are dealt to these")
     parser.add_argument("--batch", type=int, default=100, help="events per POST")
-    parser.add_argument("--workers", type=int, default=4, help="daemon delivery workers")
+    parser.add_argument("--workers", type=int, default=8, help="daemon delivery workers")
     parser.add_argument("--timeout", type=float, default=120.0, help="per run, seconds")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (median)")
     parser.add_argument("--quick", action="store_true", help="1,000 events, 1 run of each")

@@ -158,6 +158,7 @@ def _run(args: argparse.Namespace) -> int:
             ingest_token_file=args.ingest_token_file,
             retry_base_delay=args.retry_base_delay,
             retry_max_delay=args.retry_max_delay,
+            send_timeout=args.send_timeout,
             max_age=args.max_age,
             resync_interval=args.resync_interval,
             allow_plaintext_tokens=args.allow_plaintext_tokens,
@@ -193,7 +194,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="DIR",
         help="where the outbox lives (default /var/lib/syncd)",
     )
-    run.add_argument("--workers", type=int, default=4, help="delivery threads (default 4)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        help="delivery threads, 1 to 64; one HipChat server gets at most half (default 8)",
+    )
     run.add_argument(
         "--ingest-token-file",
         type=Path,
@@ -208,6 +214,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "first retry delay; doubles per attempt, with jitter (default 1)",
     )
     _seconds(run, "--retry-max-delay", 300.0, "longest wait between two attempts (default 300)")
+    _seconds(
+        run,
+        "--send-timeout",
+        30.0,
+        "longest one request to HipChat may take, connect to last byte (default 30)",
+    )
     _seconds(
         run,
         "--max-age",

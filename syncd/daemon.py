@@ -55,13 +55,14 @@ class DaemonConfig:
     max_wait: float = 1.0
     resync_interval: float = 60.0
     reload_timeout: float = 30.0
-    workers: int = 4
+    workers: int = 8
     max_age: float = 24 * 3600.0
     drain_timeout: float = 10.0
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     housekeeping_interval: float = 1.0
     retry_base: float = 1.0
     retry_cap: float = 300.0
+    send_timeout: float = 30.0
     reach: Reach = DEFAULT_REACH
     max_prune: int | None = None
 
@@ -79,18 +80,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _open_outbox(config: DaemonConfig, ran_before: bool) -> Outbox:
+def _open_outbox(config: DaemonConfig, ran_before: bool) -> tuple[Outbox, str | None]:
+    """The outbox, and what to report when a state dir that ran before lost it."""
     path = config.state_dir / "outbox.db"
     fresh = not path.exists() or path.stat().st_size == 0
+    lost = None
     if fresh and ran_before:
-        log.error(
-            "%s is %s but this state dir has run before: notifications queued then are lost",
-            path,
-            "missing" if not path.exists() else "empty",
+        lost = (
+            f"{path} is {'missing' if not path.exists() else 'empty'} but this state dir "
+            "has run before: notifications queued then are lost"
         )
+        log.error("%s", lost)
     try:
         create_private(path)
-        return Outbox(path, synchronous=config.synchronous)
+        return Outbox(path, synchronous=config.synchronous), lost
     except sqlite3.DatabaseError as exc:
         raise Failure(
             f"{path} is damaged ({exc}). Move it aside to start with an empty outbox "
@@ -126,10 +129,14 @@ class Daemon:
             raise
 
     def _build(self, config: DaemonConfig, ran_before: bool) -> None:
-        self.outbox = _open_outbox(config, ran_before)
+        self.outbox, outbox_lost = _open_outbox(config, ran_before)
         self._stop = threading.Event()
         self.metrics = Metrics()
-        self.client = HipChatClient(backoff_base=config.retry_base, backoff_cap=config.retry_cap)
+        self.client = HipChatClient(
+            send_timeout=config.send_timeout,
+            backoff_base=config.retry_base,
+            backoff_cap=config.retry_cap,
+        )
         self.dispatcher = Dispatcher(
             self.outbox,
             self.registry,
@@ -163,7 +170,9 @@ class Daemon:
             fingerprint=self.reconciler.fingerprint,
             logger=log,
         )
-        self.reloads = Reloads(self.reconciler, self.watcher.trigger, self._reconciled)
+        self.reloads = Reloads(
+            self.reconciler, self.watcher.trigger, self._reconciled, again=self.watcher.changed
+        )
         api = Api(
             self.registry,
             self.outbox,
@@ -172,6 +181,7 @@ class Daemon:
             reload=self.reload,
             stopping=self._stop.is_set,
             ingest_token=config.ingest_token,
+            outbox_lost=outbox_lost,
         )
         try:
             self.server = HTTPServer(config.host, config.port, api.routes())

@@ -1,9 +1,13 @@
 """Delivery workers: claim from the outbox, send, and record what happened.
 
 Each worker claims one room's head item at a time, so a room that is slow or
-rate-limited holds at most one worker and never the rooms behind it. What to
-do with a failure is the HipChat client's classification: retry at the time it
-says, or dead-letter a permanent failure and mark the room unhealthy.
+rate-limited holds at most one worker and never the rooms behind it. One
+HipChat server holds at most half the workers (rounded up), and a server that
+is down rests as a whole (see ``servers``): meanwhile its integrations are
+passed over, so a slow, hostile or absent server cannot stop delivery to the
+others nor cost a request per room. What to do with a failure is the
+HipChat client's classification: retry at the time it says, or dead-letter a
+permanent failure and mark the room unhealthy.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from syncd.hipchat import HipChatClient
 from syncd.hipchat_api import DeliveryResult, RoomTarget
 from syncd.housekeeping import orphaned
 from syncd.message import render_message
-from syncd.registry import Registry
+from syncd.registry import Notifier, Registry
+from syncd.servers import Servers, server_of
 from syncd.store import Item, Settle, Store
 
 log = logging.getLogger(__name__)
@@ -27,10 +32,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DispatchConfig:
-    workers: int = 4
+    workers: int = 8
     lease: float = 120.0
     idle_poll: float = 1.0
     hold_disabled: float = 30.0
+
+    @property
+    def per_server(self) -> int:
+        """Sends one HipChat server may have in flight: half the workers, rounded up."""
+        return (self.workers + 1) // 2
 
 
 class Dispatcher:
@@ -53,6 +63,9 @@ class Dispatcher:
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._servers = Servers(self.config.per_server)
+        self._timer: float | None = None  # the due time an idle worker sleeps until
+        self._failing = False
 
     def start(self) -> None:
         for n in range(self.config.workers):
@@ -60,9 +73,13 @@ class Dispatcher:
             thread.start()
             self._threads.append(thread)
 
-    def wake(self) -> None:
+    def wake(self, count: int | None = None) -> None:
+        """Wake ``count`` idle workers (all when None): one per new item, not a herd."""
         with self._wake:
-            self._wake.notify_all()
+            if count is None:
+                self._wake.notify_all()
+            else:
+                self._wake.notify(count)
 
     @property
     def alive(self) -> bool:
@@ -79,28 +96,20 @@ class Dispatcher:
 
     def _work(self) -> None:
         settled: Settle | None = None
-        failing = False
+        idle = False
         while not self._stopping.is_set():
-            try:
-                items = self.store.settle_and_claim(settled, 1, self.config.lease)
-                settled = None
-            except Exception as exc:
-                # A full disk fails every try alike: say so once, then wait between tries.
-                if not failing:
-                    log.error(
-                        "the outbox cannot be written (%s); retrying every %.0f s",
-                        exc,
-                        self.config.idle_poll,
-                    )
-                failing = True
-                self._pause(self.config.idle_poll)
+            items = self._claim(settled)
+            if items is None:
                 continue
-            if failing:
-                log.info("the outbox is writable again")
-                failing = False
+            settled = None
             if not items:
                 self._idle()
+                idle = True
                 continue
+            if idle:
+                # Heads often fall due together: one more worker looks, not all of them.
+                self.wake(1)
+                idle = False
             try:
                 settled = self.process(items[0])
             except Exception:
@@ -108,15 +117,53 @@ class Dispatcher:
         if settled is not None:
             self.store.settle(settled)
 
-    def _idle(self) -> None:
+    def _claim(self, settled: Settle | None) -> list[Item] | None:
+        """Settle and claim; None when the outbox cannot be written (after a pause)."""
         try:
-            due = self.store.next_due()
+            skip = self._servers.skip(self.registry.snapshot, self.clock())
+            items = self.store.settle_and_claim(settled, 1, self.config.lease, skip)
+        except Exception as exc:
+            # A full disk fails every try alike: say so once, then wait between tries.
+            if not self._failing:
+                log.error(
+                    "the outbox cannot be written (%s); retrying every %.0f s",
+                    exc,
+                    self.config.idle_poll,
+                )
+            self._failing = True
+            self._pause(self.config.idle_poll)
+            return None
+        if self._failing:
+            log.info("the outbox is writable again")
+            self._failing = False
+        return items
+
+    def _idle(self) -> None:
+        """Sleep until the next head falls due, or be woken.
+
+        One idle worker keeps the timer for the next due head; the others wait
+        to be woken, so a head falling due wakes one worker, not the whole pool.
+        """
+        now = self.clock()
+        try:
+            due = self.store.next_due(self._servers.skip(self.registry.snapshot, now))
         except sqlite3.Error:
             due = None
-        wait = self.config.idle_poll
-        if due is not None:
-            wait = min(wait, max(0.005, due - self.clock()))
-        self._pause(wait)
+        rest_ends = self._servers.rest_ends(now)
+        if rest_ends is not None:
+            due = rest_ends if due is None else min(due, rest_ends)
+        with self._wake:
+            if self._stopping.is_set():
+                return
+            if due is None or (self._timer is not None and self._timer <= due):
+                self._wake.wait(self.config.idle_poll)
+                return
+            self._timer = due
+            try:
+                self._wake.wait(min(self.config.idle_poll, max(0.005, due - now)))
+            finally:
+                if self._timer == due:
+                    self._timer = None
 
     def _pause(self, seconds: float) -> None:
         with self._wake:
@@ -143,6 +190,19 @@ class Dispatcher:
         delay = self.client.delay_before_send(target, now)
         if delay > 0:
             return Settle(item.id, "pending", "paced: room or token rate limit", now + delay)
+        server = server_of(target.endpoint)
+        if not self._servers.take(server, now):
+            # Since the claim, other workers filled this server's slots or it went down.
+            return Settle(item.id, "pending", item.reason, now)
+        try:
+            settle = self._send(item, notifier, target)
+        finally:
+            if self._servers.give_back(server):
+                self.wake(1)
+        return settle
+
+    def _send(self, item: Item, notifier: Notifier, target: RoomTarget) -> Settle:
+        integration = notifier.integration
         mentions = (item.mention,) if item.mention else ()
         message = render_message(item.event, integration, mentions, count=item.count)
         result = self.client.send(target, message, attempt=max(0, item.attempts - 1))
@@ -150,10 +210,12 @@ class Dispatcher:
         self.on_result(item, result, done)
         if result.ok:
             notifier.state.delivered(item.room_id, done)
+            self._servers.outcome(server_of(target.endpoint), result, done)
             return Settle(item.id, "delivered")
         if result.outcome == "retry":
             wait = result.retry_after if result.retry_after is not None else 1.0
             notifier.state.failed(item.room_id, done, result.reason, permanent=False)
+            self._servers.outcome(server_of(target.endpoint), result, done + wait)
             return Settle(item.id, "pending", result.reason, done + wait)
         notifier.state.failed(item.room_id, done, result.reason, permanent=True)
         log.error("%s: %s: %s (dead-lettered)", integration.uid, target, result.reason)

@@ -61,7 +61,7 @@ class Ingest:
         registry: Registry,
         *,
         clock: Callable[[], float] = time.time,
-        on_enqueued: Callable[[], None] = lambda: None,
+        on_enqueued: Callable[[int], None] = lambda _count: None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -79,7 +79,7 @@ class Ingest:
             for event_id, event, verdicts in zip(ids, events, judged, strict=True):
                 queued += _one(batch, {**event, "id": event_id}, verdicts, now)
         if queued:
-            self.on_enqueued()
+            self.on_enqueued(queued)
         return Accepted(ids, queued)
 
     def flush_due(self) -> int:
@@ -93,7 +93,7 @@ class Ingest:
             with self.store.batch() as batch:
                 queued += _write(batch, routing, now)
         if queued:
-            self.on_enqueued()
+            self.on_enqueued(queued)
         return queued
 
 

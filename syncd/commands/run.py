@@ -29,15 +29,19 @@ def parse_listen(value: str) -> Listen:
     return Listen(host, int(port))
 
 
+MAX_WORKERS = 64
+
+
 @dataclass(frozen=True)
 class RunOptions:
     config_dir: Path
     listen: str = "127.0.0.1:8514"
     state_dir: Path = Path("/var/lib/syncd")
-    workers: int = 4
+    workers: int = 8
     ingest_token_file: Path | None = field(default=None)
     retry_base_delay: float = 1.0
     retry_max_delay: float = 300.0
+    send_timeout: float = 30.0
     max_age: float = 24 * 3600.0
     resync_interval: float = 60.0
     allow_plaintext_tokens: bool = False
@@ -55,8 +59,10 @@ def run(options: RunOptions) -> int:
         raise UsageError(f"--config {options.config_dir} is not a directory")
     if options.max_prune is not None and options.max_prune < 0:
         raise UsageError(f"--max-prune wants 0 or more, got {options.max_prune}")
-    if options.workers < 1:
-        raise UsageError(f"--workers wants 1 or more, got {options.workers}")
+    if not 1 <= options.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers wants 1 to {MAX_WORKERS}, got {options.workers}")
+    if not options.send_timeout > 0:
+        raise UsageError(f"--send-timeout wants more than 0 seconds, got {options.send_timeout:g}")
     config = daemon.DaemonConfig(
         config_dir=options.config_dir,
         state_dir=options.state_dir,
@@ -68,6 +74,7 @@ def run(options: RunOptions) -> int:
         workers=options.workers,
         retry_base=options.retry_base_delay,
         retry_cap=options.retry_max_delay,
+        send_timeout=options.send_timeout,
         max_age=options.max_age,
         reach=options.reach,
         max_prune=options.max_prune,

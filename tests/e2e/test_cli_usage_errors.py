@@ -36,6 +36,22 @@ def test_a_bad_listen_address_is_a_usage_error(config: Path, tmp_path: Path, lis
     assert stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--workers", "0"), "--workers wants 1 to 64, got 0"),
+        (("--workers", "65"), "--workers wants 1 to 64, got 65"),
+        (("--send-timeout", "0"), "--send-timeout wants more than 0 seconds, got 0"),
+        (("--send-timeout", "nan"), "--send-timeout wants more than 0 seconds, got nan"),
+    ],
+)
+def test_worker_count_and_send_timeout_are_checked(
+    config: Path, tmp_path: Path, flags: tuple[str, ...], message: str
+) -> None:
+    code, stderr = run(config, "--state-dir", str(tmp_path / "state"), *flags)
+    assert (code, stderr) == (2, f"syncd run: error: {message}\n")
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as holder:
@@ -188,8 +204,12 @@ def test_an_empty_outbox_in_a_state_dir_that_ran_before_is_reported_loudly(
     (state / "outbox.db").write_bytes(b"")
     second = wait_listening(spawn(config, state, env=ENV))
     try:
-        assert f"error syncd: {state}/outbox.db is empty but this state dir has run before" in (
-            second.log
-        ), second.log
+        lost = f"{state}/outbox.db is empty but this state dir has run before"
+        assert f"error syncd: {lost}" in second.log, second.log
+        assert second.status()["outbox_lost_at_start"].startswith(lost)
+        metrics = requests.get(f"{second.url}/metrics", timeout=10).text
+        assert "\nsyncd_outbox_lost_at_start 1\n" in metrics
+        shown = run_syncd("status", "--url", second.url, cwd=tmp_path, env=ENV)
+        assert f"OUTBOX LOST:        {lost}" in shown.stdout, shown.stdout
     finally:
         second.stop()

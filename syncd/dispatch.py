@@ -65,6 +65,7 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._servers = Servers(self.config.per_server)
         self._timer: float | None = None  # the due time an idle worker sleeps until
+        self._local = threading.local()
         self._failing = False
 
     def start(self) -> None:
@@ -102,6 +103,7 @@ class Dispatcher:
             if items is None:
                 continue
             settled = None
+            self._pass_on_freed_slot(items)
             if not items:
                 self._idle()
                 idle = True
@@ -116,6 +118,17 @@ class Dispatcher:
                 log.exception("delivery of outbox item %d failed", items[0].id)
         if settled is not None:
             self.store.settle(settled)
+
+    def _pass_on_freed_slot(self, claimed: list[Item]) -> None:
+        """This worker freed a slot of a full server: if its own claim did not take
+        that server's next item, another worker may (one wake, not one per send)."""
+        freed: str | None = getattr(self._local, "freed", None)
+        if freed is None:
+            return
+        self._local.freed = None
+        notifier = self.registry.snapshot.notifiers.get(claimed[0].uid) if claimed else None
+        if notifier is None or server_of(notifier.integration.hipchat.endpoint) != freed:
+            self.wake(1)
 
     def _claim(self, settled: Settle | None) -> list[Item] | None:
         """Settle and claim; None when the outbox cannot be written (after a pause)."""
@@ -198,7 +211,7 @@ class Dispatcher:
             settle = self._send(item, notifier, target)
         finally:
             if self._servers.give_back(server):
-                self.wake(1)
+                self._local.freed = server
         return settle
 
     def _send(self, item: Item, notifier: Notifier, target: RoomTarget) -> Settle:

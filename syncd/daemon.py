@@ -149,7 +149,9 @@ class Daemon:
         self.ingest = Ingest(self.outbox, self.registry, on_enqueued=self.dispatcher.wake)
         loader = ConfigLoader(
             semantics.Options(
-                allow_plaintext_tokens=config.allow_plaintext_tokens, reach=config.reach
+                allow_plaintext_tokens=config.allow_plaintext_tokens,
+                reach=config.reach,
+                refuse_plaintext_tokens=True,
             )
         )
         self.reconciler = Reconciler(config.config_dir, config.state_dir, loader, self.registry)

@@ -131,11 +131,12 @@ class _WatchedTLSConnection(_WatchedConnection, HTTPSConnection):
 
 
 def _pool_classes(deadlines: Deadlines) -> Mapping[str, type[HTTPConnectionPool]]:
-    plain = type("WatchedConnection", (_WatchedConnection,), {"deadlines": deadlines})
-    tls = type("WatchedTLSConnection", (_WatchedTLSConnection,), {"deadlines": deadlines})
+    # Named as urllib3 names its own: the names show in connection errors.
+    plain = type("HTTPConnection", (_WatchedConnection,), {"deadlines": deadlines})
+    tls = type("HTTPSConnection", (_WatchedTLSConnection,), {"deadlines": deadlines})
     return {
-        "http": type("WatchedPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
-        "https": type("WatchedTLSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
+        "http": type("HTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+        "https": type("HTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
     }
 
 

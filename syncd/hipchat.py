@@ -227,14 +227,10 @@ class HipChatClient:
         reason = _clip(_scrub(result.reason, secrets))
         if reason != result.reason:
             result = replace(result, reason=reason)
-        level = logging.WARNING if result.outcome == "permanent" else logging.DEBUG
-        log.log(
-            level,
-            "%s: %s (%s)",
-            _scrub(str(target), secrets),
-            result.outcome,
-            result.reason,
-        )
+        # The caller reports what matters (the dispatcher logs dead letters); a
+        # command that runs without logging set up must not get a stray stderr line.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s (%s)", _scrub(str(target), secrets), result.outcome, result.reason)
         return result
 
     def _from_exception(self, exc: requests.RequestException, attempt: int) -> DeliveryResult:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from syncd.hipchat import HipChatClient
-from syncd.hipchat_api import RoomTarget
+from syncd.hipchat_api import DeliveryResult, RoomTarget
 from syncd.message import Message
 from syncd.model import Integration
 from syncd.secrets import SecretError, redact
@@ -30,6 +30,16 @@ def probe_message(integration: Integration) -> Message:
     return Message(text, "text", hc.color, False, hc.sender)
 
 
+def _refusal(result: DeliveryResult, token: str) -> str:
+    """A token rejected is not a server that never answered, nor one that failed."""
+    detail = redact(result.reason, [token])
+    if result.status is None:
+        return f"server unreachable: {detail}"
+    if result.status in (401, 403):
+        return f"token rejected: {detail}"
+    return f"server answered an error: {detail}"
+
+
 def check_rooms(
     integrations: Iterable[Integration], client: HipChatClient, *, send: bool = False
 ) -> Iterator[RoomCheck]:
@@ -43,8 +53,7 @@ def check_rooms(
             target = RoomTarget(integration.hipchat.endpoint, room.id, token)
             result = client.auth_test(target)
             if not result.ok:
-                detail = redact(result.reason, [token])
-                yield RoomCheck(integration.uid, room.id, False, f"token rejected: {detail}")
+                yield RoomCheck(integration.uid, room.id, False, _refusal(result, token))
                 continue
             if not send:
                 yield RoomCheck(integration.uid, room.id, True, "token accepted")

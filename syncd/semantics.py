@@ -24,6 +24,8 @@ _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 class Options:
     allow_plaintext_tokens: bool = False
     reach: Reach = DEFAULT_REACH
+    # What uses the tokens (run, test) refuses a literal one; validate only warns.
+    refuse_plaintext_tokens: bool = False
 
 
 DEFAULT_OPTIONS = Options()
@@ -188,9 +190,11 @@ def _check_token(
     if isinstance(token, dict):
         yield from _check_reach(loaded, (*path, "token"), token, options.reach)
     if isinstance(token, str) and not options.allow_plaintext_tokens:
+        refuse = options.refuse_plaintext_tokens
         yield loaded.diagnostic(
             (*path, "token"),
             "plaintext token: move it to a secret store and reference it with "
-            "{env: NAME}, {file: PATH} or {credential: NAME}",
-            severity="warning",
+            "{env: NAME}, {file: PATH} or {credential: NAME}"
+            + (", or allow it with --allow-plaintext-tokens" if refuse else ""),
+            severity="error" if refuse else "warning",
         )

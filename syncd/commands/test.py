@@ -23,7 +23,9 @@ def test(
     from syncd.hipchat import HipChatClient
     from syncd.roomtest import check_rooms
 
-    options = semantics.Options(allow_plaintext_tokens=allow_plaintext_tokens, reach=reach)
+    options = semantics.Options(
+        allow_plaintext_tokens=allow_plaintext_tokens, reach=reach, refuse_plaintext_tokens=True
+    )
     config = load_valid(config_dir, options)
     chosen = [i for i in config.integrations if not uids or i.uid in uids]
     missing = set(uids) - {i.uid for i in chosen}

@@ -54,6 +54,22 @@ def test_startup_with_an_invalid_config_fails_fast(tmp_path: Path) -> None:
     assert not any("listening on" in line for line in proc.lines)
 
 
+def test_a_literal_token_stops_the_daemon_unless_allowed(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "a.yaml").write_text(minimal("a").replace("{env: HIPCHAT_TOKEN}", TOKEN))
+    refused = spawn(config, tmp_path / "state")
+    assert refused.popen.wait(timeout=20) == 1
+    wait_for(lambda: "plaintext token" in refused.log, what="the refusal in the log")
+    assert "a.yaml:10:18" in refused.log and "--allow-plaintext-tokens" in refused.log
+    assert TOKEN not in refused.log
+    allowed = wait_listening(spawn(config, tmp_path / "state", "--allow-plaintext-tokens"))
+    try:
+        assert list(allowed.status()["integrations"]) == ["a"]
+    finally:
+        allowed.stop()
+
+
 def test_plan_against_the_running_daemon(daemon: tuple[Proc, Path], tmp_path: Path) -> None:
     proc, config = daemon
     same = run_syncd("plan", "--config", str(config), "--against", proc.url, cwd=tmp_path)

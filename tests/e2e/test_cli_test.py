@@ -56,6 +56,44 @@ def test_each_room_is_checked_and_nothing_is_posted(tmp_path: Path) -> None:
         assert server.messages == []
         assert GOOD not in result.stdout + result.stderr
         assert WRONG not in result.stdout + result.stderr
+        assert result.stderr == "", result.stderr  # the 401 leaves no stray log line
+
+
+def test_a_server_that_cannot_be_reached_is_not_a_rejected_token(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    env = {"HIPCHAT_GOOD_TOKEN": GOOD, "HIPCHAT_WRONG_TOKEN": WRONG}
+    result = run_syncd("test", "--config", str(config), "--uid", "other", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stdout.startswith("FAIL other room 11: server unreachable: ConnectionError")
+
+
+def test_a_literal_token_is_refused_unless_allowed(tmp_path: Path) -> None:
+    with HipChatServer({"11": GOOD}, limits=None) as server:
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "a.yaml").write_text(
+            f"""\
+version: 1
+integrations:
+  - uid: ops
+    project: shop
+    name: ops
+    hipchat:
+      endpoint: {server.url}
+      rooms:
+        - {{id: 11, token: {GOOD}}}
+"""
+        )
+        refused = run_syncd("test", "--config", str(config), cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "error: $.integrations[0].hipchat.rooms[0].token: plaintext token" in refused.stdout
+        assert "--allow-plaintext-tokens" in refused.stdout
+        assert GOOD not in refused.stdout + refused.stderr
+        allowed = run_syncd(
+            "test", "--config", str(config), "--allow-plaintext-tokens", cwd=tmp_path
+        )
+        assert allowed.returncode == 0, allowed.stdout
+        assert allowed.stdout == "OK   ops room 11: token accepted\n"
 
 
 def test_send_posts_a_test_notification_to_the_chosen_integration(tmp_path: Path) -> None:

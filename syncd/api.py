@@ -129,6 +129,8 @@ class Api:
         gauges = ConfigGauges(
             last_reload_successful=reg.last_attempt is not None and reg.last_attempt.ok,
             last_success_time=reg.last_success.at if reg.last_success else None,
+            attempts=reg.attempts,
+            failures=reg.failures,
             config_hash=reg.snapshot.config_hash,
             outbox_lost=self.outbox_lost is not None,
         )
@@ -172,7 +174,7 @@ class Api:
         )
 
     def _ready(self, _: Request) -> Response:
-        if self.registry.last_success is None:
+        if not self.registry.snapshot.revision:
             return Response.text(503, "not ready: no config applied yet\n")
         return Response.text(200, "ready\n")
 

@@ -291,7 +291,9 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status = commands.add_parser(
         "status",
         help="show a running daemon's status as a table (or --json)",
-        description="Exit 0 when the daemon answered, 2 when it could not be reached.",
+        description="Exit 0 healthy; 1 degraded (the last reconcile failed, a room is "
+        "unhealthy, dead letters wait, or the outbox was lost at start); 2 when the "
+        "daemon cannot be reached or refuses the token.",
     )
     _add_url(status)
     status.add_argument("--json", action="store_true", help="print the raw JSON")

@@ -47,6 +47,8 @@ class ConfigGauges:
     last_reload_successful: bool
     last_success_time: float | None
     config_hash: str
+    attempts: int = 0
+    failures: int = 0
     outbox_lost: bool = False
 
 
@@ -98,6 +100,16 @@ class Metrics:
         )
         success = config.last_success_time or 0
         out.append(f"syncd_config_last_reload_success_timestamp_seconds {_number(success)}")
+        metric(
+            "syncd_config_reload_attempts_total",
+            "counter",
+            "Configuration reload attempts, by result.",
+        )
+        out.append(
+            f'syncd_config_reload_attempts_total{{result="success"}} '
+            f"{config.attempts - config.failures}"
+        )
+        out.append(f'syncd_config_reload_attempts_total{{result="failure"}} {config.failures}')
         metric("syncd_config_hash", "gauge", "Hash of the currently applied configuration.")
         value = int(config.config_hash[:12], 16) if config.config_hash else 0
         out.append(f"syncd_config_hash {value}")

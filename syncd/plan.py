@@ -49,6 +49,25 @@ class Plan:
             f"{len(self.delete)} to delete, {len(self.keep)} unchanged"
         )
 
+    def done(self) -> str:
+        """What was done, by uid, for the log: ``created a, b; updated c; removed d``."""
+        parts = [
+            f"{verb} {_uids(uids)}"
+            for verb, uids in (
+                ("created", [i.uid for i in self.create]),
+                ("updated", [u.uid for u in self.update]),
+                ("removed", [i.uid for i in self.delete]),
+            )
+            if uids
+        ]
+        return "; ".join(parts) or "no changes"
+
+
+def _uids(uids: Sequence[str], shown: int = 10) -> str:
+    """At most ``shown`` uids, then how many more."""
+    listed = ", ".join(uids[:shown])
+    return listed if len(uids) <= shown else f"{listed} and {len(uids) - shown} more"
+
 
 def plan(desired: Iterable[Integration], active: Mapping[str, Integration]) -> Plan:
     create: list[Integration] = []

@@ -59,6 +59,8 @@ class Reconciler:
     def reconcile(self) -> Outcome:
         """One attempt; whatever goes wrong in it is a failed attempt, never a dead thread."""
         with self._reconciling:
+            last = self.registry.last_attempt
+            failed_before = last is not None and not last.ok
             try:
                 config = self.load(trust_stat=True)
                 self.unsettled = config.unsettled
@@ -71,19 +73,22 @@ class Reconciler:
                 outcome = self.registry.apply(config, revision)
             if outcome.ok and (outcome.changed or not self.last_known_good_dir.exists()):
                 self._to_save = (config, revision)
-            self._log(outcome)
+            self._log(outcome, failed_before)
             return outcome
 
-    def _log(self, outcome: Outcome) -> None:
+    def _log(self, outcome: Outcome, failed_before: bool) -> None:
         if outcome.ok and outcome.plan is not None and outcome.changed:
-            log.info("applied %s: %s", outcome.revision, outcome.plan.summary())
+            log.info("applied %s: %s", outcome.revision, outcome.plan.done())
+        elif outcome.ok and failed_before:
+            log.info("config %s is valid again; it matches the set in use", outcome.revision)
         elif outcome.ok:
             log.debug("reconciled %s: no changes", outcome.revision)
         else:
+            serving = self.registry.snapshot.revision
             log.error(
-                "config %s rejected, keeping %s: %d problem(s)",
+                "config %s rejected%s: %d problem(s)",
                 outcome.revision,
-                self.registry.snapshot.revision or "nothing",
+                f", keeping {serving}" if serving else "",
                 len(outcome.diagnostics),
             )
             for diagnostic in outcome.diagnostics:
@@ -104,7 +109,7 @@ class Reconciler:
         saved = lastgood.load(self.last_known_good_dir, self.loader.options)
         if saved is None:
             return None
-        outcome = self.registry.apply(*saved)
+        outcome = self.registry.restore(*saved)
         if not outcome.ok:
             return None
         log.warning(

@@ -127,6 +127,7 @@ class Registry:
         self.last_success: Outcome | None = None
         self.last_failure: Outcome | None = None
         self.attempts = 0
+        self.failures = 0
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -142,7 +143,14 @@ class Registry:
                 self.last_success = outcome
             else:
                 self.last_failure = outcome
+                self.failures += 1
         return outcome
+
+    def restore(self, config: ConfigSet, revision: str) -> Outcome:
+        """Serve a saved set (the last-known-good) without counting it as an attempt:
+        the attempt that failed stays the last one, in /status and the metrics."""
+        with self._write:
+            return self._apply(config, revision, "")
 
     def _apply(self, config: ConfigSet, revision: str, source: str) -> Outcome:
         now = self._clock()

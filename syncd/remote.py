@@ -78,6 +78,23 @@ def fetch_status(
     return payload
 
 
+def degraded(status: dict[str, Any]) -> bool:
+    """What ``syncd status`` exits 1 for: a failed last reconcile, an unhealthy room,
+    dead letters, or an outbox lost at start."""
+    last = status.get("last_reconcile") or {}
+    integrations = (status.get("integrations") or {}).values()
+    return (
+        not last.get("ok", True)
+        or bool(status.get("outbox_lost_at_start"))
+        or any(_integration_degraded(info) for info in integrations)
+    )
+
+
+def _integration_degraded(info: dict[str, Any]) -> bool:
+    rooms = (info.get("rooms") or {}).values()
+    return bool(info.get("dead_letters")) or any(not h.get("healthy", True) for h in rooms)
+
+
 def _when(value: object) -> str:
     if not isinstance(value, int | float):
         return "-"

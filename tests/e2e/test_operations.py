@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 
 from syncd.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal
@@ -38,7 +39,22 @@ def test_invalid_config_at_start_runs_on_the_last_known_good_set(tmp_path: Path)
     try:
         status = proc.status()
         assert sorted(status["integrations"]) == ["a", "b"]
+        # The set served is the saved one; the attempt that counts is the one that failed.
+        assert status["applied_revision"] != status["attempted_revision"]
+        assert status["last_reconcile"]["ok"] is False
+        assert status["last_reconcile"]["diagnostics"][0].startswith(f"{config}/b.yaml:9:15")
         assert status["last_failure"]["diagnostics"][0].startswith(f"{config}/b.yaml:9:15")
+        metrics = requests.get(f"{proc.url}/metrics", timeout=10).text
+        assert "\nsyncd_config_last_reload_successful 0\n" in metrics
+        assert "\nsyncd_config_last_reload_success_timestamp_seconds 0\n" in metrics
+        assert '\nsyncd_config_reload_attempts_total{result="failure"} 1\n' in metrics
+        assert '\nsyncd_config_reload_attempts_total{result="success"} 0\n' in metrics
+        assert requests.get(f"{proc.url}/readyz", timeout=10).status_code == 200
+        shown = run_syncd("status", "--url", proc.url, cwd=tmp_path)
+        assert shown.returncode == 1
+        assert "last reconcile:     FAILED" in shown.stdout
+        rejected = next(line for line in proc.lines if "rejected" in line)
+        assert "keeping" not in rejected  # nothing was served yet when it was rejected
         assert "started on the last-known-good set" in proc.log
     finally:
         proc.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from syncd.daemon import Daemon, DaemonConfig
 from syncd.plan import Plan
 from syncd.registry import Snapshot
 from tests.support.configs import minimal, write_files
+from tests.support.daemons import running_daemon
 from tests.support.gitrepo import GitRepo
 from tests.support.waiting import wait_for
 
@@ -210,3 +212,20 @@ def test_ready_and_health(running: tuple[Daemon, Recorder]) -> None:
     registry = requests.get(daemon.server.url + "/v1/registry", timeout=5).json()
     assert [i["uid"] for i in registry["integrations"]] == ["a"]
     assert "daemon-test-token" not in str(registry)
+
+
+def test_a_return_to_the_set_in_use_is_logged_at_info(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HIPCHAT_TOKEN", "room-token")
+    caplog.set_level(logging.INFO, logger="syncd")
+    with running_daemon(tmp_path) as daemon:
+        broken = tmp_path / "config" / "b.yaml"
+        broken.write_text("version: 1\nintegrations: [{uid: b}]\n")
+        outcome = daemon.reload(timeout=20)
+        assert outcome is not None and not outcome.ok
+        broken.unlink()
+        again = daemon.reload(timeout=20)
+        assert again is not None and again.ok and not again.changed
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert f"config {again.revision} is valid again; it matches the set in use" in infos

@@ -32,6 +32,15 @@ def test_create_update_delete_keep() -> None:
     assert result.keep == (a,)
     assert result.changed
     assert result.summary() == "1 to create, 1 to update, 1 to delete, 1 unchanged"
+    assert result.done() == "created d; updated b; removed c"
+
+
+def test_what_was_done_names_ten_uids_then_counts() -> None:
+    many = [make(f"u{n:02}") for n in range(12)]
+    assert plan(many, {}).done() == (
+        "created u00, u01, u02, u03, u04, u05, u06, u07, u08, u09 and 2 more"
+    )
+    assert plan(many, {i.uid: i for i in many}).done() == "no changes"
 
 
 def test_keep_returns_the_active_object_itself() -> None:

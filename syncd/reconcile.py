@@ -40,6 +40,7 @@ class Reconciler:
         self._reconciling = threading.Lock()
         self._to_save: tuple[ConfigSet, str] | None = None
         self.unsettled: tuple[str, ...] = ()
+        self.revisions = git.Revisions()
 
     def load(self, *, trust_stat: bool) -> ConfigSet:
         try:
@@ -64,7 +65,7 @@ class Reconciler:
             try:
                 config = self.load(trust_stat=True)
                 self.unsettled = config.unsettled
-                revision = git.revision(self.config_dir, config.digest)
+                revision = self.revisions.revision(self.config_dir, config.digest)
                 outcome = self.registry.apply(config, revision, source=str(self.config_dir))
             except Exception as exc:
                 log.exception("reconcile failed")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from syncd.configset import discover
 from syncd.debounce import LockIdentity
+from syncd.git import worktree
 from syncd.loader import read_regular
 
 __all__ = ["WatchTarget", "fingerprint_dir", "git_index_lock", "lock_identity", "resolve_target"]
@@ -54,13 +55,13 @@ def git_index_lock(start: Path) -> str | None:
     Worktrees (git-sync checks out into them) and submodules have a ``.git``
     file naming their private git dir, where their index lives.
     """
-    for directory in (start, *start.parents):
-        dotgit = directory / ".git"
-        if dotgit.is_dir():
-            return str(dotgit / "index.lock")
-        if dotgit.is_file():
-            return _linked_index_lock(dotgit)
-    return None
+    top = worktree(start)
+    if top is None:
+        return None
+    dotgit = top / ".git"
+    if dotgit.is_dir():
+        return str(dotgit / "index.lock")
+    return _linked_index_lock(dotgit)
 
 
 def _linked_index_lock(dotgit: Path) -> str | None:

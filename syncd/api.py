@@ -170,6 +170,10 @@ class Api:
                 "accepted": len(accepted.ids),
                 "ids": list(accepted.ids),
                 "notifications": accepted.notifications,
+                "events": [
+                    {"id": e.id, "notifications": e.queued, "why": list(e.why)}
+                    for e in accepted.events
+                ],
             },
         )
 

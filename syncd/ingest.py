@@ -26,9 +26,19 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class EventResult:
+    """One event's notifications, and per integration of its project, why."""
+
+    id: str
+    queued: int
+    why: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Accepted:
     ids: tuple[str, ...]
     notifications: int
+    events: tuple[EventResult, ...] = ()
 
 
 _EXAMPLE_TIME = "2026-11-26T09:14:03Z"
@@ -74,13 +84,15 @@ class Ingest:
         now = self.clock()
         ids = tuple(uuid.uuid4().hex for _ in events)
         judged = [judge(event, by_project.get(event["project"], ())) for event in events]
-        queued = 0
+        results = []
         with self.store.batch() as batch:
             for event_id, event, verdicts in zip(ids, events, judged, strict=True):
-                queued += _one(batch, {**event, "id": event_id}, verdicts, now)
+                routing = _one(batch, {**event, "id": event_id}, verdicts, now)
+                results.append(EventResult(event_id, len(routing.items), routing.notes))
+        queued = sum(r.queued for r in results)
         if queued:
             self.on_enqueued(queued)
-        return Accepted(ids, queued)
+        return Accepted(ids, queued, tuple(results))
 
     def flush_due(self) -> int:
         """Send what aggregated in windows whose frequency has passed."""
@@ -101,19 +113,19 @@ def _active_by_project(snapshot: Snapshot) -> dict[str, list[Integration]]:
     by_project: dict[str, list[Integration]] = {}
     for notifier in snapshot.notifiers.values():
         integration = notifier.integration
-        if integration.state != "stopped":
-            by_project.setdefault(integration.project, []).append(integration)
+        by_project.setdefault(integration.project, []).append(integration)
     return by_project
 
 
-def _one(batch: Batch, event: Mapping[str, Any], judged: Sequence[Judged], now: float) -> int:
+def _one(batch: Batch, event: Mapping[str, Any], judged: Sequence[Judged], now: float) -> Routing:
     seen_first = batch.first_seen(event["project"], event["fingerprint"], now)
     flagged = event.get("new_group")
     new_group = seen_first if flagged is None else bool(flagged)
     keys = window_keys(judged, event["fingerprint"], new_group)
     windows = {key: batch.window(key) for key in keys}
     routing = route_event(event, judged, new_group=new_group, windows=windows, now=now)
-    return _write(batch, routing, now)
+    _write(batch, routing, now)
+    return routing
 
 
 def _write(batch: Batch, routing: Routing, now: float) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from syncd import rules
@@ -21,14 +22,17 @@ from syncd.store import NewItem, StoredWindow, Window, WindowUpdate
 
 @dataclass(frozen=True)
 class Judged:
-    """An integration whose actions let the event notify, and the mentions they add."""
+    """What an integration's actions decided: may the event notify, with what
+    mention, and which action decided (its index; None when none matched)."""
 
     integration: Integration
     mention: str | None = None
+    notify: bool = True
+    rule: int | None = None
 
 
 def judge(event: Mapping[str, Any], integrations: Sequence[Integration]) -> tuple[Judged, ...]:
-    """Each integration's actions on the event; only those that may notify remain.
+    """Each integration's actions on the event, in the integrations' order.
 
     Ingest calls this before it opens a store batch, so no regex ever runs
     while the write lock is held.
@@ -37,8 +41,7 @@ def judge(event: Mapping[str, Any], integrations: Sequence[Integration]) -> tupl
     judged = []
     for integration in integrations:
         verdict = rules.evaluate_actions(integration.actions, attributes)
-        if verdict.notify:
-            judged.append(Judged(integration, verdict.mention))
+        judged.append(Judged(integration, verdict.mention, verdict.notify, verdict.rule))
     return tuple(judged)
 
 
@@ -49,6 +52,8 @@ class Routing:
     items: tuple[NewItem, ...] = ()
     windows: tuple[WindowUpdate, ...] = ()
     drop: tuple[str, ...] = ()
+    # Why, per integration, for the sender: "uid: throttled until ...".
+    notes: tuple[str, ...] = ()
 
 
 def window_keys(judged: Sequence[Judged], fingerprint: str, new_group: bool) -> list[str]:
@@ -56,6 +61,7 @@ def window_keys(judged: Sequence[Judged], fingerprint: str, new_group: bool) -> 
     return [
         rules.window_key(j.integration, fingerprint)
         for j in judged
+        if j.notify
         if j.integration.trigger.frequency and rules.is_candidate(j.integration.trigger, new_group)
     ]
 
@@ -77,24 +83,46 @@ def _route_one(
 ) -> Routing:
     integration = judged.integration
     trigger = integration.trigger
-    if not rules.is_candidate(trigger, new_group):
-        return Routing()
+    skipped = _skipped(judged, new_group)
+    if skipped is not None:
+        return Routing(notes=(f"{integration.uid}: {skipped}",))
     key = rules.window_key(integration, event["fingerprint"])
     window = windows.get(key, rules.EMPTY) if trigger.frequency else rules.EMPTY
     decision = rules.on_event(trigger, window, now, candidate=True)
     items = _items(integration, event, decision.count, judged.mention)
     routing_items = items if decision.kind == "send" else ()
+    due = rules.due_at(trigger, decision.window)
+    note = f"{integration.uid}: " + (
+        f"queued for {len(items)} room(s)" if routing_items else f"throttled until {_iso(due)}"
+    )
     if not trigger.frequency:
-        return Routing(routing_items)
+        return Routing(routing_items, notes=(note,))
     update = WindowUpdate(
         key,
         integration.uid,
         decision.window,
-        rules.due_at(trigger, decision.window),
+        due,
         event if decision.kind == "aggregate" else None,
         judged.mention,
     )
-    return Routing(routing_items, (update,))
+    return Routing(routing_items, (update,), notes=(note,))
+
+
+def _skipped(judged: Judged, new_group: bool) -> str | None:
+    """Why an integration takes no part, if it does not."""
+    if judged.integration.state == "stopped":
+        return "stopped, nothing is queued"
+    if not judged.notify:
+        return f"filtered by actions[{judged.rule}]"
+    if not rules.is_candidate(judged.integration.trigger, new_group):
+        return "not a new error group (trigger: group)"
+    return None
+
+
+def _iso(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def route_event(
@@ -110,6 +138,8 @@ def route_event(
     return Routing(
         tuple(item for part in parts for item in part.items),
         tuple(update for part in parts for update in part.windows),
+        notes=tuple(note for part in parts for note in part.notes)
+        or (f"no integration for project {event['project']}",),
     )
 
 

@@ -45,15 +45,21 @@ def build_event(
 
 
 def emit(url: str, event: Mapping[str, object], *, token: str | None = None) -> int:
-    """Exit 0 when the daemon accepted the event, 1 when it refused it."""
+    """Exit 0 when the daemon accepted the event for an integration, 1 when it refused
+    it or no integration serves the event's project."""
     from syncd.remote import emit as post
 
     status, answer = post(url, dict(event), token=token)
-    if status == 202:
-        print(f"accepted {answer['ids'][0]}: {answer['notifications']} notification(s) queued")
-        return EXIT_OK
-    _print_refusal(status, answer)
-    return EXIT_FAILED
+    if status != 202:
+        _print_refusal(status, answer)
+        return EXIT_FAILED
+    print(f"accepted {answer['ids'][0]}: {answer['notifications']} notification(s) queued")
+    results = answer.get("events") or [{}]
+    why = [str(line) for line in results[0].get("why", [])]
+    for line in why:
+        print(f"  {line}")
+    unmatched = why[:1] == [f"no integration for project {event.get('project')}"]
+    return EXIT_FAILED if unmatched else EXIT_OK
 
 
 def _print_refusal(status: int, answer: Any) -> None:

@@ -196,7 +196,15 @@ def test_emit_command(setup: tuple[Path, Path], hipchat: HipChatServer, tmp_path
         )
         assert ok.returncode == 0, ok.stderr
         assert "2 notification(s) queued" in ok.stdout
+        assert "\n  shop-trace: queued for 2 room(s)\n" in ok.stdout
         hipchat.wait_for_messages(2, timeout=30)
+        nobody = run_syncd(
+            "emit", "--url", proc.url, "--project", "nosuch", "--fingerprint", "x", cwd=tmp_path
+        )
+        assert nobody.returncode == 1
+        assert nobody.stdout.endswith(
+            ": 0 notification(s) queued\n  no integration for project nosuch\n"
+        )
         refused = run_syncd(
             "emit", "--url", proc.url, "--project", "", "--fingerprint", "x", cwd=tmp_path
         )

@@ -62,7 +62,25 @@ def test_a_filtered_event_neither_queues_nor_touches_a_window() -> None:
         actions=[{"action": "filter", "attribute": "env", "regex": "^staging$"}],
         trigger={"event": "group", "frequency": "5m"},
     )
-    assert route([filtered], attributes={"env": "staging"}) == Routing()
+    assert route([filtered], attributes={"env": "staging"}) == Routing(
+        notes=("ops: filtered by actions[0]",)
+    )
+
+
+def test_each_integration_says_why_it_queued_or_not() -> None:
+    throttled = integration("slow", trigger={"event": "trace", "frequency": "5m"})
+    window = {"slow\0fp": Window(last_sent=900.0)}
+    stopped = integration("off", state="stopped")
+    group = integration("groups")
+    result = route([integration("ops"), throttled, stopped, group], new_group=False, windows=window)
+    assert result.notes == (
+        "ops: not a new error group (trigger: group)",
+        "slow: throttled until 1970-01-01T00:20:00Z",
+        "off: stopped, nothing is queued",
+        "groups: not a new error group (trigger: group)",
+    )
+    assert route([integration(rooms=2)]).notes == ("ops: queued for 2 room(s)",)
+    assert route([]).notes == ("no integration for project shop",)
 
 
 def test_a_mention_rides_on_every_item() -> None:
@@ -113,17 +131,20 @@ def test_a_window_of_a_removed_or_unthrottled_integration_is_dropped() -> None:
     assert route_flush(due, integration(), now=1000.0) == Routing(drop=("k",))
 
 
-def test_judging_keeps_only_integrations_whose_actions_let_the_event_notify() -> None:
+def test_judging_says_which_integrations_actions_let_the_event_notify() -> None:
     quiet = integration(
         "quiet", actions=[{"action": "filter", "attribute": "env", "regex": "^staging$"}]
     )
     loud = integration("loud")
     judged = judge(event(attributes={"env": "staging"}), [quiet, loud])
-    assert [j.integration.uid for j in judged] == ["loud"]
+    assert [(j.integration.uid, j.notify, j.rule) for j in judged] == [
+        ("quiet", False, 0),
+        ("loud", True, None),
+    ]
 
 
 def test_a_pattern_that_backtracks_exponentially_elsewhere_is_judged_at_once() -> None:
     # With a backtracking engine this pair takes about 2**40 steps.
     hostile = integration(actions=[{"action": "filter", "attribute": "x", "regex": "^(a+)+$"}])
     judged = judge(event(attributes={"x": "a" * 40 + "!"}), [hostile])
-    assert [j.integration.uid for j in judged] == ["ops"]
+    assert [(j.integration.uid, j.notify) for j in judged] == [("ops", True)]

@@ -337,13 +337,62 @@ def _add_emit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     emit.set_defaults(handler=_emit)
 
 
+def _hipchat_server(args: argparse.Namespace) -> int:
+    from syncd.commands.hipchat_server import serve
+
+    return serve(args.listen, args.rooms, latency_ms=args.latency, fail_rate=args.fail_rate)
+
+
+def _add_hipchat_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    server = commands.add_parser(
+        "hipchat-server",
+        help="run a local HipChat look-alike that prints what it receives",
+        description="Serve HipChat's room notification API (v2) for the rooms given, "
+        "for trying syncd out and for CI. Exit 0 after SIGTERM, 130 on Ctrl-C, 2 on a "
+        "usage error.",
+    )
+    server.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:8080; port 0 picks one)",
+    )
+    server.add_argument(
+        "--room",
+        action="append",
+        required=True,
+        metavar="ID=TOKEN",
+        dest="rooms",
+        help="a room and the token it accepts; repeat for more rooms",
+    )
+    server.add_argument(
+        "--latency", type=float, default=0.0, metavar="MS", help="delay every answer (default 0)"
+    )
+    server.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="answer 503 to this fraction of requests, 0 to 1 (default 0)",
+    )
+    server.set_defaults(handler=_hipchat_server)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncd", description="HipChat integrations as code: validate, plan and run."
     )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_validate, _add_plan, _add_run, _add_test, _add_status, _add_emit):
+    for add in (
+        _add_validate,
+        _add_plan,
+        _add_run,
+        _add_test,
+        _add_status,
+        _add_emit,
+        _add_hipchat_server,
+    ):
         add(commands)
     demo = commands.add_parser(
         "demo", help="run the daemon on the shipped example against a local HipChat look-alike"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import struct
 import threading
@@ -159,13 +160,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(method, None, 413, "Request body too large or without a length")
             return
         parts = urlsplit(self.path)
-        segments = parts.path.split("/")
-        if len(segments) != 5 or segments[:3] != ["", "v2", "room"] or segments[4] != NOTIFY:
+        room_key = _notification_room(parts.path)
+        if room_key is None:
             self._error(method, None, 404, "Resource not found")
             return
-        room = self.state.find_room(unquote(segments[3]))
+        room = self.state.find_room(room_key)
         fault = self.state.take_fault(room)
-        if fault is not None and self._fault_answered(method, room, fault):
+        played = [*self.state.standing_faults(), *([fault] if fault else [])]
+        if any(self._fault_answered(method, room, f) for f in played):
             return
         query = parse_qs(parts.query)
         token = self._authorized(method, room, query)
@@ -315,6 +317,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
+def _notification_room(path: str) -> str | None:
+    """The room of ``/v2/room/{room}/notification``; None for any other path."""
+    segments = path.split("/")
+    if len(segments) != 5 or segments[:3] != ["", "v2", "room"] or segments[4] != NOTIFY:
+        return None
+    return unquote(segments[3])
+
+
 class HipChatServer:
     """A HipChat look-alike on 127.0.0.1 (port chosen by the OS); use it as a context manager.
 
@@ -332,6 +342,7 @@ class HipChatServer:
         allow_query_token: bool = False,
         clock: Callable[[], float] = time.time,
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         if isinstance(rooms, Mapping):
             listed = tuple(
@@ -342,6 +353,7 @@ class HipChatServer:
             listed = tuple(rooms)
         self._state = ServerState(listed, limits, allow_query_token, clock)
         self._host = host
+        self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -356,7 +368,7 @@ class HipChatServer:
     def start(self) -> HipChatServer:
         if self._server is not None:
             return self
-        server = _Server((self._host, 0), _Handler)
+        server = _Server((self._host, self._port), _Handler)
         server.state = self._state
         self._server = server
         self._thread = threading.Thread(
@@ -401,6 +413,20 @@ class HipChatServer:
                 raise KeyError(f"unknown room {room!r}")
             key = found.id
         self._state.queue_fault(key, fault, times)
+
+    def misbehave(
+        self, *, latency: float = 0.0, fail_rate: float = 0.0, seed: int | None = None
+    ) -> None:
+        """Delay every answer by ``latency`` seconds; answer 503 to ``fail_rate`` of requests."""
+        with self._state.lock:
+            self._state.latency = latency
+            self._state.fail_rate = fail_rate
+            self._state.rng = random.Random(seed)
+
+    def on_request(self, listener: Callable[[Attempt, Received | None], None]) -> None:
+        """Call ``listener`` with each request and, if one was accepted, the notification."""
+        with self._state.lock:
+            self._state.listeners.append(listener)
 
     def clear_faults(self) -> None:
         with self._state.lock:

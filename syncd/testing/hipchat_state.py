@@ -6,6 +6,7 @@ consistent record while requests keep arriving.
 from __future__ import annotations
 
 import math
+import random
 import socket
 import threading
 from collections import deque
@@ -48,6 +49,10 @@ class ServerState:
         self.faults: dict[str | None, deque[_Queued]] = {}
         self.windows: dict[tuple[str, str], _Window] = {}
         self.connections: set[socket.socket] = set()
+        self.listeners: list[Callable[[Attempt, Received | None], None]] = []
+        self.latency = 0.0
+        self.fail_rate = 0.0
+        self.rng = random.Random()
 
     def find_room(self, key: str) -> ServerRoom | None:
         for room in self.rooms:
@@ -63,6 +68,15 @@ class ServerState:
         """``fault`` for the next ``times`` requests to the room (None: to any room)."""
         with self.lock:
             self.faults.setdefault(room_id, deque()).append(_Queued(fault, times))
+
+    def standing_faults(self) -> list[Fault]:
+        """The faults every request meets: a delay, and a 503 at the failure rate."""
+        faults = [Fault.slow(self.latency)] if self.latency > 0 else []
+        with self.lock:
+            failing = self.fail_rate > 0 and self.rng.random() < self.fail_rate
+        if failing:
+            faults.append(Fault.server_error(503))
+        return faults
 
     def take_fault(self, room: ServerRoom | None) -> Fault | None:
         with self.lock:
@@ -95,3 +109,6 @@ class ServerState:
             if received is not None:
                 self.received.append(received)
             self.lock.notify_all()
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener(attempt, received)

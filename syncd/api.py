@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from syncd.ingest import Ingest, validate_events
@@ -21,12 +21,51 @@ from syncd.metrics import ConfigGauges, Metrics
 from syncd.model import integration_to_data
 from syncd.registry import Notifier, Outcome, Registry, RoomHealth
 from syncd.server import Handler, Request, Response, Routes
-from syncd.store import Store
+from syncd.store import DeadPick, Item, Store
 
 log = logging.getLogger("syncd")
 
 # One request is one write transaction; its size bounds how long it holds the lock.
 MAX_EVENTS_PER_REQUEST = 1000
+MAX_LISTED = 1000
+
+
+def item_to_data(item: Item) -> dict[str, object]:
+    """An outbox item for people: where it goes and why it waits; not the event's
+    attributes, which may hold what only the room should see."""
+    return {
+        "id": item.id,
+        "uid": item.uid,
+        "room": item.room_id,
+        "state": item.state,
+        "attempts": item.attempts,
+        "reason": item.reason,
+        "created_at": item.created_at,
+        "next_attempt_at": item.next_attempt_at if item.state == "pending" else None,
+        "finished_at": item.finished_at,
+        "project": item.event.get("project"),
+        "fingerprint": item.event.get("fingerprint"),
+    }
+
+
+def dead_pick(body: object) -> DeadPick:
+    """``{"ids": [...]}``, or ``{"all_dead": true}`` with an optional ``uid`` and ``room``."""
+    if not isinstance(body, dict):
+        raise ValueError('want a JSON object: {"ids": [...]} or {"all_dead": true}')
+    if body.get("ids") is not None:
+        return DeadPick(ids=_ids(body["ids"]))
+    if body.get("all_dead") is not True:
+        raise ValueError("give ids, or all_dead: true (with uid and room to narrow it)")
+    uid, room = body.get("uid"), body.get("room")
+    if not all(v is None or isinstance(v, str) for v in (uid, room)):
+        raise ValueError("uid and room want strings")
+    return DeadPick(uid=uid, room_id=room)
+
+
+def _ids(ids: object) -> tuple[int, ...]:
+    if not isinstance(ids, list) or not ids or not all(type(i) is int for i in ids):
+        raise ValueError("ids wants a non-empty list of outbox item ids")
+    return tuple(ids)
 
 
 def outcome_to_data(outcome: Outcome | None) -> dict[str, object] | None:
@@ -48,23 +87,33 @@ def outcome_to_data(outcome: Outcome | None) -> dict[str, object] | None:
     return data
 
 
-def _notifier_status(notifier: Notifier, depth: int) -> dict[str, object]:
+def _notifier_status(
+    notifier: Notifier, depth: int, dead: Mapping[tuple[str, str], int]
+) -> dict[str, object]:
     integration = notifier.integration
+    rooms = {
+        room.id: {
+            **asdict(notifier.state.rooms.get(room.id, RoomHealth())),
+            "dead_letters": dead.get((integration.uid, room.id), 0),
+        }
+        for room in integration.rooms
+    }
     return {
         "state": integration.state,
         "project": integration.project,
         "name": integration.name,
         "generation": notifier.generation,
         "queue_depth": depth,
-        "rooms": {
-            room.id: asdict(notifier.state.rooms.get(room.id, RoomHealth()))
-            for room in integration.rooms
-        },
+        "dead_letters": sum(n for (uid, _), n in dead.items() if uid == integration.uid),
+        "rooms": rooms,
     }
 
 
 def status_document(
-    registry: Registry, depth: dict[str, int], outbox_lost: str | None = None
+    registry: Registry,
+    depth: dict[str, int],
+    outbox_lost: str | None = None,
+    dead: Mapping[tuple[str, str], int] | None = None,
 ) -> dict[str, object]:
     """What ``/status`` answers and ``syncd status`` shows."""
     snap = registry.snapshot
@@ -79,7 +128,8 @@ def status_document(
         "outbox_depth": sum(depth.values()),
         "outbox_lost_at_start": outbox_lost,
         "integrations": {
-            uid: _notifier_status(n, depth.get(uid, 0)) for uid, n in snap.notifiers.items()
+            uid: _notifier_status(n, depth.get(uid, 0), dead or {})
+            for uid, n in snap.notifiers.items()
         },
     }
 
@@ -94,6 +144,7 @@ class Api:
     stopping: Callable[[], bool]
     ingest_token: str | None = field(default=None, repr=False)
     outbox_lost: str | None = None
+    wake: Callable[[int], None] = lambda _count: None
 
     def routes(self) -> Routes:
         """With an ingest token set, every route but the two probes requires it."""
@@ -103,6 +154,8 @@ class Api:
             ("GET", "/status"): self._status,
             ("POST", "/v1/events"): self._events,
             ("GET", "/metrics"): self._metrics,
+            ("GET", "/v1/outbox"): self._outbox,
+            ("POST", "/v1/outbox/retry"): self._retry,
         }
         return {
             ("GET", "/healthz"): lambda _: Response.text(200, "ok\n"),
@@ -134,7 +187,10 @@ class Api:
             config_hash=reg.snapshot.config_hash,
             outbox_lost=self.outbox_lost is not None,
         )
-        text = self.metrics.render(gauges, sum(self.store.depth().values()))
+        dead: dict[str, int] = {}
+        for (uid, _room), count in self.store.dead_letters().items():
+            dead[uid] = dead.get(uid, 0) + count
+        text = self.metrics.render(gauges, sum(self.store.depth().values()), dead)
         return Response.text(200, text, "text/plain; version=0.0.4")
 
     def _events(self, request: Request) -> Response:
@@ -177,6 +233,39 @@ class Api:
             },
         )
 
+    def _outbox(self, request: Request) -> Response:
+        """Dead letters or pending notifications, oldest first; no event bodies."""
+        state = request.query.get("state", ["dead"])[0]
+        if state not in ("dead", "pending"):
+            return Response.error(400, f"state wants dead or pending, got {state!r}")
+        uid = request.query.get("uid", [None])[0]
+        try:
+            limit = int(request.query.get("limit", ["100"])[0])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LISTED:
+            return Response.error(400, f"limit wants 1 to {MAX_LISTED}")
+        items = self.store.listing("dead" if state == "dead" else "pending", uid, limit)
+        return Response.json(200, {"items": [item_to_data(item) for item in items]})
+
+    def _retry(self, request: Request) -> Response:
+        try:
+            pick = dead_pick(request.json())
+        except ValueError as exc:
+            return Response.error(400, str(exc))
+        items = self.store.retry_dead(pick)
+        for item in items:
+            log.info(
+                "%s room %s: dead letter %d queued again on request (was: %s)",
+                item.uid,
+                item.room_id,
+                item.id,
+                item.reason,
+            )
+        if items:
+            self.wake(len(items))
+        return Response.json(200, {"retried": [item.id for item in items]})
+
     def _ready(self, _: Request) -> Response:
         if not self.registry.snapshot.revision:
             return Response.text(503, "not ready: no config applied yet\n")
@@ -208,5 +297,7 @@ class Api:
         )
 
     def _status(self, _: Request) -> Response:
-        document = status_document(self.registry, self.store.depth(), self.outbox_lost)
+        document = status_document(
+            self.registry, self.store.depth(), self.outbox_lost, self.store.dead_letters()
+        )
         return Response.json(200, document)

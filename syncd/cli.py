@@ -337,6 +337,59 @@ def _add_emit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     emit.set_defaults(handler=_emit)
 
 
+def _outbox_list(args: argparse.Namespace) -> int:
+    from syncd.commands.outbox import list_items
+
+    return list_items(
+        args.url, dead=not args.pending, uid=args.uid, limit=args.limit, token=_client_token(args)
+    )
+
+
+def _outbox_retry(args: argparse.Namespace) -> int:
+    from syncd.commands.outbox import retry
+
+    return retry(
+        args.url,
+        args.ids,
+        all_dead=args.all_dead,
+        uid=args.uid,
+        room=args.room,
+        token=_client_token(args),
+    )
+
+
+def _add_outbox(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    outbox = commands.add_parser(
+        "outbox",
+        help="list a running daemon's dead letters (or queue), and send dead letters again",
+    )
+    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "list",
+        help="dead letters (default) or pending notifications, oldest first",
+        description="Exit 0 when the daemon answered, 2 when it could not be reached.",
+    )
+    which = listing.add_mutually_exclusive_group()
+    which.add_argument("--dead", action="store_true", help="dead letters (the default)")
+    which.add_argument("--pending", action="store_true", help="notifications still to send")
+    listing.add_argument("--uid", help="only this integration")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    _add_url(listing)
+    listing.set_defaults(handler=_outbox_list)
+    again = actions.add_parser(
+        "retry",
+        help="queue dead letters again: by id, or --all-dead [--uid UID] [--room ROOM]",
+        description="Exit 0 when dead letters were queued again, 1 when none matched, "
+        "2 on a usage error or when the daemon could not be reached.",
+    )
+    again.add_argument("ids", type=int, nargs="*", metavar="ID")
+    again.add_argument("--all-dead", action="store_true", help="every dead letter that matches")
+    again.add_argument("--uid", help="with --all-dead: only this integration")
+    again.add_argument("--room", help="with --all-dead: only this room")
+    _add_url(again)
+    again.set_defaults(handler=_outbox_retry)
+
+
 def _hipchat_server(args: argparse.Namespace) -> int:
     from syncd.commands.hipchat_server import serve
 
@@ -391,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_test,
         _add_status,
         _add_emit,
+        _add_outbox,
         _add_hipchat_server,
     ):
         add(commands)

@@ -184,6 +184,7 @@ class Daemon:
             stopping=self._stop.is_set,
             ingest_token=config.ingest_token,
             outbox_lost=outbox_lost,
+            wake=self.dispatcher.wake,
         )
         try:
             self.server = HTTPServer(config.host, config.port, api.routes())

@@ -23,7 +23,7 @@ from syncd.hipchat import HipChatClient
 from syncd.hipchat_api import DeliveryResult, RoomTarget
 from syncd.housekeeping import orphaned
 from syncd.message import render_message
-from syncd.registry import Notifier, Registry
+from syncd.registry import DEGRADED_AFTER, Notifier, Registry
 from syncd.servers import Servers, server_of
 from syncd.store import Item, Settle, Store
 
@@ -41,6 +41,14 @@ class DispatchConfig:
     def per_server(self) -> int:
         """Sends one HipChat server may have in flight: half the workers, rounded up."""
         return (self.workers + 1) // 2
+
+
+def _retry_level(failures: int) -> int:
+    """Warning when a room turns degraded, then at 8, 16, 32... failures in a row:
+    an outage is visible without a line per attempt."""
+    if failures == DEGRADED_AFTER or (failures >= 8 and failures & (failures - 1) == 0):
+        return logging.WARNING
+    return logging.INFO
 
 
 class Dispatcher:
@@ -227,9 +235,24 @@ class Dispatcher:
             return Settle(item.id, "delivered")
         if result.outcome == "retry":
             wait = result.retry_after if result.retry_after is not None else 1.0
-            notifier.state.failed(item.room_id, done, result.reason, permanent=False)
+            failures = notifier.state.failed(item.room_id, done, result.reason, permanent=False)
             self._servers.outcome(server_of(target.endpoint), result, done + wait)
+            log.log(
+                _retry_level(failures),
+                "%s room %s: %s; retrying in %.1f s (%d failed attempt(s) in a row)",
+                integration.uid,
+                item.room_id,
+                result.reason,
+                wait,
+                failures,
+            )
             return Settle(item.id, "pending", result.reason, done + wait)
         notifier.state.failed(item.room_id, done, result.reason, permanent=True)
-        log.error("%s: %s: %s (dead-lettered)", integration.uid, target, result.reason)
+        log.error(
+            "%s room %s: %s (dead-lettered; `syncd outbox retry %d` sends it again)",
+            integration.uid,
+            item.room_id,
+            result.reason,
+            item.id,
+        )
         return Settle(item.id, "dead", result.reason)

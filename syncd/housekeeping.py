@@ -98,7 +98,14 @@ class Housekeeping:
         self.ingest.flush_due()
         if time.monotonic() - self._last_expiry > EXPIRY_INTERVAL:
             self._last_expiry = time.monotonic()
-            expired = self.store.expire(self.max_age)
-            if expired:
-                log.warning("%d notification(s) expired undelivered", expired)
+            for expired in self.store.expire(self.max_age):
+                log.warning(
+                    "%s room %s: %d notification(s) expired undelivered after %.0f s "
+                    "(dead-lettered; last error: %s)",
+                    expired.uid,
+                    expired.room_id,
+                    expired.count,
+                    self.max_age,
+                    expired.last_reason or "none",
+                )
             self.store.prune_finished(KEEP_FINISHED)

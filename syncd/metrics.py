@@ -80,7 +80,9 @@ class Metrics:
                 key = (uid, failure_reason(result))
                 self.failures[key] = self.failures.get(key, 0) + 1
 
-    def render(self, config: ConfigGauges, outbox_depth: int) -> str:
+    def render(
+        self, config: ConfigGauges, outbox_depth: int, dead_letters: Mapping[str, int]
+    ) -> str:
         out: list[str] = []
 
         def metric(name: str, kind: str, help_text: str) -> None:
@@ -129,6 +131,13 @@ class Metrics:
                 out.append(f"syncd_notifications_failed_total{labels} {count}")
             metric("syncd_outbox_depth", "gauge", "Notifications waiting to be delivered.")
             out.append(f"syncd_outbox_depth {outbox_depth}")
+            metric(
+                "syncd_outbox_dead_letters",
+                "gauge",
+                "Notifications given up on (permanent failure or --max-age), by integration.",
+            )
+            for uid, count in sorted(dead_letters.items()):
+                out.append(f"syncd_outbox_dead_letters{_labels({'integration': uid})} {count}")
             metric(
                 "syncd_outbox_lost_at_start",
                 "gauge",

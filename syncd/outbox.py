@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from syncd.store import (
+    DeadPick,
+    Expired,
     Item,
     ItemState,
     NewItem,
@@ -401,24 +403,68 @@ class Outbox:
         rows = self._read("SELECT DISTINCT uid FROM heads")
         return {uid for (uid,) in rows}
 
-    def expire(self, max_age: float) -> int:
-        """Dead-letter what has waited longer than ``max_age``, keeping the last reason."""
+    def expire(self, max_age: float) -> list[Expired]:
+        """Dead-letter what has waited longer than ``max_age``, keeping the last reason;
+        returns what expired, per room."""
         now = self.clock()
         with self._transaction() as db:
             rooms = db.execute(
-                "SELECT DISTINCT uid, room_id FROM outbox WHERE state = 'pending' "
-                "AND created_at < ?",
+                "SELECT uid, room_id, count(*), max(id) FROM outbox WHERE state = 'pending' "
+                "AND created_at < ? GROUP BY uid, room_id",
                 (now - max_age,),
             ).fetchall()
-            count = db.execute(
+            expired = [
+                Expired(
+                    uid,
+                    room_id,
+                    count,
+                    db.execute("SELECT reason FROM outbox WHERE id = ?", (last,)).fetchone()[0],
+                )
+                for uid, room_id, count, last in rooms
+            ]
+            db.execute(
                 "UPDATE outbox SET state = 'dead', finished_at = ?, "
                 "reason = 'expired after ' || ? || ' s: ' || coalesce(reason, 'never delivered') "
                 "WHERE state = 'pending' AND created_at < ?",
                 (now, int(max_age), now - max_age),
-            ).rowcount
-            for uid, room_id in rooms:
+            )
+            for uid, room_id, _, _ in rooms:
                 _refresh_head(db, uid, room_id)
-            return count
+            return expired
+
+    def dead_letters(self) -> dict[tuple[str, str], int]:
+        """Dead letters per integration and room."""
+        rows = self._read(
+            "SELECT uid, room_id, count(*) FROM outbox WHERE state = 'dead' GROUP BY uid, room_id"
+        )
+        return {(uid, room_id): count for uid, room_id, count in rows}
+
+    def listing(self, state: ItemState, uid: str | None = None, limit: int = 100) -> list[Item]:
+        """Up to ``limit`` items in ``state``, oldest first, of one integration or all."""
+        where, params = "state = ?", [str(state)]
+        if uid is not None:
+            where, params = where + " AND uid = ?", [*params, uid]
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY id LIMIT ?", [*params, limit]
+        )
+        return [Item.from_row(r) for r in rows]
+
+    def retry_dead(self, pick: DeadPick) -> list[Item]:
+        """Dead letters queued again, each in its room's order (by id), as if just
+        accepted: attempts from zero, and ``--max-age`` counted from now."""
+        where, params = _dead_where(pick)
+        now = self.clock()
+        with self._transaction() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE {where}", params).fetchall()
+            items = [Item.from_row(r) for r in rows]
+            db.executemany(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                "created_at = ?, finished_at = NULL, lease_until = NULL WHERE id = ?",
+                [(now, now, item.id) for item in items],
+            )
+            for uid, room_id in sorted({(item.uid, item.room_id) for item in items}):
+                _refresh_head(db, uid, room_id)
+        return items
 
     def prune_finished(self, older_than: float) -> int:
         with self._transaction() as db:
@@ -473,6 +519,18 @@ _HEADS_SCAN = (
     "CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) ELSE next_attempt_at END "
     "FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY uid, room_id"
 )
+
+
+def _dead_where(pick: DeadPick) -> tuple[str, list[Any]]:
+    where, params = ["state = 'dead'"], list[Any]()
+    if pick.ids:
+        where.append(f"id IN ({','.join('?' * len(pick.ids))})")
+        params.extend(pick.ids)
+    for column, value in (("uid", pick.uid), ("room_id", pick.room_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return " AND ".join(where), params
 
 
 def _rebuild_heads(db: sqlite3.Connection) -> None:

@@ -22,9 +22,17 @@ from syncd.secrets import SecretError, SecretRef
 log = logging.getLogger(__name__)
 
 
+DEGRADED_AFTER = 3  # failed attempts in a row that make a room degraded
+
+
 @dataclass
 class RoomHealth:
+    """``healthy`` is False after a permanent failure; ``degraded`` after
+    ``DEGRADED_AFTER`` failed attempts in a row; a delivery clears both."""
+
     healthy: bool = True
+    degraded: bool = False
+    failures: int = 0  # failed attempts since the last delivery
     last_delivery: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
@@ -47,14 +55,19 @@ class RuntimeState:
         with self.lock:
             health = self.rooms.setdefault(room_id, RoomHealth())
             health.healthy, health.last_delivery = True, at
+            health.degraded, health.failures = False, 0
             self.counters["delivered"] = self.counters.get("delivered", 0) + 1
 
-    def failed(self, room_id: str, at: float, reason: str, *, permanent: bool) -> None:
+    def failed(self, room_id: str, at: float, reason: str, *, permanent: bool) -> int:
+        """Record a failed attempt; returns the failed attempts in a row."""
         with self.lock:
             health = self.rooms.setdefault(room_id, RoomHealth())
             health.last_error, health.last_error_at = reason, at
+            health.failures += 1
+            health.degraded = health.failures >= DEGRADED_AFTER
             if permanent:
                 health.healthy = False
+            return health.failures
 
 
 @dataclass(frozen=True)

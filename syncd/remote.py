@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -79,8 +80,8 @@ def fetch_status(
 
 
 def degraded(status: dict[str, Any]) -> bool:
-    """What ``syncd status`` exits 1 for: a failed last reconcile, an unhealthy room,
-    dead letters, or an outbox lost at start."""
+    """What ``syncd status`` exits 1 for: a failed last reconcile, an unhealthy or
+    degraded room, dead letters, or an outbox lost at start."""
     last = status.get("last_reconcile") or {}
     integrations = (status.get("integrations") or {}).values()
     return (
@@ -92,7 +93,65 @@ def degraded(status: dict[str, Any]) -> bool:
 
 def _integration_degraded(info: dict[str, Any]) -> bool:
     rooms = (info.get("rooms") or {}).values()
-    return bool(info.get("dead_letters")) or any(not h.get("healthy", True) for h in rooms)
+    return bool(info.get("dead_letters")) or any(_health(h) != "ok" for h in rooms)
+
+
+def fetch_outbox(
+    base_url: str,
+    state: str,
+    *,
+    uid: str | None = None,
+    limit: int = 100,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> list[dict[str, Any]]:
+    """``GET /v1/outbox``: dead letters or pending notifications, oldest first."""
+    query = {"state": state, "limit": str(limit), **({"uid": uid} if uid else {})}
+    url = base_url.rstrip("/") + "/v1/outbox?" + urlencode(query)
+    response = _get(url, token, timeout)
+    payload = _answer(url, response)
+    items: list[dict[str, Any]] = payload["items"]
+    return items
+
+
+def retry_dead(
+    base_url: str, body: dict[str, Any], *, token: str | None = None, timeout: float = 10.0
+) -> list[int]:
+    """``POST /v1/outbox/retry``; the ids queued again."""
+    url = base_url.rstrip("/") + "/v1/outbox/retry"
+    try:
+        response = requests.post(url, json=body, headers=_auth(token), timeout=timeout)
+    except requests.RequestException as exc:
+        raise RegistryFetchError(f"cannot reach {url}: {type(exc).__name__}") from None
+    retried: list[int] = _answer(url, response)["retried"]
+    return retried
+
+
+def _answer(url: str, response: requests.Response) -> dict[str, Any]:
+    """The JSON of a 200 answer; anything else is the daemon's error, said as it said it."""
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        raise RegistryFetchError(f"{url} answered {response.status_code} without JSON") from None
+    if response.status_code != 200:
+        message = (payload.get("error") or {}).get("message", response.status_code)
+        raise RegistryFetchError(f"{url} answered {response.status_code}: {message}")
+    return payload
+
+
+def clip(text: str, width: int) -> str:
+    """At most ``width`` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip() + "…"
+
+
+def _health(health: dict[str, Any]) -> str:
+    if not health.get("healthy", True):
+        return "UNHEALTHY"
+    return "DEGRADED" if health.get("degraded") else "ok"
 
 
 def _when(value: object) -> str:
@@ -111,9 +170,10 @@ def _room_rows(uid: str, info: dict[str, Any]) -> list[tuple[str, ...]]:
             (
                 *(own if i == 0 else ("", "", "")),
                 room,
-                "ok" if health.get("healthy", True) else "UNHEALTHY",
+                _health(health),
+                str(health.get("dead_letters", 0)),
                 _when(health.get("last_delivery")),
-                str(health.get("last_error") or "-")[:60],
+                clip(str(health.get("last_error") or "-"), 60),
             )
         )
     return rows
@@ -140,7 +200,7 @@ def _reconcile_lines(last: dict[str, Any]) -> list[str]:
 def render_status(status: dict[str, Any]) -> str:
     """The daemon's /status as a table for people."""
     rows: list[tuple[str, ...]] = [
-        ("INTEGRATION", "STATE", "QUEUE", "ROOM", "HEALTH", "LAST DELIVERY", "LAST ERROR")
+        ("INTEGRATION", "STATE", "QUEUE", "ROOM", "HEALTH", "DEAD", "LAST DELIVERY", "LAST ERROR")
     ]
     for uid, info in sorted((status.get("integrations") or {}).items()):
         rows.extend(_room_rows(uid, info))

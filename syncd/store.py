@@ -111,6 +111,25 @@ class Settle:
     retry_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Expired:
+    """Notifications of one room dead-lettered for their age, and the last reason."""
+
+    uid: str
+    room_id: str
+    count: int
+    last_reason: str | None
+
+
+@dataclass(frozen=True)
+class DeadPick:
+    """Which dead letters to queue again: these ids, or all of an integration or room."""
+
+    ids: tuple[int, ...] = ()
+    uid: str | None = None
+    room_id: str | None = None
+
+
 class Batch(Protocol):
     """The reads and writes of one ingest or flush, inside one atomic batch."""
 
@@ -158,7 +177,13 @@ class Store(Protocol):
 
     def undelivered_uids(self) -> set[str]: ...
 
-    def expire(self, max_age: float) -> int: ...
+    def expire(self, max_age: float) -> list[Expired]: ...
+
+    def dead_letters(self) -> dict[tuple[str, str], int]: ...
+
+    def listing(self, state: ItemState, uid: str | None = None, limit: int = 100) -> list[Item]: ...
+
+    def retry_dead(self, pick: DeadPick) -> list[Item]: ...
 
     def prune_finished(self, older_than: float) -> int: ...
 

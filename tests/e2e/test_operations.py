@@ -78,13 +78,14 @@ def test_status_command_prints_a_table(tmp_path: Path) -> None:
             "QUEUE",
             "ROOM",
             "HEALTH",
+            "DEAD",
             "LAST",
             "DELIVERY",
             "LAST",
             "ERROR",
         ]
         row = lines[lines.index(header) + 1].split()
-        assert row[:5] == ["a", "enabled", "0", "1234567", "ok"]
+        assert row[:6] == ["a", "enabled", "0", "1234567", "ok", "0"]
         assert ENV["HIPCHAT_TOKEN"] not in result.stdout
         raw = run_syncd("status", "--url", proc.url, "--json", cwd=tmp_path)
         assert '"applied_revision"' in raw.stdout

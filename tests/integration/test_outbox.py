@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from syncd.outbox import Outbox
-from syncd.store import Item, NewItem, Settle, Window, WindowUpdate
+from syncd.store import DeadPick, Item, NewItem, Settle, Window, WindowUpdate
 
 
 class Clock:
@@ -90,7 +90,9 @@ def test_dead_letter_after_max_age_keeps_the_reason(box: Outbox, clock: Clock) -
     (item,) = box.claim(limit=1, lease=30)
     box.retry(item.id, at=clock.now + 10, reason="HTTP 503 Service Unavailable")
     clock.now += 24 * 3600 + 1
-    assert box.expire(max_age=24 * 3600) == 1
+    (expired,) = box.expire(max_age=24 * 3600)
+    assert (expired.uid, expired.room_id, expired.count) == ("a", "1", 1)
+    assert expired.last_reason == "HTTP 503 Service Unavailable"
     dead = box.get(item_id)
     assert dead is not None and dead.state == "dead"
     assert dead.reason == "expired after 86400 s: HTTP 503 Service Unavailable"
@@ -210,7 +212,7 @@ def test_heads_follow_every_kind_of_write(box: Outbox, clock: Clock) -> None:
     rng = random.Random(7)
     rooms = [(uid, room) for uid in "abc" for room in "12"]
     for _ in range(400):
-        action = rng.randrange(7)
+        action = rng.randrange(8)
         if action <= 1:
             uid, room = rng.choice(rooms)
             put(box, (uid, room, rng.randrange(100)))
@@ -225,6 +227,8 @@ def test_heads_follow_every_kind_of_write(box: Outbox, clock: Clock) -> None:
             box.cancel_integration(rng.choice("abc"), "removed")
         elif action == 5:
             box.expire(max_age=rng.choice([15, 40]))
+        elif action == 6:
+            box.retry_dead(DeadPick(uid=rng.choice("abc")))
         else:
             clock.now += rng.randrange(1, 10)
         assert box.heads_consistent()
@@ -244,3 +248,22 @@ def test_a_file_written_before_the_heads_table_gets_one(tmp_path: Path, clock: C
     reopened = Outbox(path, clock=clock)
     assert reopened.heads_consistent()
     assert sorted(i.event["n"] for i in reopened.claim(limit=10, lease=30)) == [1, 3]
+
+
+def test_dead_letters_are_listed_counted_and_queued_again_in_order(
+    box: Outbox, clock: Clock
+) -> None:
+    put(box, ("a", "1", 1), ("a", "1", 2), ("a", "2", 3), ("b", "1", 4))
+    for item in box.claim(limit=10, lease=30):
+        box.dead(item.id, "HTTP 401 Unauthorized")
+    assert box.dead_letters() == {("a", "1"): 1, ("a", "2"): 1, ("b", "1"): 1}
+    assert [i.event["n"] for i in box.listing("dead", uid="a")] == [1, 3]
+    assert [i.event["n"] for i in box.listing("pending")] == [2]
+    clock.now += 100
+    retried = box.retry_dead(DeadPick(uid="a", room_id="1"))
+    assert [i.event["n"] for i in retried] == [1]
+    again = {i.event["n"]: i for i in box.claim(limit=10, lease=30)}
+    assert sorted(again) == [1]  # room a/1 delivers 1 before 2 again; the others stay dead
+    assert (again[1].attempts, again[1].created_at) == (1, clock.now)
+    assert box.heads_consistent()
+    assert [i.event["n"] for i in box.retry_dead(DeadPick(ids=(999,)))] == []

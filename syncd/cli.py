@@ -35,6 +35,17 @@ def _add_plaintext(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_exclude(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out the YAML files whose path below the directory matches "
+        "(matched from the right: 'k8s/*', '*.values.yaml'); repeatable",
+    )
+
+
 def _add_reach(parser: argparse.ArgumentParser) -> None:
     """What a config may reach; the same flags and meaning on every command that loads one."""
     parser.add_argument(
@@ -96,6 +107,8 @@ def _validate(args: argparse.Namespace) -> int:
         strict=args.strict,
         allow_plaintext_tokens=args.allow_plaintext_tokens,
         reach=_reach(args),
+        exclude=tuple(args.exclude),
+        allow_empty=args.allow_empty,
     )
 
 
@@ -121,6 +134,12 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="output format (default: github under GitHub Actions, else text)",
     )
     validate.add_argument("--strict", action="store_true", help="fail on warnings too")
+    validate.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 when no YAML file is found (by default that is a failure)",
+    )
+    _add_exclude(validate)
     _add_plaintext(validate)
     _add_reach(validate)
     validate.set_defaults(handler=_validate)
@@ -129,7 +148,13 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _plan(args: argparse.Namespace) -> int:
     from syncd.commands.plan import plan
 
-    return plan(args.config, against=args.against, token=_client_token(args), reach=_reach(args))
+    return plan(
+        args.config,
+        against=args.against,
+        token=_client_token(args),
+        reach=_reach(args),
+        exclude=tuple(args.exclude),
+    )
 
 
 def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,6 +167,7 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     _add_config(plan)
     plan.add_argument("--against", metavar="URL", help=f"the daemon's base URL, e.g. {DEFAULT_URL}")
     _add_token_file(plan)
+    _add_exclude(plan)
     _add_reach(plan)
     plan.set_defaults(handler=_plan)
 
@@ -165,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
             log_format=cast(LogFormat, args.log_format),
             reach=_reach(args),
             max_prune=args.max_prune,
+            exclude=tuple(args.exclude),
         )
     )
 
@@ -233,6 +260,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="auto: journal priorities under systemd, else text (default auto)",
     )
     _add_plaintext(run)
+    _add_exclude(run)
     _seconds(
         run,
         "--resync-interval",
@@ -258,6 +286,8 @@ def _test(args: argparse.Namespace) -> int:
         uids=args.uid,
         send=args.send,
         allow_plaintext_tokens=args.allow_plaintext_tokens,
+        reach=_reach(args),
+        exclude=tuple(args.exclude),
     )
 
 
@@ -271,6 +301,7 @@ def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     test.add_argument("--uid", action="append", default=[], help="only this integration")
     test.add_argument("--send", action="store_true", help="also send a test notification")
     _add_plaintext(test)
+    _add_exclude(test)
     _add_reach(test)
     test.set_defaults(handler=_test)
 

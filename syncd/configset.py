@@ -29,7 +29,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from syncd import schema, semantics
 from syncd.diagnostics import Diagnostic, count_errors, json_path
@@ -44,21 +44,23 @@ class PathNotFoundError(UsageError):
     """A path given on the command line does not exist."""
 
 
-def discover(paths: Iterable[Path]) -> list[Path]:
+def discover(paths: Iterable[Path], exclude: Sequence[str] = ()) -> list[Path]:
     """YAML files under ``paths``, sorted, each once; a file named on its own is taken
     whatever its name."""
-    return list(discover_in_roots(paths))
+    return list(discover_in_roots(paths, exclude))
 
 
-def discover_in_roots(paths: Iterable[Path]) -> dict[Path, Path]:
+def discover_in_roots(paths: Iterable[Path], exclude: Sequence[str] = ()) -> dict[Path, Path]:
     """Each YAML file found, mapped to the root it must stay inside once links are
-    followed: the directory given, or for a file named on its own, the file."""
+    followed: the directory given, or for a file named on its own, the file. Files
+    in a directory whose path below it matches a glob of ``exclude`` are left out."""
     found: dict[Path, Path] = {}
     for path in paths:
         if path.is_dir():
             root = path.resolve()
             for file in _yaml_under(path, root):
-                found.setdefault(file, root)
+                if not _excluded(file.relative_to(path), exclude):
+                    found.setdefault(file, root)
         elif path.exists() or path.is_symlink():
             found.setdefault(path, path.resolve())
         else:
@@ -81,6 +83,10 @@ def _yaml_under(directory: Path, root: Path) -> Iterator[Path]:
         yield from (Path(top) / f for f in sorted(files) if is_yaml_name(f))
 
 
+def _excluded(relative: Path, exclude: Sequence[str]) -> bool:
+    return any(PurePosixPath(relative.as_posix()).match(glob) for glob in exclude)
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
@@ -101,9 +107,21 @@ class FileResult:
 
 def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
     diagnostics = list(loaded.diagnostics)
-    if loaded.ok:
+    if loaded.ok and _foreign(loaded.data):
+        diagnostics.append(
+            Diagnostic(
+                loaded.path,
+                1,
+                1,
+                "",
+                "not an integrations file: it has neither 'version' nor 'integrations'; "
+                "leave it out with --exclude GLOB",
+            )
+        )
+    elif loaded.ok:
         diagnostics.extend(schema.schema_diagnostics(loaded))
         diagnostics.extend(semantics.check_file_rules(loaded, options))
+        diagnostics = schema.refine_traps(loaded, diagnostics)
     integrations: list[Integration] = []
     if count_errors(diagnostics) == 0:
         for index, item in enumerate(loaded.data["integrations"]):
@@ -116,6 +134,12 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
             integrations.append(integration_from_data(item, locate))
     loaded.release(semantics.unique_key_paths(loaded))
     return FileResult(loaded, tuple(diagnostics), tuple(integrations))
+
+
+def _foreign(data: object) -> bool:
+    """YAML that is something else (a Kubernetes manifest, a CI file): one error, not
+    one per key."""
+    return isinstance(data, dict) and bool(data) and not {"version", "integrations"} & set(data)
 
 
 @dataclass(frozen=True)
@@ -170,7 +194,7 @@ class ConfigLoader:
         self._cache: dict[Path, tuple[_StatKey | None, FileResult]] = {}
 
     def load(self, paths: Iterable[Path], *, trust_stat: bool = True) -> ConfigSet:
-        files = discover_in_roots(paths)
+        files = discover_in_roots(paths, self.options.exclude)
         results = [self._file(path, root, trust_stat) for path, root in files.items()]
         for gone in set(self._cache) - set(files):
             del self._cache[gone]

@@ -65,6 +65,7 @@ class DaemonConfig:
     send_timeout: float = 30.0
     reach: Reach = DEFAULT_REACH
     max_prune: int | None = None
+    exclude: tuple[str, ...] = ()
 
 
 class ConfigurationError(Failure):
@@ -152,6 +153,7 @@ class Daemon:
                 allow_plaintext_tokens=config.allow_plaintext_tokens,
                 reach=config.reach,
                 refuse_plaintext_tokens=True,
+                exclude=config.exclude,
             )
         )
         self.reconciler = Reconciler(config.config_dir, config.state_dir, loader, self.registry)

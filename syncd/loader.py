@@ -61,6 +61,9 @@ class LoadedFile:
     root: Node | None = field(default=None, repr=False)
     text: str = field(default="", repr=False)
     kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    # YAML 1.1 traps: the text as written and the value YAML made of it, whose
+    # suggested fixes the schema step keeps only if they are valid there.
+    traps: dict[DataPath, tuple[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -304,11 +307,21 @@ def _reader_error(exc: yaml.reader.ReaderError, loaded: LoadedFile) -> Diagnosti
 def _syntax_error(exc: yaml.MarkedYAMLError, loaded: LoadedFile) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, col = loaded.inside(mark.line + 1, mark.column + 1) if mark else (1, 1)
+    if mark is not None and _tab_at(loaded.text, mark.line, mark.column):
+        # libyaml says "found character that cannot start any token"; say what it is.
+        return Diagnostic(
+            loaded.path, line, col, "", "YAML syntax: a tab; YAML indents with spaces only"
+        )
     problem = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.problem:
         problem = f"{exc.context}, {exc.problem}"
     problem = " ".join(problem.split())
     return Diagnostic(loaded.path, line, col, "", f"YAML syntax: {problem}")
+
+
+def _tab_at(text: str, line: int, column: int) -> bool:
+    lines = text.split("\n")
+    return line < len(lines) and lines[line][column : column + 1] == "\t"
 
 
 def _text_line_col(text: str, position: int) -> tuple[int, int]:
@@ -441,6 +454,7 @@ class _Builder:
             return text
         if is_yaml11_trap(node.tag, text):
             literal = json_literal(value) if node.tag == BOOL else repr(value)
+            self.loaded.traps[path] = (text, value)
             self.error(
                 node,
                 path,

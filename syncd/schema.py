@@ -10,6 +10,8 @@ import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping
+from copy import deepcopy
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -18,8 +20,9 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from syncd.diagnostics import Diagnostic
+from syncd.diagnostics import Diagnostic, json_path
 from syncd.loader import DataPath, LoadedFile, describe_value
+from syncd.yamlvalues import json_literal
 
 INTEGRATIONS = "integrations.schema.json"
 EVENT = "event.schema.json"
@@ -136,7 +139,8 @@ def _value_message(error: ValidationError) -> str | None:
     kind, value = error.validator, error.instance
     expected: Any = error.validator_value
     if kind == "enum":
-        return f"{_short(value)} is not one of: {', '.join(str(v) for v in expected)}"
+        listed = f"{_short(value)} is not one of: {', '.join(str(v) for v in expected)}"
+        return listed + _closest(value, expected)
     if kind == "const":
         return f"must be {json.dumps(expected)}, got {_short(value)}"
     if kind == "pattern":
@@ -147,6 +151,15 @@ def _value_message(error: ValidationError) -> str | None:
     if kind == "uniqueItems":
         return f"has duplicate items: {_short(value)}"
     return None
+
+
+def _closest(value: object, allowed: list[Any]) -> str:
+    """`` (did you mean 'gray'?)`` when a valid text is close to the one given."""
+    words = [v for v in allowed if isinstance(v, str)]
+    if not isinstance(value, str) or not words:
+        return ""
+    close = difflib.get_close_matches(value.lower(), words, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _size_message(error: ValidationError) -> str | None:
@@ -209,16 +222,56 @@ def _missing_keys(error: ValidationError) -> Iterator[str]:
             yield custom if isinstance(custom, str) else f"missing key {key!r}"
 
 
+def refine_traps(loaded: LoadedFile, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """A YAML 1.1 trap's message suggests quoting the text or writing the value YAML
+    read; keep only the suggestions the schema accepts at that place."""
+    better: dict[str, str] = {}
+    for path, (text, value) in loaded.traps.items():
+        if not path:
+            continue  # the whole file is one scalar: not an integrations file anyway
+        text_errors = _errors_with(loaded.data, path, text)
+        value_errors = _errors_with(loaded.data, path, value)
+        if text_errors and value_errors:
+            better[json_path(path)] = f"neither is valid here: {_message(text_errors[0])}"
+        elif text_errors:
+            better[json_path(path)] = f"write {json_literal(value)}"
+        elif value_errors:
+            better[json_path(path)] = f'quote it ("{text}")'
+    return [_with_fix(d, better[d.path]) if d.path in better else d for d in diagnostics]
+
+
+def _with_fix(diagnostic: Diagnostic, fix: str) -> Diagnostic:
+    if not diagnostic.message.startswith("YAML 1.1 reads"):
+        return diagnostic
+    head = diagnostic.message.split(";", 1)[0]
+    return replace(diagnostic, message=f"{head}; {fix}")
+
+
+def _errors_with(data: Any, path: DataPath, value: object) -> list[ValidationError]:
+    """The schema's errors at ``path`` with ``value`` put there."""
+    copy = deepcopy(data)
+    node = copy
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return [
+        leaf
+        for top in validator(INTEGRATIONS).iter_errors(copy)
+        for leaf in _leaves(top)
+        if tuple(leaf.absolute_path) == path
+    ]
+
+
 def schema_diagnostics(loaded: LoadedFile, schema_name: str = INTEGRATIONS) -> list[Diagnostic]:
     """Each schema error placed in the file; none where the loader already reported
     the value (a YAML trap there would only be explained twice)."""
-    out: list[Diagnostic] = []
+    out: dict[Diagnostic, None] = {}  # each once: several errors may name one problem
     for top in validator(schema_name).iter_errors(loaded.data):
         for error in _leaves(top):
             path: DataPath = tuple(error.absolute_path)
             if not _already_reported(loaded, path):
-                out.extend(_error_diagnostics(loaded, path, error))
-    return out
+                out.update(dict.fromkeys(_error_diagnostics(loaded, path, error)))
+    return list(out)
 
 
 def _already_reported(loaded: LoadedFile, path: DataPath) -> bool:

@@ -7,7 +7,7 @@ unique, ``name`` unique within a project), checked again on every load.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,8 @@ class Options:
     reach: Reach = DEFAULT_REACH
     # What uses the tokens (run, test) refuses a literal one; validate only warns.
     refuse_plaintext_tokens: bool = False
+    # Globs of files discovery leaves out (--exclude), matched from the right.
+    exclude: tuple[str, ...] = ()
 
 
 DEFAULT_OPTIONS = Options()
@@ -55,36 +57,43 @@ def unique_key_paths(loaded: LoadedFile) -> Iterator[DataPath]:
         yield ("integrations", index, "name")
 
 
+Place = tuple[LoadedFile, DataPath]
+
+
 def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
-    """``uid`` across all files and ``name`` within a project; positions only on a clash."""
-    out: list[Diagnostic] = []
-    uids: dict[str, tuple[LoadedFile, DataPath]] = {}
-    names: dict[tuple[str, str], tuple[LoadedFile, DataPath]] = {}
+    """``uid`` across all files and ``name`` within a project; positions only on a clash.
+
+    A clash is reported at every place, each naming the others: the file an edit
+    touched is not always the one that sorts last.
+    """
+    uids: dict[str, list[Place]] = {}
+    names: dict[tuple[str, str], list[Place]] = {}
     for loaded in files:
         for index, item in _integrations(loaded):
             base = ("integrations", index)
             uid, project, name = item.get("uid"), item.get("project"), item.get("name")
             if isinstance(uid, str):
-                here = (loaded, (*base, "uid"))
-                first = uids.setdefault(uid, here)
-                if first is not here:
-                    out.append(
-                        loaded.diagnostic(
-                            here[1], f"duplicate uid {uid!r}; first defined at {_at(first)}"
-                        )
-                    )
+                uids.setdefault(uid, []).append((loaded, (*base, "uid")))
             if isinstance(project, str) and isinstance(name, str):
-                here = (loaded, (*base, "name"))
-                first = names.setdefault((project, name), here)
-                if first is not here:
-                    out.append(
-                        loaded.diagnostic(
-                            here[1],
-                            f"duplicate name {name!r} in project {project!r}; "
-                            f"first defined at {_at(first)}",
-                        )
-                    )
-    return out
+                names.setdefault((project, name), []).append((loaded, (*base, "name")))
+    return [
+        *_clashes({f"duplicate uid {uid!r}": places for uid, places in uids.items()}),
+        *_clashes(
+            {
+                f"duplicate name {name!r} in project {project!r}": places
+                for (project, name), places in names.items()
+            }
+        ),
+    ]
+
+
+def _clashes(groups: Mapping[str, list[Place]]) -> Iterator[Diagnostic]:
+    for what, places in groups.items():
+        if len(places) < 2:
+            continue
+        for here in places:
+            others = ", ".join(_at(there) for there in places if there is not here)
+            yield here[0].diagnostic(here[1], f"{what}; also defined at {others}")
 
 
 def check_file_rules(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:

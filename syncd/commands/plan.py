@@ -19,9 +19,11 @@ def plan(
     against: str | None = None,
     token: str | None = None,
     reach: Reach = DEFAULT_REACH,
+    exclude: tuple[str, ...] = (),
 ) -> int:
     """Exit 0 when nothing would change, 1 when something would."""
-    config = load_valid(config_dir, semantics.Options(allow_plaintext_tokens=True, reach=reach))
+    options = semantics.Options(allow_plaintext_tokens=True, reach=reach, exclude=exclude)
+    config = load_valid(config_dir, options)
     active: dict[str, Integration] = {}
     if against:
         # The HTTP client is imported only by the commands that talk to a

@@ -48,6 +48,7 @@ class RunOptions:
     log_format: LogFormat = "auto"
     reach: Reach = DEFAULT_REACH
     max_prune: int | None = None
+    exclude: tuple[str, ...] = ()
 
 
 def run(options: RunOptions) -> int:
@@ -78,5 +79,6 @@ def run(options: RunOptions) -> int:
         max_age=options.max_age,
         reach=options.reach,
         max_prune=options.max_prune,
+        exclude=options.exclude,
     )
     return daemon.run(config, options.log_format)

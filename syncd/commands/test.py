@@ -18,13 +18,17 @@ def test(
     send: bool = False,
     allow_plaintext_tokens: bool = False,
     reach: Reach = DEFAULT_REACH,
+    exclude: tuple[str, ...] = (),
 ) -> int:
     """Exit 0 when every room is OK, 1 when one is not."""
     from syncd.hipchat import HipChatClient
     from syncd.roomtest import check_rooms
 
     options = semantics.Options(
-        allow_plaintext_tokens=allow_plaintext_tokens, reach=reach, refuse_plaintext_tokens=True
+        allow_plaintext_tokens=allow_plaintext_tokens,
+        reach=reach,
+        refuse_plaintext_tokens=True,
+        exclude=exclude,
     )
     config = load_valid(config_dir, options)
     chosen = [i for i in config.integrations if not uids or i.uid in uids]

@@ -107,3 +107,19 @@ def test_plan_against_nothing_and_errors(tmp_path: Path) -> None:
     invalid = run_syncd("plan", "--config", str(tmp_path), cwd=tmp_path)
     assert invalid.returncode == 2
     assert "b.yaml:3:1: error: YAML syntax" in invalid.stdout
+
+
+def test_exclude_leaves_a_foreign_yaml_file_out_of_the_daemons_set(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "a.yaml").write_text(minimal("a"))
+    (config / "deploy.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
+    env = {"HIPCHAT_TOKEN": TOKEN}
+    refused = spawn(config, tmp_path / "state", env=env)
+    assert refused.popen.wait(timeout=20) == 1
+    wait_for(lambda: "not an integrations file" in refused.log, what="the refusal")
+    started = wait_listening(spawn(config, tmp_path / "state", "--exclude", "deploy.yaml", env=env))
+    try:
+        assert list(started.status()["integrations"]) == ["a"]
+    finally:
+        started.stop()

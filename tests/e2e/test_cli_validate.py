@@ -42,15 +42,15 @@ def test_every_error_of_every_file_in_one_run(tmp_path: Path) -> None:
     result = run_syncd("validate", ".", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
+        "a.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'a'; also defined at b.yaml:3:10",
         "a.yaml:9:15: error: $.integrations[0].hipchat.rooms[0].id: 0 is less than the minimum 1",
-        "b.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'a'; first defined at "
-        "a.yaml:3:10",
+        "b.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'a'; also defined at a.yaml:3:10",
         "b.yaml:11:5: error: $.integrations[0].colour: unknown key 'colour' "
         "(expected one of: uid, project, name, state, hipchat, display, actions, trigger)",
         "c.yaml:3:1: error: YAML syntax: while parsing a flow node, did not find expected "
         "node content",
     ]
-    assert result.stderr == "syncd: 4 errors in 3 files (3 files checked)\n"
+    assert result.stderr == "syncd: 5 errors in 3 files (3 files checked)\n"
 
 
 def test_json_format(tmp_path: Path) -> None:
@@ -113,3 +113,48 @@ def test_unreadable_input_never_gives_a_traceback(tmp_path: Path) -> None:
         "bin.yaml:3:115: error: invalid UTF-8 byte 0x80; save as UTF-8",
         "link.yaml:1:1: error: cannot read file: No such file or directory",
     ]
+
+
+def test_each_missing_key_once_and_a_foreign_file_as_one_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "version: 1\nintegrations: [{uid: x}]\n")
+    write(tmp_path, "deploy.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    result = run_syncd("validate", ".", cwd=tmp_path)
+    assert result.stdout.splitlines() == [
+        "a.yaml:2:16: error: $.integrations[0]: missing key 'hipchat'",
+        "a.yaml:2:16: error: $.integrations[0]: missing key 'name'",
+        "a.yaml:2:16: error: $.integrations[0]: missing key 'project'",
+        "deploy.yaml:1:1: error: not an integrations file: it has neither 'version' nor "
+        "'integrations'; leave it out with --exclude GLOB",
+    ]
+    excluded = run_syncd("validate", ".", "--exclude", "deploy.yaml", cwd=tmp_path)
+    assert "deploy.yaml" not in excluded.stdout
+    assert excluded.stderr == "syncd: 3 errors in 1 file (1 file checked)\n"
+
+
+def test_suggestions_are_valid_values_and_tabs_are_named(tmp_path: Path) -> None:
+    text = minimal("a").replace("    hipchat:\n", "    state: on\n    hipchat:\n")
+    text = text.replace("      rooms:\n", "      color: grey\n      notify: yes\n      rooms:\n")
+    write(tmp_path, "a.yaml", text)
+    write(tmp_path, "t.yaml", "version: 1\nintegrations:\n\t- uid: x\n")
+    result = run_syncd("validate", ".", cwd=tmp_path)
+    assert result.stdout.splitlines() == [
+        "a.yaml:6:12: error: $.integrations[0].state: YAML 1.1 reads the unquoted on as the "
+        "boolean true, not the text 'on'; neither is valid here: 'on' is not one of: "
+        "enabled, disabled, stopped",
+        "a.yaml:9:14: error: $.integrations[0].hipchat.color: 'grey' is not one of: yellow, "
+        "green, red, purple, gray, random (did you mean 'gray'?)",
+        "a.yaml:10:15: error: $.integrations[0].hipchat.notify: YAML 1.1 reads the unquoted "
+        "yes as the boolean true, not the text 'yes'; write true",
+        "t.yaml:3:1: error: YAML syntax: a tab; YAML indents with spaces only",
+    ]
+
+
+def test_a_directory_without_yaml_fails_unless_allowed(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    empty = run_syncd("validate", "empty", cwd=tmp_path)
+    assert (empty.returncode, empty.stderr) == (
+        1,
+        "syncd: no YAML files found (--allow-empty to pass)\n",
+    )
+    allowed = run_syncd("validate", "--allow-empty", "empty", cwd=tmp_path)
+    assert allowed.returncode == 0

@@ -66,7 +66,9 @@ def test_kept_files_place_a_later_duplicate_without_their_yaml_tree(tmp_path: Pa
     config = loader.load([tmp_path])
     messages = [f"{d.file}:{d.line}:{d.col}: {d.message}" for d in config.diagnostics]
     first = tmp_path / "a.yaml"
+    second = tmp_path / "b.yaml"
     assert messages == [
-        f"{tmp_path / 'b.yaml'}:3:10: duplicate uid 'shared'; first defined at {first}:4:10"
+        f"{first}:4:10: duplicate uid 'shared'; also defined at {second}:3:10",
+        f"{second}:3:10: duplicate uid 'shared'; also defined at {first}:4:10",
     ]
     assert all(result.loaded.root is None for _, result in loader._cache.values())

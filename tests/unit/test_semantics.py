@@ -8,14 +8,21 @@ from syncd.configset import ConfigSet
 from tests.support.configs import errors, minimal
 
 
-def test_duplicate_uid_across_files_names_the_first(check: Callable[..., ConfigSet]) -> None:
+def test_a_duplicate_uid_is_reported_in_every_file_naming_the_others(
+    check: Callable[..., ConfigSet],
+) -> None:
     config = check(
         ("a.yaml", minimal("ops")),
         ("sub/b.yaml", minimal("ops").replace("name: ops", "name: other")),
+        ("sub/c.yaml", minimal("ops").replace("name: ops", "name: third")),
     )
     assert [str(d) for d in errors(config)] == [
+        "a.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'ops'; "
+        "also defined at sub/b.yaml:3:10, sub/c.yaml:3:10",
         "sub/b.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'ops'; "
-        "first defined at a.yaml:3:10"
+        "also defined at a.yaml:3:10, sub/c.yaml:3:10",
+        "sub/c.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'ops'; "
+        "also defined at a.yaml:3:10, sub/b.yaml:3:10",
     ]
 
 
@@ -23,8 +30,10 @@ def test_duplicate_name_within_a_project(check: Callable[..., ConfigSet]) -> Non
     second = minimal("two").replace("name: two", "name: one")
     config = check(("a.yaml", minimal("one") + "\n".join(second.splitlines()[2:]) + "\n"))
     assert [str(d) for d in errors(config)] == [
+        "a.yaml:5:11: error: $.integrations[0].name: duplicate name 'one' in project "
+        "'checkout'; also defined at a.yaml:13:11",
         "a.yaml:13:11: error: $.integrations[1].name: duplicate name 'one' in project "
-        "'checkout'; first defined at a.yaml:5:11"
+        "'checkout'; also defined at a.yaml:5:11",
     ]
 
 

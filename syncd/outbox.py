@@ -409,18 +409,19 @@ class Outbox:
         now = self.clock()
         with self._transaction() as db:
             rooms = db.execute(
-                "SELECT uid, room_id, count(*), max(id) FROM outbox WHERE state = 'pending' "
+                "SELECT uid, room_id, count(*), min(id) FROM outbox WHERE state = 'pending' "
                 "AND created_at < ? GROUP BY uid, room_id",
                 (now - max_age,),
             ).fetchall()
+            # The oldest is the room's head: the one tried, with the last error.
             expired = [
                 Expired(
                     uid,
                     room_id,
                     count,
-                    db.execute("SELECT reason FROM outbox WHERE id = ?", (last,)).fetchone()[0],
+                    db.execute("SELECT reason FROM outbox WHERE id = ?", (head,)).fetchone()[0],
                 )
-                for uid, room_id, count, last in rooms
+                for uid, room_id, count, head in rooms
             ]
             db.execute(
                 "UPDATE outbox SET state = 'dead', finished_at = ?, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import threading
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from syncd.housekeeping import Housekeeping
+from syncd.ingest import Ingest
 from syncd.outbox import Outbox
+from syncd.registry import Registry
 from syncd.store import DeadPick, Item, NewItem, Settle, Window, WindowUpdate
 
 
@@ -267,3 +271,20 @@ def test_dead_letters_are_listed_counted_and_queued_again_in_order(
     assert (again[1].attempts, again[1].created_at) == (1, clock.now)
     assert box.heads_consistent()
     assert [i.event["n"] for i in box.retry_dead(DeadPick(ids=(999,)))] == []
+
+
+def test_an_expiry_is_logged_with_its_integration_room_and_last_error(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = Outbox(tmp_path / "outbox.db", clock=clock)
+    put(box, ("shop", "42", 1), ("shop", "42", 2))
+    (item,) = box.claim(limit=1, lease=30)
+    box.retry(item.id, at=clock.now + 10, reason="ConnectionError: refused")
+    clock.now += 3601
+    chores = Housekeeping(box, Ingest(box, Registry(), clock=clock), max_age=3600)
+    caplog.set_level(logging.WARNING, logger="syncd")
+    chores.tick()
+    assert [r.getMessage() for r in caplog.records] == [
+        "shop room 42: 2 notification(s) expired undelivered after 3600 s "
+        "(dead-lettered; last error: ConnectionError: refused)"
+    ]

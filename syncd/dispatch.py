@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from syncd.hipchat import HipChatClient
 from syncd.hipchat_api import DeliveryResult, RoomTarget
-from syncd.housekeeping import orphaned
+from syncd.housekeeping import DISABLED, orphaned
 from syncd.message import render_message
 from syncd.registry import DEGRADED_AFTER, Notifier, Registry
 from syncd.servers import Servers, server_of
@@ -35,7 +35,7 @@ class DispatchConfig:
     workers: int = 8
     lease: float = 120.0
     idle_poll: float = 1.0
-    hold_disabled: float = 30.0
+    hold_stopped: float = 30.0  # how often a stopped integration's head is looked at again
 
     @property
     def per_server(self) -> int:
@@ -197,13 +197,11 @@ class Dispatcher:
         if notifier is None:
             return orphaned(item)
         integration = notifier.integration
-        if integration.state == "stopped":
-            return Settle(item.id, "cancelled", "integration stopped")
-        now = self.clock()
         if integration.state == "disabled":
-            return Settle(
-                item.id, "pending", "integration disabled", now + self.config.hold_disabled
-            )
+            return Settle(item.id, "cancelled", DISABLED)
+        now = self.clock()
+        if integration.state == "stopped":
+            return Settle(item.id, "pending", "integration stopped", now + self.config.hold_stopped)
         if item.room_id not in notifier.tokens:
             return Settle(item.id, "cancelled", "room removed from the integration")
         token = notifier.tokens[item.room_id]

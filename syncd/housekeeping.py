@@ -28,6 +28,7 @@ from syncd.store import Item, Settle, Store
 log = logging.getLogger("syncd")
 
 REMOVED = "integration removed"
+DISABLED = "integration disabled"
 EXPIRY_INTERVAL = 60.0
 KEEP_FINISHED = 7 * 24 * 3600.0
 
@@ -60,17 +61,21 @@ class Housekeeping:
     def on_applied(self, plan: Plan, snapshot: Snapshot) -> None:
         for integration in plan.delete:
             self._cancel(integration.uid)
+        for update in plan.update:
+            if update.after.state == "disabled" and update.before.state != "disabled":
+                self._cancel(update.uid, DISABLED)
 
     def cancel_removed(self, snapshot: Snapshot) -> int:
         """Cancel what is queued for integrations the active set no longer has."""
         gone = self.store.undelivered_uids() - set(snapshot.notifiers)
         return sum(self._cancel(uid) for uid in sorted(gone))
 
-    def _cancel(self, uid: str) -> int:
-        cancelled = self.store.cancel_integration(uid, REMOVED)
+    def _cancel(self, uid: str, reason: str = REMOVED) -> int:
+        cancelled = self.store.cancel_integration(uid, reason)
         if cancelled:
+            what = "removed" if reason == REMOVED else "disabled"
             log.warning(
-                "%s removed with %d notification(s) still queued: cancelled", uid, cancelled
+                "%s %s with %d notification(s) still queued: cancelled", uid, what, cancelled
             )
         return cancelled
 

@@ -92,8 +92,11 @@ def _route_one(
     items = _items(integration, event, decision.count, judged.mention)
     routing_items = items if decision.kind == "send" else ()
     due = rules.due_at(trigger, decision.window)
+    held = ", held while stopped" if integration.state == "stopped" else ""
     note = f"{integration.uid}: " + (
-        f"queued for {len(items)} room(s)" if routing_items else f"throttled until {_iso(due)}"
+        f"queued for {len(items)} room(s){held}"
+        if routing_items
+        else f"throttled until {_iso(due)}"
     )
     if not trigger.frequency:
         return Routing(routing_items, notes=(note,))
@@ -110,8 +113,8 @@ def _route_one(
 
 def _skipped(judged: Judged, new_group: bool) -> str | None:
     """Why an integration takes no part, if it does not."""
-    if judged.integration.state == "stopped":
-        return "stopped, nothing is queued"
+    if judged.integration.state == "disabled":
+        return "disabled, nothing is queued"
     if not judged.notify:
         return f"filtered by actions[{judged.rule}]"
     if not rules.is_candidate(judged.integration.trigger, new_group):

@@ -22,8 +22,13 @@ class Verdict:
     """What the actions say about one event."""
 
     notify: bool
-    mention: str | None = None
-    rule: int | None = None  # index of the deciding action; None when none matched
+    mentions: tuple[str, ...] = ()
+    rule: int | None = None  # index of the deciding submit/filter; None when none matched
+
+    @property
+    def mention(self) -> str | None:
+        """The mentions as one line, as a notification carries them."""
+        return " ".join(self.mentions) or None
 
 
 def _matches(action: Action, attributes: Mapping[str, str]) -> bool:
@@ -37,16 +42,21 @@ def _matches(action: Action, attributes: Mapping[str, str]) -> bool:
 
 
 def evaluate_actions(actions: Sequence[Action], attributes: Mapping[str, str]) -> Verdict:
-    """Top to bottom, the last matching action decides; with none matching, notify."""
-    verdict = Verdict(notify=True)
+    """Backtrace's Common Settings: among submit and filter actions the last match,
+    top down, decides, and with none matching the event may notify. Every matching
+    mention adds its target (in order, each once) to a notification that is sent;
+    a mention never decides whether one is."""
+    notify, rule = True, None
+    mentions: list[str] = []
     for index, action in enumerate(actions):
-        if _matches(action, attributes):
-            verdict = Verdict(
-                notify=action.action != "filter",
-                mention=action.target if action.action == "mention" else None,
-                rule=index,
-            )
-    return verdict
+        if not _matches(action, attributes):
+            continue
+        if action.action == "mention":
+            if action.target and action.target not in mentions:
+                mentions.append(action.target)
+        else:
+            notify, rule = action.action == "submit", index
+    return Verdict(notify, tuple(mentions) if notify else (), rule)
 
 
 EMPTY = Window()

@@ -77,7 +77,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     outbox = Outbox(tmp_path / "outbox.db", clock=lambda: time.time())
     client = HipChatClient(backoff_base=0.01, backoff_cap=0.05)
     dispatcher = Dispatcher(
-        outbox, registry, client, DispatchConfig(workers=2, idle_poll=0.05, hold_disabled=0.05)
+        outbox, registry, client, DispatchConfig(workers=2, idle_poll=0.05, hold_stopped=0.05)
     )
     ingest = Ingest(outbox, registry, clock=lambda: time.time(), on_enqueued=dispatcher.wake)
     (tmp_path / "config").mkdir()
@@ -162,17 +162,29 @@ def test_aggregation_survives_a_restart(rig: Rig, tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_disabled_holds_and_stopped_drops(rig: Rig) -> None:
-    rig.apply(
-        integration("held", rig.server.url, "    state: disabled\n    trigger: {event: trace}\n"),
-        integration("halted", rig.server.url, "    state: stopped\n    trigger: {event: trace}\n"),
-    )
+def test_stopped_pauses_delivery_and_disabled_queues_nothing(rig: Rig) -> None:
+    trace = "    trigger: {event: trace}\n"
+    off = integration("dark", rig.server.url, "    state: disabled\n" + trace)
+    rig.apply(integration("held", rig.server.url, "    state: stopped\n" + trace), off)
     rig.dispatcher.start()
-    assert rig.send(event()) == 1  # the stopped one does not even queue
-    wait_for(lambda: rig.outbox.items()[0].reason == "integration disabled")
+    numbered = [event(attributes={"n": str(n)}) for n in range(3)]
+    assert rig.send(*numbered) == 3  # the disabled one queues nothing
+    wait_for(lambda: rig.outbox.items()[0].reason == "integration stopped")
     assert rig.server.messages == []
-    rig.apply(integration("held", rig.server.url, "    trigger: {event: trace}\n"))
-    rig.server.wait_for_messages(1)
+    rig.apply(integration("held", rig.server.url, trace), off)
+    rig.server.wait_for_messages(3)
+    assert [t.split("<b>n</b>: ")[1][:1] for t in rig.texts()] == ["0", "1", "2"]
+
+
+def test_a_disabled_integrations_pending_notifications_are_cancelled(rig: Rig) -> None:
+    trace = "    trigger: {event: trace}\n"
+    rig.apply(integration("held", rig.server.url, "    state: stopped\n" + trace))
+    assert rig.send(event()) == 1
+    rig.apply(integration("held", rig.server.url, "    state: disabled\n" + trace))
+    rig.dispatcher.start()
+    wait_for(lambda: rig.outbox.items()[0].state == "cancelled")
+    assert rig.outbox.items()[0].reason == "integration disabled"
+    assert rig.server.messages == []
 
 
 def test_retries_keep_the_order_of_each_room(rig: Rig) -> None:

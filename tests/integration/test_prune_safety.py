@@ -42,7 +42,7 @@ def test_removing_more_than_max_prune_integrations_is_refused(tmp_path: Path) ->
 def test_pruning_an_integration_with_queued_notifications_is_a_warning_with_the_count(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    held = minimal("held") + "    state: disabled\n"
+    held = minimal("held") + "    state: stopped\n"
     config = write_files(tmp_path / "config", ("held.yaml", held), ("a.yaml", minimal("a")))
     daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
     try:

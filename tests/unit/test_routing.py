@@ -70,13 +70,13 @@ def test_a_filtered_event_neither_queues_nor_touches_a_window() -> None:
 def test_each_integration_says_why_it_queued_or_not() -> None:
     throttled = integration("slow", trigger={"event": "trace", "frequency": "5m"})
     window = {"slow\0fp": Window(last_sent=900.0)}
-    stopped = integration("off", state="stopped")
+    stopped = integration("off", state="disabled")
     group = integration("groups")
     result = route([integration("ops"), throttled, stopped, group], new_group=False, windows=window)
     assert result.notes == (
         "ops: not a new error group (trigger: group)",
         "slow: throttled until 1970-01-01T00:20:00Z",
-        "off: stopped, nothing is queued",
+        "off: disabled, nothing is queued",
         "groups: not a new error group (trigger: group)",
     )
     assert route([integration(rooms=2)]).notes == ("ops: queued for 2 room(s)",)

@@ -28,14 +28,32 @@ def test_no_actions_means_every_event_may_notify() -> None:
     assert evaluate_actions([], {}).notify
 
 
-def test_last_match_wins() -> None:
+def test_the_last_matching_submit_or_filter_decides() -> None:
     rules = [F, NYC, PAY]
     assert not evaluate_actions(rules, {"datacenter": "sfo"}).notify
     nyc = evaluate_actions(rules, {"datacenter": "nyc"})
     assert nyc.notify and nyc.mention is None and nyc.rule == 1
-    both = evaluate_actions(rules, {"datacenter": "nyc", "team": "payments"})
-    assert both.notify and both.mention == "@payments" and both.rule == 2
     assert not evaluate_actions([NYC, F], {"datacenter": "nyc"}).notify
+
+
+def test_a_mention_adds_its_target_and_never_decides() -> None:
+    # "A mention adds text mentioning a user": it rides on a notification that is sent.
+    both = evaluate_actions([F, NYC, PAY], {"datacenter": "nyc", "team": "payments"})
+    assert (both.notify, both.mentions, both.rule) == (True, ("@payments",), 1)
+    # A mention after a filter does not turn the filtered event into a notification.
+    dropped = evaluate_actions([F, PAY], {"team": "payments"})
+    assert (dropped.notify, dropped.mentions) == (False, ())
+    # With no submit or filter matching, the event may notify, with its mention.
+    alone = evaluate_actions([NYC, PAY], {"team": "payments"})
+    assert (alone.notify, alone.mentions, alone.rule) == (True, ("@payments",), None)
+
+
+def test_every_matching_mention_adds_its_target_in_order_each_once() -> None:
+    ops = Action("mention", "env", "^prod$", "@ops")
+    rules = [PAY, ops, Action("mention", "*", ".", "@payments")]
+    verdict = evaluate_actions(rules, {"team": "payments", "env": "prod"})
+    assert verdict.mentions == ("@payments", "@ops")
+    assert verdict.mention == "@payments @ops"
 
 
 def test_regex_is_searched_not_anchored() -> None:

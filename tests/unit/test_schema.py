@@ -145,11 +145,15 @@ def test_more_value_errors(check: Callable[..., ConfigSet], extra: str, expected
     assert one(check(("a.yaml", minimal() + extra))) == expected
 
 
-def test_sender_too_long(check: Callable[..., ConfigSet]) -> None:
-    text = minimal().replace("      rooms:", "      from: " + "x" * 26 + "\n      rooms:")
-    assert one(check(("a.yaml", text))) == (
-        "a.yaml:8:13: error: $.integrations[0].hipchat.from: is 26 characters long; "
-        "at most 25 allowed"
+def test_sender_label_is_0_to_64_characters(check: Callable[..., ConfigSet]) -> None:
+    def with_from(value: str) -> str:
+        return minimal().replace("      rooms:", f"      from: '{value}'\n      rooms:")
+
+    assert check(("a.yaml", with_from(""))).valid
+    assert check(("a.yaml", with_from("x" * 64))).valid
+    assert one(check(("a.yaml", with_from("x" * 65)))) == (
+        "a.yaml:8:13: error: $.integrations[0].hipchat.from: is 65 characters long; "
+        "at most 64 allowed"
     )
 
 

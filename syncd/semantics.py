@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from syncd.diagnostics import Diagnostic
 from syncd.loader import DataPath, LoadedFile
+from syncd.model import api_root
 from syncd.patterns import PatternError, compile_pattern
 from syncd.reach import DEFAULT_REACH, Reach, endpoint_problem, env_problem, file_problem
 
@@ -146,6 +147,12 @@ def _check_endpoint(
     problem = endpoint_problem(endpoint, reach)
     if problem is not None:
         yield loaded.diagnostic((*path, "endpoint"), problem)
+    if api_root(endpoint) != endpoint.rstrip("/"):
+        yield loaded.diagnostic(
+            (*path, "endpoint"),
+            f"the API version is added by syncd; {api_root(endpoint)} is used",
+            severity="warning",
+        )
     if not endpoint.startswith("http://"):
         return
     if (urlsplit(endpoint).hostname or "") not in _LOCAL_HOSTS:

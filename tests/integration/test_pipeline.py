@@ -262,3 +262,11 @@ def test_a_restart_does_not_renotify_old_groups(rig: Rig, tmp_path: Path) -> Non
 def test_event_timestamps_are_rfc3339_with_an_offset(timestamp: str, ok: bool) -> None:
     _, problems = validate_events({"project": "p", "fingerprint": "f", "timestamp": timestamp})
     assert [p.path for p in problems] == ([] if ok else ["$.timestamp"])
+
+
+def test_an_endpoint_written_with_its_api_version_is_not_doubled(rig: Rig) -> None:
+    rig.apply(integration("a", rig.server.url + "/v2/", "    trigger: {event: trace}\n"))
+    rig.dispatcher.start()
+    assert rig.send(event()) == 1
+    (received,) = rig.server.wait_for_messages(1)
+    assert received.path == "/v2/room/1001/notification"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from syncd.configset import ConfigSet
 from tests.support.configs import errors, minimal
 
@@ -91,3 +93,19 @@ def test_invalid_set_builds_nothing(check: Callable[..., ConfigSet]) -> None:
     config = check(("a.yaml", minimal("a")), ("b.yaml", "version: 1\nintegrations: [{}]\n"))
     assert not config.valid
     assert config.integrations == ()
+
+
+@pytest.mark.parametrize(
+    "written", ["https://hipchat.example.com/v2", "https://hipchat.example.com/v2/"]
+)
+def test_an_endpoint_with_the_api_version_is_normalised_with_a_warning(
+    check: Callable[..., ConfigSet], written: str
+) -> None:
+    config = check(("a.yaml", minimal().replace("https://hipchat.example.com", written)))
+    assert config.valid
+    (warning,) = config.diagnostics
+    assert str(warning) == (
+        "a.yaml:7:17: warning: $.integrations[0].hipchat.endpoint: the API version is added "
+        "by syncd; https://hipchat.example.com is used"
+    )
+    assert config.integrations[0].hipchat.endpoint == "https://hipchat.example.com"

@@ -24,6 +24,7 @@ from syncd.hipchat_api import DeliveryResult, RoomTarget
 from syncd.housekeeping import DISABLED, orphaned
 from syncd.message import render_message
 from syncd.registry import DEGRADED_AFTER, Notifier, Registry
+from syncd.routing import iso_time
 from syncd.servers import Servers, server_of
 from syncd.store import Item, Settle, Store
 
@@ -223,7 +224,8 @@ class Dispatcher:
     def _send(self, item: Item, notifier: Notifier, target: RoomTarget) -> Settle:
         integration = notifier.integration
         mentions = (item.mention,) if item.mention else ()
-        message = render_message(item.event, integration, mentions, count=item.count)
+        since = iso_time(item.since) if item.since is not None else None
+        message = render_message(item.event, integration, mentions, count=item.count, since=since)
         result = self.client.send(target, message, attempt=max(0, item.attempts - 1))
         done = self.clock()
         self.on_result(item, result, done)

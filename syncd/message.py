@@ -218,11 +218,16 @@ def _link(event: Mapping[str, Any], style: _Style) -> str | None:
     return escaped
 
 
-def _count_line(count: int, since: str | None, style: _Style) -> str | None:
+def _count_line(count: int, since: str | None, per_group: bool, style: _Style) -> str | None:
+    """What a digest stands for: other new groups (``event: group``), or more
+    occurrences of the same error (``event: trace``, per fingerprint)."""
     more = count - 1
     if more <= 0:
         return None
-    noun = "event" if more == 1 else "events"
+    if per_group:
+        noun = "new error group" if more == 1 else "new error groups"
+    else:
+        noun = "occurrence of this error" if more == 1 else "occurrences of this error"
     line = f"and {more} more {noun}"
     if since:
         line += " since " + fit(since, _MAX_SINCE, style.escape)
@@ -342,7 +347,8 @@ def render_message(
     fmt: MessageFormat = "text" if mention_line else hc.message_format
     style = _HTML if fmt == "html" else _TEXT
     head = _present(mention_line, _title(event, integration.display.classifiers, style))
-    tail = _present(_count_line(count, since, style), _link(event, style))
+    per_group = integration.trigger.event == "group"
+    tail = _present(_count_line(count, since, per_group, style), _link(event, style))
     sep = style.line_break
     budget = limit - length(sep.join(head + tail)) - length(sep + ELLIPSIS)
     sections = _sections(event, integration.display, style)

@@ -25,12 +25,12 @@ ANY_ATTRIBUTE = "*"
 _DURATION = re.compile(r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
-
 def api_root(endpoint: str) -> str:
     """The server's root: ``https://host/v2/`` and ``https://host/`` both name
     ``https://host``, since the client adds ``/v2/room/...`` itself."""
     root = endpoint.rstrip("/")
     return root[: -len("/v2")] if root.endswith("/v2") else root
+
 
 def parse_duration(value: str | int) -> int:
     """Seconds in ``30s``, ``5m``, ``1h30m``, ``1d`` or a whole number of seconds."""

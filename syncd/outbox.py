@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     state TEXT NOT NULL DEFAULT 'pending',
     lease_until REAL,
     reason TEXT,
-    finished_at REAL
+    finished_at REAL,
+    since REAL
 );
 DROP INDEX IF EXISTS outbox_room;
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (uid, room_id, id)
@@ -81,7 +82,7 @@ CREATE INDEX IF NOT EXISTS windows_due ON windows (due_at);
 _POOL_SIZE = 8
 _COLUMNS = (
     "id, uid, room_id, event, count, mention, created_at, next_attempt_at, attempts, state, "
-    "lease_until, reason, finished_at"
+    "lease_until, reason, finished_at, since"
 )
 
 
@@ -109,8 +110,17 @@ class SqliteBatch:
         for item in items:
             cursor = self._db.execute(
                 "INSERT INTO outbox (uid, room_id, event, count, mention, created_at, "
-                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (item.uid, item.room_id, _json(item.event), item.count, item.mention, now, now),
+                "next_attempt_at, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.uid,
+                    item.room_id,
+                    _json(item.event),
+                    item.count,
+                    item.mention,
+                    now,
+                    now,
+                    item.since,
+                ),
             )
             assert cursor.lastrowid is not None
             ids.append(cursor.lastrowid)
@@ -187,6 +197,9 @@ class Outbox:
         with self._connection() as conn:
             self._check(conn)
             conn.executescript(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+            if "since" not in columns:  # a file from before digests said since when
+                conn.execute("ALTER TABLE outbox ADD COLUMN since REAL")
         with self._transaction() as db:
             _rebuild_heads(db)
 

@@ -67,10 +67,16 @@ def window_keys(judged: Sequence[Judged], fingerprint: str, new_group: bool) -> 
 
 
 def _items(
-    integration: Integration, event: Mapping[str, Any], count: int, mention: str | None
+    integration: Integration,
+    event: Mapping[str, Any],
+    count: int,
+    mention: str | None,
+    since: float | None = None,
 ) -> tuple[NewItem, ...]:
+    since = since if count > 1 else None
     return tuple(
-        NewItem(integration.uid, room.id, event, count, mention) for room in integration.rooms
+        NewItem(integration.uid, room.id, event, count, mention, since)
+        for room in integration.rooms
     )
 
 
@@ -89,14 +95,14 @@ def _route_one(
     key = rules.window_key(integration, event["fingerprint"])
     window = windows.get(key, rules.EMPTY) if trigger.frequency else rules.EMPTY
     decision = rules.on_event(trigger, window, now, candidate=True)
-    items = _items(integration, event, decision.count, judged.mention)
+    items = _items(integration, event, decision.count, judged.mention, window.pending_since)
     routing_items = items if decision.kind == "send" else ()
     due = rules.due_at(trigger, decision.window)
     held = ", held while stopped" if integration.state == "stopped" else ""
     note = f"{integration.uid}: " + (
         f"queued for {len(items)} room(s){held}"
         if routing_items
-        else f"throttled until {_iso(due)}"
+        else f"throttled until {iso_time(due)}"
     )
     if not trigger.frequency:
         return Routing(routing_items, notes=(note,))
@@ -122,7 +128,8 @@ def _skipped(judged: Judged, new_group: bool) -> str | None:
     return None
 
 
-def _iso(at: float | None) -> str:
+def iso_time(at: float | None) -> str:
+    """A time as messages show it: ``2026-11-26T12:00:00Z``."""
     if at is None:
         return "-"
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -154,6 +161,7 @@ def route_flush(due: StoredWindow, integration: Integration | None, now: float) 
     decision = rules.flush(trigger, due.window, now)
     items: tuple[NewItem, ...] = ()
     if decision.kind == "send" and due.last_event is not None:
-        items = _items(integration, due.last_event, decision.count, due.mention)
+        since = due.window.pending_since
+        items = _items(integration, due.last_event, decision.count, due.mention, since)
     update = WindowUpdate(due.key, due.uid, decision.window, rules.due_at(trigger, decision.window))
     return Routing(items, (update,))

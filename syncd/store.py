@@ -55,6 +55,7 @@ class NewItem:
     event: Mapping[str, Any]
     count: int = 1
     mention: str | None = None
+    since: float | None = None  # a digest: when the first event it stands for came
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Item:
     lease_until: float | None = None
     reason: str | None = None
     finished_at: float | None = None
+    since: float | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Item:

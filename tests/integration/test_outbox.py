@@ -288,3 +288,16 @@ def test_an_expiry_is_logged_with_its_integration_room_and_last_error(
         "shop room 42: 2 notification(s) expired undelivered after 3600 s "
         "(dead-lettered; last error: ConnectionError: refused)"
     ]
+
+
+def test_a_file_from_before_digest_times_gains_the_column(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "outbox.db"
+    put(Outbox(path, clock=clock), ("a", "1", 1))
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE outbox DROP COLUMN since")
+    conn.commit()
+    conn.close()
+    reopened = Outbox(path, clock=clock)
+    with reopened.batch() as batch:
+        batch.enqueue([NewItem("a", "1", {"n": 2}, count=3, since=clock.now - 60)], clock.now)
+    assert [(i.count, i.since) for i in reopened.items()] == [(1, None), (3, clock.now - 60)]

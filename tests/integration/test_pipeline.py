@@ -135,8 +135,11 @@ def test_frequency_aggregates_and_flushes_with_the_count(rig: Rig) -> None:
         assert rig.ingest.flush_due() == 1
     rig.dispatcher.start()
     first, digest = rig.server.wait_for_messages(2)
-    assert "more events" not in str(first.body["message"])
-    assert str(digest.body["message"]).endswith("and 3 more events")
+    assert "more " not in str(first.body["message"])
+    # Four events aggregated from 12:00:30: the last one is shown, with the rest counted.
+    assert str(digest.body["message"]).endswith(
+        "and 3 more occurrences of this error since 2026-11-26T12:00:30Z"
+    )
 
 
 def test_threshold_fires_inside_the_window(rig: Rig) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from syncd.message import ELLIPSIS, MAX_MESSAGE_CHARS, Message, fit, length, render_message
-from syncd.model import Display, HipChat, Integration, Room
+from syncd.model import Display, HipChat, Integration, Room, Trigger
 from syncd.secrets import SecretRef
 
 HOSTILE = "&<>\"'"
@@ -140,11 +140,17 @@ def test_only_http_links_are_linked() -> None:
     assert "<a " not in text and "javascript" not in text
 
 
-def test_aggregated_count_line() -> None:
-    assert "more event" not in render_message(event(), integration()).text
+def test_a_digest_says_what_it_stands_for_per_trigger() -> None:
+    # The default trigger, event: group, aggregates the integration's new groups.
+    assert "more " not in render_message(event(), integration()).text
     text = render_message(event(), integration(), count=42, since="2024-05-01T11:55:00Z").text
-    assert "and 41 more events since 2024-05-01T11:55:00Z" in text
-    assert "and 1 more event<br>" in render_message(event(), integration(), count=2).text
+    assert "and 41 more new error groups since 2024-05-01T11:55:00Z" in text
+    assert "and 1 more new error group<br>" in render_message(event(), integration(), count=2).text
+    # event: trace aggregates the occurrences of one fingerprint.
+    trace = integration(trigger=Trigger(event="trace", frequency=300))
+    text = render_message(event(), trace, count=5, since="2024-05-01T11:55:00Z").text
+    assert "and 4 more occurrences of this error since 2024-05-01T11:55:00Z" in text
+    assert "and 1 more occurrence of this error<br>" in render_message(event(), trace, count=2).text
     with pytest.raises(ValueError):
         render_message(event(), integration(), count=0)
 
@@ -202,7 +208,7 @@ def test_a_message_over_the_limit_is_cut_and_marked() -> None:
     assert msg.text.endswith(ELLIPSIS)
     assert re.search(f"{ELLIPSIS} \\d+ more", msg.text)
     # What never gets dropped: the title, the count and the link.
-    assert "and 4 more events since yesterday" in msg.text
+    assert "and 4 more new error groups since yesterday" in msg.text
     assert '<a href="https://errors.example.com/e/1?a=1&amp;b=2">' in msg.text
     assert_well_formed_html(msg.text)
 

@@ -421,6 +421,42 @@ def _add_outbox(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     again.set_defaults(handler=_outbox_retry)
 
 
+def _rules_test(args: argparse.Namespace) -> int:
+    from syncd.commands.rules import test_event
+
+    return test_event(
+        args.config,
+        args.event,
+        uids=args.uid,
+        new_group=not args.seen_before,
+        exclude=tuple(args.exclude),
+    )
+
+
+def _add_rules(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rules = commands.add_parser("rules", help="see what the Common Settings do with an event")
+    actions = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    test = actions.add_parser(
+        "test",
+        help="per integration: would this event notify, which action decided, the message",
+        description="Nothing is sent and no token is read. Exit 0 when the event would "
+        "notify through at least one integration, 1 when not, 2 on a usage error.",
+    )
+    _add_config(test)
+    test.add_argument(
+        "--event", required=True, metavar="FILE", help="one event as JSON (- for stdin)"
+    )
+    test.add_argument("--uid", action="append", default=[], help="only this integration")
+    test.add_argument(
+        "--seen-before",
+        action="store_true",
+        help="take the fingerprint as seen before (default: a new error group), "
+        "unless the event says new_group",
+    )
+    _add_exclude(test)
+    test.set_defaults(handler=_rules_test)
+
+
 def _hipchat_server(args: argparse.Namespace) -> int:
     from syncd.commands.hipchat_server import serve
 
@@ -476,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_status,
         _add_emit,
         _add_outbox,
+        _add_rules,
         _add_hipchat_server,
     ):
         add(commands)

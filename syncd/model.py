@@ -98,6 +98,7 @@ class Action:
     attribute: str
     regex: str
     target: str | None = None
+    source: Source | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,9 @@ def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None)
             attribute=a["attribute"],
             regex=a["regex"],
             target=a.get("target"),
+            source=where("actions", i),
         )
-        for a in data.get("actions", ())
+        for i, a in enumerate(data.get("actions", ()))
     )
     trig = data.get("trigger", {})
     frequency = trig.get("frequency")

@@ -53,14 +53,7 @@ def test_event(
     options = semantics.Options(allow_plaintext_tokens=True, exclude=exclude)
     config = load_valid(config_dir, options)
     event = read_event(event_file)
-    chosen = [
-        i
-        for i in config.integrations
-        if i.project == event["project"] and (not uids or i.uid in uids)
-    ]
-    missing = set(uids) - {i.uid for i in config.integrations}
-    if missing:
-        raise UsageError(f"no integration {', '.join(sorted(missing))}")
+    chosen = _chosen(config.integrations, event["project"], uids)
     if not chosen:
         print(f"no integration serves project {event['project']}: nothing would notify")
         return EXIT_FAILED
@@ -72,6 +65,15 @@ def test_event(
         sys.stdout.write("\n".join(lines) + "\n\n")
         notified = notified or notifies
     return EXIT_OK if notified else EXIT_FAILED
+
+
+def _chosen(
+    integrations: Sequence[Integration], project: str, uids: Sequence[str]
+) -> list[Integration]:
+    missing = set(uids) - {i.uid for i in integrations}
+    if missing:
+        raise UsageError(f"no integration {', '.join(sorted(missing))}")
+    return [i for i in integrations if i.project == project and (not uids or i.uid in uids)]
 
 
 def explain(

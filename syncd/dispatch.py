@@ -206,7 +206,9 @@ class Dispatcher:
         if item.room_id not in notifier.tokens:
             return Settle(item.id, "cancelled", "room removed from the integration")
         token = notifier.tokens[item.room_id]
-        target = RoomTarget(integration.hipchat.endpoint, item.room_id, token)
+        target = RoomTarget(
+            integration.hipchat.endpoint, item.room_id, token, integration.hipchat.ca_file
+        )
         delay = self.client.delay_before_send(target, now)
         if delay > 0:
             return Settle(item.id, "pending", "paced: room or token rate limit", now + delay)

@@ -208,7 +208,7 @@ class HipChatClient:
                 timeout=self.timeout,
                 allow_redirects=False,
                 proxies=self._proxies(target.url),
-                verify=self._verify,
+                verify=target.ca_file or self._verify,
                 stream=True,
                 cert=None,
             )

@@ -71,6 +71,7 @@ class RoomTarget:
     endpoint: str
     room_id: str
     token: str = field(repr=False)
+    ca_file: str | None = None  # None: the system's CAs (or REQUESTS_CA_BUNDLE)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoint", self.endpoint.rstrip("/"))

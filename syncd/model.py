@@ -79,6 +79,7 @@ class HipChat:
     color: Color = "yellow"
     notify: bool = False
     message_format: MessageFormat = "html"
+    ca_file: str | None = None  # PEM bundle this endpoint's certificate is checked against
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None)
         color=hc.get("color", "yellow"),
         notify=hc.get("notify", False),
         message_format=hc.get("message_format", "html"),
+        ca_file=hc.get("tls", {}).get("ca_file"),
     )
     disp = data.get("display", {})
     display = Display(
@@ -209,6 +211,8 @@ def integration_to_data(integration: Integration) -> dict[str, Any]:
     }
     if hc.sender is not None:
         hipchat["from"] = hc.sender
+    if hc.ca_file is not None:
+        hipchat["tls"] = {"ca_file": hc.ca_file}
     trigger: dict[str, Any] = {"event": integration.trigger.event}
     if integration.trigger.frequency is not None:
         trigger["frequency"] = integration.trigger.frequency

@@ -50,7 +50,9 @@ def check_rooms(
             except SecretError as exc:
                 yield RoomCheck(integration.uid, room.id, False, f"token {room.token}: {exc}")
                 continue
-            target = RoomTarget(integration.hipchat.endpoint, room.id, token)
+            target = RoomTarget(
+                integration.hipchat.endpoint, room.id, token, integration.hipchat.ca_file
+            )
             result = client.auth_test(target)
             if not result.ok:
                 yield RoomCheck(integration.uid, room.id, False, _refusal(result, token))

@@ -7,6 +7,7 @@ unique, ``name`` unique within a project), checked again on every load.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,7 @@ def _check_integration(
     yield from _check_regexes(loaded, base, item)
     hipchat = _as_dict(item.get("hipchat"))
     yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat, options.reach)
+    yield from _check_ca_file(loaded, (*base, "hipchat"), hipchat)
     rooms: DataPath = (*base, "hipchat", "rooms")
     seen_rooms: dict[str, int] = {}
     for r, room in enumerate(_as_list(hipchat.get("rooms"))):
@@ -161,6 +163,33 @@ def _check_endpoint(
             "plain http sends room tokens unencrypted; use https",
             severity="warning",
         )
+
+
+def _check_ca_file(
+    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    """The CA bundle must be there and hold certificates, or every send would fail later."""
+    tls = hipchat.get("tls")
+    ca_file = tls.get("ca_file") if isinstance(tls, dict) else None
+    if not isinstance(ca_file, str) or not ca_file.startswith("/"):
+        return  # the schema reports it
+    problem = ca_bundle_problem(ca_file)
+    if problem is not None:
+        yield loaded.diagnostic((*path, "tls", "ca_file"), problem)
+
+
+def ca_bundle_problem(ca_file: str) -> str | None:
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except FileNotFoundError:
+        return f"no such file: {ca_file}"
+    except ssl.SSLError:
+        return f"{ca_file} holds no PEM certificates"
+    except OSError as exc:
+        return f"cannot read {ca_file}: {exc.strerror or exc}"
+    if not context.get_ca_certs():
+        return f"{ca_file} holds no CA certificates"
+    return None
 
 
 def _check_reach(

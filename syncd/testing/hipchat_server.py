@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -332,6 +333,7 @@ class HipChatServer:
     :class:`ServerRoom` values. ``limits`` enables HipChat's budgets and their
     headers (default: the documented 500 per 5 minutes per token and 30 a
     minute per room); pass ``None`` for neither, e.g. in a bulk benchmark.
+    ``tls`` serves HTTPS with that server context.
     """
 
     def __init__(
@@ -343,6 +345,7 @@ class HipChatServer:
         clock: Callable[[], float] = time.time,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if isinstance(rooms, Mapping):
             listed = tuple(
@@ -354,6 +357,7 @@ class HipChatServer:
         self._state = ServerState(listed, limits, allow_query_token, clock)
         self._host = host
         self._port = port
+        self._tls = tls
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -363,12 +367,14 @@ class HipChatServer:
         if self._server is None:
             raise RuntimeError("the server is not running")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self._tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> HipChatServer:
         if self._server is not None:
             return self
         server = _Server((self._host, self._port), _Handler)
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         server.state = self._state
         self._server = server
         self._thread = threading.Thread(

@@ -112,6 +112,8 @@ def notification_body(message: Message) -> dict[str, Any]:
     }
     if message.sender is not None:
         body["from"] = message.sender
+    if message.card is not None:
+        body["card"] = dict(message.card)
     return body
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from syncd.card import render_card
 from syncd.model import Color, Display, Integration, MessageFormat
 
 MAX_MESSAGE_CHARS = 10_000
@@ -44,6 +45,7 @@ class Message:
     color: Color
     notify: bool
     sender: str | None = None
+    card: Mapping[str, Any] | None = None  # shown instead of the text where clients can
 
 
 def length(text: str) -> int:
@@ -358,6 +360,12 @@ def render_message(
         lines.append(ELLIPSIS)
     text = sep.join(lines)
     assert length(text) <= limit, "message parts exceeded their budget"
+    card = render_card(event, integration) if hc.card else None
     return Message(
-        text=text, message_format=fmt, color=hc.color, notify=hc.notify, sender=hc.sender
+        text=text,
+        message_format=fmt,
+        color=hc.color,
+        notify=hc.notify,
+        sender=hc.sender,
+        card=card,
     )

@@ -80,6 +80,7 @@ class HipChat:
     notify: bool = False
     message_format: MessageFormat = "html"
     ca_file: str | None = None  # PEM bundle this endpoint's certificate is checked against
+    card: bool = False  # also send an application card
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None)
         notify=hc.get("notify", False),
         message_format=hc.get("message_format", "html"),
         ca_file=hc.get("tls", {}).get("ca_file"),
+        card=hc.get("card", False),
     )
     disp = data.get("display", {})
     display = Display(
@@ -208,6 +210,7 @@ def integration_to_data(integration: Integration) -> dict[str, Any]:
         "color": hc.color,
         "notify": hc.notify,
         "message_format": hc.message_format,
+        "card": hc.card,
     }
     if hc.sender is not None:
         hipchat["from"] = hc.sender

@@ -173,7 +173,7 @@ def parse_notification(raw: bytes, content_type: str) -> tuple[dict[str, Any], s
         return {}, "The request body cannot be parsed as JSON"
     if not isinstance(data, dict):
         return {}, "The request body must be a JSON object"
-    return data, _message_problem(data) or _option_problem(data)
+    return data, _message_problem(data) or _option_problem(data) or _card_problem(data)
 
 
 def _message_problem(data: Mapping[str, Any]) -> str | None:
@@ -195,4 +195,54 @@ def _option_problem(data: Mapping[str, Any]) -> str | None:
     sender = data.get("from", "")
     if not isinstance(sender, str) or len(sender) > MAX_FROM:
         return f"from must be a string of at most {MAX_FROM} characters"
+    return None
+
+
+CARD_STYLES = frozenset({"file", "image", "application", "link", "media"})
+MAX_CARD_TITLE = 500
+MAX_CARD_DESCRIPTION = 1000
+MAX_CARD_LABEL = 50
+
+
+def _card_problem(data: Mapping[str, Any]) -> str | None:
+    """The card's required fields and limits, as the send-notification reference gives them."""
+    card = data.get("card")
+    if card is None:
+        return None
+    if not isinstance(card, dict):
+        return "card must be an object"
+    if card.get("style") not in CARD_STYLES:
+        return "card.style must be one of: " + ", ".join(sorted(CARD_STYLES))
+    if not isinstance(card.get("id"), str) or not card["id"]:
+        return "Missing required field 'card.id'"
+    title = card.get("title")
+    if not isinstance(title, str) or not 1 <= len(title) <= MAX_CARD_TITLE:
+        return f"card.title must be 1 to {MAX_CARD_TITLE} characters"
+    return _card_description_problem(card.get("description")) or _card_attributes_problem(
+        card.get("attributes", [])
+    )
+
+
+def _card_description_problem(description: object) -> str | None:
+    if description is None or isinstance(description, str):
+        return None
+    if not isinstance(description, dict) or description.get("format") not in FORMATS:
+        return "card.description must be a string or {value, format: html|text}"
+    value = description.get("value")
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CARD_DESCRIPTION:
+        return f"card.description.value must be 1 to {MAX_CARD_DESCRIPTION} characters"
+    return None
+
+
+def _card_attributes_problem(attributes: object) -> str | None:
+    if not isinstance(attributes, list):
+        return "card.attributes must be a list"
+    for attribute in attributes:
+        value = attribute.get("value") if isinstance(attribute, dict) else None
+        label = value.get("label") if isinstance(value, dict) else None
+        if not isinstance(label, str) or not 1 <= len(label) <= MAX_CARD_LABEL:
+            return f"card.attributes[].value.label must be 1 to {MAX_CARD_LABEL} characters"
+        name = attribute.get("label", "x")
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_CARD_LABEL:
+            return f"card.attributes[].label must be 1 to {MAX_CARD_LABEL} characters"
     return None

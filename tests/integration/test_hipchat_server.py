@@ -237,6 +237,32 @@ def test_close_does_not_wait_for_idle_keep_alive_connections() -> None:
 
 
 def test_records_hold_the_json_body_as_sent(server: HipChatServer) -> None:
-    body = {"message": "<b>x</b> & é", "card": {"style": "application"}}
+    card = {"style": "application", "id": "e1", "title": "KeyError in shop: fp"}
+    body = {"message": "<b>x</b> & é", "card": card}
     post(server, data=json.dumps(body).encode())
     assert server.messages[0].body == body
+
+
+@pytest.mark.parametrize(
+    ("card", "problem"),
+    [
+        ({"id": "e1", "title": "t"}, "card.style must be one of: application, file, image, "),
+        ({"style": "application", "title": "t"}, "Missing required field 'card.id'"),
+        ({"style": "application", "id": "e1"}, "card.title must be 1 to 500 characters"),
+        (
+            {"style": "application", "id": "e1", "title": "t", "description": {"value": "d"}},
+            "card.description must be a string or {value, format: html|text}",
+        ),
+        (
+            {"style": "application", "id": "e1", "title": "t", "attributes": [{"label": "a"}]},
+            "card.attributes[].value.label must be 1 to 50 characters",
+        ),
+    ],
+)
+def test_a_card_missing_what_the_api_requires_is_refused(
+    server: HipChatServer, card: dict[str, object], problem: str
+) -> None:
+    answer = post(server, data=json.dumps({"message": "fallback", "card": card}).encode())
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"].startswith(problem)
+    assert server.messages == []

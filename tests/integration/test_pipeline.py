@@ -273,3 +273,19 @@ def test_an_endpoint_written_with_its_api_version_is_not_doubled(rig: Rig) -> No
     assert rig.send(event()) == 1
     (received,) = rig.server.wait_for_messages(1)
     assert received.path == "/v2/room/1001/notification"
+
+
+def test_a_card_is_sent_with_the_message_as_its_fallback(rig: Rig) -> None:
+    rig.apply(
+        integration("a", rig.server.url, "    trigger: {event: trace}\n").replace(
+            "      rooms:\n", "      card: true\n      rooms:\n"
+        )
+    )
+    rig.dispatcher.start()
+    assert rig.send(event(callstack=["charge() at pay.py:42"])) == 1
+    (received,) = rig.server.wait_for_messages(1)
+    card = received.body["card"]
+    assert (card["style"], card["title"]) == ("application", "KeyError in shop: fp")
+    assert card["description"] == {"value": "charge() at pay.py:42", "format": "text"}
+    assert card["attributes"] == [{"label": "team", "value": {"label": "core"}}]
+    assert "KeyError" in str(received.body["message"])

@@ -1,0 +1,74 @@
+"""The application card: what it takes from the event, under the display settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from syncd.card import render_card
+from syncd.message import render_message
+from syncd.model import Display, HipChat, Integration, Room
+from syncd.secrets import SecretRef
+
+HIPCHAT = HipChat(
+    endpoint="https://hipchat.example.com",
+    rooms=(Room("1", SecretRef("env", "HIPCHAT_TOKEN")),),
+    card=True,
+)
+OPS = Integration(uid="ops", project="shop", name="ops", hipchat=HIPCHAT)
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": "e-1",
+        "project": "shop",
+        "fingerprint": "fp-9",
+        "timestamp": "2026-11-26T12:00:00Z",
+        "classifiers": ["KeyError", "Other"],
+        "callstack": ["charge() at pay.py:42", "main() at app.py:1"],
+        "attributes": {"version": "1.2", "team": "payments", "long": "v" * 80},
+        "hostname": "web-1",
+        "href": "https://errors.example.com/e/1",
+        **fields,
+    }
+
+
+def test_an_application_card_from_the_event() -> None:
+    card = render_card(event(), OPS)
+    assert card == {
+        "style": "application",
+        "format": "medium",
+        "id": "e-1",
+        "title": "KeyError in shop: fp-9",
+        "description": {"value": "charge() at pay.py:42", "format": "text"},
+        "url": "https://errors.example.com/e/1",
+        "attributes": [
+            {"label": "version", "value": {"label": "1.2"}},
+            {"label": "team", "value": {"label": "payments"}},
+            {"label": "long", "value": {"label": "v" * 49 + "…"}},
+            {"label": "host", "value": {"label": "web-1"}},
+        ],
+    }
+
+
+def test_the_display_settings_and_attribute_list_apply() -> None:
+    quiet = replace(
+        OPS,
+        display=Display(
+            classifiers=False, callstack=False, attribute_list=("team",), include_hostname=False
+        ),
+    )
+    card = render_card(event(href="javascript:alert(1)"), quiet)
+    assert card["title"] == "Error in shop: fp-9"
+    assert card["description"] == {"value": "fingerprint fp-9", "format": "text"}
+    assert card["attributes"] == [{"label": "team", "value": {"label": "payments"}}]
+    assert "url" not in card
+    bare = replace(OPS, display=Display(attributes=False, include_hostname=False))
+    assert "attributes" not in render_card(event(), bare)
+
+
+def test_the_message_carries_the_card_and_stays_the_fallback() -> None:
+    message = render_message(event(), OPS)
+    assert message.card is not None and message.card["id"] == "e-1"
+    assert message.text.startswith("<b>Error in shop: KeyError</b>")
+    assert render_message(event(), replace(OPS, hipchat=replace(HIPCHAT, card=False))).card is None

@@ -41,7 +41,7 @@ def integration_yaml(uid: str, name: str) -> str:
   - uid: {uid}
     project: p-{uid}
     name: {name}
-    state: disabled
+    state: stopped
     hipchat:
       endpoint: http://127.0.0.1:9
       rooms:

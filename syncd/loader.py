@@ -58,6 +58,7 @@ class LoadedFile:
     parsed: bool = False
     # Changed while read: the result says nothing about the file and is not kept.
     unsettled: bool = False
+    lf_lines: int = field(default=-1, repr=False)  # lines ended by LF, counted on first use
     root: Node | None = field(default=None, repr=False)
     text: str = field(default="", repr=False)
     kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
@@ -94,8 +95,11 @@ class LoadedFile:
     def inside(self, line: int, col: int) -> tuple[int, int]:
         """A position within the file: libyaml places what it finds at the end of a
         file without a final line break one line past it."""
-        # Every LF ends a line, so this spares splitting the text for most positions.
-        if not self.text or line <= self.text.count("\n") + 1:
+        # Every LF ends a line, so this spares splitting the text for most positions;
+        # the count is taken once per file, not once per position asked for.
+        if self.lf_lines < 0:
+            self.lf_lines = self.text.count("\n") + 1
+        if not self.text or line <= self.lf_lines:
             return line, col
         lines = _TEXT_LINE_BREAK.split(self.text)
         if line <= len(lines):
@@ -270,7 +274,7 @@ def _decode(raw: bytes, loaded: LoadedFile) -> str | None:
 def _parse(text: str, loaded: LoadedFile) -> Node | None:
     """The node tree of a file with one document in it."""
     try:
-        if "&" in text or "*" in text:
+        if _ANCHOR_LIKE.search(text):
             _report_anchors(text, loaded)
         root = _compose(text)
     except yaml.YAMLError as exc:
@@ -329,6 +333,11 @@ def _text_line_col(text: str, position: int) -> tuple[int, int]:
     breaks = list(_TEXT_LINE_BREAK.finditer(head))
     line_start = breaks[-1].end() if breaks else 0
     return len(breaks) + 1, position - line_start + 1
+
+
+# Where an anchor (&name) or alias (*name) token can start: not inside ".*" or "*".
+# A match inside a quoted text only costs the scan that finds nothing.
+_ANCHOR_LIKE = re.compile(r"(?:^|[\s\[{,])[&*][^\s\[\]{},]", re.MULTILINE)
 
 
 def _compose(text: str) -> Node | None:

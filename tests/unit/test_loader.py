@@ -39,6 +39,27 @@ def test_anchor_and_alias_are_errors(check: Callable[..., ConfigSet]) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x: &a 1\ny: *a\n",
+        "x: [&a 1, *a]\n",
+        "x: {k: &a 1, j: *a}\n",
+        "- &a 1\n- *a\n",
+        "&a x: 1\n",
+    ],
+)
+def test_every_place_an_anchor_can_stand_is_found(line: str) -> None:
+    loaded = load_bytes(line.encode(), "a.yaml")
+    assert any("YAML anchor &a is not allowed" in d.message for d in loaded.diagnostics)
+
+
+def test_stars_in_patterns_are_not_anchors() -> None:
+    text = minimal() + '    actions:\n      - {action: submit, attribute: "*", regex: ".*"}\n'
+    loaded = load_bytes(text.encode(), "a.yaml")
+    assert loaded.diagnostics == []
+
+
 def test_alias_bomb_is_not_expanded() -> None:
     lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
     lines += [

@@ -46,6 +46,9 @@ class WatchTiming:
     resync_interval: float | None = 60.0
     stale_lock_after: float = 600.0
     long_lock_warning: float = 30.0
+    # How long a file written to and not yet closed holds a reload: a writer that
+    # pauses mid-file must not have its half file applied.
+    writer_wait: float = 10.0
 
     @property
     def lock_poll(self) -> float:
@@ -119,6 +122,11 @@ class Debouncer:
             self._first = self._last = now
             self._forced_at = None
 
+    def restart(self, now: float) -> None:
+        """Pending changes count from ``now``, as if they had just happened."""
+        if self._first is not None:
+            self._first = self._last = now
+
     def deadline(self) -> float | None:
         """When to fire; ``None`` when nothing is pending or the lock holds it back."""
         if self._first is None or self._last is None or self._held_since is not None:
@@ -154,6 +162,7 @@ class ReloadSchedule:
         self._lock_free_at: float | None = None
         self._warned_long_wait = False
         self._stale_lock: LockIdentity | None = None
+        self._writers: dict[str, float] = {}
 
     @property
     def pending(self) -> bool:
@@ -171,6 +180,20 @@ class ReloadSchedule:
         """A reload asked for (SIGHUP, a resync that found a change): due now."""
         self._burst.force(now)
 
+    def writing(self, path: str, now: float) -> None:
+        """``path`` was written to and is not closed yet: reloads wait for it."""
+        self._writers.setdefault(path, now)
+
+    def closed(self, path: str, now: float) -> None:
+        """``path`` was closed after writing, or is gone; once no writer is left, a
+        fresh quiet window passes before the reload, as after git's lock."""
+        if self._writers.pop(path, None) is not None and not self._writers:
+            self._burst.restart(now)
+
+    @property
+    def writers(self) -> list[str]:
+        return sorted(self._writers)
+
     def lock_touched(self) -> None:
         """The lock file was created, changed or removed: look at it before waiting on."""
         self._lock_checked_at = None
@@ -187,6 +210,11 @@ class ReloadSchedule:
             return _RESYNC
         if self._burst.held_since is not None:
             return self._while_held(now)
+        if self._writers:
+            until = min(self._writers.values()) + self.timing.writer_wait
+            if now < until:
+                return self._wait(until)
+            self._writers.clear()  # a writer that never closes is not waited for again
         deadline = self._burst.deadline()
         if deadline is not None and now >= deadline:
             return self._when_due(deadline)

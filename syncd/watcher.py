@@ -311,7 +311,17 @@ class ConfigWatcher:
 
     def _changed(self, event: FileSystemEvent) -> None:
         self._log.debug("change: %s %s", event.event_type, " -> ".join(_event_paths(event)))
+        if not self.polling:  # polling sees no closes, so it cannot wait for one
+            self._track_writer(event)
         self.changed()
+
+    def _track_writer(self, event: FileSystemEvent) -> None:
+        path = os.fsdecode(event.src_path)
+        with self._cond:
+            if isinstance(event, FileModifiedEvent):
+                self._reloads.writing(path, time.monotonic())
+            elif isinstance(event, FileClosedEvent | FileDeletedEvent | FileMovedEvent):
+                self._reloads.closed(path, time.monotonic())
 
     def changed(self) -> None:
         """Count as a change: a call follows after the quiet period."""

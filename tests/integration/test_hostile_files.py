@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,30 @@ def test_a_file_that_changed_while_read_is_read_again_after_the_quiet_period(
             timeout=20,
             what="b.yaml applied once quiet",
         )
+
+
+def test_a_writer_that_pauses_mid_file_does_not_get_its_half_file_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIPCHAT_TOKEN", "room-token")
+    both = minimal("x") + "\n".join(minimal("y").splitlines()[2:]) + "\n"
+    half = minimal("x")  # a valid file on its own: applied, it would prune y
+    with running_daemon(tmp_path) as daemon:
+        path = write_files(tmp_path / "config", ("b.yaml", both)) / "b.yaml"
+        wait_for(lambda: {"x", "y"} <= set(daemon.registry.snapshot.notifiers), timeout=20)
+        attempts = daemon.registry.attempts
+        with path.open("r+", encoding="utf-8") as writer:
+            writer.truncate(0)
+            writer.write(half)
+            writer.flush()
+            # Far past the quiet window and the maximum wait, the file stays open.
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                assert "y" in daemon.registry.snapshot.notifiers
+                time.sleep(0.05)
+            assert daemon.registry.attempts == attempts
+            writer.write(both[len(half) :])
+        wait_for(lambda: daemon.registry.attempts > attempts, timeout=20, what="the reload")
+        assert {"x", "y"} <= set(daemon.registry.snapshot.notifiers)
+        last = daemon.registry.last_attempt
+        assert last is not None and last.ok

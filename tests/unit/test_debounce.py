@@ -260,3 +260,23 @@ def test_the_stale_rule_follows_its_setting() -> None:
 def test_inconsistent_windows_are_refused() -> None:
     with pytest.raises(ValueError, match="quiet"):
         ReloadSchedule(WatchTiming(quiet=0.5, max_wait=0.2))
+
+
+def test_a_file_written_and_not_closed_holds_the_reload_until_it_is() -> None:
+    t = thread()
+    t.schedule.change(100.0)
+    t.schedule.writing("a.yaml", 100.0)
+    # The writer pauses mid-file far past the quiet window and max_wait: nothing fires.
+    step = t.schedule.next_step(102.0)
+    assert (step.action, step.until) == ("wait", pytest.approx(110.0))
+    t.now = 105.0
+    t.schedule.closed("a.yaml", 105.0)
+    assert t.run() == ("fire", pytest.approx(105.15))
+
+
+def test_a_writer_that_never_closes_is_waited_for_writer_wait_at_most() -> None:
+    t = thread(WatchTiming(quiet=0.15, max_wait=1.0, resync_interval=None, writer_wait=5.0))
+    t.schedule.change(100.0)
+    t.schedule.writing("a.yaml", 100.0)
+    assert t.run() == ("fire", pytest.approx(105.0))
+    assert t.schedule.writers == []

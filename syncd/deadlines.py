@@ -18,10 +18,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.poolmanager import ProxyManager
+from urllib3.poolmanager import PoolManager
 
 
 class Watch:
@@ -63,6 +62,7 @@ class Deadlines:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._waking_at: float | None = None  # when the watcher thread wakes next
+        self._pools: dict[str, type[HTTPConnectionPool]] | None = None
 
     @contextmanager
     def bounded(self, seconds: float) -> Iterator[Watch]:
@@ -108,9 +108,11 @@ class Deadlines:
                 self._waking_at = min((w.deadline for w in self._armed), default=None)
                 self._cond.wait(None if self._waking_at is None else self._waking_at - now)
 
-    def adapter(self) -> HTTPAdapter:
-        """A transport adapter whose connections report their sockets here."""
-        return _WatchedAdapter(_pool_classes(self))
+    def watch(self, manager: PoolManager) -> None:
+        """Make ``manager``'s connections report their sockets here."""
+        if self._pools is None:
+            self._pools = dict(_pool_classes(self))
+        manager.pool_classes_by_scheme = self._pools
 
 
 class _WatchedConnection(HTTPConnection):
@@ -138,18 +140,3 @@ def _pool_classes(deadlines: Deadlines) -> Mapping[str, type[HTTPConnectionPool]
         "http": type("HTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
         "https": type("HTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
     }
-
-
-class _WatchedAdapter(HTTPAdapter):
-    def __init__(self, pools: Mapping[str, type[HTTPConnectionPool]]) -> None:
-        self._pools = dict(pools)
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._pools
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> ProxyManager:
-        manager: ProxyManager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = self._pools
-        return manager

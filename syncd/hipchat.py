@@ -1,12 +1,16 @@
-"""The HipChat API v2 client: sessions and sending.
+"""The HipChat API v2 client: connection pools and sending.
 
 What a request is and what an answer means are pure functions in
 ``hipchat_api``; the budget between requests is ``pacing``'s. This module
-owns only the I/O: one ``requests.Session`` per thread, and turning every
-failure into a :class:`DeliveryResult` that the dispatcher can act on, never
-an exception. Tokens travel only in the ``Authorization`` header, and every
-text this module produces (results, log lines) is redacted first, because
-``requests`` and ``http.client`` put URLs and header values into their errors.
+owns only the I/O: urllib3 connection pools that every worker shares (one
+per server, proxy and CA bundle), and turning every failure into a
+:class:`DeliveryResult` that the dispatcher can act on, never an exception.
+urllib3 is used directly: requests' session layer (hooks, cookies, adapters,
+a response object per answer) cost four tenths of a send's CPU and does
+nothing a room notification needs. Tokens travel only in the
+``Authorization`` header, and every text this module produces (results, log
+lines) is redacted first, because urllib3 and http.client put URLs and header
+values into their errors.
 """
 
 from __future__ import annotations
@@ -25,8 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.hooks import default_hooks
-from requests.structures import CaseInsensitiveDict
+import urllib3
 
 from syncd import __version__
 from syncd.deadlines import Deadlines
@@ -51,6 +54,7 @@ Clock = Callable[[], float]
 
 DEFAULT_TIMEOUT = (3.05, 10.0)
 DEFAULT_SEND_TIMEOUT = 30.0
+MAX_CONNECTIONS_PER_HOST = 64  # as many as the most workers: each keeps its connection
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 300.0
 DEFAULT_MAX_SERVER_WAIT = 3600.0
@@ -63,10 +67,11 @@ _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 class HipChatClient:
-    """Posts room notifications; one ``requests.Session`` per calling thread.
+    """Posts room notifications; thread-safe, connections kept alive and shared.
 
-    Sessions keep connections alive but are not safe to share between threads,
-    hence one per worker. :meth:`close` closes them all.
+    The environment is read once: proxies (``HTTPS_PROXY``, ``NO_PROXY``...) per
+    host, the CA bundle (``REQUESTS_CA_BUNDLE``, else the one requests ships) at creation;
+    ``.netrc`` never, so nothing can replace a room's bearer token.
     """
 
     def __init__(
@@ -82,21 +87,22 @@ class HipChatClient:
         pacing: Pacing | None = None,
     ) -> None:
         self.timeout = timeout
+        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self.send_timeout = send_timeout
         self._deadlines = Deadlines()
         self.policy = RetryPolicy(backoff_base, backoff_cap, max_server_wait)
         self.pacing = pacing if pacing is not None else Pacing(max_delay=max_server_wait)
         self._rng: RandomSource = rng if rng is not None else random.Random()
         self._clock = clock
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
-        self._verify: str | bool = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._ca_bundle = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or requests.utils.DEFAULT_CA_BUNDLE_PATH
         )
+        self._managers: dict[tuple[str | None, str], urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
         self._closed = False
-        self._proxy_cache: dict[str, dict[str, str]] = {}
-        self._urls: dict[str, str] = {}
+        self._proxy_cache: dict[str, str | None] = {}
 
     def __enter__(self) -> HipChatClient:
         return self
@@ -105,48 +111,43 @@ class HipChatClient:
         self.close()
 
     def close(self) -> None:
-        with self._sessions_lock:
+        with self._lock:
             self._closed = True
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+            managers, self._managers = list(self._managers.values()), {}
+        for manager in managers:
+            manager.clear()
         self._deadlines.close()
 
-    def _session(self) -> requests.Session:
-        """This thread's session.
+    def _manager(self, proxy: str | None, ca_bundle: str) -> urllib3.PoolManager:
+        """The pools for one proxy (or none) and CA bundle; the deadline sees their sockets."""
+        key = (proxy, ca_bundle)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("HipChatClient is closed")
+            manager = self._managers.get(key)
+            if manager is None:
+                options: dict[str, Any] = {
+                    "maxsize": MAX_CONNECTIONS_PER_HOST,
+                    "cert_reqs": "CERT_REQUIRED",
+                    "ca_certs": ca_bundle,
+                }
+                manager = (
+                    urllib3.ProxyManager(proxy, **options)
+                    if proxy
+                    else urllib3.PoolManager(**options)
+                )
+                self._deadlines.watch(manager)
+                self._managers[key] = manager
+            return manager
 
-        It does not read the environment (``trust_env``): requests would look up
-        proxies, CA bundle and .netrc again on every request, a tenth of a send's
-        CPU, and a .netrc entry would replace the room's bearer token. Proxies
-        and the CA bundle are read from the environment once instead. Requests
-        are prepared by :meth:`_post` and handed to ``Session.send``: merging
-        session settings into each request cost another tenth, and a HipChat
-        server has no cookies for us to keep.
-        """
-        if self._closed:
-            raise RuntimeError("HipChatClient is closed")
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False
-            session.verify = self._verify
-            session.headers["User-Agent"] = USER_AGENT
-            adapter = self._deadlines.adapter()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            with self._sessions_lock:
-                self._sessions.append(session)
-            self._local.session = session
-        return session
-
-    def _proxies(self, url: str) -> dict[str, str]:
-        """The environment's proxies for ``url``'s host, read once per host."""
+    def _proxy(self, url: str) -> str | None:
+        """The environment's proxy for ``url``'s host, looked up once per host."""
         base = url.split("/", 3)[2] if "://" in url else url
-        proxies = self._proxy_cache.get(base)
-        if proxies is None:
+        if base not in self._proxy_cache:
             proxies = requests.utils.get_environ_proxies(url)
-            self._proxy_cache[base] = proxies
-        return proxies
+            scheme = url.split(":", 1)[0].lower()
+            self._proxy_cache[base] = proxies.get(scheme) or proxies.get("all")
+        return self._proxy_cache[base]
 
     def delay_before_send(self, target: RoomTarget, now: float | None = None) -> float:
         """Seconds a dispatcher should wait before sending to ``target``."""
@@ -183,73 +184,41 @@ class HipChatClient:
         with self._deadlines.bounded(self.send_timeout) as watch:
             result = self._exchange(target, body, attempt, auth_test)
             if watch.expired and result.status is None:
-                wait = backoff(
-                    attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng
-                )
-                result = DeliveryResult(
-                    "retry",
-                    None,
-                    f"no complete answer within {self.send_timeout:g} s",
-                    retry_after=wait,
-                )
+                reason = f"no complete answer within {self.send_timeout:g} s"
+                result = DeliveryResult("retry", None, reason, retry_after=self._backoff(attempt))
         return self._finish(target, result, secrets)
 
     def _exchange(
         self, target: RoomTarget, body: dict[str, Any], attempt: int, auth_test: bool
     ) -> DeliveryResult:
-        try:
-            session = self._session()
-            request = self._request(session, target, body, auth_test)
-            response = session.send(
-                request,
-                timeout=self.timeout,
-                allow_redirects=False,
-                proxies=self._proxies(target.url),
-                verify=target.ca_file or self._verify,
-                stream=True,
-                cert=None,
-            )
-        except requests.RequestException as exc:
-            result = self._from_exception(exc, attempt)
-        except (ValueError, OSError) as exc:
-            result = DeliveryResult("permanent", None, f"request failed: {type(exc).__name__}")
-        else:
-            with response:
-                result = self._from_response(target, response, attempt, auth_test)
-        return result
-
-    def _request(
-        self,
-        session: requests.Session,
-        target: RoomTarget,
-        body: dict[str, Any],
-        auth_test: bool,
-    ) -> requests.PreparedRequest:
-        """The POST, prepared without ``PreparedRequest.prepare``: that re-parses the
-        URL and re-checks every header on each send, a tenth of a send's CPU. The URL is
-        prepared once per room by requests itself; the token was checked by ``_post``."""
-        url = self._urls.get(target.url)
-        if url is None:
-            prepared = requests.PreparedRequest()
-            prepared.prepare_url(target.url, None)
-            url = self._urls[target.url] = str(prepared.url)
         data = json.dumps(body, allow_nan=False).encode("utf-8")
-        request = requests.PreparedRequest()
-        request.method = "POST"
-        request.url = url + ("?auth_test=true" if auth_test else "")
-        headers = {k: v for k, v in session.headers.items() if isinstance(v, str)}
-        request.headers = CaseInsensitiveDict(
-            {
-                **headers,
-                "Authorization": f"Bearer {target.token}",
-                "Content-Type": "application/json",
-                "Content-Length": str(len(data)),
-            }
-        )
-        request.body = data
-        request.prepare_cookies(None)
-        request.hooks = default_hooks()
-        return request
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Authorization": f"Bearer {target.token}",
+            "Content-Type": "application/json",
+        }
+        url = target.url + ("?auth_test=true" if auth_test else "")
+        try:
+            manager = self._manager(self._proxy(target.url), target.ca_file or self._ca_bundle)
+            response = manager.urlopen(
+                "POST",
+                url,
+                body=data,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                timeout=self._timeout,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            return self._from_exception(exc, attempt)
+        except (ValueError, OSError) as exc:
+            return DeliveryResult("permanent", None, f"request failed: {type(exc).__name__}")
+        try:
+            return self._from_response(target, response, attempt, auth_test)
+        finally:
+            response.release_conn()
 
     def _finish(
         self, target: RoomTarget, result: DeliveryResult, secrets: tuple[str, ...]
@@ -263,28 +232,31 @@ class HipChatClient:
             log.debug("%s: %s (%s)", _scrub(str(target), secrets), result.outcome, result.reason)
         return result
 
-    def _from_exception(self, exc: requests.RequestException, attempt: int) -> DeliveryResult:
-        name = type(exc).__name__
-        retryable = isinstance(
-            exc,
-            requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError,
-        )
-        if isinstance(exc, requests.exceptions.InvalidHeader):
-            return DeliveryResult("permanent", None, f"request failed: {name}")
-        detail = f"{name}: {exc}"
-        if retryable:
-            return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
-        return DeliveryResult("permanent", None, detail)
+    def _from_exception(self, exc: urllib3.exceptions.HTTPError, attempt: int) -> DeliveryResult:
+        """No answer: a timeout or a connection that failed is retried, anything else not."""
+        if isinstance(exc, urllib3.exceptions.LocationParseError):
+            return DeliveryResult("permanent", None, f"request failed: {type(exc).__name__}")
+        kind = "ConnectionError"
+        if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
+            exc, urllib3.exceptions.NewConnectionError
+        ):
+            kind = "Timeout"
+        detail = f"{kind}: {type(exc).__name__}: {exc}"
+        return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng)
 
     def _from_response(
-        self, target: RoomTarget, response: requests.Response, attempt: int, auth_test: bool
+        self,
+        target: RoomTarget,
+        response: urllib3.BaseHTTPResponse,
+        attempt: int,
+        auth_test: bool,
     ) -> DeliveryResult:
         now = self._clock()
         self.pacing.observe(target, response.headers, now)
-        answer = Answer(response.status_code, response.headers, _read_capped(response))
+        answer = Answer(response.status, response.headers, _read_capped(response))
         result = classify(
             answer, now=now, attempt=attempt, policy=self.policy, rng=self._rng, auth_test=auth_test
         )
@@ -293,18 +265,17 @@ class HipChatClient:
         return result
 
 
-def _read_capped(response: requests.Response) -> str:
+def _read_capped(response: urllib3.BaseHTTPResponse) -> str:
     """At most ``MAX_ANSWER_BYTES`` of the body, read as a stream: a server may send
-    gigabytes, and only HipChat's small error document is ever used."""
-    kept = bytearray()
+    gigabytes, and only HipChat's small error document is ever used. A body left
+    unread closes its connection instead of returning it to the pool."""
     try:
-        for chunk in response.iter_content(chunk_size=16 * 1024):
-            kept += chunk
-            if len(kept) >= MAX_ANSWER_BYTES:
-                break
-    except (requests.RequestException, OSError):
-        pass  # the status has arrived; a cut or broken body changes nothing about it
-    return bytes(kept[:MAX_ANSWER_BYTES]).decode("utf-8", "replace")
+        kept = response.read(MAX_ANSWER_BYTES + 1)
+    except (urllib3.exceptions.HTTPError, OSError):
+        kept = b""  # the status has arrived; a cut or broken body changes nothing about it
+    if len(kept) > MAX_ANSWER_BYTES or not response.closed:
+        response.close()
+    return kept[:MAX_ANSWER_BYTES].decode("utf-8", "replace")
 
 
 def _clip(text: str) -> str:

@@ -3,7 +3,7 @@
 Building a notification request and classifying the answer (delivered, retry
 at a time, or permanent, with the reason) need no socket and no clock: the
 caller passes the answer's status, headers and body, ``now`` and a random
-source for jitter. The I/O (sessions, sending) is ``syncd.hipchat``'s; the
+source for jitter. The I/O (connection pools, sending) is ``syncd.hipchat``'s; the
 budget bookkeeping between requests is ``syncd.pacing``'s. Both read the
 rate-limit headers through :data:`LIMIT_HEADERS`, the one table of them.
 """

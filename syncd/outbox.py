@@ -453,16 +453,6 @@ class Outbox:
         )
         return {(uid, room_id): count for uid, room_id, count in rows}
 
-    def listing(self, state: ItemState, uid: str | None = None, limit: int = 100) -> list[Item]:
-        """Up to ``limit`` items in ``state``, oldest first, of one integration or all."""
-        where, params = "state = ?", [str(state)]
-        if uid is not None:
-            where, params = where + " AND uid = ?", [*params, uid]
-        rows = self._read(
-            f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY id LIMIT ?", [*params, limit]
-        )
-        return [Item.from_row(r) for r in rows]
-
     def retry_dead(self, pick: DeadPick) -> list[Item]:
         """Dead letters queued again, each in its room's order (by id), as if just
         accepted: attempts from zero, and ``--max-age`` counted from now."""
@@ -493,9 +483,21 @@ class Outbox:
         rows = self._read(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
         return Item.from_row(rows[0]) if rows else None
 
-    def items(self, state: ItemState | None = None) -> list[Item]:
-        where, params = ("WHERE state = ?", (state,)) if state else ("", ())
-        rows = self._read(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY id", params)
+    def items(
+        self, state: ItemState | None = None, uid: str | None = None, limit: int = -1
+    ) -> list[Item]:
+        """Items oldest first, of one state or all, one integration or all; ``limit``
+        -1 for no limit."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("state", state), ("uid", uid)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM outbox {clause} ORDER BY id LIMIT ?", [*params, limit]
+        )
         return [Item.from_row(r) for r in rows]
 
     def depth(self) -> dict[str, int]:

@@ -261,8 +261,8 @@ def test_dead_letters_are_listed_counted_and_queued_again_in_order(
     for item in box.claim(limit=10, lease=30):
         box.dead(item.id, "HTTP 401 Unauthorized")
     assert box.dead_letters() == {("a", "1"): 1, ("a", "2"): 1, ("b", "1"): 1}
-    assert [i.event["n"] for i in box.listing("dead", uid="a")] == [1, 3]
-    assert [i.event["n"] for i in box.listing("pending")] == [2]
+    assert [i.event["n"] for i in box.items("dead", uid="a")] == [1, 3]
+    assert [i.event["n"] for i in box.items("pending")] == [2]
     clock.now += 100
     retried = box.retry_dead(DeadPick(uid="a", room_id="1"))
     assert [i.event["n"] for i in retried] == [1]

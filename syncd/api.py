@@ -87,8 +87,16 @@ def outcome_to_data(outcome: Outcome | None) -> dict[str, object] | None:
     return data
 
 
+def dead_per_integration(dead: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """Dead letters per integration, from the counts per integration and room."""
+    totals: dict[str, int] = {}
+    for (uid, _room), count in dead.items():
+        totals[uid] = totals.get(uid, 0) + count
+    return totals
+
+
 def _notifier_status(
-    notifier: Notifier, depth: int, dead: Mapping[tuple[str, str], int]
+    notifier: Notifier, depth: int, dead: Mapping[tuple[str, str], int], dead_total: int
 ) -> dict[str, object]:
     integration = notifier.integration
     rooms = {
@@ -104,7 +112,7 @@ def _notifier_status(
         "name": integration.name,
         "generation": notifier.generation,
         "queue_depth": depth,
-        "dead_letters": sum(n for (uid, _), n in dead.items() if uid == integration.uid),
+        "dead_letters": dead_total,
         "rooms": rooms,
     }
 
@@ -118,6 +126,8 @@ def status_document(
     """What ``/status`` answers and ``syncd status`` shows."""
     snap = registry.snapshot
     attempt = registry.last_attempt
+    dead = dead or {}
+    totals = dead_per_integration(dead)
     return {
         "applied_revision": snap.revision,
         "attempted_revision": attempt.revision if attempt else None,
@@ -128,7 +138,7 @@ def status_document(
         "outbox_depth": sum(depth.values()),
         "outbox_lost_at_start": outbox_lost,
         "integrations": {
-            uid: _notifier_status(n, depth.get(uid, 0), dead or {})
+            uid: _notifier_status(n, depth.get(uid, 0), dead, totals.get(uid, 0))
             for uid, n in snap.notifiers.items()
         },
     }
@@ -187,9 +197,7 @@ class Api:
             config_hash=reg.snapshot.config_hash,
             outbox_lost=self.outbox_lost is not None,
         )
-        dead: dict[str, int] = {}
-        for (uid, _room), count in self.store.dead_letters().items():
-            dead[uid] = dead.get(uid, 0) + count
+        dead = dead_per_integration(self.store.dead_letters())
         text = self.metrics.render(gauges, sum(self.store.depth().values()), dead)
         return Response.text(200, text, "text/plain; version=0.0.4")
 
@@ -245,7 +253,7 @@ class Api:
             limit = 0
         if not 1 <= limit <= MAX_LISTED:
             return Response.error(400, f"limit wants 1 to {MAX_LISTED}")
-        items = self.store.listing("dead" if state == "dead" else "pending", uid, limit)
+        items = self.store.items("dead" if state == "dead" else "pending", uid, limit)
         return Response.json(200, {"items": [item_to_data(item) for item in items]})
 
     def _retry(self, request: Request) -> Response:

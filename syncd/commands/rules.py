@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from syncd import rules, semantics
+from syncd import semantics
 from syncd.commands.configdir import load_valid
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
 from syncd.hipchat_api import notification_body
@@ -80,24 +80,22 @@ def explain(
     integration: Integration, event: Mapping[str, Any], new_group: bool
 ) -> tuple[list[str], bool]:
     """The lines for one integration, and whether the event would notify through it."""
-    attributes = event.get("attributes") or {}
-    verdict = rules.evaluate_actions(integration.actions, attributes)
+    (judged,) = judge(event, [integration])
     lines = [f"{integration.uid} ({integration.name}, {integration.state}):"]
-    if verdict.rule is None:
+    if judged.rule is None:
         lines.append("  actions:  no submit or filter matches: the event may notify")
     else:
-        action = integration.actions[verdict.rule]
+        action = integration.actions[judged.rule]
         at = f" at {action.source}" if action.source else ""
-        lines.append(f"  actions:  decided by actions[{verdict.rule}] ({action.action}){at}")
-    lines.append(f"  mentions: {verdict.mention or 'none'}")
-    (judged,) = judge(event, [integration])
+        lines.append(f"  actions:  decided by actions[{judged.rule}] ({action.action}){at}")
+    lines.append(f"  mentions: {judged.mention or 'none'}")
     routing = route_event(event, [judged], new_group=new_group, windows={}, now=0.0)
     what = routing.notes[0].split(": ", 1)[1]
     lines.append(f"  trigger:  {integration.trigger.event}, from a fresh state: {what}")
-    notifies = bool(routing.items) and integration.state != "disabled"
     if routing.items:
-        message = render_message(event, integration, verdict.mentions)
+        mentions = (judged.mention,) if judged.mention else ()
+        message = render_message(event, integration, mentions)
         body = json.dumps(notification_body(message), indent=2, ensure_ascii=False)
         lines.append("  HipChat would receive (POST /v2/room/{id}/notification):")
         lines.extend("    " + line for line in body.splitlines())
-    return lines, notifies
+    return lines, bool(routing.items)

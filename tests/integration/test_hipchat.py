@@ -313,13 +313,18 @@ def proxy() -> Iterator[_ForwardProxy]:
         server.server_close()
 
 
-def test_the_proxy_from_the_environment_is_used(
-    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def use_proxy(proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment names ``proxy`` for plain http, with no host exempted."""
     host, port = proxy.server_address[:2]
     monkeypatch.setenv("HTTP_PROXY", f"http://{host!s}:{port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+
+
+def test_the_proxy_from_the_environment_is_used(
+    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_proxy(proxy, monkeypatch)
     with HipChatClient(timeout=(2.0, 2.0)) as client:
         for _ in range(2):
             assert client.send(RoomTarget("http://hipchat.invalid", "7", TOKEN), message()).ok
@@ -331,10 +336,7 @@ def test_the_proxy_from_the_environment_is_used(
 def test_the_send_timeout_also_bounds_a_request_through_a_proxy(
     proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    host, port = proxy.server_address[:2]
-    monkeypatch.setenv("HTTP_PROXY", f"http://{host!s}:{port}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    use_proxy(proxy, monkeypatch)
     proxy.trickle = True
     with HipChatClient(timeout=(1.0, 1.0), send_timeout=1.0) as client:
         result = client.send(RoomTarget("http://hipchat.invalid", "7", TOKEN), message())

@@ -6,7 +6,6 @@ The event schema is here too: ingest checks events against it.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -14,15 +13,17 @@ from copy import deepcopy
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
-from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError
-
+from syncd import fastschema
 from syncd.diagnostics import Diagnostic, json_path
 from syncd.loader import DataPath, LoadedFile, describe_value
 from syncd.yamlvalues import json_literal
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 INTEGRATIONS = "integrations.schema.json"
 EVENT = "event.schema.json"
@@ -30,14 +31,28 @@ EVENT = "event.schema.json"
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    text = resources.files("syncd").joinpath("schemas", name).read_text(encoding="utf-8")
+    text = Path(__file__).with_name("schemas").joinpath(name).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
+def certainly_valid(name: str, data: object) -> bool:
+    """The compiled schema's verdict: True decides, False sends the document to
+    :func:`validator` for its errors."""
+    return _compiled(name)(data)
+
+
+@cache
+def _compiled(name: str) -> fastschema.Check:
+    return fastschema.compile_schema(load_schema(name), {"date-time": _is_rfc3339})
+
+
 @cache
 def validator(name: str) -> jsonschema.protocols.Validator:
-    """A validator per schema, built once: creating one is the costly part."""
+    """A validator per schema, built once, and jsonschema imported only then: its
+    import costs more than checking a file."""
+    import jsonschema
+
     schema = load_schema(name)
     base = jsonschema.validators.validator_for(schema)
     # The shipped schemas are checked by a test, not on every run.
@@ -46,7 +61,9 @@ def validator(name: str) -> jsonschema.protocols.Validator:
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
     )
     cls = jsonschema.validators.extend(base, type_checker=strict_integers)  # type: ignore[no-untyped-call]
-    validator: jsonschema.protocols.Validator = cls(schema, format_checker=_FORMATS)
+    formats = jsonschema.FormatChecker(formats=())
+    formats.checks("date-time")(_is_rfc3339)
+    validator: jsonschema.protocols.Validator = cls(schema, format_checker=formats)
     return validator
 
 
@@ -71,10 +88,6 @@ def _is_rfc3339(value: object) -> bool:
     except ValueError:
         return False
     return True
-
-
-_FORMATS = jsonschema.FormatChecker(formats=())
-_FORMATS.checks("date-time")(_is_rfc3339)
 
 
 _TYPE_WORDS = {
@@ -158,6 +171,8 @@ def _closest(value: object, allowed: list[Any]) -> str:
     words = [v for v in allowed if isinstance(v, str)]
     if not isinstance(value, str) or not words:
         return ""
+    import difflib  # for messages only, as jsonschema is
+
     close = difflib.get_close_matches(value.lower(), words, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -192,6 +207,8 @@ def _wants_text(error: ValidationError) -> bool:
 
 
 def _unknown_keys(error: ValidationError) -> Iterator[tuple[str, str]]:
+    import difflib
+
     allowed = list(_subschema(error).get("properties", {}))
     instance = error.instance if isinstance(error.instance, dict) else {}
     for key in instance:
@@ -254,6 +271,8 @@ def _errors_with(data: Any, path: DataPath, value: object) -> list[ValidationErr
     for step in path[:-1]:
         node = node[step]
     node[path[-1]] = value
+    if certainly_valid(INTEGRATIONS, copy):
+        return []
     return [
         leaf
         for top in validator(INTEGRATIONS).iter_errors(copy)
@@ -265,6 +284,8 @@ def _errors_with(data: Any, path: DataPath, value: object) -> list[ValidationErr
 def schema_diagnostics(loaded: LoadedFile, schema_name: str = INTEGRATIONS) -> list[Diagnostic]:
     """Each schema error placed in the file; none where the loader already reported
     the value (a YAML trap there would only be explained twice)."""
+    if certainly_valid(schema_name, loaded.data):
+        return []
     out: dict[Diagnostic, None] = {}  # each once: several errors may name one problem
     for top in validator(schema_name).iter_errors(loaded.data):
         for error in _leaves(top):

@@ -7,7 +7,6 @@ unique, ``name`` unique within a project), checked again on every load.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +178,8 @@ def _check_ca_file(
 
 
 def ca_bundle_problem(ca_file: str) -> str | None:
+    import ssl  # only a config that names a CA file pays for the import
+
     try:
         context = ssl.create_default_context(cafile=ca_file)
     except FileNotFoundError:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.configs import minimal
+from tests.support.paths import ROOT
 from tests.support.processes import run_syncd
 
 
@@ -158,3 +161,22 @@ def test_a_directory_without_yaml_fails_unless_allowed(tmp_path: Path) -> None:
     )
     allowed = run_syncd("validate", "--allow-empty", "empty", cwd=tmp_path)
     assert allowed.returncode == 0
+
+
+def test_a_valid_file_is_checked_without_importing_jsonschema(tmp_path: Path) -> None:
+    """Importing jsonschema costs more than checking a file, so a valid file never
+    pays for it; an invalid one does, for its messages."""
+    text = (ROOT / "examples" / "integrations.yaml").read_text()
+    good = write(tmp_path, "good.yaml", text)
+    bad = write(tmp_path, "bad.yaml", text.replace("state: enabled", "state: enabeld", 1))
+    probe = (
+        "import sys\n"
+        "from syncd.cli import main\n"
+        "code = main(['validate', sys.argv[1]])\n"
+        "print(code, 'jsonschema' in sys.modules)\n"
+    )
+    for path, expected in ((good, "0 False"), (bad, "1 True")):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert result.stdout.splitlines()[-1] == expected, result.stdout + result.stderr

@@ -82,7 +82,7 @@ def outcome_to_data(outcome: Outcome | None) -> dict[str, object] | None:
             "create": [i.uid for i in outcome.plan.create],
             "update": [u.uid for u in outcome.plan.update],
             "delete": [i.uid for i in outcome.plan.delete],
-            "keep": len(outcome.plan.keep),
+            "keep": outcome.plan.unchanged,
         }
     return data
 

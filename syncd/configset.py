@@ -16,19 +16,21 @@ Each step has its own module:
 7. ``plan``: a valid set against the active integrations, what to create,
    update, delete and keep. The registry applies it.
 
-Both ``syncd validate`` and the daemon go through :class:`ConfigLoader`, so the
-pre-commit hook and the server can never disagree on what is valid. The loader
-keeps each file's result until the file changes, so a reconcile after one edit
-among thousands of files re-reads one file. The watcher (``watcher``) decides
-when the daemon loads again.
+Both ``syncd validate`` and the daemon check each file with :func:`read_file`
+and a set with the same rules, so the pre-commit hook and the server can never
+disagree on what is valid. The daemon's loader (``filecache``) keeps each
+file's result until the file changes; the watcher (``watcher``) decides when
+the daemon loads again, and names the files that changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from syncd import schema, semantics
@@ -54,40 +56,57 @@ def discover_in_roots(paths: Iterable[Path], exclude: Sequence[str] = ()) -> dic
     """Each YAML file found, mapped to the root it must stay inside once links are
     followed: the directory given, or for a file named on its own, the file. Files
     in a directory whose path below it matches a glob of ``exclude`` are left out."""
-    found: dict[Path, Path] = {}
+    return find(paths, exclude).files
+
+
+@dataclass
+class Found:
+    """What discovery found, in the order it lists files: each directory's own
+    files by name, then its subdirectories by name."""
+
+    files: dict[Path, Path]
+    # A directory was reached through a symlink: its files have a second path.
+    linked_dirs: bool = False
+
+
+def find(paths: Iterable[Path], exclude: Sequence[str] = ()) -> Found:
+    found = Found({})
     for path in paths:
         if path.is_dir():
             root = path.resolve()
-            for file in _yaml_under(path, root):
-                if not _excluded(file.relative_to(path), exclude):
-                    found.setdefault(file, root)
+            for file in _yaml_under(path, root, found):
+                if not excluded(file.relative_to(path), exclude):
+                    found.files.setdefault(file, root)
         elif path.exists() or path.is_symlink():
-            found.setdefault(path, path.resolve())
+            found.files.setdefault(path, path.resolve())
         else:
             raise PathNotFoundError(f"no such file or directory: {path}")
     return found
 
 
-def _yaml_under(directory: Path, root: Path) -> Iterator[Path]:
+def _yaml_under(directory: Path, root: Path, found: Found) -> Iterator[Path]:
     """Skips hidden directories: ``.git``, and the ``..data``-style directories of
     mounted volumes, whose files would otherwise be read twice. Symlinked
     directories are followed inside the root only, and each directory once."""
     visited: set[tuple[int, int]] = set()
     for top, dirs, files in os.walk(directory, followlinks=True):
         st = os.stat(top)
-        if (st.st_dev, st.st_ino) in visited or not _inside(Path(top), root):
+        if (st.st_dev, st.st_ino) in visited or not inside(Path(top), root):
             dirs[:] = []  # a symlink loop, a directory linked twice, or one outside
             continue
         visited.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.linked_dirs = found.linked_dirs or any(
+            os.path.islink(os.path.join(top, d)) for d in dirs
+        )
         yield from (Path(top) / f for f in sorted(files) if is_yaml_name(f))
 
 
-def _excluded(relative: Path, exclude: Sequence[str]) -> bool:
+def excluded(relative: Path, exclude: Sequence[str]) -> bool:
     return any(PurePosixPath(relative.as_posix()).match(glob) for glob in exclude)
 
 
-def _inside(path: Path, root: Path) -> bool:
+def inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
@@ -96,7 +115,7 @@ def is_yaml_name(name: str) -> bool:
     return name.endswith(YAML_SUFFIXES) and not name.startswith(".")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """What one file contributes, independent of the other files."""
 
@@ -129,7 +148,8 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
             def locate(path: DataPath, index: int = index) -> Source:
                 full = ("integrations", index, *path)
                 line, col = loaded.position(full)
-                return Source(loaded.path, line, col, json_path(full))
+                # The same places recur in every file: one copy of each text.
+                return Source(loaded.path, line, col, sys.intern(json_path(full)))
 
             integrations.append(integration_from_data(item, locate))
     loaded.release(semantics.unique_key_paths(loaded))
@@ -143,84 +163,86 @@ def _foreign(data: object) -> bool:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """What the files read in an update held before and hold now: enough for the
+    registry to apply one changed file without looking at the others."""
+
+    since: str  # the digest of the set these changes were made to
+    before: tuple[Integration, ...]
+    after: tuple[Integration, ...]
+
+
+@dataclass(frozen=True)
 class ConfigSet:
-    files: tuple[str, ...]
+    """Every file's result, in discovery order, and the set's diagnostics. The
+    sequences over every file are derived on first use: a reconcile after one
+    change among 50,000 files must not build them when nothing reads them."""
+
+    results: tuple[FileResult, ...]
     diagnostics: tuple[Diagnostic, ...]
-    integrations: tuple[Integration, ...]
     digest: str = ""
-    file_digests: tuple[str, ...] = ()
     # Files that changed while read: read them again once the writer is done.
     unsettled: tuple[str, ...] = ()
+    changes: Changes | None = None
 
     @property
     def valid(self) -> bool:
         return count_errors(self.diagnostics) == 0
+
+    @cached_property
+    def files(self) -> tuple[str, ...]:
+        return tuple(r.loaded.path for r in self.results)
+
+    @cached_property
+    def file_digests(self) -> tuple[str, ...]:
+        return tuple(r.loaded.digest for r in self.results)
+
+    @cached_property
+    def integrations(self) -> tuple[Integration, ...]:
+        """Empty unless the whole set is valid."""
+        return tuple(i for r in self.results for i in r.integrations) if self.valid else ()
 
 
 def assemble(results: Sequence[FileResult]) -> ConfigSet:
     diagnostics = [d for r in results for d in r.diagnostics]
     diagnostics.extend(semantics.check_unique([r.loaded for r in results]))
     diagnostics.sort()
-    valid = count_errors(diagnostics) == 0
-    set_hash = hashlib.sha256()
-    for r in results:
-        set_hash.update(f"{r.loaded.path}\0{r.loaded.digest}\0".encode())
     return ConfigSet(
-        files=tuple(r.loaded.path for r in results),
+        results=tuple(results),
         diagnostics=tuple(diagnostics),
-        integrations=tuple(i for r in results for i in r.integrations) if valid else (),
-        digest=set_hash.hexdigest(),
-        file_digests=tuple(r.loaded.digest for r in results),
-        unsettled=_unsettled(results),
+        digest=set_digest(sum(file_mark(r.loaded) for r in results)),
+        unsettled=tuple(r.loaded.path for r in results if r.loaded.unsettled),
     )
 
 
-def _unsettled(results: Sequence[FileResult]) -> tuple[str, ...]:
-    return tuple(r.loaded.path for r in results if r.loaded.unsettled)
+def file_mark(loaded: LoadedFile) -> int:
+    """A file's share of the set's digest. The digest is the sum of the shares, so
+    that a change to one file changes it in constant time."""
+    mark = hashlib.sha256(f"{loaded.path}\0{loaded.digest}".encode()).digest()
+    return int.from_bytes(mark)
 
 
-_StatKey = tuple[int, int, int]
+def set_digest(marks: int) -> str:
+    return f"{marks % (1 << 256):064x}"
 
 
-class ConfigLoader:
-    """Loads a config set, keeping each file's result until its content changes.
-
-    A file is trusted unchanged when its mtime, size and inode are; otherwise
-    it is read and hashed, and parsed again only when the hash differs.
-    """
-
-    def __init__(self, options: semantics.Options = semantics.DEFAULT_OPTIONS) -> None:
-        self.options = options
-        self._cache: dict[Path, tuple[_StatKey | None, FileResult]] = {}
-
-    def load(self, paths: Iterable[Path], *, trust_stat: bool = True) -> ConfigSet:
-        files = discover_in_roots(paths, self.options.exclude)
-        results = [self._file(path, root, trust_stat) for path, root in files.items()]
-        for gone in set(self._cache) - set(files):
-            del self._cache[gone]
-        return assemble(results)
-
-    def _file(self, path: Path, root: Path, trust_stat: bool) -> FileResult:
-        refused = _refused(path, root)
-        if refused is not None:
-            return refused
-        key = _stat_key(path)
-        cached = self._cache.get(path)
-        if cached and trust_stat and key is not None and cached[0] == key:
-            return cached[1]
-        loaded = load_file(path)
-        if cached and loaded.digest and cached[1].loaded.digest == loaded.digest:
-            result = cached[1]
-        else:
-            result = check_file(loaded, self.options)
-        if loaded.unsettled:
-            self._cache.pop(path, None)
-        else:
-            self._cache[path] = (key, result)
-        return result
+StatKey = tuple[int, int, int]
 
 
-def _stat_key(path: Path) -> _StatKey | None:
+def read_file(
+    path: Path, root: Path, options: semantics.Options, known: FileResult | None = None
+) -> FileResult:
+    """``known``, the file's last result, is kept when the content is the same."""
+    refused = _refused(path, root)
+    if refused is not None:
+        return refused
+    loaded = load_file(path)
+    if known is not None and loaded.digest and known.loaded.digest == loaded.digest:
+        return known
+    return check_file(loaded, options)
+
+
+def stat_key(path: Path) -> StatKey | None:
     try:
         st = path.stat()
     except OSError:
@@ -236,7 +258,7 @@ def _unread(name: str, message: str) -> FileResult:
 def _refused(path: Path, root: Path) -> FileResult | None:
     """A file that is not read at all: a link out of the root, or a name not UTF-8."""
     # A regular file was found in a directory already checked to be inside.
-    if path.is_symlink() and not _inside(path, root):
+    if path.is_symlink() and not inside(path, root):
         # Its target is not ours to show.
         message = "a symlink to a file outside the config directory; it is not read"
         return _unread(str(path), message)
@@ -258,4 +280,5 @@ def _utf8(name: str) -> bool:
 def load_config_set(
     paths: Iterable[Path], options: semantics.Options = semantics.DEFAULT_OPTIONS
 ) -> ConfigSet:
-    return ConfigLoader(options).load(paths)
+    files = discover_in_roots(paths, options.exclude)
+    return assemble([read_file(path, root, options) for path, root in files.items()])

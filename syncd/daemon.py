@@ -25,9 +25,9 @@ from typing import Literal
 
 from syncd import logs, semantics, systemd
 from syncd.api import Api
-from syncd.configset import ConfigLoader
 from syncd.dispatch import DispatchConfig, Dispatcher
 from syncd.errors import Failure, UsageError
+from syncd.filecache import ConfigLoader
 from syncd.hipchat import HipChatClient
 from syncd.housekeeping import Housekeeping
 from syncd.ingest import Ingest
@@ -167,7 +167,7 @@ class Daemon:
         self.registry.add_listener(self.housekeeping.on_applied)
         self.watcher = ConfigWatcher(
             config.config_dir,
-            lambda: self.reloads.on_change(),
+            lambda changed: self.reloads.on_change(changed),
             quiet=config.quiet,
             max_wait=config.max_wait,
             resync_interval=config.resync_interval,

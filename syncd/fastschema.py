@@ -57,24 +57,28 @@ def _judgeable(document: object) -> bool:
     """Only the values whose verdict is the same on both sides; see the module text."""
     stack = [document]
     while stack:
-        value = stack.pop()
-        kind = type(value)
-        if kind is str:
-            if not _plain(value):  # type: ignore[arg-type]
-                return False
-        elif kind is dict:
-            items: dict[object, object] = value  # type: ignore[assignment]
-            if not all(type(key) is str and _plain(key) for key in items):
-                return False
-            stack.extend(items.values())
-        elif kind is list:
-            stack.extend(value)  # type: ignore[arg-type]
-        elif kind is int:
-            if value not in _INT64:
-                return False
-        elif kind is not bool and value is not None:
+        if not _fits(stack.pop(), stack):
             return False
     return True
+
+
+def _fits(value: object, stack: list[object]) -> bool:
+    """One value, its items put on ``stack``. Exact types: a subclass of str or
+    int is not JSON to the compiled side."""
+    kind = type(value)
+    if kind is dict and isinstance(value, dict):
+        stack.extend(value.values())
+        return all(_is_text(key) for key in value)
+    if kind is list and isinstance(value, list):
+        stack.extend(value)
+        return True
+    if kind is int:
+        return value in _INT64
+    return _is_text(value) or kind is bool or value is None
+
+
+def _is_text(value: object) -> bool:
+    return type(value) is str and isinstance(value, str) and _plain(value)
 
 
 def _plain(text: str) -> bool:

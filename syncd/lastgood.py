@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from syncd import semantics
-from syncd.configset import ConfigLoader, ConfigSet, PathNotFoundError
+from syncd.configset import ConfigSet, PathNotFoundError
+from syncd.filecache import ConfigLoader
 
 REVISION_FILE = ".revision"  # hidden, so discovery never reads it as config
 

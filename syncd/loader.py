@@ -13,9 +13,12 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -40,12 +43,14 @@ MAX_FILE_BYTES = 1 << 20
 _LIBYAML = hasattr(yaml, "CSafeLoader")
 _Loader: type[Any] = yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader
 MAX_DEPTH = 64
+_INTERNED = 200  # longest text shared between files instead of copied
 
 PathPart = str | int
 DataPath = tuple[PathPart, ...]
+_NO_TRAPS: Mapping[DataPath, tuple[str, Any]] = MappingProxyType({})
 
 
-@dataclass
+@dataclass(slots=True)
 class LoadedFile:
     """One file's data, its load diagnostics, and what is needed to place later ones."""
 
@@ -54,7 +59,8 @@ class LoadedFile:
     digest: str = ""
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # Paths whose value the loader already reported; schema errors there add nothing.
-    reported_paths: set[DataPath] = field(default_factory=set)
+    # Shared empty values until something is added: a daemon keeps one per file.
+    reported_paths: AbstractSet[DataPath] = frozenset()
     parsed: bool = False
     # Changed while read: the result says nothing about the file and is not kept.
     unsettled: bool = False
@@ -64,7 +70,7 @@ class LoadedFile:
     kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
     # YAML 1.1 traps: the text as written and the value YAML made of it, whose
     # suggested fixes the schema step keeps only if they are valid there.
-    traps: dict[DataPath, tuple[str, Any]] = field(default_factory=dict, repr=False)
+    traps: Mapping[DataPath, tuple[str, Any]] = field(default_factory=lambda: _NO_TRAPS, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +87,17 @@ class LoadedFile:
         self.kept_positions = {path: self.position(path) for path in keep}
         self.root = None
         self.text = ""
+
+    def reported(self, path: DataPath) -> None:
+        self.reported_paths = {*self.reported_paths, path}
+
+    def trap(self, path: DataPath, text: str, value: Any) -> None:
+        self.traps = {**self.traps, path: (text, value)}
+
+    def drop_data(self) -> None:
+        """For a loader that keeps thousands of files: once the integrations are
+        built and the keys that must be unique indexed, the data is not read."""
+        self.data = None
 
     def position(self, path: DataPath, *, at_key: bool = False) -> tuple[int, int]:
         """Line and column of the value at ``path`` (of its key with ``at_key``); of the
@@ -373,7 +390,7 @@ class _Builder:
         self.seen: set[int] = set()
 
     def error(self, node: Node, path: DataPath, message: str) -> None:
-        self.loaded.reported_paths.add(path)
+        self.loaded.reported(path)
         line, col = self.loaded.inside(node.start_mark.line + 1, node.start_mark.column + 1)
         self.loaded.diagnostics.append(
             Diagnostic(self.loaded.path, line, col, json_path(path), message)
@@ -385,7 +402,7 @@ class _Builder:
             return None
         if id(node) in self.seen:
             # An alias: reported by the token scan, never expanded.
-            self.loaded.reported_paths.add(path)
+            self.loaded.reported(path)
             return None
         self.seen.add(id(node))
         if isinstance(node, MappingNode):
@@ -433,12 +450,13 @@ class _Builder:
                 f'key {node.value!r} {what}; keys must be strings: quote it ("{node.value}")',
             )
             return None
-        return str(node.value)
+        return sys.intern(str(node.value))
 
     def scalar(self, node: ScalarNode, path: DataPath) -> Any:
         tag, text = node.tag, node.value
         if tag == STR:
-            return text
+            # Endpoints, colours, attribute names repeat across thousands of files.
+            return sys.intern(text) if len(text) <= _INTERNED else text
         if tag not in KNOWN_SCALARS:
             self.error(node, path, f"YAML tag {tag} is not supported")
             return text
@@ -463,7 +481,7 @@ class _Builder:
             return text
         if is_yaml11_trap(node.tag, text):
             literal = json_literal(value) if node.tag == BOOL else repr(value)
-            self.loaded.traps[path] = (text, value)
+            self.loaded.trap(path, text, value)
             self.error(
                 node,
                 path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from syncd.secrets import SecretRef, secret_ref_from_data
@@ -49,7 +49,7 @@ def parse_duration(value: str | int) -> int:
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """Where a value was declared, for messages and ``/status``."""
 
@@ -62,7 +62,7 @@ class Source:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Room:
     """A HipChat room: its API ID (digits) or name, and where its token comes from."""
 
@@ -71,7 +71,7 @@ class Room:
     source: Source | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HipChat:
     endpoint: str
     rooms: tuple[Room, ...]
@@ -83,7 +83,7 @@ class HipChat:
     card: bool = False  # also send an application card
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Display:
     """Common Settings: which sections of an error the message shows."""
 
@@ -94,7 +94,7 @@ class Display:
     include_hostname: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     action: ActionKind
     attribute: str
@@ -103,14 +103,14 @@ class Action:
     source: Source | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Trigger:
     event: TriggerEvent = "group"
     frequency: int | None = None
     threshold: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Integration:
     uid: str
     project: str
@@ -236,7 +236,8 @@ def integration_to_data(integration: Integration) -> dict[str, Any]:
             "include_hostname": d.include_hostname,
         },
         "actions": [
-            {k: v for k, v in vars(a).items() if v is not None} for a in integration.actions
+            {f.name: getattr(a, f.name) for f in fields(a) if getattr(a, f.name) is not None}
+            for a in integration.actions
         ],
         "trigger": trigger,
     }

@@ -38,15 +38,21 @@ class Plan:
     update: tuple[Update, ...] = ()
     delete: tuple[Integration, ...] = ()
     keep: tuple[Integration, ...] = ()
+    # Unchanged too, but not even looked at: their files were not read again.
+    untouched: int = 0
 
     @property
     def changed(self) -> bool:
         return bool(self.create or self.update or self.delete)
 
+    @property
+    def unchanged(self) -> int:
+        return len(self.keep) + self.untouched
+
     def summary(self) -> str:
         return (
             f"{len(self.create)} to create, {len(self.update)} to update, "
-            f"{len(self.delete)} to delete, {len(self.keep)} unchanged"
+            f"{len(self.delete)} to delete, {self.unchanged} unchanged"
         )
 
     def done(self) -> str:
@@ -79,11 +85,11 @@ def plan(desired: Iterable[Integration], active: Mapping[str, Integration]) -> P
         current = active.get(integration.uid)
         if current is None:
             create.append(integration)
-        elif current == integration:
+        elif current is integration or current == integration:
             keep.append(current)
         else:
             update.append(Update(current, integration))
-    delete = [i for uid, i in sorted(active.items()) if uid not in wanted]
+    delete = [active[uid] for uid in sorted(active.keys() - wanted)]
     return Plan(tuple(create), tuple(update), tuple(delete), tuple(keep))
 
 

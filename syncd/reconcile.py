@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from syncd import git, lastgood
-from syncd.configset import ConfigLoader, ConfigSet, PathNotFoundError
+from syncd.configset import ConfigSet, PathNotFoundError
 from syncd.diagnostics import Diagnostic
+from syncd.filecache import ConfigLoader
 from syncd.registry import Outcome, Registry
 
 log = logging.getLogger("syncd")
@@ -40,35 +41,47 @@ class Reconciler:
         self._reconciling = threading.Lock()
         self._to_save: tuple[ConfigSet, str] | None = None
         self.unsettled: tuple[str, ...] = ()
+        # What the last reconcile read, for the watcher's resync to compare with.
+        self.digest: str | None = None
         self.revisions = git.Revisions()
 
-    def load(self, *, trust_stat: bool) -> ConfigSet:
+    def load(self, *, trust_stat: bool, changed: Iterable[str] | None = None) -> ConfigSet:
         try:
             with self._loading:
-                return self.loader.load([self.config_dir], trust_stat=trust_stat)
+                return self.loader.load([self.config_dir], trust_stat=trust_stat, changed=changed)
         except PathNotFoundError as exc:
             return self._unusable(str(exc))
 
     def _unusable(self, message: str) -> ConfigSet:
         """An invalid set that says what broke, so the attempt is recorded as failed."""
-        return ConfigSet((), (Diagnostic(str(self.config_dir), 1, 1, "", message),), ())
+        return ConfigSet((), (Diagnostic(str(self.config_dir), 1, 1, "", message),))
 
     def fingerprint(self) -> str:
         """What the watcher compares to tell a real change from a no-op."""
         return self.load(trust_stat=False).digest
 
-    def reconcile(self) -> Outcome:
-        """One attempt; whatever goes wrong in it is a failed attempt, never a dead thread."""
+    def reconcile(self, changed: Iterable[str] | None = None) -> Outcome:
+        """One attempt; whatever goes wrong in it is a failed attempt, never a dead thread.
+
+        ``changed`` names the paths (relative to the config dir) that changed; only
+        those files are read, and only their integrations' tokens resolved. None
+        (at start, on SIGHUP or a reload request, after a resync found a change)
+        stats every file and resolves every token.
+        """
         with self._reconciling:
             last = self.registry.last_attempt
             failed_before = last is not None and not last.ok
             try:
-                config = self.load(trust_stat=True)
+                config = self.load(trust_stat=True, changed=changed)
                 self.unsettled = config.unsettled
+                self.digest = config.digest
                 revision = self.revisions.revision(self.config_dir, config.digest)
-                outcome = self.registry.apply(config, revision, source=str(self.config_dir))
+                outcome = self.registry.apply(
+                    config, revision, source=str(self.config_dir), reuse_tokens=changed is not None
+                )
             except Exception as exc:
                 log.exception("reconcile failed")
+                self.digest = None
                 config = self._unusable(f"reconcile failed: {type(exc).__name__}: {exc}")
                 revision = "unknown"
                 outcome = self.registry.apply(config, revision)
@@ -141,13 +154,14 @@ class Reloads:
         self._finished = 0
         self._notify_ready = False
 
-    def on_change(self) -> None:
-        """The watcher's callback: one reconcile, then tell who waits."""
+    def on_change(self, changed: Iterable[str] | None = None) -> str | None:
+        """The watcher's callback: one reconcile, then tell who waits; returns the
+        digest of what was read."""
         with self._done:
             self._started += 1
             notify_ready, self._notify_ready = self._notify_ready, False
         try:
-            self._reconciler.reconcile()
+            self._reconciler.reconcile(changed)
             if self._reconciler.unsettled:
                 log.info(
                     "%s changed while read; reading again after the quiet period",
@@ -159,6 +173,7 @@ class Reloads:
                 self._finished += 1
                 self._done.notify_all()
             self._on_done(notify_ready)
+        return self._reconciler.digest
 
     def request(self, *, notify_ready: bool = False) -> None:
         """Ask for a reconcile; with ``notify_ready``, the next one reports readiness."""

@@ -10,10 +10,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from syncd.configset import ConfigSet
+from syncd.configset import Changes, ConfigSet
 from syncd.diagnostics import Diagnostic
 from syncd.model import Integration, Source
 from syncd.plan import Plan, Update, plan
@@ -38,7 +38,7 @@ class RoomHealth:
     last_error_at: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RuntimeState:
     """What a notifier accumulates while it runs; survives updates of its config."""
 
@@ -70,7 +70,7 @@ class RuntimeState:
             return health.failures
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Notifier:
     integration: Integration
     tokens: Mapping[str, str] = field(repr=False)
@@ -145,12 +145,17 @@ class Registry:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def apply(self, config: ConfigSet, revision: str, *, source: str = "") -> Outcome:
+    def apply(
+        self, config: ConfigSet, revision: str, *, source: str = "", reuse_tokens: bool = False
+    ) -> Outcome:
         """Apply a set all or nothing; ``source`` (the config dir) is where a
-        problem of the whole set, such as too many removals, is reported."""
+        problem of the whole set, such as too many removals, is reported. With
+        ``reuse_tokens``, an integration that is the very value already active
+        (its file was not read again) keeps its tokens instead of resolving
+        them: a load after one file changed costs that file's tokens."""
         with self._write:
             self.attempts += 1
-            outcome = self._apply(config, revision, source)
+            outcome = self._apply(config, revision, source, reuse_tokens)
             self.last_attempt = outcome
             if outcome.ok:
                 self.last_success = outcome
@@ -163,27 +168,31 @@ class Registry:
         """Serve a saved set (the last-known-good) without counting it as an attempt:
         the attempt that failed stays the last one, in /status and the metrics."""
         with self._write:
-            return self._apply(config, revision, "")
+            return self._apply(config, revision, "", reuse_tokens=False)
 
-    def _apply(self, config: ConfigSet, revision: str, source: str) -> Outcome:
+    def _apply(self, config: ConfigSet, revision: str, source: str, reuse_tokens: bool) -> Outcome:
         now = self._clock()
         if not config.valid:
             return Outcome(False, revision, now, diagnostics=config.diagnostics)
-        tokens, problems = self._resolve_all(config.integrations)
+        current = self.snapshot.notifiers
+        delta = _delta(config, self.snapshot) if reuse_tokens else None
+        desired, active = _looked_at(config, delta, current)
+        reused = _reusable(desired, current) if reuse_tokens else {}
+        tokens, problems = self._resolve_all(desired, reused)
         if problems:
             return Outcome(False, revision, now, diagnostics=tuple(sorted(problems)))
-        current = self.snapshot.notifiers
-        result = _with_rotations(
-            plan(config.integrations, {u: n.integration for u, n in current.items()}),
-            current,
-            tokens,
-        )
+        result = _with_rotations(plan(desired, active), current, tokens, reused)
+        result = replace(result, untouched=len(current) - len(active))
         too_many = _too_many_removals(result, self._max_prune, source)
         if too_many is not None:
             return Outcome(False, revision, now, diagnostics=(too_many,))
-        notifiers = _next_notifiers(result, current, tokens, now)
-        ordered = {i.uid: notifiers[i.uid] for i in config.integrations}
-        snapshot = Snapshot(MappingProxyType(ordered), revision, config.digest, now)
+        notifiers = _next_notifiers(result, current, tokens, now, untouched=delta is not None)
+        if delta is None or result.create:  # in the set's order
+            notifiers = {i.uid: notifiers[i.uid] for i in config.integrations}
+        self._publish(result, Snapshot(MappingProxyType(notifiers), revision, config.digest, now))
+        return Outcome(True, revision, now, plan=result)
+
+    def _publish(self, result: Plan, snapshot: Snapshot) -> None:
         # Listeners act before readers can see the new set: an integration's
         # queued items are settled by the time a worker finds it gone.
         for listener in self._listeners:
@@ -192,13 +201,15 @@ class Registry:
             except Exception:
                 log.exception("a registry listener failed")
         self.snapshot = snapshot
-        return Outcome(True, revision, now, plan=result)
 
     def _resolve_all(
-        self, integrations: Sequence[Integration]
-    ) -> tuple[dict[str, dict[str, str]], list[Diagnostic]]:
+        self, integrations: Sequence[Integration], reused: Mapping[str, Mapping[str, str]]
+    ) -> tuple[dict[str, Mapping[str, str]], list[Diagnostic]]:
         problems: list[Diagnostic] = []
-        tokens = {i.uid: self._resolve(i, problems) for i in integrations}
+        tokens = {
+            i.uid: reused[i.uid] if i.uid in reused else self._resolve(i, problems)
+            for i in integrations
+        }
         return tokens, problems
 
     def _resolve(self, integration: Integration, problems: list[Diagnostic]) -> dict[str, str]:
@@ -228,12 +239,48 @@ def _too_many_removals(result: Plan, max_prune: int | None, source: str) -> Diag
     return Diagnostic(source, 1, 1, "", message)
 
 
+def _delta(config: ConfigSet, snapshot: Snapshot) -> Changes | None:
+    """The set's changes, when they were made to the very set being served."""
+    changes = config.changes
+    if changes is None or not snapshot.config_hash or changes.since != snapshot.config_hash:
+        return None
+    return changes
+
+
+def _looked_at(
+    config: ConfigSet, delta: Changes | None, current: Mapping[str, Notifier]
+) -> tuple[Sequence[Integration], dict[str, Integration]]:
+    """What to plan: every integration, or with ``delta`` only those of the files
+    read again, against what they held."""
+    if delta is None:
+        return config.integrations, {u: n.integration for u, n in current.items()}
+    touched = (i.uid for i in (*delta.before, *delta.after))
+    return delta.after, {u: current[u].integration for u in touched if u in current}
+
+
+def _reusable(
+    integrations: Sequence[Integration], current: Mapping[str, Notifier]
+) -> dict[str, Mapping[str, str]]:
+    """The tokens of the integrations that are the active values themselves."""
+    reused: dict[str, Mapping[str, str]] = {}
+    for integration in integrations:
+        active = current.get(integration.uid)
+        if active is not None and active.integration is integration:
+            reused[integration.uid] = active.tokens
+    return reused
+
+
 def _with_rotations(
-    result: Plan, current: Mapping[str, Notifier], tokens: Mapping[str, Mapping[str, str]]
+    result: Plan,
+    current: Mapping[str, Notifier],
+    tokens: Mapping[str, Mapping[str, str]],
+    reused: Mapping[str, Mapping[str, str]],
 ) -> Plan:
     """A kept integration whose token changed is an update: its notifier gets the new one."""
     rotated = tuple(
-        Update(i, i) for i in result.keep if dict(current[i.uid].tokens) != tokens[i.uid]
+        Update(i, i)
+        for i in result.keep
+        if i.uid not in reused and dict(current[i.uid].tokens) != tokens[i.uid]
     )
     if not rotated:
         return result
@@ -251,9 +298,20 @@ def _next_notifiers(
     current: Mapping[str, Notifier],
     tokens: Mapping[str, Mapping[str, str]],
     now: float,
+    *,
+    untouched: bool,
 ) -> dict[str, Notifier]:
-    """Kept notifiers as they are; updated ones keep their runtime state."""
-    notifiers = {i.uid: current[i.uid] for i in result.keep}
+    """Kept notifiers as they are; updated ones keep their runtime state. With
+    ``untouched``, the plan covers only some integrations and the rest stay."""
+    if untouched:
+        # A proxy's copy() clones the dict behind it; dict(proxy) walks it in Python.
+        notifiers: dict[str, Notifier] = (
+            current.copy() if isinstance(current, MappingProxyType) else dict(current)
+        )
+        for gone in result.delete:
+            del notifiers[gone.uid]
+    else:
+        notifiers = {i.uid: current[i.uid] for i in result.keep}
     for upd in result.update:
         old = current[upd.uid]
         notifiers[upd.uid] = Notifier(

@@ -27,7 +27,7 @@ class SecretError(Exception):
     """A token reference that cannot be resolved; the text never holds the token."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretRef:
     """Where a room token comes from; ``plain`` holds the literal (never shown)."""
 

@@ -7,7 +7,7 @@ unique, ``name`` unique within a project), checked again on every load.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +59,8 @@ def unique_key_paths(loaded: LoadedFile) -> Iterator[DataPath]:
 
 
 Place = tuple[LoadedFile, DataPath]
+_Key = tuple[str, ...]
+_Order = tuple[object, ...]
 
 
 def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
@@ -67,34 +69,88 @@ def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
     A clash is reported at every place, each naming the others: the file an edit
     touched is not always the one that sorts last.
     """
-    uids: dict[str, list[Place]] = {}
-    names: dict[tuple[str, str], list[Place]] = {}
-    for loaded in files:
-        for index, item in _integrations(loaded):
-            base = ("integrations", index)
-            uid, project, name = item.get("uid"), item.get("project"), item.get("name")
-            if isinstance(uid, str):
-                uids.setdefault(uid, []).append((loaded, (*base, "uid")))
-            if isinstance(project, str) and isinstance(name, str):
-                names.setdefault((project, name), []).append((loaded, (*base, "name")))
-    return [
-        *_clashes({f"duplicate uid {uid!r}": places for uid, places in uids.items()}),
-        *_clashes(
-            {
-                f"duplicate name {name!r} in project {project!r}": places
-                for (project, name), places in names.items()
-            }
-        ),
-    ]
+    index = UniqueIndex()
+    for order, loaded in enumerate(files):
+        index.put(loaded.path, (order,), loaded)
+    return index.diagnostics()
 
 
-def _clashes(groups: Mapping[str, list[Place]]) -> Iterator[Diagnostic]:
-    for what, places in groups.items():
-        if len(places) < 2:
-            continue
-        for here in places:
-            others = ", ".join(_at(there) for there in places if there is not here)
-            yield here[0].diagnostic(here[1], f"{what}; also defined at {others}")
+class UniqueIndex:
+    """The keys that must be unique, kept per file, so that a change costs the
+    changed file's own keys, not every file's. A daemon holds one entry per
+    integration for as long as it runs, so an entry is small: a key names the
+    one file that holds it, and only a clash is worth a list."""
+
+    def __init__(self) -> None:
+        self._holders: dict[_Key, str | list[str]] = {}
+        # Per file: where it sorts, the file itself, and its (key, integration index).
+        self._files: dict[str, tuple[_Order, LoadedFile, tuple[tuple[_Key, int], ...]]] = {}
+        self._clashing: set[_Key] = set()
+
+    def put(self, file: str, order: _Order, loaded: LoadedFile | None) -> None:
+        """Replace what ``file`` holds (None: it is gone); ``order`` sorts the places
+        of a clash as the files are listed."""
+        _, _, old = self._files.pop(file, ((), LoadedFile(file), ()))
+        for key, _ in old:
+            self._release(key, file)
+        if loaded is None:
+            return
+        keys = tuple(_keys(loaded))
+        self._files[file] = (order, loaded, keys)
+        for key, _ in keys:
+            self._hold(key, file)
+
+    def _hold(self, key: _Key, file: str) -> None:
+        holder = self._holders.get(key)
+        if holder is None:
+            self._holders[key] = file
+            return
+        self._holders[key] = [*([holder] if isinstance(holder, str) else holder), file]
+        self._clashing.add(key)
+
+    def _release(self, key: _Key, file: str) -> None:
+        holder = self._holders.get(key)
+        if isinstance(holder, str):
+            del self._holders[key]
+        elif holder is not None:
+            holder.remove(file)
+            if len(holder) == 1:
+                self._holders[key] = holder[0]
+                self._clashing.discard(key)
+
+    def diagnostics(self) -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        for key in sorted(self._clashing):
+            holder = self._holders[key]
+            files = sorted(set(holder), key=lambda name: self._files[name][0])
+            places: list[Place] = [
+                (loaded, ("integrations", index, key[0]))
+                for _, loaded, keys in map(self._files.__getitem__, files)
+                for held, index in keys
+                if held == key
+            ]
+            what = (
+                f"duplicate uid {key[1]!r}"
+                if key[0] == "uid"
+                else f"duplicate name {key[2]!r} in project {key[1]!r}"
+            )
+            out.extend(_clash(what, places))
+        return out
+
+
+def _keys(loaded: LoadedFile) -> Iterator[tuple[_Key, int]]:
+    for index, item in _integrations(loaded):
+        uid, project, name = item.get("uid"), item.get("project"), item.get("name")
+        if isinstance(uid, str):
+            yield ("uid", uid), index
+        if isinstance(project, str) and isinstance(name, str):
+            yield ("name", project, name), index
+
+
+def _clash(what: str, places: list[Place]) -> Iterator[Diagnostic]:
+    for here in places:
+        others = ", ".join(_at(there) for there in places if there is not here)
+        yield here[0].diagnostic(here[1], f"{what}; also defined at {others}")
 
 
 def check_file_rules(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:

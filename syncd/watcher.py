@@ -1,10 +1,11 @@
 """Watch the config directory and call a reconcile callback once changes settle.
 
-Events only say *that* something may have changed; the callback always reads
-the whole set again. So the watcher can afford to coalesce aggressively, to
-skip editor and git noise, and to fall back on a periodic content comparison
-for whatever inotify misses (queue overflow, changes made through another path
-to the same inode, a swap of an ancestor symlink).
+The callback is handed the files that changed in the burst, so that one edit
+among thousands costs one file; when the watcher cannot name them (a
+directory moved, the config dir swapped, a forced reload) it hands None and
+the callback reads the whole set. A periodic content comparison (the resync)
+covers whatever inotify misses (queue overflow, changes made through another
+path to the same inode, a swap of an ancestor symlink).
 
 This module is the I/O side: watchdog's observer, the worker thread and the
 resync. What counts as a change is ``pathfilter``'s; when to act on it is
@@ -19,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -46,7 +47,10 @@ from syncd.debounce import LockVerdict, ReloadSchedule, WatchTiming
 from syncd.pathfilter import PathFilter, is_relevant
 from syncd.watchdir import WatchTarget, fingerprint_dir, lock_identity, resolve_target
 
-__all__ = ["ConfigWatcher"]
+__all__ = ["Changed", "ConfigWatcher"]
+
+# The paths, relative to the config dir, that changed; None: anything may have.
+Changed = frozenset[str] | None
 
 # Opens and reads (the callback's own included) must never count as changes. A
 # new directory's files arrive as events of their own.
@@ -87,7 +91,9 @@ class _Handler(FileSystemEventHandler):
 
 
 class ConfigWatcher:
-    """Calls ``on_change`` once a burst of changes under ``config_dir`` has settled.
+    """Calls ``on_change(changed)`` once a burst of changes under ``config_dir`` has
+    settled. It returns the fingerprint of what it read, which the next resync
+    compares with (None: the watcher takes one itself).
 
     ``on_change`` runs on one worker thread, so it never overlaps itself, and
     whatever changes while it runs leads to exactly one more call. ``config_dir``
@@ -105,7 +111,7 @@ class ConfigWatcher:
     def __init__(
         self,
         config_dir: Path,
-        on_change: Callable[[], None],
+        on_change: Callable[[Changed], str | None],
         *,
         quiet: float = 0.15,
         max_wait: float = 1.0,
@@ -138,6 +144,8 @@ class ConfigWatcher:
         self._link_handler = _Handler(self._on_link_event)
         self._worker: threading.Thread | None = None
         self._last_fingerprint: str | None = None
+        self._changes: set[str] = set()
+        self._anything = False  # a change no path names: the next call reads everything
 
     @property
     def path(self) -> Path:
@@ -207,6 +215,7 @@ class ConfigWatcher:
     def trigger(self) -> None:
         """Ask for a call now (SIGHUP, a reload request), merged with any pending one."""
         with self._cond:
+            self._anything = True
             self._reloads.force(time.monotonic())
             self._cond.notify_all()
 
@@ -298,7 +307,8 @@ class ConfigWatcher:
                 self._reloads.lock_touched()
                 self._cond.notify_all()
         elif any(self._counts(target, p, event.is_directory) for p in paths):
-            self._changed(event)
+            named = None if event.is_directory else [os.path.relpath(p, target.path) for p in paths]
+            self._changed(event, named)
         else:
             self._log.debug("ignoring %s %s", event.event_type, " -> ".join(paths))
 
@@ -307,13 +317,13 @@ class ConfigWatcher:
 
     def _on_link_event(self, event: FileSystemEvent) -> None:
         if str(self._path) in _event_paths(event):
-            self._changed(event)
+            self._changed(event, None)
 
-    def _changed(self, event: FileSystemEvent) -> None:
+    def _changed(self, event: FileSystemEvent, paths: Iterable[str] | None) -> None:
         self._log.debug("change: %s %s", event.event_type, " -> ".join(_event_paths(event)))
         if not self.polling:  # polling sees no closes, so it cannot wait for one
             self._track_writer(event)
-        self.changed()
+        self.changed(paths)
 
     def _track_writer(self, event: FileSystemEvent) -> None:
         path = os.fsdecode(event.src_path)
@@ -323,9 +333,14 @@ class ConfigWatcher:
             elif isinstance(event, FileClosedEvent | FileDeletedEvent | FileMovedEvent):
                 self._reloads.closed(path, time.monotonic())
 
-    def changed(self) -> None:
-        """Count as a change: a call follows after the quiet period."""
+    def changed(self, paths: Iterable[str] | None = None) -> None:
+        """Count as a change of ``paths`` (None: of anything): a call follows after
+        the quiet period."""
         with self._cond:
+            if paths is None:
+                self._anything = True
+            else:
+                self._changes.update(paths)
             self._reloads.change(time.monotonic())
             self._cond.notify_all()
 
@@ -378,14 +393,18 @@ class ConfigWatcher:
                 self._reloads.resync_after(time.monotonic())
 
     def _fire(self) -> None:
-        self._retarget()
-        fingerprint = self._safe_fingerprint()
+        with self._cond:
+            changed = None if self._anything else frozenset(self._changes)
+            self._changes, self._anything = set(), False
+        if self._retarget():
+            changed = None
         try:
-            self._on_change()
+            fingerprint = self._on_change(changed)
         except Exception:
             self._log.exception("config change callback failed")
-            fingerprint = None
-        self._last_fingerprint = fingerprint
+            self._last_fingerprint = None
+            return
+        self._last_fingerprint = fingerprint if fingerprint else self._safe_fingerprint()
 
     def _resync(self) -> None:
         swapped = self._retarget()
@@ -396,6 +415,7 @@ class ConfigWatcher:
         if swapped or (fingerprint is not None and fingerprint != self._last_fingerprint):
             self._log.info("resync: config changed without a file event; reloading")
             with self._cond:
+                self._anything = True
                 self._reloads.force(time.monotonic())
 
     def _safe_fingerprint(self) -> str | None:

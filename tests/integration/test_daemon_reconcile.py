@@ -172,6 +172,26 @@ def test_symlink_swap_of_the_whole_dir(tmp_path: Path) -> None:
         daemon.shutdown()
 
 
+def test_a_token_is_read_with_its_file_and_on_reload(
+    config_dir: Path, running: tuple[Daemon, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit reads the edited file's tokens only; a reload reads them all."""
+    daemon, _ = running
+    (config_dir / "b.yaml").write_text(minimal("b"))
+    wait_for(lambda: uids(daemon) == ["a", "b"])
+    monkeypatch.setenv("HIPCHAT_TOKEN", "rotated-token")
+    (config_dir / "b.yaml").write_text(minimal("b") + "    state: stopped\n")
+
+    def tokens() -> dict[str, str]:
+        notifiers = daemon.registry.snapshot.notifiers
+        return {uid: notifiers[uid].tokens["1234567"] for uid in ("a", "b")}
+
+    wait_for(lambda: tokens()["b"] == "rotated-token", what="b's new token")
+    assert tokens()["a"] == "daemon-test-token"
+    assert requests.post(daemon.server.url + "/-/reload", timeout=10).status_code == 200
+    assert tokens() == {"a": "rotated-token", "b": "rotated-token"}
+
+
 def test_reload_endpoint(config_dir: Path, running: tuple[Daemon, Recorder]) -> None:
     daemon, _ = running
     attempts = daemon.registry.attempts

@@ -18,7 +18,7 @@ from watchdog.observers.inotify import InotifyObserver
 
 from syncd import watcher as watcher_module
 from syncd.watchdir import fingerprint_dir, git_index_lock
-from syncd.watcher import ConfigWatcher
+from syncd.watcher import Changed, ConfigWatcher
 from tests.support.gitrepo import make_repo
 from tests.support.waiting import wait_for
 
@@ -59,11 +59,13 @@ class Recorder:
         self.root = root
         self.lock = threading.Lock()
         self.snapshots: list[dict[str, str]] = []
+        self.changed: list[Changed] = []
 
-    def __call__(self) -> None:
+    def __call__(self, changed: Changed) -> None:
         snapshot = read_tree(self.root)
         with self.lock:
             self.snapshots.append(snapshot)
+            self.changed.append(changed)
 
     @property
     def calls(self) -> int:
@@ -124,7 +126,7 @@ def make_watcher(logger: logging.Logger) -> Iterator[Callable[..., ConfigWatcher
     """Start watchers with test-sized windows; stop them all at teardown."""
     started: list[ConfigWatcher] = []
 
-    def make(path: Path, on_change: Callable[[], None], **options: Any) -> ConfigWatcher:
+    def make(path: Path, on_change: Callable[[Changed], None], **options: Any) -> ConfigWatcher:
         options = {"quiet": QUIET, "max_wait": MAX_WAIT, "logger": logger, **options}
         watcher = ConfigWatcher(path, on_change, **options)
         started.append(watcher)
@@ -151,6 +153,31 @@ def test_edit_fires_once_with_the_new_content(
     wait_for(lambda: recorder.calls >= 1, what="a call after the edit")
     assert recorder.last == {"a.yaml": "a: 2\n"}
     stays(lambda: recorder.calls == 1, absence_window(MAX_WAIT), "exactly one call")
+
+
+def test_a_call_names_the_files_that_changed(
+    cfg: Path, make_watcher: Callable[..., ConfigWatcher]
+) -> None:
+    """So that the loader reads those files only; what no file event names (a
+    directory removed, a forced reload) is None, and the whole set is read."""
+    recorder = Recorder(cfg)
+    watcher = make_watcher(cfg, recorder)
+    (cfg / "b.yaml").write_text("b: 1\n")
+    (cfg / "sub").mkdir()
+    (cfg / "sub" / "c.yaml").write_text("c: 1\n")
+    os.replace(cfg / "a.yaml", cfg / "d.yaml")
+    wait_for(lambda: recorder.calls >= 1 and "d.yaml" in (recorder.changed[-1] or ()))
+    named = [changed for changed in recorder.changed if changed is not None]
+    assert len(named) == recorder.calls  # a slow box may split the burst, never lose a name
+    assert set().union(*named) == {"a.yaml", "b.yaml", "sub/c.yaml", "d.yaml"}
+    calls = recorder.calls
+    watcher.trigger()
+    wait_for(lambda: recorder.calls > calls, what="the forced call")
+    assert recorder.changed[-1] is None
+    calls = recorder.calls
+    shutil.rmtree(cfg / "sub")
+    wait_for(lambda: recorder.calls > calls, what="the call after the directory went")
+    assert recorder.changed[-1] is None
 
 
 def test_no_call_at_start(
@@ -466,7 +493,7 @@ def test_callback_never_overlaps_and_changes_during_it_cause_one_more_call(
     overlaps = 0
     snapshots: list[dict[str, str]] = []
 
-    def on_change() -> None:
+    def on_change(_changed: Changed) -> None:
         nonlocal active, overlaps
         with lock:
             active += 1
@@ -495,7 +522,7 @@ def test_callback_exception_is_logged_and_watching_goes_on(
 ) -> None:
     calls: list[int] = []
 
-    def on_change() -> None:
+    def on_change(_changed: Changed) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("boom")
@@ -515,7 +542,7 @@ def test_a_failed_call_is_retried_by_the_next_resync(
 ) -> None:
     calls: list[int] = []
 
-    def on_change() -> None:
+    def on_change(_changed: Changed) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("transient")
@@ -560,7 +587,7 @@ def test_other_observer_errors_are_not_swallowed(
 
     monkeypatch.setattr(watcher_module, "Observer", broken)
     with pytest.raises(PermissionError):
-        ConfigWatcher(cfg, lambda: None).start()
+        ConfigWatcher(cfg, lambda _changed: None).start()
 
 
 def _watcher_threads() -> list[threading.Thread]:

@@ -6,8 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.configset import ConfigSet, load_config_set
+from syncd.filecache import ConfigLoader
 from syncd.registry import Registry
 from tests.support.configs import minimal
 
@@ -118,3 +121,63 @@ def test_listeners_see_the_plan(tmp_path: Path, env: Callable[[str, str], None])
     registry = Registry(listeners=[lambda plan, snap: seen.append(plan.summary())])
     registry.apply(load(tmp_path, a=minimal("a")), "r1")
     assert seen == ["1 to create, 0 to update, 0 to delete, 0 unchanged"]
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["write", "delete", "rotate"]),
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.sampled_from(["a", "b", "c", "d", "dup", "broken", "stopped"]),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_named_changes_serve_what_a_full_apply_serves(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, str]]
+) -> None:
+    """One registry fed the loader's changes (the daemon after a file event), one
+    given every file each time (a fresh start): after each step they serve the
+    same notifiers, in the same order, with the same tokens; a rotated token
+    reaches the first only with the file that names it, as documented."""
+    root = tmp_path_factory.mktemp("config")
+    loader = ConfigLoader()
+    fast, full = Registry(), Registry()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in "abcd":
+            patch.setenv(f"HIPCHAT_TOKEN_{name}", "token-zero")
+        fast.apply(loader.load([root]), "r0")
+        for number, (kind, name, what) in enumerate(steps):
+            path = root / f"{name}.yaml"
+            if kind == "write":
+                path.write_text(_text(name, what))
+            elif kind == "delete":
+                path.unlink(missing_ok=True)
+            else:
+                # The token the file names, rotated with an edit of the file.
+                patch.setenv(f"HIPCHAT_TOKEN_{name}", f"token-{number}")
+                if path.exists():
+                    path.write_text(path.read_text() + f"# rotated {number}\n")
+            config = loader.load([root], changed=[path.name])
+            fast_outcome = fast.apply(config, f"r{number}", reuse_tokens=True)
+            full_outcome = full.apply(load_config_set([root]), f"r{number}")
+            assert fast_outcome.ok == full_outcome.ok
+            served = {
+                u: (n.integration, dict(n.tokens)) for u, n in fast.snapshot.notifiers.items()
+            }
+            wanted = {
+                u: (n.integration, dict(n.tokens)) for u, n in full.snapshot.notifiers.items()
+            }
+            assert list(served) == list(wanted)
+            assert served == wanted
+
+
+def _text(name: str, what: str) -> str:
+    """The file ``name``: broken, or one integration whose token is the file's own."""
+    if what == "broken":
+        return "version: 1\nintegrations: [\n"
+    uid = {"dup": "a", "stopped": name}.get(what, what)
+    text = minimal(uid).replace("HIPCHAT_TOKEN", f"HIPCHAT_TOKEN_{name}")
+    return text + ("    state: stopped\n" if what == "stopped" else "")

@@ -1,0 +1,176 @@
+"""The daemon's loader re-reads only what changed, and a load that is told which
+paths changed gives the set a fresh load gives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncd.configset import ConfigSet, load_config_set
+from syncd.filecache import ConfigLoader
+from syncd.semantics import Options
+from tests.support.configs import minimal
+
+
+def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
+    for name in "abc":
+        (tmp_path / f"{name}.yaml").write_text(minimal(name))
+    loader = ConfigLoader()
+    first = loader.load([tmp_path])
+    assert first.valid and len(first.integrations) == 3
+    a, b, c = first.integrations
+
+    (tmp_path / "b.yaml").write_text(minimal("b") + "    state: disabled\n")
+    second = loader.load([tmp_path])
+    assert second.integrations[0] is a
+    assert second.integrations[1] is not b
+    assert second.integrations[1].state == "disabled"
+    assert second.integrations[2] is c
+    assert second.digest != first.digest
+
+
+def test_touched_but_identical_file_keeps_its_result(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text(minimal("a"))
+    loader = ConfigLoader()
+    (before,) = loader.load([tmp_path]).integrations
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    config = loader.load([tmp_path])
+    assert config.integrations[0] is before
+
+
+def test_without_trusting_stat_a_same_size_same_mtime_edit_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text(minimal("a") + "    state: stopped\n")
+    loader = ConfigLoader()
+    assert loader.load([tmp_path]).integrations[0].state == "stopped"
+    st = path.stat()
+    path.write_text(minimal("a") + "    state: enabled\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert loader.load([tmp_path]).integrations[0].state == "stopped"
+    assert loader.load([tmp_path], trust_stat=False).integrations[0].state == "enabled"
+
+
+def test_deleted_files_leave_the_set(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(minimal("a"))
+    (tmp_path / "b.yaml").write_text(minimal("b"))
+    loader = ConfigLoader()
+    assert len(loader.load([tmp_path]).integrations) == 2
+    (tmp_path / "b.yaml").unlink()
+    assert [i.uid for i in loader.load([tmp_path]).integrations] == ["a"]
+
+
+def test_kept_files_place_a_later_duplicate_without_their_yaml_tree(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("# first\n" + minimal("shared"))
+    loader = ConfigLoader()
+    assert loader.load([tmp_path]).valid
+    (tmp_path / "b.yaml").write_text(minimal("shared").replace("name: shared", "name: other"))
+    config = loader.load([tmp_path])
+    messages = [f"{d.file}:{d.line}:{d.col}: {d.message}" for d in config.diagnostics]
+    first = tmp_path / "a.yaml"
+    second = tmp_path / "b.yaml"
+    assert messages == [
+        f"{first}:4:10: duplicate uid 'shared'; also defined at {second}:3:10",
+        f"{second}:3:10: duplicate uid 'shared'; also defined at {first}:4:10",
+    ]
+    assert all(entry.result.loaded.root is None for entry in loader._entries.values())
+
+
+def _same(incremental: ConfigSet, fresh: ConfigSet) -> None:
+    assert incremental.files == fresh.files
+    assert [str(d) for d in incremental.diagnostics] == [str(d) for d in fresh.diagnostics]
+    assert incremental.integrations == fresh.integrations
+    assert incremental.digest == fresh.digest
+    assert incremental.file_digests == fresh.file_digests
+
+
+NAMES = ["a.yaml", "b.yml", "z.yaml", "sub/c.yaml", "sub/a.yaml", "sub/deep/d.yaml", "x/e.yaml"]
+IGNORED = ["notes.txt", ".hidden/f.yaml", "skip/g.yaml", ".h.yaml"]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["write", "delete", "rename"]),
+            st.sampled_from(NAMES + IGNORED),
+            st.sampled_from(NAMES),
+            st.sampled_from(["a", "b", "c", "shared", "broken", "dupname"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_named_changes_give_the_set_a_fresh_load_gives(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, str, str]]
+) -> None:
+    """Random writes, deletions and renames, in nested and ignored places, files that
+    clash on uid or name, files that do not parse; after each, the loader is told
+    the paths, and must agree with a load that reads everything."""
+    root = tmp_path_factory.mktemp("config")
+    options = Options(exclude=("skip/*",))
+    loader = ConfigLoader(options)
+    loader.load([root])
+    for number, (kind, name, other, uid) in enumerate(steps):
+        path = root / name
+        changed = [name]
+        if kind == "write":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_text(uid, number))
+        elif kind == "delete":
+            path.unlink(missing_ok=True)
+        elif path.exists():
+            target = root / other
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+            changed.append(other)
+        _same(loader.load([root], changed=changed), load_config_set([root], options))
+
+
+def _text(uid: str, number: int) -> str:
+    if uid == "broken":
+        return "version: 1\nintegrations: [\n"
+    text = minimal(uid)
+    if uid == "dupname":
+        text = minimal(f"dup-{number}").replace(f"name: dup-{number}", "name: shared")
+    return text + f"    # edit {number}\n"
+
+
+def test_a_new_directory_is_walked(tmp_path: Path) -> None:
+    loader = ConfigLoader()
+    loader.load([tmp_path])
+    (tmp_path / "team" / "inner").mkdir(parents=True)
+    (tmp_path / "team" / "inner" / "a.yaml").write_text(minimal("a"))
+    config = loader.load([tmp_path], changed=["team"])
+    assert [i.uid for i in config.integrations] == ["a"]
+
+
+def test_a_linked_directory_turns_named_changes_into_a_walk(tmp_path: Path) -> None:
+    """A file under a linked directory has two paths; an event names the real one."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.yaml").write_text(minimal("a"))
+    (tmp_path / "link").symlink_to("real")
+    loader = ConfigLoader()
+    assert len(loader.load([tmp_path]).integrations) == 1  # each directory once
+    (tmp_path / "real" / "a.yaml").write_text(minimal("a") + "    state: stopped\n")
+    config = loader.load([tmp_path], changed=["real/a.yaml"])
+    _same(config, load_config_set([tmp_path]))
+    assert config.integrations[0].state == "stopped"
+
+
+def test_unchanged_files_are_not_even_stated_when_paths_are_named(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(minimal("a"))
+    (tmp_path / "b.yaml").write_text(minimal("b"))
+    loader = ConfigLoader()
+    loader.load([tmp_path])
+    # b changes without being named: a named load does not look at it.
+    (tmp_path / "b.yaml").write_text(minimal("b") + "    state: stopped\n")
+    (tmp_path / "a.yaml").write_text(minimal("a") + "    state: stopped\n")
+    config = loader.load([tmp_path], changed=["a.yaml"])
+    assert [i.state for i in config.integrations] == ["stopped", "enabled"]
+    assert [i.state for i in loader.load([tmp_path]).integrations] == ["stopped", "stopped"]

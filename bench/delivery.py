@@ -57,6 +57,7 @@ from host import machine  # noqa: E402
 
 from syncd.configset import load_config_set  # noqa: E402
 from syncd.daemon import Daemon, DaemonConfig  # noqa: E402
+from syncd.dispatch import DispatchConfig  # noqa: E402
 from syncd.hipchat_api import notification_body, notification_url  # noqa: E402
 from syncd.message import render_message  # noqa: E402
 from syncd.model import Integration  # noqa: E402
@@ -92,6 +93,7 @@ class Setup:
     integrations: int
     batch: int
     workers: int
+    latency: float = 0.0  # seconds the HipChat test server waits before each answer
 
     def room_ids(self, integration: int) -> list[int]:
         """The rooms of one integration: rooms are dealt round-robin."""
@@ -207,6 +209,8 @@ class World:
         self.setup = setup
         self.events = make_events(setup)
         self.server = HipChatServer(setup.tokens, limits=None).start()
+        if setup.latency:
+            self.server.misbehave(latency=setup.latency)
         self.url = self.server.url
         self.client: Client | None = None
 
@@ -308,8 +312,10 @@ def world(setup: Setup, split: bool) -> Iterator[AnyWorld]:
         made.close()
 
 
-def wait_delivered(where: AnyWorld, count: int, timeout: float) -> float:
-    """Unix time the ``count``-th message arrived; polls (cheap) instead of a per-message wait."""
+def wait_delivered(where: AnyWorld, count: int, timeout: float, poll: float = 0.02) -> float:
+    """Unix time the ``count``-th message arrived; polls (cheap) instead of a per-message
+    wait. The time comes from the server, so ``poll`` does not change it; a longer one
+    keeps this process's own CPU out of a slow run's figure."""
     deadline = time.monotonic() + timeout
     while True:
         received, last = where.delivered()
@@ -317,7 +323,7 @@ def wait_delivered(where: AnyWorld, count: int, timeout: float) -> float:
             return last
         if time.monotonic() > deadline:
             raise SystemExit(f"{received} of {count} messages arrived within {timeout:.0f} s")
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
 def check_exactly_once(where: AnyWorld, setup: Setup, label: str) -> None:
@@ -575,6 +581,122 @@ naive: the same messages rendered and posted with requests from as many threads 
 the daemon has workers; no queue, no durability, no per-room order."""
 
 
+HIPCHAT_ROOM_LIMIT = 30 / 60  # HipChat's own limit: 30 notifications a minute per room
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    rooms: int
+    in_flight: int
+    ceiling: float
+    run: Run
+    idle_core: float  # share of a core the daemon used while nothing was claimable
+
+
+def in_flight(rooms: int, workers: int) -> int:
+    """Sends that can be in flight: one per room (its order), one server's share of
+    the workers."""
+    return min(rooms, DispatchConfig(workers=workers).per_server)
+
+
+def run_latency(
+    rooms: int, workers: int, latency: float, seconds: float, split: bool
+) -> LatencyRow:
+    """One room per integration, every answer ``latency`` late; enough events to keep
+    delivery at its ceiling for about ``seconds``."""
+    flying = in_flight(rooms, workers)
+    ceiling = flying / latency
+    events = max(2 * rooms, int(ceiling * seconds))
+    setup = Setup(events, rooms, rooms, 100, workers, latency)
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, world(setup, split) as around:
+        config_dir = Path(tmp) / "config"
+        config_dir.mkdir()
+        write_config(config_dir, setup, around.url)
+        daemon = Daemon(
+            DaemonConfig(config_dir, state_dir=Path(tmp) / "state", port=0, workers=workers)
+        )
+        if not daemon.start().ok:
+            raise SystemExit("config rejected")
+        try:
+            cpu = cpu_time()
+            around.post(daemon.server.url)
+            posted = around.posted(seconds * 20)
+            last = wait_delivered(around, setup.notifications, seconds * 20 + 60, poll=0.5)
+            cpu = cpu_time() - cpu
+            idle_from, idle_wall = cpu_time(), time.monotonic()
+            time.sleep(IDLE_WINDOW)  # a measured window, not a wait for a condition
+            idle = (cpu_time() - idle_from) / (time.monotonic() - idle_wall)
+        finally:
+            daemon.shutdown()
+        check_exactly_once(around, setup, f"latency {rooms} rooms")
+    run = Run(f"{rooms} rooms", setup.notifications, last - posted.started_at, cpu, events)
+    return LatencyRow(rooms, flying, ceiling, run, idle)
+
+
+IDLE_WINDOW = 3.0
+
+
+def print_latency(rows: Sequence[LatencyRow], workers: int, latency: float) -> None:
+    header = [
+        "rooms",
+        "in flight",
+        "ceiling/s",
+        "notif/s",
+        "of ceiling",
+        "CPU ms/notif",
+        "idle core",
+        "HipChat limit/s",
+    ]
+    table = [header]
+    for row in rows:
+        table.append(
+            [
+                str(row.rooms),
+                str(row.in_flight),
+                f"{row.ceiling:.1f}",
+                f"{row.run.rate:.1f}",
+                f"{row.run.rate / row.ceiling:.0%}",
+                f"{row.run.cpu / row.run.notifications * 1000:.2f}",
+                f"{row.idle_core:.1%}",
+                f"{row.rooms * HIPCHAT_ROOM_LIMIT:.1f}",
+            ]
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+    share = DispatchConfig(workers=workers).per_server
+    print(
+        f"""
+Every answer of the HipChat test server waits {latency * 1000:.0f} ms. One room's
+notifications go one at a time (in order), and one HipChat server gets half the
+{workers} workers, so the ceiling is min(rooms, {share}) / {latency} s. notif/s: first
+POST to the last message received, every one checked to arrive exactly once. CPU ms/notif:
+the daemon process's CPU per notification. idle core: its CPU over {IDLE_WINDOW:.0f} s after
+the last delivery, nothing left to claim. HipChat limit/s: what HipChat itself allows
+these rooms (30 notifications a minute per room)."""
+    )
+
+
+def latency_matrix(args: argparse.Namespace, split: bool) -> None:
+    rooms = [int(r) for r in args.latency_rooms.split(",")]
+    print(f"machine: {machine()}")
+    print(
+        f"latency matrix: {args.workers} delivery workers, "
+        f"answers {args.latency * 1000:.0f} ms late"
+    )
+    rows = [run_latency(r, args.workers, args.latency, args.seconds, split) for r in rooms]
+    print()
+    print_latency(rows, args.workers, args.latency)
+    for row in rows:
+        share = row.run.rate / row.ceiling
+        cpu = row.run.cpu / row.run.notifications * 1000
+        verdict = "met" if share >= 0.9 and cpu < 5 and row.idle_core < 0.05 else "NOT met"
+        print(
+            f"goal >= 90% of the ceiling, < 5 ms CPU/notif, < 5% of a core idle, "
+            f"{row.rooms} rooms: {share:.0%}, {cpu:.2f} ms, {row.idle_core:.1%}: {verdict}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -583,7 +705,9 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=8, help="rooms in all (K)")
     parser.add_argument("--integrations", type=int, default=4, help="rooms are dealt to these")
     parser.add_argument("--batch", type=int, default=100, help="events per POST")
-    parser.add_argument("--workers", type=int, default=8, help="daemon delivery workers")
+    parser.add_argument(
+        "--workers", type=int, default=DispatchConfig().workers, help="daemon delivery workers"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="per run, seconds")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (median)")
     parser.add_argument("--quick", action="store_true", help="1,000 events, 1 run of each")
@@ -603,7 +727,20 @@ def main() -> None:
         default="cpu",
         help="cpu: each thread's CPU time (hot spots); wall: includes lock and I/O waits",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        nargs="?",
+        const=0.15,
+        help="the latency matrix instead: every answer this late (default 0.15 s)",
+    )
+    parser.add_argument("--latency-rooms", default="1,10,100,1000", help="rooms per row")
+    parser.add_argument("--seconds", type=float, default=8.0, help="latency: a row's length")
     args = parser.parse_args()
+    if args.latency is not None:
+        logging.basicConfig(level=logging.WARNING)
+        latency_matrix(args, not args.one_process)
+        return
     events = 1000 if args.quick else args.events
     repeat = 1 if args.quick else args.repeat
     if min(events, repeat, args.rooms, args.integrations, args.batch, args.workers) < 1:

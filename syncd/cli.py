@@ -224,8 +224,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--workers",
         type=int,
-        default=8,
-        help="delivery threads, 1 to 64; one HipChat server gets at most half (default 8)",
+        default=64,  # dispatch.DEFAULT_WORKERS, which this module does not import
+        help="delivery threads, 1 to 256; one HipChat server gets at most half (default 64)",
     )
     run.add_argument(
         "--ingest-token-file",

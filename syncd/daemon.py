@@ -25,7 +25,7 @@ from typing import Literal
 
 from syncd import logs, semantics, systemd
 from syncd.api import Api
-from syncd.dispatch import DispatchConfig, Dispatcher
+from syncd.dispatch import DEFAULT_WORKERS, DispatchConfig, Dispatcher
 from syncd.errors import Failure, UsageError
 from syncd.filecache import ConfigLoader
 from syncd.hipchat import HipChatClient
@@ -55,7 +55,7 @@ class DaemonConfig:
     max_wait: float = 1.0
     resync_interval: float = 60.0
     reload_timeout: float = 30.0
-    workers: int = 8
+    workers: int = DEFAULT_WORKERS
     max_age: float = 24 * 3600.0
     drain_timeout: float = 10.0
     synchronous: Literal["FULL", "NORMAL"] = "FULL"

@@ -54,7 +54,7 @@ Clock = Callable[[], float]
 
 DEFAULT_TIMEOUT = (3.05, 10.0)
 DEFAULT_SEND_TIMEOUT = 30.0
-MAX_CONNECTIONS_PER_HOST = 64  # as many as the most workers: each keeps its connection
+MAX_CONNECTIONS_PER_HOST = 128  # as many as one server's share of the most workers
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 300.0
 DEFAULT_MAX_SERVER_WAIT = 3600.0

@@ -364,8 +364,8 @@ class Outbox:
         if done.state == "pending":
             changed = db.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
-                "lease_until = NULL WHERE id = ? AND state = 'inflight'",
-                (done.retry_at, done.reason, done.item_id),
+                "lease_until = NULL, attempts = attempts - ? WHERE id = ? AND state = 'inflight'",
+                (done.retry_at, done.reason, 0 if done.attempted else 1, done.item_id),
             ).rowcount
         else:
             changed = db.execute(

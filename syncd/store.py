@@ -111,6 +111,9 @@ class Settle:
     state: Literal["delivered", "dead", "cancelled", "pending"]
     reason: str | None = None
     retry_at: float | None = None
+    # False: the item went back unsent (its server had no free slot), so the claim
+    # does not count as an attempt.
+    attempted: bool = True
 
 
 @dataclass(frozen=True)

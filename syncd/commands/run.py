@@ -29,7 +29,7 @@ def parse_listen(value: str) -> Listen:
     return Listen(host, int(port))
 
 
-MAX_WORKERS = 64
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,22 @@ def test_skipped_integrations_are_passed_over(box: Outbox, clock: Clock) -> None
     assert {i.uid for i in box.claim(limit=10, lease=30)} == {"slow"}
 
 
+def test_a_head_put_back_unsent_keeps_its_place_and_its_attempts(box: Outbox, clock: Clock) -> None:
+    """A worker that claimed a head and then found its server full puts it back as
+    it was: had it gone to the back of the queue, the rooms put back would wait
+    behind every other room's whole backlog."""
+    put(box, ("a", "1", 1))
+    clock.now += 1
+    put(box, ("b", "1", 2), ("b", "1", 3))
+    (first,) = box.claim(limit=1, lease=30)
+    assert first.event["n"] == 1
+    clock.now += 5
+    put_back = Settle(first.id, "pending", None, first.next_attempt_at, attempted=False)
+    (again,) = box.settle_and_claim(put_back, 1, 30)
+    assert again.id == first.id  # still before room b's older-than-now head
+    assert again.attempts == 1
+
+
 def test_heads_follow_every_kind_of_write(box: Outbox, clock: Clock) -> None:
     rng = random.Random(7)
     rooms = [(uid, room) for uid in "abc" for room in "12"]

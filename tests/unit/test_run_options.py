@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from syncd.commands.run import Listen, parse_listen
@@ -26,3 +28,12 @@ def test_listen_takes_host_and_port_or_bracketed_ipv6(value: str, expected: List
 def test_listen_rejects_what_cannot_be_bound(value: str) -> None:
     with pytest.raises(UsageError, match="--listen wants"):
         parse_listen(value)
+
+
+def test_the_cli_default_for_workers_is_the_dispatcher_s() -> None:
+    from syncd.cli import build_parser
+    from syncd.daemon import DaemonConfig
+    from syncd.dispatch import DEFAULT_WORKERS
+
+    args = build_parser().parse_args(["run", "--config", "x"])
+    assert args.workers == DEFAULT_WORKERS == DaemonConfig(Path("x")).workers

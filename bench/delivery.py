@@ -2,6 +2,8 @@
 
 Run: python bench/delivery.py [--events 5000] [--rooms 8] [--integrations 4] [--repeat 3]
                               [--quick] [--one-process] [--profile]
+     python bench/delivery.py --latency [0.15] [--latency-rooms 1,10,100,1000]
+     python bench/delivery.py --parts
 
 The daemon (``syncd.daemon.Daemon``) runs in this process. The HipChat test
 server (``syncd.testing.hipchat_server.HipChatServer``, no rate limits) and a
@@ -24,6 +26,16 @@ shows what durability costs.
 
 ``--profile`` then runs cProfile on every daemon thread of one FULL run (at most
 1,000 events) and prints the top 15 entries by cumulative and by own time.
+
+``--latency [SECONDS]`` prints the latency matrix instead: every answer of the
+HipChat test server is SECONDS late (0.15 by default), one room per integration,
+1, 10, 100 and 1,000 rooms (``--latency-rooms``); each row shows the notifications
+per second beside the ceiling (one send in flight per room, one server's share
+of the workers, over the latency), the daemon's CPU per notification, and its
+share of a core once nothing is left to claim. ``--parts`` prints the CPU per
+call of each step of one notification. With ``SYNCD_BENCH_SOURCE=DIR`` in the
+environment, the daemon measured is that checkout's (the test server and the
+client stay this one's): the before of a before-and-after.
 """
 
 from __future__ import annotations
@@ -51,7 +63,12 @@ from typing import Any, Literal
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# SYNCD_BENCH_SOURCE=DIR measures the daemon of another checkout (the before of a
+# before-and-after); the HipChat test server and the client, in the child
+# process, stay this checkout's.
+SOURCE = Path(os.environ.get("SYNCD_BENCH_SOURCE", ROOT))
+WORLD_MARK = "SYNCD_BENCH_WORLD"  # set for the child process only
+sys.path.insert(0, str(ROOT if os.environ.get(WORLD_MARK) else SOURCE))
 
 from host import machine  # noqa: E402
 
@@ -262,7 +279,11 @@ class RemoteWorld:
         self._process = context.Process(
             target=_serve_world, args=(child, setup), name="bench-world", daemon=True
         )
-        self._process.start()
+        os.environ[WORLD_MARK] = "1"
+        try:
+            self._process.start()
+        finally:
+            del os.environ[WORLD_MARK]
         child.close()
         try:
             if not self._conn.poll(60):
@@ -595,8 +616,13 @@ class LatencyRow:
 
 def in_flight(rooms: int, workers: int) -> int:
     """Sends that can be in flight: one per room (its order), one server's share of
-    the workers."""
-    return min(rooms, DispatchConfig(workers=workers).per_server)
+    the workers (all of them, for sources from before the share)."""
+    return min(rooms, per_server(workers))
+
+
+def per_server(workers: int) -> int:
+    share: int = getattr(DispatchConfig(workers=workers), "per_server", workers)
+    return share
 
 
 def run_latency(
@@ -664,11 +690,11 @@ def print_latency(rows: Sequence[LatencyRow], workers: int, latency: float) -> N
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
-    share = DispatchConfig(workers=workers).per_server
+    share = per_server(workers)
     print(
         f"""
 Every answer of the HipChat test server waits {latency * 1000:.0f} ms. One room's
-notifications go one at a time (in order), and one HipChat server gets half the
+notifications go one at a time (in order), and one HipChat server gets {share} of the
 {workers} workers, so the ceiling is min(rooms, {share}) / {latency} s. notif/s: first
 POST to the last message received, every one checked to arrive exactly once. CPU ms/notif:
 the daemon process's CPU per notification. idle core: its CPU over {IDLE_WINDOW:.0f} s after
@@ -695,6 +721,62 @@ def latency_matrix(args: argparse.Namespace, split: bool) -> None:
             f"goal >= 90% of the ceiling, < 5 ms CPU/notif, < 5% of a core idle, "
             f"{row.rooms} rooms: {share:.0%}, {cpu:.2f} ms, {row.idle_core:.1%}: {verdict}"
         )
+
+
+def parts(calls: int) -> None:
+    """CPU per call of each step a notification goes through, in this thread: the
+    event's schema check, rendering, the send to a HipChat test server answering at
+    once, and the durable settle-and-claim of the outbox (synchronous=FULL)."""
+    from syncd.hipchat import HipChatClient
+    from syncd.hipchat_api import RoomTarget
+    from syncd.ingest import validate_events
+    from syncd.outbox import Outbox
+    from syncd.store import NewItem, Settle
+
+    setup = Setup(1, 1, 1, 1, 1)
+    event = make_events(replace(setup, events=1))[0]
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        config_dir = Path(tmp)
+        world_ = World(setup)
+        try:
+            write_config(config_dir, setup, world_.url)
+            (integration,) = load_config_set([config_dir]).integrations
+            room = str(FIRST_ROOM)
+            target = RoomTarget(world_.url, room, setup.tokens[room])
+            client = HipChatClient()
+            message = render_message(event, integration)
+            box = Outbox(config_dir / "outbox.db")
+            with box.batch() as batch:
+                batch.enqueue(
+                    [NewItem("bench-0", str(n), event) for n in range(calls)], time.time()
+                )
+            claimed = box.settle_and_claim(None, 1, 60)
+            steps: dict[str, Callable[[], object]] = {
+                "event schema check": lambda: validate_events(event),
+                "render": lambda: render_message(event, integration),
+                "send (HipChat answers at once)": lambda: client.send(target, message),
+            }
+            figures = {name: per_call(step, calls) for name, step in steps.items()}
+
+            def settle() -> None:
+                nonlocal claimed
+                claimed = box.settle_and_claim(Settle(claimed[0].id, "delivered"), 1, 60)
+
+            figures["outbox settle and claim (FULL)"] = per_call(settle, calls - 5)
+        finally:
+            world_.close()
+    for name, us in figures.items():
+        print(f"  {name:34} {us:8.0f} us")
+
+
+def per_call(step: Callable[[], object], calls: int) -> float:
+    """Microseconds of this thread's CPU per call, after a few unmeasured calls."""
+    for _ in range(3):
+        step()
+    start = time.thread_time()
+    for _ in range(calls):
+        step()
+    return (time.thread_time() - start) / calls * 1e6
 
 
 def main() -> None:
@@ -736,7 +818,15 @@ def main() -> None:
     )
     parser.add_argument("--latency-rooms", default="1,10,100,1000", help="rooms per row")
     parser.add_argument("--seconds", type=float, default=8.0, help="latency: a row's length")
+    parser.add_argument(
+        "--parts", action="store_true", help="CPU per call of each step of one notification"
+    )
     args = parser.parse_args()
+    if args.parts:
+        print(f"machine: {machine()}")
+        print(f"CPU per call, this thread ({SOURCE}):")
+        parts(500)
+        return
     if args.latency is not None:
         logging.basicConfig(level=logging.WARNING)
         latency_matrix(args, not args.one_process)

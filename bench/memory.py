@@ -71,7 +71,10 @@ start = time.perf_counter()
 if mode == "baseline":
     import syncd.configset, syncd.registry
 elif mode == "syncd":
-    from syncd.configset import ConfigLoader
+    try:
+        from syncd.filecache import ConfigLoader
+    except ImportError:  # sources from before the loader had its own module
+        from syncd.configset import ConfigLoader
     from syncd.registry import Registry
     loader, registry = ConfigLoader(), Registry()
     outcome = registry.apply(loader.load([directory]), "r1")

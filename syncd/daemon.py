@@ -258,7 +258,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop intake first, then let sends in flight finish; the rest stays queued."""
         self._stop.set()
-        self.housekeeping.stop()
+        self.housekeeping.stop(self.config.drain_timeout)
         self.server.stop()
         self.watcher.stop()
         if not self.dispatcher.stop(self.config.drain_timeout):

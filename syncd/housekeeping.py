@@ -82,8 +82,12 @@ class Housekeeping:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop, and wait up to ``timeout`` for a chore under way: a last-known-good
+        copy still being written must not outlive the daemon's hold on its state dir."""
         self._stop.set()
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

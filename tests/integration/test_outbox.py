@@ -317,3 +317,22 @@ def test_a_file_from_before_digest_times_gains_the_column(tmp_path: Path, clock:
     with reopened.batch() as batch:
         batch.enqueue([NewItem("a", "1", {"n": 2}, count=3, since=clock.now - 60)], clock.now)
     assert [(i.count, i.since) for i in reopened.items()] == [(1, None), (3, clock.now - 60)]
+
+
+def test_stopping_housekeeping_waits_for_a_chore_under_way(box: Outbox, clock: Clock) -> None:
+    """A daemon that shuts down while its last-known-good copy is being written
+    waits for it, before it lets go of the state dir."""
+    started, finished = threading.Event(), threading.Event()
+
+    def chore() -> None:
+        started.set()
+        time.sleep(0.3)  # a copy being written: the wait under test
+        finished.set()
+
+    chores = Housekeeping(
+        box, Ingest(box, Registry(), clock=clock), max_age=3600, interval=0.01, chores=[chore]
+    )
+    chores.start()
+    assert started.wait(10)
+    chores.stop(timeout=10)
+    assert finished.is_set()

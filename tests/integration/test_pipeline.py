@@ -18,6 +18,7 @@ from syncd.hipchat import HipChatClient
 from syncd.ingest import Ingest, validate_events
 from syncd.outbox import Outbox
 from syncd.registry import Registry
+from syncd.servers import server_of
 from syncd.testing import Fault, HipChatServer
 from tests.support.waiting import wait_for
 
@@ -289,3 +290,21 @@ def test_a_card_is_sent_with_the_message_as_its_fallback(rig: Rig) -> None:
     assert card["description"] == {"value": "charge() at pay.py:42", "format": "text"}
     assert card["attributes"] == [{"label": "team", "value": {"label": "core"}}]
     assert "KeyError" in str(received.body["message"])
+
+
+def test_an_item_whose_server_has_no_free_slot_goes_back_in_its_place(rig: Rig) -> None:
+    """Between a claim and the send, other workers may fill the server's slots: the
+    item goes back unsent, with its own due time, and the claim is no attempt."""
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n"))
+    assert rig.send(event()) == 1
+    (item,) = rig.outbox.claim(limit=1, lease=30)
+    servers = rig.dispatcher._servers
+    while servers.take(server_of(rig.server.url), time.time()):
+        pass  # every slot held, as by workers sending
+    settle = rig.dispatcher.process(item)
+    assert (settle.state, settle.retry_at, settle.attempted) == (
+        "pending",
+        item.next_attempt_at,
+        False,
+    )
+    assert rig.server.messages == []

@@ -160,11 +160,14 @@ def tool(name: str, module: str) -> list[str] | None:
 
 
 def run_once(
-    command: Sequence[str], ok_codes: tuple[int, ...] = (0,), env: dict[str, str] | None = None
+    command: Sequence[str],
+    ok_codes: tuple[int, ...] = (0,),
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> float:
     """The CPU seconds (user + system) the command's process took."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=cwd)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     elapsed = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode not in ok_codes:
@@ -250,7 +253,8 @@ def bench_size(
         if before is not None:
             env = {**os.environ, "PYTHONPATH": str(before)}
             command = [sys.executable, "-m", "syncd", "validate", str(directory)]
-            earlier = median_time(lambda: run_once(command, env=env), repeat)
+            # From inside the checkout: `python -m` looks in the current directory first.
+            earlier = median_time(lambda: run_once(command, env=env, cwd=before), repeat)
         first, *later = in_process(directory, repeat + 1)
         peer = None
         if jsonschema:

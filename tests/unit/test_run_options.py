@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,17 @@ def test_the_cli_default_for_workers_is_the_dispatcher_s() -> None:
 
     args = build_parser().parse_args(["run", "--config", "x"])
     assert args.workers == DEFAULT_WORKERS == DaemonConfig(Path("x")).workers
+
+
+def test_a_parser_built_for_one_command_defines_it_as_the_full_one_does() -> None:
+    """main() builds only the command given, for speed; its options and help must be
+    the full parser's."""
+    from syncd.cli import _COMMANDS, build_parser
+
+    def command_help(parser: argparse.ArgumentParser, name: str) -> str:
+        (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return str(commands.choices[name].format_help())
+
+    full = build_parser()
+    for name in _COMMANDS:
+        assert command_help(build_parser(name), name) == command_help(full, name)

@@ -280,6 +280,18 @@ def bench_size(
     return row, cli, lint, earlier
 
 
+def one_file_against(syncd: list[str], yamllint: list[str], pairs: int) -> float:
+    """syncd's CPU over yamllint's on one file, as the median of the ratios of runs
+    taken in turn: a drift of the machine's speed moves both halves of a pair."""
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        (path,) = generate(Path(tmp), 1)
+        ours = [*syncd, "validate", str(path)]
+        theirs = [*yamllint, "-d", "relaxed", str(path)]
+        run_once(ours), run_once(theirs, (0, 1))  # warm-up
+        ratios = [run_once(ours) / run_once(theirs, (0, 1)) for _ in range(pairs)]
+    return statistics.median(ratios)
+
+
 def print_table(rows: list[list[str]]) -> None:
     header = [
         "files",
@@ -351,10 +363,14 @@ def main() -> None:
     ]
     print_table([row for row, *_ in results])
     print(LEGEND)
-    for row, cli, lint, earlier in results:
-        if row[0] == "1" and lint is not None:
-            verdict = "met" if cli / lint <= 1.1 else "NOT met"
-            print(f"goal: one file within 1.1x of yamllint's CPU: {cli / lint:.2f}x, {verdict}")
+    for row, cli, _, earlier in results:
+        if row[0] == "1" and yamllint is not None:
+            share = one_file_against(syncd, yamllint, args.repeat * 5)
+            verdict = "met" if share <= 1.1 else "NOT met"
+            print(
+                f"goal: one file within 1.1x of yamllint's CPU: {share:.2f}x "
+                f"(median of {args.repeat * 5} interleaved pairs), {verdict}"
+            )
         if row[0] == "2000" and earlier is not None:
             verdict = "met" if earlier / cli >= 2 else "NOT met"
             print(

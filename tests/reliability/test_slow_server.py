@@ -66,7 +66,8 @@ def test_a_server_that_is_down_is_not_asked_once_per_room(tmp_path: Path) -> Non
     with HipChatServer(rooms, limits=None) as down:
         down.inject(Fault.status(503, headers={"Retry-After": "30"}), times=1000)
         config = write_files(tmp_path / "config", ("down.yaml", trace_config(down.url, rooms)))
-        proc = start(config, tmp_path / "state", env=token_env(rooms))
+        # 8 workers: a share of 4, fewer than the rooms, so the bound below means something.
+        proc = start(config, tmp_path / "state", "--workers", "8", env=token_env(rooms))
         try:
             assert proc.post_events([event("shop")]).status_code == 202
             wait_for(lambda: proc.status()["outbox_depth"] == 10, timeout=20, what="queued")

@@ -89,10 +89,16 @@ class LoadedFile:
         self.text = ""
 
     def reported(self, path: DataPath) -> None:
-        self.reported_paths = {*self.reported_paths, path}
+        # A set of its own on the first one, then added to: a file may report
+        # tens of thousands, and a copy per addition would be quadratic.
+        if not isinstance(self.reported_paths, set):
+            self.reported_paths = set(self.reported_paths)
+        self.reported_paths.add(path)
 
     def trap(self, path: DataPath, text: str, value: Any) -> None:
-        self.traps = {**self.traps, path: (text, value)}
+        if not isinstance(self.traps, dict):
+            self.traps = dict(self.traps)
+        self.traps[path] = (text, value)
 
     def drop_data(self) -> None:
         """For a loader that keeps thousands of files: once the integrations are

@@ -203,3 +203,11 @@ def test_positions_for_valid_values_are_not_needed_to_load() -> None:
     assert loaded.diagnostics == []
     assert loaded.position(("integrations", 0, "hipchat", "rooms", 0, "token", "env")) == (10, 24)
     assert loaded.position(("integrations", 0, "missing")) == (3, 5)
+
+
+def test_what_one_file_reports_stays_its_own() -> None:
+    """Files share one empty set of reported paths and traps until they add one."""
+    first = load_bytes(b"version: 1\nx: yes\ny: {a: 1, a: 2}\n", "first.yaml")
+    second = load_bytes(b"version: 1\n", "second.yaml")
+    assert first.traps and first.reported_paths
+    assert not second.traps and not second.reported_paths

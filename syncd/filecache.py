@@ -42,7 +42,6 @@ Order = tuple[int, tuple[tuple[int, str], ...]]
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    root: Path
     order: Order
     stat: StatKey | None
     result: FileResult
@@ -75,6 +74,9 @@ class ConfigLoader:
         self._noted: set[str] = set()  # files with diagnostics
         self._unsettled: set[str] = set()
         self._marks = 0
+        # What the files read by one load held before and hold now (Changes).
+        self._before: list[Integration] = []
+        self._after: list[Integration] = []
 
     def load(
         self,
@@ -87,8 +89,7 @@ class ConfigLoader:
         have changed since the last load; None when anything may have."""
         roots = tuple(paths)
         since = set_digest(self._marks)
-        self._before: list[Integration] = []
-        self._after: list[Integration] = []
+        self._before, self._after = [], []
         if changed is None or roots != self._paths or not self._update(changed):
             self._walk(roots, trust_stat)
             return self._assemble(None)
@@ -157,9 +158,9 @@ class ConfigLoader:
         if result.loaded.unsettled:
             stat = None  # read it again next time, whatever its stat says
         if old is not None and old.result is result:
-            self._entries[name] = _Entry(root, order, stat, result, old.mark)
+            self._entries[name] = _Entry(order, stat, result, old.mark)
             return
-        self._set(name, _Entry(root, order, stat, result, file_mark(result.loaded)), old)
+        self._set(name, _Entry(order, stat, result, file_mark(result.loaded)), old)
         if insert:  # a walk lays the lists out afresh
             self._place(name, order, result, old)
 

@@ -90,8 +90,8 @@ class UniqueIndex:
     def put(self, file: str, order: _Order, loaded: LoadedFile | None) -> None:
         """Replace what ``file`` holds (None: it is gone); ``order`` sorts the places
         of a clash as the files are listed."""
-        _, _, old = self._files.pop(file, ((), LoadedFile(file), ()))
-        for key, _ in old:
+        held = self._files.pop(file, None)
+        for key, _ in held[2] if held else ():
             self._release(key, file)
         if loaded is None:
             return

@@ -5,7 +5,7 @@ Run: python bench/delivery.py [--events 5000] [--rooms 8] [--integrations 4] [--
      python bench/delivery.py --latency [0.15] [--latency-rooms 1,10,100,1000]
      python bench/delivery.py --parts
 
-The daemon (``syncd.daemon.Daemon``) runs in this process. The HipChat test
+The daemon (``syncd.service.daemon.Daemon``) runs in this process. The HipChat test
 server (``syncd.testing.hipchat_server.HipChatServer``, no rate limits) and a
 client that posts the events in batches to ``/v1/events`` over one keep-alive
 connection, while delivery runs, share a child process, so that they do not take
@@ -72,12 +72,12 @@ sys.path.insert(0, str(ROOT if os.environ.get(WORLD_MARK) else SOURCE))
 
 from host import machine  # noqa: E402
 
-from syncd.configset import load_config_set  # noqa: E402
-from syncd.daemon import Daemon, DaemonConfig  # noqa: E402
-from syncd.dispatch import DispatchConfig  # noqa: E402
-from syncd.hipchat_api import notification_body, notification_url  # noqa: E402
-from syncd.message import render_message  # noqa: E402
-from syncd.model import Integration  # noqa: E402
+from syncd.config.configset import load_config_set  # noqa: E402
+from syncd.config.model import Integration  # noqa: E402
+from syncd.delivery.dispatch import DispatchConfig  # noqa: E402
+from syncd.hipchat.render import render_message  # noqa: E402
+from syncd.hipchat.wire import notification_body, notification_url  # noqa: E402
+from syncd.service.daemon import Daemon, DaemonConfig  # noqa: E402
 from syncd.testing.hipchat_server import HipChatServer  # noqa: E402
 
 GOAL = 1000.0  # notifications per second, on 2 cores
@@ -727,11 +727,11 @@ def parts(calls: int) -> None:
     """CPU per call of each step a notification goes through, in this thread: the
     event's schema check, rendering, the send to a HipChat test server answering at
     once, and the durable settle-and-claim of the outbox (synchronous=FULL)."""
-    from syncd.hipchat import HipChatClient
-    from syncd.hipchat_api import RoomTarget
-    from syncd.ingest import validate_events
-    from syncd.outbox import Outbox
-    from syncd.store import NewItem, Settle
+    from syncd.events.ingest import validate_events
+    from syncd.hipchat.client import HipChatClient
+    from syncd.hipchat.wire import RoomTarget
+    from syncd.store.contract import NewItem, Settle
+    from syncd.store.sqlite import Outbox
 
     setup = Setup(1, 1, 1, 1, 1)
     event = make_events(replace(setup, events=1))[0]

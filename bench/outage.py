@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from host import machine  # noqa: E402
 
-from syncd.outbox import Outbox  # noqa: E402
-from syncd.store import NewItem, Settle  # noqa: E402
+from syncd.store.contract import NewItem, Settle  # noqa: E402
+from syncd.store.sqlite import Outbox  # noqa: E402
 from syncd.testing import Fault, HipChatServer  # noqa: E402
 from tests.support.configs import room_tokens, token_env, trace_config  # noqa: E402
 from tests.support.processes import Proc, spawn, wait_listening  # noqa: E402

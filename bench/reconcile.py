@@ -57,10 +57,10 @@ from pathlib import Path
 kind, directory, files, rounds = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 os.environ["HIPCHAT_BENCH_TOKEN"] = "bench-token"
 try:
-    from syncd.filecache import ConfigLoader
+    from syncd.config.filecache import ConfigLoader
 except ImportError:  # sources from before the daemon's loader had its own module
-    from syncd.configset import ConfigLoader
-from syncd.configset import load_config_set
+    from syncd.config.configset import ConfigLoader
+from syncd.config.configset import load_config_set
 from syncd.registry import Registry
 
 TEXT = (Path(sys.argv[5]).read_text())
@@ -107,7 +107,7 @@ def change():
             "naive_ms": statistics.median(naive) * 1000, "peak_mib": peak}
 
 def daemon():
-    from syncd.daemon import Daemon, DaemonConfig
+    from syncd.service.daemon import Daemon, DaemonConfig
     # An older daemon may still be copying its last-known-good set after it stopped.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as state:
         start = time.perf_counter()

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from host import machine  # noqa: E402
 
 from syncd import rules  # noqa: E402
-from syncd.configset import load_config_set  # noqa: E402
-from syncd.patterns import compile_pattern  # noqa: E402
-from syncd.routing import judge  # noqa: E402
+from syncd.config.configset import load_config_set  # noqa: E402
+from syncd.config.patterns import compile_pattern  # noqa: E402
+from syncd.events.routing import judge  # noqa: E402
 
 ATTRIBUTES = [
     {"environment": "production", "team": "payments", "datacenter": "nyc", "version": "1.4.2"},

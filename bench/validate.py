@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from host import machine  # noqa: E402
 
-from syncd.configset import load_config_set  # noqa: E402
+from syncd.config.configset import load_config_set  # noqa: E402
 
 HEADER = """\
 # yaml-language-server: $schema=../schemas/integrations.schema.json
@@ -205,7 +205,7 @@ def ratio(peer: float | None, ours: float) -> str:
 IN_PROCESS = """
 import json, sys, time
 from pathlib import Path
-from syncd.configset import load_config_set
+from syncd.config.configset import load_config_set
 directory, calls, budget = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 times = []
 while len(times) < calls and (len(times) < 3 or sum(times) < budget):

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import cast
 
 from syncd import __version__
-from syncd.diagnostics import OutputFormat
+from syncd.config.diagnostics import OutputFormat
+from syncd.config.reach import Reach
 from syncd.errors import handled
-from syncd.logs import LogFormat
-from syncd.reach import Reach
+from syncd.service.logs import LogFormat
 
 Command = Callable[[argparse.Namespace], int]
 DEFAULT_URL = "http://127.0.0.1:8514"
@@ -307,9 +307,9 @@ def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from syncd.commands.demo import demo
+    from syncd.commands.demo import run
 
-    return demo()
+    return run()
 
 
 def _status(args: argparse.Namespace) -> int:

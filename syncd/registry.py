@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from syncd.configset import Changes, ConfigSet
-from syncd.diagnostics import Diagnostic
-from syncd.model import Integration, Source
-from syncd.plan import Plan, Update, plan
-from syncd.secrets import SecretError, SecretRef
+from syncd.config.configset import Changes, ConfigSet
+from syncd.config.diagnostics import Diagnostic
+from syncd.config.model import Integration, Source
+from syncd.config.plan import Plan, Update, plan
+from syncd.config.secrets import SecretError, SecretRef
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.configset import ConfigSet, load_config_set
+from syncd.config.configset import ConfigSet, load_config_set
 from tests.support.configs import write_files
 from tests.support.gitrepo import GitRepo, make_repo
 

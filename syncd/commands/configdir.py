@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from syncd import semantics
-from syncd.configset import ConfigSet, load_config_set
-from syncd.diagnostics import report
+from syncd.config import semantics
+from syncd.config.configset import ConfigSet, load_config_set
+from syncd.config.diagnostics import report
 from syncd.errors import UsageError
 
 

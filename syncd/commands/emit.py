@@ -47,7 +47,7 @@ def build_event(
 def emit(url: str, event: Mapping[str, object], *, token: str | None = None) -> int:
     """Exit 0 when the daemon accepted the event for an integration, 1 when it refused
     it or no integration serves the event's project."""
-    from syncd.remote import emit as post
+    from syncd.commands.remote import emit as post
 
     status, answer = post(url, dict(event), token=token)
     if status != 202:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.commands.remote import clip
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
-from syncd.remote import clip
 
 REASON_WIDTH = 70
 
@@ -17,7 +17,7 @@ def list_items(
     url: str, *, dead: bool, uid: str | None, limit: int, token: str | None = None
 ) -> int:
     """Print one row per item; exit 0."""
-    from syncd.remote import fetch_outbox
+    from syncd.commands.remote import fetch_outbox
 
     items = fetch_outbox(url, "dead" if dead else "pending", uid=uid, limit=limit, token=token)
     rows = [("ID", "INTEGRATION", "ROOM", "ATTEMPTS", "SINCE", "REASON")]
@@ -53,7 +53,7 @@ def retry(
     token: str | None = None,
 ) -> int:
     """Queue dead letters again; exit 0 when some were, 1 when none matched."""
-    from syncd.remote import retry_dead
+    from syncd.commands.remote import retry_dead
 
     if bool(ids) == all_dead:
         raise UsageError("give item ids, or --all-dead (with --uid and --room to narrow it)")

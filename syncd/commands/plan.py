@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from syncd import plan as planning
-from syncd import semantics
 from syncd.commands.configdir import load_valid
+from syncd.config import plan as planning
+from syncd.config import semantics
+from syncd.config.model import Integration
+from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.errors import EXIT_FAILED, EXIT_OK
-from syncd.model import Integration
-from syncd.reach import DEFAULT_REACH, Reach
 
 
 def plan(
@@ -28,7 +28,7 @@ def plan(
     if against:
         # The HTTP client is imported only by the commands that talk to a
         # daemon, so that `syncd validate` in a pre-commit hook starts fast.
-        from syncd.remote import fetch_registry
+        from syncd.commands.remote import fetch_registry
 
         active = fetch_registry(against, token=token)
     result = planning.plan([i.public() for i in config.integrations], active)

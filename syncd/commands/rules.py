@@ -14,18 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from syncd import semantics
 from syncd.commands.configdir import load_valid
+from syncd.config import semantics
+from syncd.config.model import Integration
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
-from syncd.hipchat_api import notification_body
-from syncd.message import render_message
-from syncd.model import Integration
-from syncd.routing import judge, route_event
+from syncd.events.routing import judge, route_event
+from syncd.hipchat.render import render_message
+from syncd.hipchat.wire import notification_body
 
 
 def read_event(path: str) -> dict[str, Any]:
     """The event from a JSON file (``-``: standard input), checked as ingest checks it."""
-    from syncd.ingest import validate_events
+    from syncd.events.ingest import validate_events
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.commands.tokens import read_token
+from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.errors import UsageError
-from syncd.logs import LogFormat
-from syncd.reach import DEFAULT_REACH, Reach
+from syncd.service.logs import LogFormat
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class RunOptions:
 
 def run(options: RunOptions) -> int:
     """Exit 0 after a clean stop, 1 when there is no valid config to start on."""
-    from syncd import daemon
+    from syncd.service import daemon
 
     address = parse_listen(options.listen)
     if not options.config_dir.is_dir():

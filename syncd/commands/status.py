@@ -10,7 +10,7 @@ from syncd.errors import EXIT_FAILED, EXIT_OK
 
 def status(url: str, *, as_json: bool = False, token: str | None = None) -> int:
     """Exit 0 healthy, 1 degraded; an unreachable daemon is a usage error (2)."""
-    from syncd.remote import degraded, fetch_status, render_status
+    from syncd.commands.remote import degraded, fetch_status, render_status
 
     document = fetch_status(url, token=token)
     if as_json:

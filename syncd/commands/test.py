@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from syncd import semantics
 from syncd.commands.configdir import load_valid
+from syncd.config import semantics
+from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
-from syncd.reach import DEFAULT_REACH, Reach
 
 
 def test(
@@ -21,8 +21,8 @@ def test(
     exclude: tuple[str, ...] = (),
 ) -> int:
     """Exit 0 when every room is OK, 1 when one is not."""
-    from syncd.hipchat import HipChatClient
-    from syncd.roomtest import check_rooms
+    from syncd.commands.roomtest import check_rooms
+    from syncd.hipchat.client import HipChatClient
 
     options = semantics.Options(
         allow_plaintext_tokens=allow_plaintext_tokens,

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from syncd import semantics
-from syncd.configset import load_config_set
-from syncd.diagnostics import OutputFormat, count_errors, report, summary
+from syncd.config import semantics
+from syncd.config.configset import load_config_set
+from syncd.config.diagnostics import OutputFormat, count_errors, report, summary
+from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.errors import EXIT_FAILED, EXIT_OK
-from syncd.reach import DEFAULT_REACH, Reach
 
 
 def default_format() -> OutputFormat:

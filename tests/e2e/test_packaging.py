@@ -43,7 +43,7 @@ def test_wheel_install_validates_from_another_directory(tmp_path: Path) -> None:
         [
             str(python),
             "-c",
-            "import syncd.schema as s, importlib.resources as r; "
+            "import syncd.config.schema as s, importlib.resources as r; "
             "print(r.files('syncd').joinpath('schemas', s.INTEGRATIONS))",
         ],
         cwd=work,

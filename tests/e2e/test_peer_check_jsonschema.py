@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.configset import load_config_set
+from syncd.config.configset import load_config_set
 from tests.support.paths import FIXTURES, ROOT
 
 CASES = [*sorted(FIXTURES.glob("*/*.yaml")), ROOT / "examples" / "integrations.yaml"]

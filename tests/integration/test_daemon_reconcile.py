@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from syncd.daemon import Daemon, DaemonConfig
-from syncd.plan import Plan
+from syncd.config.plan import Plan
 from syncd.registry import Snapshot
+from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal, write_files
 from tests.support.daemons import running_daemon
 from tests.support.gitrepo import GitRepo

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.daemon import Daemon, DaemonConfig
-from syncd.reach import Reach
+from syncd.config.reach import Reach
+from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import HipChatServer
 from tests.support.configs import minimal
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.git import Revisions
+from syncd.reconcile.git import Revisions
 from tests.support.configs import minimal, write_files
 from tests.support.gitrepo import make_repo
 

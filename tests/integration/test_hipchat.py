@@ -13,16 +13,16 @@ from typing import Any, cast
 
 import pytest
 
-from syncd.hipchat import MAX_REASON, HipChatClient, auth_test
-from syncd.hipchat_api import (
+from syncd.hipchat.client import MAX_REASON, HipChatClient, auth_test
+from syncd.hipchat.pacing import Pacing
+from syncd.hipchat.render import Message
+from syncd.hipchat.wire import (
     DeliveryResult,
     RoomTarget,
     backoff,
     notification_url,
     parse_retry_after,
 )
-from syncd.message import Message
-from syncd.pacing import Pacing
 from syncd.testing import Fault, HipChatServer, Limits, ServerRoom
 
 TOKEN = "s3cr3t-room-token-0123456789"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from syncd.hipchat import HipChatClient
-from syncd.hipchat_api import RoomTarget
-from syncd.message import Message
+from syncd.hipchat.client import HipChatClient
+from syncd.hipchat.render import Message
+from syncd.hipchat.wire import RoomTarget
 from syncd.testing import Fault, HipChatServer
 
 with warnings.catch_warnings():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd import loader
-from syncd.loader import ChangedWhileRead, load_file, read_regular
+from syncd.config import loader
+from syncd.config.loader import ChangedWhileRead, load_file, read_regular
 from tests.support.configs import minimal, write_files
 from tests.support.daemons import running_daemon
 from tests.support.waiting import wait_for

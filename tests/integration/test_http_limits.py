@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from syncd.server import LISTEN_BACKLOG, HTTPServer, Response
+from syncd.service.http import LISTEN_BACKLOG, HTTPServer, Response
 from tests.support.daemons import running_daemon
 from tests.support.waiting import wait_for
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.daemon import Daemon, DaemonConfig
+from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import Fault, HipChatServer
 from tests.support.waiting import wait_for
 

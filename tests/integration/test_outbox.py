@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd.housekeeping import Housekeeping
-from syncd.ingest import Ingest
-from syncd.outbox import Outbox
+from syncd.delivery.housekeeping import Housekeeping
+from syncd.events.ingest import Ingest
 from syncd.registry import Registry
-from syncd.store import DeadPick, Item, NewItem, Settle, Window, WindowUpdate
+from syncd.store.contract import DeadPick, Item, NewItem, Settle, Window, WindowUpdate
+from syncd.store.sqlite import Outbox
 
 
 class Clock:

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 
-from syncd.configset import load_config_set
-from syncd.dispatch import DispatchConfig, Dispatcher
-from syncd.hipchat import HipChatClient
-from syncd.ingest import Ingest, validate_events
-from syncd.outbox import Outbox
+from syncd.config.configset import load_config_set
+from syncd.delivery.dispatch import DispatchConfig, Dispatcher
+from syncd.delivery.servers import server_of
+from syncd.events.ingest import Ingest, validate_events
+from syncd.hipchat.client import HipChatClient
 from syncd.registry import Registry
-from syncd.servers import server_of
+from syncd.store.sqlite import Outbox
 from syncd.testing import Fault, HipChatServer
 from tests.support.waiting import wait_for
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.daemon import Daemon, DaemonConfig
+from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal
 from tests.support.waiting import wait_for
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.daemon import Daemon, DaemonConfig
 from syncd.errors import Failure
+from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal, write_files
 from tests.support.waiting import wait_for
 

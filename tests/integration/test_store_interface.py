@@ -1,4 +1,4 @@
-"""Ingest needs nothing from a store beyond ``syncd.store.Store``: a second
+"""Ingest needs nothing from a store beyond ``syncd.store.contract.Store``: a second
 implementation, here a dictionary, takes the SQLite outbox's place unchanged."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from syncd.configset import load_config_set
-from syncd.ingest import Ingest
+from syncd.config.configset import load_config_set
+from syncd.events.ingest import Ingest
 from syncd.registry import Registry
-from syncd.store import Item, NewItem, StoredWindow, Window, WindowUpdate
+from syncd.store.contract import Item, NewItem, StoredWindow, Window, WindowUpdate
 
 
 class MemoryBatch:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.systemd import ServiceManager
+from syncd.service.systemd import ServiceManager
 
 
 @pytest.fixture(params=["path", "abstract"])

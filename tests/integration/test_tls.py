@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from syncd.configset import load_config_set
-from syncd.daemon import Daemon, DaemonConfig
-from syncd.hipchat import HipChatClient
-from syncd.hipchat_api import RoomTarget
-from syncd.message import Message
+from syncd.config.configset import load_config_set
+from syncd.hipchat.client import HipChatClient
+from syncd.hipchat.render import Message
+from syncd.hipchat.wire import RoomTarget
+from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import HipChatServer
 from tests.support.configs import minimal, write_files
 from tests.support.waiting import wait_for

@@ -16,9 +16,9 @@ import pytest
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
-from syncd import watcher as watcher_module
-from syncd.watchdir import fingerprint_dir, git_index_lock
-from syncd.watcher import Changed, ConfigWatcher
+from syncd.reconcile import watcher as watcher_module
+from syncd.reconcile.watchdir import fingerprint_dir, git_index_lock
+from syncd.reconcile.watcher import Changed, ConfigWatcher
 from tests.support.gitrepo import make_repo
 from tests.support.waiting import wait_for
 

@@ -24,7 +24,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.daemon import Daemon, DaemonConfig
+from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing.hipchat_server import HipChatServer
 from tests.support.configs import room_tokens
 from tests.support.waiting import wait_for

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import requests
 
-from syncd import lastgood, semantics
+from syncd.config import semantics
+from syncd.reconcile import lastgood
 from tests.support.delivery import integrity, outbox_rows
 from tests.support.processes import Proc, kill9, spawn, start, terminate
 from tests.support.waiting import wait_for

@@ -31,10 +31,10 @@ import yaml
 from hypothesis import event, given, reject, settings
 from hypothesis import strategies as st
 
-from syncd.configset import ConfigSet, assemble, check_file
-from syncd.diagnostics import Diagnostic
-from syncd.loader import LoadedFile, load_bytes
-from syncd.semantics import DEFAULT_OPTIONS
+from syncd.config.configset import ConfigSet, assemble, check_file
+from syncd.config.diagnostics import Diagnostic
+from syncd.config.loader import LoadedFile, load_bytes
+from syncd.config.semantics import DEFAULT_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "examples" / "integrations.yaml").read_bytes()
@@ -449,7 +449,7 @@ def test_control_character_position(char: str) -> None:
 
 
 def test_symlink_loop_is_walked_once(tmp_path: Path) -> None:
-    from syncd.configset import load_config_set
+    from syncd.config.configset import load_config_set
 
     (tmp_path / "a.yaml").write_bytes(MINIMAL)
     (tmp_path / "self").symlink_to(".")

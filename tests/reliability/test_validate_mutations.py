@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.configset import ConfigSet, assemble, check_file
-from syncd.loader import load_bytes
-from syncd.semantics import DEFAULT_OPTIONS
+from syncd.config.configset import ConfigSet, assemble, check_file
+from syncd.config.loader import load_bytes
+from syncd.config.semantics import DEFAULT_OPTIONS
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "integrations.yaml").read_bytes()
 NAME = "mutated.yaml"

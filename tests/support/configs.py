@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from syncd.configset import ConfigSet
-from syncd.diagnostics import Diagnostic
+from syncd.config.configset import ConfigSet
+from syncd.config.diagnostics import Diagnostic
 
 MINIMAL = """\
 version: 1

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from syncd.daemon import Daemon, DaemonConfig
+from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal, write_files
 
 

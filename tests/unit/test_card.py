@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from syncd.card import render_card
-from syncd.message import render_message
-from syncd.model import Display, HipChat, Integration, Room
-from syncd.secrets import SecretRef
+from syncd.config.model import Display, HipChat, Integration, Room
+from syncd.config.secrets import SecretRef
+from syncd.hipchat.card import render_card
+from syncd.hipchat.render import render_message
 
 HIPCHAT = HipChat(
     endpoint="https://hipchat.example.com",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from syncd.debounce import LockIdentity, LockVerdict, ReloadSchedule, WatchTiming
+from syncd.reconcile.debounce import LockIdentity, LockVerdict, ReloadSchedule, WatchTiming
 
 TIMING = WatchTiming(quiet=0.15, max_wait=1.0, resync_interval=None, stale_lock_after=600.0)
 LOCK: LockIdentity = (42, 1_000)

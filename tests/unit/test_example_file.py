@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from syncd.configset import ConfigSet, load_config_set
-from syncd.message import render_message
-from syncd.model import Integration
-from syncd.routing import Routing, judge, route_event
-from syncd.store import Window
+from syncd.config.configset import ConfigSet, load_config_set
+from syncd.config.model import Integration
+from syncd.events.routing import Routing, judge, route_event
+from syncd.hipchat.render import render_message
+from syncd.store.contract import Window
 from tests.support.paths import ROOT
 
 NOW = 1_000_000.0

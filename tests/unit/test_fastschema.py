@@ -20,8 +20,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd import schema
-from syncd.loader import load_bytes
+from syncd.config import schema
+from syncd.config.loader import load_bytes
 
 pytestmark = pytest.mark.unit
 

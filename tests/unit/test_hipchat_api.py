@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from syncd.hipchat_api import (
+from syncd.hipchat.pacing import Pacing
+from syncd.hipchat.wire import (
     LIMIT_HEADERS,
     Answer,
     RetryPolicy,
@@ -16,7 +17,6 @@ from syncd.hipchat_api import (
     error_text,
     server_wait,
 )
-from syncd.pacing import Pacing
 
 POLICY = RetryPolicy(backoff_base=1.0, backoff_cap=300.0, max_server_wait=3600.0)
 NOW = 1_800_000_000.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.server import _content_length
+from syncd.service.http import _content_length
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from syncd.configset import ConfigSet
-from syncd.loader import MAX_FILE_BYTES, load_bytes
+from syncd.config.configset import ConfigSet
+from syncd.config.loader import MAX_FILE_BYTES, load_bytes
 from tests.support.configs import errors, minimal
 
 

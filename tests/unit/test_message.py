@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from syncd.message import ELLIPSIS, MAX_MESSAGE_CHARS, Message, fit, length, render_message
-from syncd.model import Display, HipChat, Integration, Room, Trigger
-from syncd.secrets import SecretRef
+from syncd.config.model import Display, HipChat, Integration, Room, Trigger
+from syncd.config.secrets import SecretRef
+from syncd.hipchat.render import ELLIPSIS, MAX_MESSAGE_CHARS, Message, fit, length, render_message
 
 HOSTILE = "&<>\"'"
 # Every tag render_message() may emit; anything else that looks like markup is a bug.

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from syncd.configset import ConfigSet
-from syncd.patterns import PatternError, compile_pattern
+from syncd.config.configset import ConfigSet
+from syncd.config.patterns import PatternError, compile_pattern
 from tests.support.configs import errors, minimal
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from syncd.model import Integration, integration_from_data, integration_to_data
-from syncd.plan import active_from_data, plan, render_plan
+from syncd.config.model import Integration, integration_from_data, integration_to_data
+from syncd.config.plan import active_from_data, plan, render_plan
 
 
 def make(uid: str, **changes: object) -> Integration:
@@ -53,7 +53,7 @@ def test_keep_returns_the_active_object_itself() -> None:
 
 
 def test_source_position_is_not_a_change() -> None:
-    from syncd.model import Source
+    from syncd.config.model import Source
 
     moved = replace(make("a"), source=Source("other.yaml", 40, 5))
     assert not plan([moved], {"a": make("a")}).changed

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd.configset import ConfigSet, load_config_set
-from syncd.reach import Reach, endpoint_allowed, endpoint_problem, env_problem, file_problem
-from syncd.semantics import Options
+from syncd.config.configset import ConfigSet, load_config_set
+from syncd.config.reach import Reach, endpoint_allowed, endpoint_problem, env_problem, file_problem
+from syncd.config.semantics import Options
 from tests.support.configs import errors, minimal
 
 

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from syncd import schema
+from syncd.config import schema
 from tests.support.paths import ROOT
 
 

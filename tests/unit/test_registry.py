@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.configset import ConfigSet, load_config_set
-from syncd.filecache import ConfigLoader
+from syncd.config.configset import ConfigSet, load_config_set
+from syncd.config.filecache import ConfigLoader
 from syncd.registry import Registry
 from tests.support.configs import minimal
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import get_args
 
-from syncd.diagnostics import REPORTER_BY_FORMAT, Diagnostic, OutputFormat, report
+from syncd.config.diagnostics import REPORTER_BY_FORMAT, Diagnostic, OutputFormat, report
 
 PROBLEM = Diagnostic("a.yaml", 3, 7, "$.integrations[0].uid", "duplicate uid 'x'")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from syncd.dispatch import _retry_level
+from syncd.delivery.dispatch import _retry_level
 from syncd.registry import DEGRADED_AFTER, RuntimeState
 
 

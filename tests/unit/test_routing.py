@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncd.model import Integration, integration_from_data
-from syncd.routing import Judged, Routing, judge, route_event, route_flush, window_keys
-from syncd.store import StoredWindow, Window
+from syncd.config.model import Integration, integration_from_data
+from syncd.events.routing import Judged, Routing, judge, route_event, route_flush, window_keys
+from syncd.store.contract import StoredWindow, Window
 
 
 def integration(uid: str = "ops", rooms: int = 2, **extra: Any) -> Integration:

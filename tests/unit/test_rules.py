@@ -6,8 +6,8 @@ import time
 
 from freezegun import freeze_time
 
-from syncd.model import Action, Integration, Trigger, integration_from_data
-from syncd.rules import (
+from syncd.config.model import Action, Integration, Trigger, integration_from_data
+from syncd.events.rules import (
     EMPTY,
     due_at,
     evaluate_actions,
@@ -16,7 +16,7 @@ from syncd.rules import (
     on_event,
     window_key,
 )
-from syncd.store import Window
+from syncd.store.contract import Window
 
 F = Action("filter", "*", ".*")
 NYC = Action("submit", "datacenter", "^nyc$")

@@ -33,8 +33,8 @@ def test_listen_rejects_what_cannot_be_bound(value: str) -> None:
 
 def test_the_cli_default_for_workers_is_the_dispatcher_s() -> None:
     from syncd.cli import build_parser
-    from syncd.daemon import DaemonConfig
-    from syncd.dispatch import DEFAULT_WORKERS
+    from syncd.delivery.dispatch import DEFAULT_WORKERS
+    from syncd.service.daemon import DaemonConfig
 
     args = build_parser().parse_args(["run", "--config", "x"])
     assert args.workers == DEFAULT_WORKERS == DaemonConfig(Path("x")).workers

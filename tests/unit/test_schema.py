@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from syncd import schema
-from syncd.configset import ConfigSet
+from syncd.config import schema
+from syncd.config.configset import ConfigSet
 from tests.support.configs import errors, minimal
 from tests.support.paths import ROOT
 

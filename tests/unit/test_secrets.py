@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.secrets import RedactingFilter, SecretError, SecretRef, redact
+from syncd.config.secrets import RedactingFilter, SecretError, SecretRef, redact
 
 
 def test_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from syncd.configset import ConfigSet
+from syncd.config.configset import ConfigSet
 from tests.support.configs import errors, minimal
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from syncd.configset import load_config_set
-from syncd.hipchat_api import DeliveryResult
+from syncd.config.configset import load_config_set
+from syncd.delivery.servers import Servers, server_of
+from syncd.hipchat.wire import DeliveryResult
 from syncd.registry import Registry, Snapshot
-from syncd.servers import Servers, server_of
 from tests.support.configs import minimal
 
 UP = "https://hipchat.example.com"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import UsageError
-from syncd.statedir import StateDir
+from syncd.service.statedir import StateDir
 
 
 def test_a_state_dir_under_a_file_is_refused(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd.debounce import Debouncer
-from syncd.pathfilter import is_editor_noise, is_relevant
-from syncd.watchdir import fingerprint_dir
+from syncd.reconcile.debounce import Debouncer
+from syncd.reconcile.pathfilter import is_editor_noise, is_relevant
+from syncd.reconcile.watchdir import fingerprint_dir
 
 # Debouncer (pure: the clock is an argument)
 

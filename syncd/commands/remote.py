@@ -1,0 +1,216 @@
+"""Talking to a running daemon from the command line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from syncd.config.model import Integration
+from syncd.config.plan import active_from_data
+from syncd.errors import UsageError
+
+
+class RegistryFetchError(UsageError):
+    """The daemon could not be reached or did not answer with what was asked."""
+
+
+class EmitError(UsageError):
+    """The daemon could not be reached or did not answer as a daemon would."""
+
+
+def emit(
+    base_url: str, event: dict[str, Any], *, token: str | None = None, timeout: float = 10.0
+) -> tuple[int, Any]:
+    """Post one event; returns the status and the decoded answer."""
+    url = base_url.rstrip("/") + "/v1/events"
+    try:
+        response = requests.post(url, json=event, headers=_auth(token), timeout=timeout)
+    except requests.RequestException as exc:
+        raise EmitError(f"cannot reach {url}: {type(exc).__name__}") from None
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        raise EmitError(f"{url} answered {response.status_code} without JSON") from None
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _get(url: str, token: str | None, timeout: float) -> requests.Response:
+    try:
+        response = requests.get(url, headers=_auth(token), timeout=timeout)
+    except requests.RequestException as exc:
+        raise RegistryFetchError(f"cannot reach {url}: {type(exc).__name__}") from None
+    if response.status_code == 401:
+        given = "the token given was refused" if token else "it requires a token"
+        raise RegistryFetchError(
+            f"{url} answered 401: {given} (set SYNCD_INGEST_TOKEN or pass --token-file)"
+        )
+    return response
+
+
+def fetch_registry(
+    base_url: str, *, token: str | None = None, timeout: float = 10.0
+) -> dict[str, Integration]:
+    url = base_url.rstrip("/") + "/v1/registry"
+    response = _get(url, token, timeout)
+    if response.status_code != 200:
+        raise RegistryFetchError(f"{url} answered {response.status_code}")
+    try:
+        payload: Any = response.json()
+        return active_from_data(payload["integrations"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistryFetchError(f"{url} did not answer with a registry: {exc}") from None
+
+
+def fetch_status(
+    base_url: str, *, token: str | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    url = base_url.rstrip("/") + "/status"
+    response = _get(url, token, timeout)
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        raise RegistryFetchError(f"{url} did not answer with JSON") from None
+    return payload
+
+
+def degraded(status: dict[str, Any]) -> bool:
+    """What ``syncd status`` exits 1 for: a failed last reconcile, an unhealthy or
+    degraded room, dead letters, or an outbox lost at start."""
+    last = status.get("last_reconcile") or {}
+    integrations = (status.get("integrations") or {}).values()
+    return (
+        not last.get("ok", True)
+        or bool(status.get("outbox_lost_at_start"))
+        or any(_integration_degraded(info) for info in integrations)
+    )
+
+
+def _integration_degraded(info: dict[str, Any]) -> bool:
+    rooms = (info.get("rooms") or {}).values()
+    return bool(info.get("dead_letters")) or any(_health(h) != "ok" for h in rooms)
+
+
+def fetch_outbox(
+    base_url: str,
+    state: str,
+    *,
+    uid: str | None = None,
+    limit: int = 100,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> list[dict[str, Any]]:
+    """``GET /v1/outbox``: dead letters or pending notifications, oldest first."""
+    query = {"state": state, "limit": str(limit), **({"uid": uid} if uid else {})}
+    url = base_url.rstrip("/") + "/v1/outbox?" + urlencode(query)
+    response = _get(url, token, timeout)
+    payload = _answer(url, response)
+    items: list[dict[str, Any]] = payload["items"]
+    return items
+
+
+def retry_dead(
+    base_url: str, body: dict[str, Any], *, token: str | None = None, timeout: float = 10.0
+) -> list[int]:
+    """``POST /v1/outbox/retry``; the ids queued again."""
+    url = base_url.rstrip("/") + "/v1/outbox/retry"
+    try:
+        response = requests.post(url, json=body, headers=_auth(token), timeout=timeout)
+    except requests.RequestException as exc:
+        raise RegistryFetchError(f"cannot reach {url}: {type(exc).__name__}") from None
+    retried: list[int] = _answer(url, response)["retried"]
+    return retried
+
+
+def _answer(url: str, response: requests.Response) -> dict[str, Any]:
+    """The JSON of a 200 answer; anything else is the daemon's error, said as it said it."""
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        raise RegistryFetchError(f"{url} answered {response.status_code} without JSON") from None
+    if response.status_code != 200:
+        message = (payload.get("error") or {}).get("message", response.status_code)
+        raise RegistryFetchError(f"{url} answered {response.status_code}: {message}")
+    return payload
+
+
+def clip(text: str, width: int) -> str:
+    """At most ``width`` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip() + "…"
+
+
+def _health(health: dict[str, Any]) -> str:
+    if not health.get("healthy", True):
+        return "UNHEALTHY"
+    return "DEGRADED" if health.get("degraded") else "ok"
+
+
+def _when(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _room_rows(uid: str, info: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per room; the integration's own columns only on its first row."""
+    rooms = info.get("rooms") or {"-": {}}
+    rows: list[tuple[str, ...]] = []
+    for i, (room, health) in enumerate(sorted(rooms.items())):
+        own = (uid, str(info.get("state", "")), str(info.get("queue_depth", 0)))
+        rows.append(
+            (
+                *(own if i == 0 else ("", "", "")),
+                room,
+                _health(health),
+                str(health.get("dead_letters", 0)),
+                _when(health.get("last_delivery")),
+                clip(str(health.get("last_error") or "-"), 60),
+            )
+        )
+    return rows
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _reconcile_lines(last: dict[str, Any]) -> list[str]:
+    if not last:
+        return []
+    result = "ok" if last.get("ok") else "FAILED (last-known-good stays active)"
+    return [
+        f"last reconcile:     {result} at {_when(last.get('at'))}",
+        *(f"  {d}" for d in last.get("diagnostics", [])),
+    ]
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """The daemon's /status as a table for people."""
+    rows: list[tuple[str, ...]] = [
+        ("INTEGRATION", "STATE", "QUEUE", "ROOM", "HEALTH", "DEAD", "LAST DELIVERY", "LAST ERROR")
+    ]
+    for uid, info in sorted((status.get("integrations") or {}).items()):
+        rows.extend(_room_rows(uid, info))
+    lines = [
+        f"applied revision:   {status.get('applied_revision') or '-'}",
+        f"attempted revision: {status.get('attempted_revision') or '-'}",
+        *_reconcile_lines(status.get("last_reconcile") or {}),
+        f"outbox depth:       {status.get('outbox_depth', 0)}",
+        *([f"OUTBOX LOST:        {lost}"] if (lost := status.get("outbox_lost_at_start")) else []),
+        "",
+        *_table(rows),
+    ]
+    return "\n".join(lines) + "\n"

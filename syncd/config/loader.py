@@ -1,0 +1,510 @@
+"""Config flow step 2: YAML to plain data, with safety limits and positions kept
+for error messages.
+
+libyaml composes the node tree when it is available; values are then built in
+Python so that duplicate keys, anchors, non-string keys and the YAML 1.1 traps
+(``no``, ``0755``, ``1:30``, dates) are reported instead of silently accepted.
+Positions are looked up in the node tree only when a diagnostic needs one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import sys
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from syncd.config.diagnostics import Diagnostic, Severity, json_path
+from syncd.config.yamlvalues import (
+    BOOL,
+    KNOWN_SCALARS,
+    MERGE,
+    STR,
+    TIMESTAMP,
+    ScalarError,
+    describe_scalar,
+    is_yaml11_trap,
+    json_literal,
+    read_scalar,
+)
+
+MAX_FILE_BYTES = 1 << 20
+
+_LIBYAML = hasattr(yaml, "CSafeLoader")
+_Loader: type[Any] = yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader
+MAX_DEPTH = 64
+_INTERNED = 200  # longest text shared between files instead of copied
+
+PathPart = str | int
+DataPath = tuple[PathPart, ...]
+_NO_TRAPS: Mapping[DataPath, tuple[str, Any]] = MappingProxyType({})
+
+
+@dataclass(slots=True)
+class LoadedFile:
+    """One file's data, its load diagnostics, and what is needed to place later ones."""
+
+    path: str
+    data: Any = None
+    digest: str = ""
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    # Paths whose value the loader already reported; schema errors there add nothing.
+    # Shared empty values until something is added: a daemon keeps one per file.
+    reported_paths: AbstractSet[DataPath] = frozenset()
+    parsed: bool = False
+    # Changed while read: the result says nothing about the file and is not kept.
+    unsettled: bool = False
+    lf_lines: int = field(default=-1, repr=False)  # lines ended by LF, counted on first use
+    root: Node | None = field(default=None, repr=False)
+    text: str = field(default="", repr=False)
+    kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    # YAML 1.1 traps: the text as written and the value YAML made of it, whose
+    # suggested fixes the schema step keeps only if they are valid there.
+    traps: Mapping[DataPath, tuple[str, Any]] = field(default_factory=lambda: _NO_TRAPS, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the data is usable (it may still be schema-invalid)."""
+        return self.parsed
+
+    def release(self, keep: Iterable[DataPath]) -> None:
+        """Trade the node tree for the few positions asked for later.
+
+        A tree costs about 20 KiB per integration and a loader keeps every
+        file's result between reloads; checks across files need only the
+        places of the keys that must be unique.
+        """
+        self.kept_positions = {path: self.position(path) for path in keep}
+        self.root = None
+        self.text = ""
+
+    def reported(self, path: DataPath) -> None:
+        # A set of its own on the first one, then added to: a file may report
+        # tens of thousands, and a copy per addition would be quadratic.
+        if not isinstance(self.reported_paths, set):
+            self.reported_paths = set(self.reported_paths)
+        self.reported_paths.add(path)
+
+    def trap(self, path: DataPath, text: str, value: Any) -> None:
+        if not isinstance(self.traps, dict):
+            self.traps = dict(self.traps)
+        self.traps[path] = (text, value)
+
+    def drop_data(self) -> None:
+        """For a loader that keeps thousands of files: once the integrations are
+        built and the keys that must be unique indexed, the data is not read."""
+        self.data = None
+
+    def position(self, path: DataPath, *, at_key: bool = False) -> tuple[int, int]:
+        """Line and column of the value at ``path`` (of its key with ``at_key``); of the
+        nearest enclosing node when ``path`` is not all there."""
+        if not at_key and path in self.kept_positions:
+            return self.kept_positions[path]
+        if self.root is None:
+            return 1, 1
+        node, _ = _deepest(self.root, path, at_key=at_key)
+        return self.inside(node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def inside(self, line: int, col: int) -> tuple[int, int]:
+        """A position within the file: libyaml places what it finds at the end of a
+        file without a final line break one line past it."""
+        # Every LF ends a line, so this spares splitting the text for most positions;
+        # the count is taken once per file, not once per position asked for.
+        if self.lf_lines < 0:
+            self.lf_lines = self.text.count("\n") + 1
+        if not self.text or line <= self.lf_lines:
+            return line, col
+        lines = _TEXT_LINE_BREAK.split(self.text)
+        if line <= len(lines):
+            return line, col
+        return len(lines), len(lines[-1]) + 1
+
+    def diagnostic(
+        self,
+        path: DataPath,
+        message: str,
+        *,
+        severity: Severity = "error",
+        at_key: bool = False,
+    ) -> Diagnostic:
+        line, col = self.position(path, at_key=at_key)
+        return Diagnostic(self.path, line, col, json_path(path), message, severity)
+
+
+def _find_pair(node: MappingNode, key: str) -> tuple[Node, Node] | None:
+    found = None
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            found = (key_node, value_node)
+    return found
+
+
+def _child(node: Node, part: PathPart, *, key: bool) -> Node | None:
+    """The node at ``part`` under ``node`` (the key node with ``key``), if there is one."""
+    if isinstance(node, MappingNode) and isinstance(part, str):
+        pair = _find_pair(node, part)
+        if pair is None:
+            return None
+        return pair[0] if key else pair[1]
+    if isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        child: Node = node.value[part]
+        return child
+    return None
+
+
+def _deepest(root: Node, path: DataPath, *, at_key: bool = False) -> tuple[Node, int]:
+    """The node at ``path``, or the deepest one found on the way, and how many parts
+    of ``path`` lead to it."""
+    node = root
+    last = len(path) - 1
+    for depth, part in enumerate(path):
+        child = _child(node, part, key=at_key and depth == last)
+        if child is None:
+            return node, depth
+        node = child
+    return node, len(path)
+
+
+# YAML's line breaks: CR LF, CR, LF, NEL, LS, PS.
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n|\xc2\x85|\xe2\x80[\xa8\xa9]")
+_TEXT_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    breaks = list(_LINE_BREAK.finditer(data, 0, offset))
+    line_start = breaks[-1].end() if breaks else 0
+    col = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return len(breaks) + 1, col
+
+
+class NotARegularFile(OSError):
+    """A config path that is a FIFO, device or directory: never read."""
+
+
+class ChangedWhileRead(OSError):
+    """A file whose size or mtime moved while it was read."""
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES + 1) -> bytes:
+    """Up to ``limit`` bytes of a regular file, as it stood for the whole read.
+
+    Opened without blocking, because opening a FIFO for reading waits for a
+    writer that may never come; then anything but a regular file is refused.
+    A size or mtime that moved during the read means a writer is at work and
+    the bytes may be half old, half new: :class:`ChangedWhileRead`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        before = os.fstat(fd)
+        kind = stat.S_IFMT(before.st_mode)
+        if kind != stat.S_IFREG:
+            raise NotARegularFile(f"is {_KINDS.get(kind, 'not a regular file')}")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            raw = fh.read(limit)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise ChangedWhileRead("changed while it was read")
+    return raw
+
+
+def load_file(path: Path, display: str | None = None) -> LoadedFile:
+    name = display if display is not None else str(path)
+    loaded = LoadedFile(name)
+    try:
+        raw = read_regular(path)
+    except ChangedWhileRead:
+        loaded.unsettled = True
+        loaded.diagnostics.append(
+            Diagnostic(
+                name, 1, 1, "", "the file changed while it was read; it is read again when quiet"
+            )
+        )
+        return loaded
+    except NotARegularFile as exc:
+        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"{exc}; only regular files are read"))
+        return loaded
+    except OSError as exc:
+        loaded.diagnostics.append(
+            Diagnostic(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")
+        )
+        return loaded
+    if len(raw) > MAX_FILE_BYTES:
+        loaded.digest = hashlib.sha256(raw).hexdigest()
+        loaded.diagnostics.append(
+            Diagnostic(name, 1, 1, "", "file is larger than 1 MiB; split it into several files")
+        )
+        return loaded
+    return load_bytes(raw, name, loaded)
+
+
+def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> LoadedFile:
+    """Bytes to text to node tree to data; the first step that fails says why and
+    ends the load."""
+    loaded = loaded or LoadedFile(name)
+    loaded.digest = hashlib.sha256(raw).hexdigest()
+    text = _decode(raw, loaded)
+    if text is None:
+        return loaded
+    loaded.text = text
+    root = _parse(text, loaded)
+    if root is None:
+        return loaded
+    loaded.parsed = True
+    loaded.root = root
+    loaded.data = _Builder(loaded).build(root, ())
+    return loaded
+
+
+def _decode(raw: bytes, loaded: LoadedFile) -> str | None:
+    """The text of a UTF-8 file, without a byte order mark."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        loaded.diagnostics.append(
+            Diagnostic(loaded.path, 1, 1, "", "file is UTF-16; save it as UTF-8")
+        )
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        message = f"invalid UTF-8 byte 0x{raw[exc.start]:02x}; save as UTF-8"
+        loaded.diagnostics.append(Diagnostic(loaded.path, line, col, "", message))
+        return None
+    return text.removeprefix("\ufeff")
+
+
+def _parse(text: str, loaded: LoadedFile) -> Node | None:
+    """The node tree of a file with one document in it."""
+    try:
+        if _ANCHOR_LIKE.search(text):
+            _report_anchors(text, loaded)
+        root = _compose(text)
+    except yaml.YAMLError as exc:
+        loaded.diagnostics.append(_yaml_error(exc, loaded))
+        return None
+    if root is None:
+        loaded.diagnostics.append(
+            Diagnostic(
+                loaded.path, 1, 1, "$", "file is empty; expected 'version: 1' and 'integrations:'"
+            )
+        )
+    return root
+
+
+def _yaml_error(exc: yaml.YAMLError, loaded: LoadedFile) -> Diagnostic:
+    if isinstance(exc, yaml.reader.ReaderError):
+        return _reader_error(exc, loaded)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return _syntax_error(exc, loaded)
+    message = " ".join(str(exc).split())
+    return Diagnostic(loaded.path, 1, 1, "", f"YAML syntax: {message}")
+
+
+def _reader_error(exc: yaml.reader.ReaderError, loaded: LoadedFile) -> Diagnostic:
+    """A character YAML does not allow, such as a control character."""
+    if _LIBYAML:  # libyaml counts UTF-8 bytes, the Python reader characters
+        line, col = _line_col(loaded.text.encode("utf-8", "surrogatepass"), exc.position)
+    else:
+        line, col = _text_line_col(loaded.text, exc.position)
+    what = f"character U+{exc.character:04X}" if isinstance(exc.character, int) else "byte"
+    return Diagnostic(loaded.path, line, col, "", f"{what} is not allowed in YAML ({exc.reason})")
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, loaded: LoadedFile) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = loaded.inside(mark.line + 1, mark.column + 1) if mark else (1, 1)
+    if mark is not None and _tab_at(loaded.text, mark.line, mark.column):
+        # libyaml says "found character that cannot start any token"; say what it is.
+        return Diagnostic(
+            loaded.path, line, col, "", "YAML syntax: a tab; YAML indents with spaces only"
+        )
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.problem:
+        problem = f"{exc.context}, {exc.problem}"
+    problem = " ".join(problem.split())
+    return Diagnostic(loaded.path, line, col, "", f"YAML syntax: {problem}")
+
+
+def _tab_at(text: str, line: int, column: int) -> bool:
+    lines = text.split("\n")
+    return line < len(lines) and lines[line][column : column + 1] == "\t"
+
+
+def _text_line_col(text: str, position: int) -> tuple[int, int]:
+    head = text[:position]
+    breaks = list(_TEXT_LINE_BREAK.finditer(head))
+    line_start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, position - line_start + 1
+
+
+# Where an anchor (&name) or alias (*name) token can start: not inside ".*" or "*".
+# A match inside a quoted text only costs the scan that finds nothing.
+_ANCHOR_LIKE = re.compile(r"(?:^|[\s\[{,])[&*][^\s\[\]{},]", re.MULTILINE)
+
+
+def _compose(text: str) -> Node | None:
+    loader = _Loader(text)
+    try:
+        node: Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
+
+
+def _report_anchors(text: str, loaded: LoadedFile) -> None:
+    for token in yaml.scan(text, Loader=_Loader):
+        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            kind = "anchor &" if isinstance(token, yaml.AnchorToken) else "alias *"
+            mark = token.start_mark
+            loaded.diagnostics.append(
+                Diagnostic(
+                    loaded.path,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "",
+                    f"YAML {kind}{token.value} is not allowed; write the value out in full",
+                )
+            )
+
+
+class _Builder:
+    """Builds plain data from nodes, reporting what a plain ``yaml.safe_load`` would hide."""
+
+    def __init__(self, loaded: LoadedFile) -> None:
+        self.loaded = loaded
+        self.seen: set[int] = set()
+
+    def error(self, node: Node, path: DataPath, message: str) -> None:
+        self.loaded.reported(path)
+        line, col = self.loaded.inside(node.start_mark.line + 1, node.start_mark.column + 1)
+        self.loaded.diagnostics.append(
+            Diagnostic(self.loaded.path, line, col, json_path(path), message)
+        )
+
+    def build(self, node: Node, path: DataPath) -> Any:
+        if len(path) > MAX_DEPTH:
+            self.error(node, path, f"nested deeper than {MAX_DEPTH} levels")
+            return None
+        if id(node) in self.seen:
+            # An alias: reported by the token scan, never expanded.
+            self.loaded.reported(path)
+            return None
+        self.seen.add(id(node))
+        if isinstance(node, MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, ScalarNode)
+        return self.scalar(node, path)
+
+    def mapping(self, node: MappingNode, path: DataPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_seen: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, path)
+            if key is None:
+                continue
+            if key in first_seen:
+                first = first_seen[key].start_mark
+                self.error(
+                    key_node,
+                    (*path, key),
+                    f"duplicate key {key!r} (first at line {first.line + 1}, "
+                    f"col {first.column + 1})",
+                )
+            else:
+                first_seen[key] = key_node
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def key(self, node: Node, path: DataPath) -> str | None:
+        if not isinstance(node, ScalarNode):
+            self.error(node, path, "a key must be a plain string, not a list or mapping")
+            return None
+        if node.tag == MERGE:
+            self.error(node, path, "merge keys (<<) are not supported; write the keys out")
+            return None
+        if node.tag != STR:
+            if node.tag in KNOWN_SCALARS:
+                what = f"is read by YAML as {describe_scalar(node)}"
+            else:
+                what = f"has the YAML tag {node.tag}"
+            self.error(
+                node,
+                (*path, node.value),
+                f'key {node.value!r} {what}; keys must be strings: quote it ("{node.value}")',
+            )
+            return None
+        return sys.intern(str(node.value))
+
+    def scalar(self, node: ScalarNode, path: DataPath) -> Any:
+        tag, text = node.tag, node.value
+        if tag == STR:
+            # Endpoints, colours, attribute names repeat across thousands of files.
+            return sys.intern(text) if len(text) <= _INTERNED else text
+        if tag not in KNOWN_SCALARS:
+            self.error(node, path, f"YAML tag {tag} is not supported")
+            return text
+        try:
+            value = read_scalar(node)
+        except ScalarError as exc:
+            self.error(node, path, f"{text!r} cannot be read as YAML {exc}")
+            return text
+        if node.style:  # quoted: the tag is what the author wrote
+            return value
+        return self.plain(node, path, value)
+
+    def plain(self, node: ScalarNode, path: DataPath, value: Any) -> Any:
+        """An unquoted non-string: a date stays text, a YAML 1.1 trap is reported."""
+        text = node.value
+        if node.tag == TIMESTAMP:
+            self.error(
+                node,
+                path,
+                f'YAML reads the unquoted {text} as {describe_scalar(node)}; quote it ("{text}")',
+            )
+            return text
+        if is_yaml11_trap(node.tag, text):
+            literal = json_literal(value) if node.tag == BOOL else repr(value)
+            self.loaded.trap(path, text, value)
+            self.error(
+                node,
+                path,
+                f"YAML 1.1 reads the unquoted {text} as {describe_scalar(node)}, "
+                f'not the text {text!r}; quote it ("{text}") if you mean the text, '
+                f"or write {literal}",
+            )
+        return value
+
+
+def describe_value(loaded: LoadedFile, path: DataPath) -> str | None:
+    """What YAML made of the plain scalar at ``path``, when that is not a string."""
+    if loaded.root is None:
+        return None
+    node, found = _deepest(loaded.root, path)
+    if found < len(path) or not isinstance(node, ScalarNode):
+        return None
+    if node.style or node.tag == STR:
+        return None
+    return f"YAML reads the unquoted {node.value or '(empty)'} as {describe_scalar(node)}"

@@ -1,0 +1,243 @@
+"""Config flow step 5: the configuration model, frozen values built from
+schema-valid data.
+
+Equality of these values is what the planner uses to tell an unchanged
+integration from an updated one, so source positions are excluded from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from syncd.config.secrets import SecretRef, secret_ref_from_data
+
+State = Literal["enabled", "disabled", "stopped"]
+Color = Literal["yellow", "green", "red", "purple", "gray", "random"]
+MessageFormat = Literal["html", "text"]
+ActionKind = Literal["submit", "filter", "mention"]
+TriggerEvent = Literal["group", "trace"]
+
+ANY_ATTRIBUTE = "*"
+
+_DURATION = re.compile(r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def api_root(endpoint: str) -> str:
+    """The server's root: ``https://host/v2/`` and ``https://host/`` both name
+    ``https://host``, since the client adds ``/v2/room/...`` itself."""
+    root = endpoint.rstrip("/")
+    return root[: -len("/v2")] if root.endswith("/v2") else root
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds in ``30s``, ``5m``, ``1h30m``, ``1d`` or a whole number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is negative; a duration is 0 or more seconds")
+        return value
+    match = _DURATION.match(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a duration; write it like 30s, 5m, 1h30m, 1d or whole seconds"
+        )
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a value was declared, for messages and ``/status``."""
+
+    file: str
+    line: int
+    col: int
+    path: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """A HipChat room: its API ID (digits) or name, and where its token comes from."""
+
+    id: str
+    token: SecretRef
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HipChat:
+    endpoint: str
+    rooms: tuple[Room, ...]
+    sender: str | None = None
+    color: Color = "yellow"
+    notify: bool = False
+    message_format: MessageFormat = "html"
+    ca_file: str | None = None  # PEM bundle this endpoint's certificate is checked against
+    card: bool = False  # also send an application card
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """Common Settings: which sections of an error the message shows."""
+
+    classifiers: bool = True
+    callstack: bool = True
+    attributes: bool = True
+    attribute_list: tuple[str, ...] = ()
+    include_hostname: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    action: ActionKind
+    attribute: str
+    regex: str
+    target: str | None = None
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    event: TriggerEvent = "group"
+    frequency: int | None = None
+    threshold: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    uid: str
+    project: str
+    name: str
+    hipchat: HipChat
+    state: State = "enabled"
+    display: Display = Display()
+    actions: tuple[Action, ...] = ()
+    trigger: Trigger = Trigger()
+    source: Source | None = field(default=None, compare=False)
+
+    @property
+    def rooms(self) -> tuple[Room, ...]:
+        return self.hipchat.rooms
+
+    def public(self) -> Integration:
+        """This integration with literal tokens replaced by their digests."""
+        rooms = tuple(replace(room, token=room.token.public()) for room in self.hipchat.rooms)
+        return replace(self, hipchat=replace(self.hipchat, rooms=rooms))
+
+
+Locate = Callable[[tuple[str | int, ...]], Source]
+
+
+def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None) -> Integration:
+    """Build an Integration from one schema-valid mapping, applying the defaults.
+
+    ``locate`` maps a path inside the integration to where it was declared.
+    """
+
+    def where(*path: str | int) -> Source | None:
+        return locate(path) if locate else None
+
+    hc = data["hipchat"]
+    rooms = tuple(
+        Room(
+            id=str(room["id"]),
+            token=secret_ref_from_data(room["token"]),
+            source=where("hipchat", "rooms", r, "token"),
+        )
+        for r, room in enumerate(hc["rooms"])
+    )
+    hipchat = HipChat(
+        endpoint=api_root(hc["endpoint"]),
+        rooms=rooms,
+        sender=hc.get("from"),
+        color=hc.get("color", "yellow"),
+        notify=hc.get("notify", False),
+        message_format=hc.get("message_format", "html"),
+        ca_file=hc.get("tls", {}).get("ca_file"),
+        card=hc.get("card", False),
+    )
+    disp = data.get("display", {})
+    display = Display(
+        classifiers=disp.get("classifiers", True),
+        callstack=disp.get("callstack", True),
+        attributes=disp.get("attributes", True),
+        attribute_list=tuple(disp.get("attribute_list", ())),
+        include_hostname=disp.get("include_hostname", True),
+    )
+    actions = tuple(
+        Action(
+            action=a["action"],
+            attribute=a["attribute"],
+            regex=a["regex"],
+            target=a.get("target"),
+            source=where("actions", i),
+        )
+        for i, a in enumerate(data.get("actions", ()))
+    )
+    trig = data.get("trigger", {})
+    frequency = trig.get("frequency")
+    trigger = Trigger(
+        event=trig.get("event", "group"),
+        frequency=None if frequency is None else parse_duration(frequency),
+        threshold=trig.get("threshold"),
+    )
+    return Integration(
+        uid=data["uid"],
+        project=data["project"],
+        name=data["name"],
+        state=data.get("state", "enabled"),
+        hipchat=hipchat,
+        display=display,
+        actions=actions,
+        trigger=trigger,
+        source=where(),
+    )
+
+
+def integration_to_data(integration: Integration) -> dict[str, Any]:
+    """The canonical data form (defaults filled in), tokens as public references."""
+    hc = integration.hipchat
+    hipchat: dict[str, Any] = {
+        "endpoint": hc.endpoint,
+        "rooms": [{"id": room.id, "token": room.token.public_data()} for room in hc.rooms],
+        "color": hc.color,
+        "notify": hc.notify,
+        "message_format": hc.message_format,
+        "card": hc.card,
+    }
+    if hc.sender is not None:
+        hipchat["from"] = hc.sender
+    if hc.ca_file is not None:
+        hipchat["tls"] = {"ca_file": hc.ca_file}
+    trigger: dict[str, Any] = {"event": integration.trigger.event}
+    if integration.trigger.frequency is not None:
+        trigger["frequency"] = integration.trigger.frequency
+    if integration.trigger.threshold is not None:
+        trigger["threshold"] = integration.trigger.threshold
+    d = integration.display
+    return {
+        "uid": integration.uid,
+        "project": integration.project,
+        "name": integration.name,
+        "state": integration.state,
+        "hipchat": hipchat,
+        "display": {
+            "classifiers": d.classifiers,
+            "callstack": d.callstack,
+            "attributes": d.attributes,
+            "attribute_list": list(d.attribute_list),
+            "include_hostname": d.include_hostname,
+        },
+        "actions": [
+            {f.name: getattr(a, f.name) for f in fields(a) if getattr(a, f.name) is not None}
+            for a in integration.actions
+        ],
+        "trigger": trigger,
+    }

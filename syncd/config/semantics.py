@@ -1,0 +1,302 @@
+"""Config flow step 4: rules a JSON Schema cannot express.
+
+Within one file (regexes compile, rooms listed once, tokens not in plain text,
+https endpoints), kept with the file's cached result; across files (``uid``
+unique, ``name`` unique within a project), checked again on every load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncd.config.diagnostics import Diagnostic
+from syncd.config.loader import DataPath, LoadedFile
+from syncd.config.model import api_root
+from syncd.config.patterns import PatternError, compile_pattern
+from syncd.config.reach import DEFAULT_REACH, Reach, endpoint_problem, env_problem, file_problem
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class Options:
+    allow_plaintext_tokens: bool = False
+    reach: Reach = DEFAULT_REACH
+    # What uses the tokens (run, test) refuses a literal one; validate only warns.
+    refuse_plaintext_tokens: bool = False
+    # Globs of files discovery leaves out (--exclude), matched from the right.
+    exclude: tuple[str, ...] = ()
+
+
+DEFAULT_OPTIONS = Options()
+
+
+def _integrations(loaded: LoadedFile) -> Iterator[tuple[int, dict[str, Any]]]:
+    data = loaded.data
+    items = data.get("integrations") if isinstance(data, dict) else None
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                yield index, item
+
+
+def _as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def unique_key_paths(loaded: LoadedFile) -> Iterator[DataPath]:
+    """Where ``check_unique`` may point in this file."""
+    for index, _ in _integrations(loaded):
+        yield ("integrations", index, "uid")
+        yield ("integrations", index, "name")
+
+
+Place = tuple[LoadedFile, DataPath]
+_Key = tuple[str, ...]
+_Order = tuple[object, ...]
+
+
+def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
+    """``uid`` across all files and ``name`` within a project; positions only on a clash.
+
+    A clash is reported at every place, each naming the others: the file an edit
+    touched is not always the one that sorts last.
+    """
+    index = UniqueIndex()
+    for order, loaded in enumerate(files):
+        index.put(loaded.path, (order,), loaded)
+    return index.diagnostics()
+
+
+class UniqueIndex:
+    """The keys that must be unique, kept per file, so that a change costs the
+    changed file's own keys, not every file's. A daemon holds one entry per
+    integration for as long as it runs, so an entry is small: a key names the
+    one file that holds it, and only a clash is worth a list."""
+
+    def __init__(self) -> None:
+        self._holders: dict[_Key, str | list[str]] = {}
+        # Per file: where it sorts, the file itself, and its (key, integration index).
+        self._files: dict[str, tuple[_Order, LoadedFile, tuple[tuple[_Key, int], ...]]] = {}
+        self._clashing: set[_Key] = set()
+
+    def put(self, file: str, order: _Order, loaded: LoadedFile | None) -> None:
+        """Replace what ``file`` holds (None: it is gone); ``order`` sorts the places
+        of a clash as the files are listed."""
+        held = self._files.pop(file, None)
+        for key, _ in held[2] if held else ():
+            self._release(key, file)
+        if loaded is None:
+            return
+        keys = tuple(_keys(loaded))
+        self._files[file] = (order, loaded, keys)
+        for key, _ in keys:
+            self._hold(key, file)
+
+    def _hold(self, key: _Key, file: str) -> None:
+        holder = self._holders.get(key)
+        if holder is None:
+            self._holders[key] = file
+            return
+        self._holders[key] = [*([holder] if isinstance(holder, str) else holder), file]
+        self._clashing.add(key)
+
+    def _release(self, key: _Key, file: str) -> None:
+        holder = self._holders.get(key)
+        if isinstance(holder, str):
+            del self._holders[key]
+        elif holder is not None:
+            holder.remove(file)
+            if len(holder) == 1:
+                self._holders[key] = holder[0]
+                self._clashing.discard(key)
+
+    def diagnostics(self) -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        for key in sorted(self._clashing):
+            holder = self._holders[key]
+            files = sorted(set(holder), key=lambda name: self._files[name][0])
+            places: list[Place] = [
+                (loaded, ("integrations", index, key[0]))
+                for _, loaded, keys in map(self._files.__getitem__, files)
+                for held, index in keys
+                if held == key
+            ]
+            what = (
+                f"duplicate uid {key[1]!r}"
+                if key[0] == "uid"
+                else f"duplicate name {key[2]!r} in project {key[1]!r}"
+            )
+            out.extend(_clash(what, places))
+        return out
+
+
+def _keys(loaded: LoadedFile) -> Iterator[tuple[_Key, int]]:
+    for index, item in _integrations(loaded):
+        uid, project, name = item.get("uid"), item.get("project"), item.get("name")
+        if isinstance(uid, str):
+            yield ("uid", uid), index
+        if isinstance(project, str) and isinstance(name, str):
+            yield ("name", project, name), index
+
+
+def _clash(what: str, places: list[Place]) -> Iterator[Diagnostic]:
+    for here in places:
+        others = ", ".join(_at(there) for there in places if there is not here)
+        yield here[0].diagnostic(here[1], f"{what}; also defined at {others}")
+
+
+def check_file_rules(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
+    """The rules that need only one file; their result can be kept until it changes."""
+    out: list[Diagnostic] = []
+    for index, item in _integrations(loaded):
+        out.extend(_check_integration(loaded, ("integrations", index), item, options))
+    return out
+
+
+def _at(where: tuple[LoadedFile, DataPath]) -> str:
+    loaded, path = where
+    line, col = loaded.position(path)
+    return f"{loaded.path}:{line}:{col}"
+
+
+def _check_integration(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
+) -> Iterator[Diagnostic]:
+    yield from _check_regexes(loaded, base, item)
+    hipchat = _as_dict(item.get("hipchat"))
+    yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat, options.reach)
+    yield from _check_ca_file(loaded, (*base, "hipchat"), hipchat)
+    rooms: DataPath = (*base, "hipchat", "rooms")
+    seen_rooms: dict[str, int] = {}
+    for r, room in enumerate(_as_list(hipchat.get("rooms"))):
+        yield from _check_listed_once(loaded, rooms, r, _as_dict(room), seen_rooms)
+        yield from _check_token(loaded, (*rooms, r), _as_dict(room), options)
+
+
+def _check_regexes(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    """RE2 compiles every action's regex, so an event never meets a broken one."""
+    for i, action in enumerate(_as_list(item.get("actions"))):
+        regex = _as_dict(action).get("regex")
+        if not isinstance(regex, str):
+            continue
+        try:
+            compile_pattern(regex)
+        except PatternError as exc:
+            yield loaded.diagnostic((*base, "actions", i, "regex"), f"invalid regex: {exc}")
+
+
+def _check_endpoint(
+    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any], reach: Reach
+) -> Iterator[Diagnostic]:
+    endpoint = hipchat.get("endpoint")
+    if not isinstance(endpoint, str):
+        return
+    problem = endpoint_problem(endpoint, reach)
+    if problem is not None:
+        yield loaded.diagnostic((*path, "endpoint"), problem)
+    if api_root(endpoint) != endpoint.rstrip("/"):
+        yield loaded.diagnostic(
+            (*path, "endpoint"),
+            f"the API version is added by syncd; {api_root(endpoint)} is used",
+            severity="warning",
+        )
+    if not endpoint.startswith("http://"):
+        return
+    if (urlsplit(endpoint).hostname or "") not in _LOCAL_HOSTS:
+        yield loaded.diagnostic(
+            (*path, "endpoint"),
+            "plain http sends room tokens unencrypted; use https",
+            severity="warning",
+        )
+
+
+def _check_ca_file(
+    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    """The CA bundle must be there and hold certificates, or every send would fail later."""
+    tls = hipchat.get("tls")
+    ca_file = tls.get("ca_file") if isinstance(tls, dict) else None
+    if not isinstance(ca_file, str) or not ca_file.startswith("/"):
+        return  # the schema reports it
+    problem = ca_bundle_problem(ca_file)
+    if problem is not None:
+        yield loaded.diagnostic((*path, "tls", "ca_file"), problem)
+
+
+def ca_bundle_problem(ca_file: str) -> str | None:
+    import ssl  # only a config that names a CA file pays for the import
+
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except FileNotFoundError:
+        return f"no such file: {ca_file}"
+    except ssl.SSLError:
+        return f"{ca_file} holds no PEM certificates"
+    except OSError as exc:
+        return f"cannot read {ca_file}: {exc.strerror or exc}"
+    if not context.get_ca_certs():
+        return f"{ca_file} holds no CA certificates"
+    return None
+
+
+def _check_reach(
+    loaded: LoadedFile, path: DataPath, ref: dict[str, Any], reach: Reach
+) -> Iterator[Diagnostic]:
+    """A token reference the operator's flags do not allow is an error at its value.
+
+    Only a reference the schema accepts is judged; the schema reports the rest.
+    """
+    if len(ref) != 1:
+        return
+    checks = (("env", env_problem), ("file", file_problem))
+    for kind, problem_of in checks:
+        value = ref.get(kind)
+        problem = problem_of(value, reach) if isinstance(value, str) and value else None
+        if problem is not None:
+            yield loaded.diagnostic((*path, kind), problem)
+
+
+def _check_listed_once(
+    loaded: LoadedFile,
+    rooms: DataPath,
+    index: int,
+    room: dict[str, Any],
+    seen_rooms: dict[str, int],
+) -> Iterator[Diagnostic]:
+    """A room listed twice would get every notification twice; ``seen_rooms`` maps
+    the ids met so far in this list to their index."""
+    room_id = room.get("id")
+    if not isinstance(room_id, str | int) or isinstance(room_id, bool):
+        return
+    first = seen_rooms.setdefault(str(room_id), index)
+    if first != index:
+        yield loaded.diagnostic(
+            (*rooms, index, "id"), f"room {room_id} is listed twice (first as rooms[{first}])"
+        )
+
+
+def _check_token(
+    loaded: LoadedFile, path: DataPath, room: dict[str, Any], options: Options
+) -> Iterator[Diagnostic]:
+    token = room.get("token")
+    if isinstance(token, dict):
+        yield from _check_reach(loaded, (*path, "token"), token, options.reach)
+    if isinstance(token, str) and not options.allow_plaintext_tokens:
+        refuse = options.refuse_plaintext_tokens
+        yield loaded.diagnostic(
+            (*path, "token"),
+            "plaintext token: move it to a secret store and reference it with "
+            "{env: NAME}, {file: PATH} or {credential: NAME}"
+            + (", or allow it with --allow-plaintext-tokens" if refuse else ""),
+            severity="error" if refuse else "warning",
+        )

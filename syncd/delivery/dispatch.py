@@ -1,0 +1,273 @@
+"""Delivery workers: claim from the outbox, send, and record what happened.
+
+Each worker claims one room's head item at a time, so a room that is slow or
+rate-limited holds at most one worker and never the rooms behind it. One
+HipChat server holds at most half the workers (rounded up), and a server that
+is down rests as a whole (see ``servers``): meanwhile its integrations are
+passed over, so a slow, hostile or absent server cannot stop delivery to the
+others nor cost a request per room. What to do with a failure is the
+HipChat client's classification: retry at the time it says, or dead-letter a
+permanent failure and mark the room unhealthy.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syncd.delivery.housekeeping import DISABLED, orphaned
+from syncd.delivery.servers import Servers, server_of
+from syncd.events.routing import iso_time
+from syncd.hipchat.client import HipChatClient
+from syncd.hipchat.render import render_message
+from syncd.hipchat.wire import DeliveryResult, RoomTarget
+from syncd.registry import DEGRADED_AFTER, Notifier, Registry
+from syncd.store.contract import Item, Settle, Store
+
+log = logging.getLogger(__name__)
+
+
+# A thread waiting on HipChat costs no CPU: 32 sends in flight to one server
+# deliver 213 notifications/s at 150 ms an answer, HipChat's own limit (30 a
+# minute per room) for 400 rooms.
+DEFAULT_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    workers: int = DEFAULT_WORKERS
+    lease: float = 120.0
+    idle_poll: float = 1.0  # how often the timer keeper, or a worker the outbox refused, looks
+    # A worker with nothing to wait for sleeps until woken; this long at most, so
+    # that a lost wake costs a delay, not a stall.
+    idle_wait: float = 30.0
+    hold_stopped: float = 30.0  # how often a stopped integration's head is looked at again
+
+    @property
+    def per_server(self) -> int:
+        """Sends one HipChat server may have in flight: half the workers, rounded up."""
+        return (self.workers + 1) // 2
+
+
+def _retry_level(failures: int) -> int:
+    """Warning when a room turns degraded, then at 8, 16, 32... failures in a row:
+    an outage is visible without a line per attempt."""
+    if failures == DEGRADED_AFTER or (failures >= 8 and failures & (failures - 1) == 0):
+        return logging.WARNING
+    return logging.INFO
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        client: HipChatClient,
+        config: DispatchConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_result: Callable[[Item, DeliveryResult, float], None] = lambda *_: None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.client = client
+        self.config = config or DispatchConfig()
+        self.clock = clock
+        self.on_result = on_result
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._servers = Servers(self.config.per_server)
+        self._timer: float | None = None  # the due time an idle worker sleeps until
+        self._local = threading.local()
+        self._failing = False
+
+    def start(self) -> None:
+        for n in range(self.config.workers):
+            thread = threading.Thread(target=self._work, name=f"syncd-send-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self, count: int | None = None) -> None:
+        """Wake ``count`` idle workers (all when None): one per new item, not a herd."""
+        with self._wake:
+            if count is None:
+                self._wake.notify_all()
+            else:
+                self._wake.notify(count)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def stop(self, timeout: float) -> bool:
+        """Stop claiming; wait up to ``timeout`` for sends in flight. True if all ended."""
+        self._stopping.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    def _work(self) -> None:
+        settled: Settle | None = None
+        idle = False
+        while not self._stopping.is_set():
+            items = self._claim(settled)
+            if items is None:
+                continue
+            settled = None
+            self._pass_on_freed_slot(items)
+            if not items:
+                self._idle()
+                idle = True
+                continue
+            if idle:
+                # Heads often fall due together: one more worker looks, not all of them.
+                self.wake(1)
+                idle = False
+            try:
+                settled = self.process(items[0])
+            except Exception:
+                log.exception("delivery of outbox item %d failed", items[0].id)
+        if settled is not None:
+            self.store.settle(settled)
+
+    def _pass_on_freed_slot(self, claimed: list[Item]) -> None:
+        """This worker freed a slot of a full server: if its own claim did not take
+        that server's next item, another worker may (one wake, not one per send)."""
+        freed: str | None = getattr(self._local, "freed", None)
+        if freed is None:
+            return
+        self._local.freed = None
+        notifier = self.registry.snapshot.notifiers.get(claimed[0].uid) if claimed else None
+        if notifier is None or server_of(notifier.integration.hipchat.endpoint) != freed:
+            self.wake(1)
+
+    def _claim(self, settled: Settle | None) -> list[Item] | None:
+        """Settle and claim; None when the outbox cannot be written (after a pause)."""
+        try:
+            skip = self._servers.skip(self.registry.snapshot, self.clock())
+            items = self.store.settle_and_claim(settled, 1, self.config.lease, skip)
+        except Exception as exc:
+            # A full disk fails every try alike: say so once, then wait between tries.
+            if not self._failing:
+                log.error(
+                    "the outbox cannot be written (%s); retrying every %.0f s",
+                    exc,
+                    self.config.idle_poll,
+                )
+            self._failing = True
+            self._pause(self.config.idle_poll)
+            return None
+        if self._failing:
+            log.info("the outbox is writable again")
+            self._failing = False
+        return items
+
+    def _idle(self) -> None:
+        """Sleep until the next head falls due, or be woken.
+
+        One idle worker keeps the timer for the next due head; the others wait
+        to be woken, so a head falling due wakes one worker, not the whole pool.
+        """
+        now = self.clock()
+        try:
+            due = self.store.next_due(self._servers.skip(self.registry.snapshot, now))
+        except sqlite3.Error:
+            due = None
+        rest_ends = self._servers.rest_ends(now)
+        if rest_ends is not None:
+            due = rest_ends if due is None else min(due, rest_ends)
+        with self._wake:
+            if self._stopping.is_set():
+                return
+            if due is None or (self._timer is not None and self._timer <= due):
+                self._wake.wait(self.config.idle_wait)
+                return
+            self._timer = due
+            try:
+                woken = self._wake.wait(min(self.config.idle_poll, max(0.005, due - now)))
+            finally:
+                if self._timer == due:
+                    self._timer = None
+            if woken:
+                # Called to work before the head fell due: another idle worker keeps the timer.
+                self._wake.notify(1)
+
+    def _pause(self, seconds: float) -> None:
+        with self._wake:
+            if not self._stopping.is_set():
+                self._wake.wait(seconds)
+
+    def process(self, item: Item) -> Settle:
+        """Send one claimed item; returns how it ended, for the outbox to record."""
+        notifier = self.registry.snapshot.notifiers.get(item.uid)
+        if notifier is None:
+            return orphaned(item)
+        integration = notifier.integration
+        if integration.state == "disabled":
+            return Settle(item.id, "cancelled", DISABLED)
+        now = self.clock()
+        if integration.state == "stopped":
+            return Settle(item.id, "pending", "integration stopped", now + self.config.hold_stopped)
+        if item.room_id not in notifier.tokens:
+            return Settle(item.id, "cancelled", "room removed from the integration")
+        token = notifier.tokens[item.room_id]
+        target = RoomTarget(
+            integration.hipchat.endpoint, item.room_id, token, integration.hipchat.ca_file
+        )
+        delay = self.client.delay_before_send(target, now)
+        if delay > 0:
+            return Settle(item.id, "pending", "paced: room or token rate limit", now + delay)
+        server = server_of(target.endpoint)
+        if not self._servers.take(server, now):
+            # Since the claim, other workers filled this server's slots or it went down:
+            # back in its place, or rooms put back would wait behind every other.
+            return Settle(item.id, "pending", item.reason, item.next_attempt_at, attempted=False)
+        try:
+            settle = self._send(item, notifier, target)
+        finally:
+            if self._servers.give_back(server):
+                self._local.freed = server
+        return settle
+
+    def _send(self, item: Item, notifier: Notifier, target: RoomTarget) -> Settle:
+        integration = notifier.integration
+        mentions = (item.mention,) if item.mention else ()
+        since = iso_time(item.since) if item.since is not None else None
+        message = render_message(item.event, integration, mentions, count=item.count, since=since)
+        result = self.client.send(target, message, attempt=max(0, item.attempts - 1))
+        done = self.clock()
+        self.on_result(item, result, done)
+        if result.ok:
+            notifier.state.delivered(item.room_id, done)
+            self._servers.outcome(server_of(target.endpoint), result, done)
+            return Settle(item.id, "delivered")
+        if result.outcome == "retry":
+            wait = result.retry_after if result.retry_after is not None else 1.0
+            failures = notifier.state.failed(item.room_id, done, result.reason, permanent=False)
+            self._servers.outcome(server_of(target.endpoint), result, done + wait)
+            log.log(
+                _retry_level(failures),
+                "%s room %s: %s; retrying in %.1f s (%d failed attempt(s) in a row)",
+                integration.uid,
+                item.room_id,
+                result.reason,
+                wait,
+                failures,
+            )
+            return Settle(item.id, "pending", result.reason, done + wait)
+        notifier.state.failed(item.room_id, done, result.reason, permanent=True)
+        log.error(
+            "%s room %s: %s (dead-lettered; `syncd outbox retry %d` sends it again)",
+            integration.uid,
+            item.room_id,
+            result.reason,
+            item.id,
+        )
+        return Settle(item.id, "dead", result.reason)

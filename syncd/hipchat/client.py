@@ -1,0 +1,309 @@
+"""The HipChat API v2 client: connection pools and sending.
+
+What a request is and what an answer means are pure functions in
+``hipchat_api``; the budget between requests is ``pacing``'s. This module
+owns only the I/O: urllib3 connection pools that every worker shares (one
+per server, proxy and CA bundle), and turning every failure into a
+:class:`DeliveryResult` that the dispatcher can act on, never an exception.
+urllib3 is used directly: requests' session layer (hooks, cookies, adapters,
+a response object per answer) cost four tenths of a send's CPU and does
+nothing a room notification needs. Tokens travel only in the
+``Authorization`` header, and every text this module produces (results, log
+lines) is redacted first, because urllib3 and http.client put URLs and header
+values into their errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import urllib3
+
+from syncd import __version__
+from syncd.config.secrets import redact
+from syncd.hipchat.deadlines import Deadlines
+from syncd.hipchat.pacing import Pacing
+from syncd.hipchat.render import Message
+from syncd.hipchat.wire import (
+    MAX_ANSWER_BYTES,
+    Answer,
+    DeliveryResult,
+    RandomSource,
+    RetryPolicy,
+    RoomTarget,
+    backoff,
+    classify,
+    notification_body,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+DEFAULT_TIMEOUT = (3.05, 10.0)
+DEFAULT_SEND_TIMEOUT = 30.0
+MAX_CONNECTIONS_PER_HOST = 128  # as many as one server's share of the most workers
+DEFAULT_BACKOFF_BASE = 1.0
+DEFAULT_BACKOFF_CAP = 300.0
+DEFAULT_MAX_SERVER_WAIT = 3600.0
+MAX_REASON = 500
+USER_AGENT = f"syncd/{__version__}"
+
+# What may stand in an HTTP header value; anything else would make requests or
+# http.client raise an error that quotes the header, token included.
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+class HipChatClient:
+    """Posts room notifications; thread-safe, connections kept alive and shared.
+
+    The environment is read once: proxies (``HTTPS_PROXY``, ``NO_PROXY``...) per
+    host, the CA bundle (``REQUESTS_CA_BUNDLE``, else the one requests ships) at creation;
+    ``.netrc`` never, so nothing can replace a room's bearer token.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_cap: float = DEFAULT_BACKOFF_CAP,
+        max_server_wait: float = DEFAULT_MAX_SERVER_WAIT,
+        rng: RandomSource | None = None,
+        clock: Clock = time.time,
+        pacing: Pacing | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        self.send_timeout = send_timeout
+        self._deadlines = Deadlines()
+        self.policy = RetryPolicy(backoff_base, backoff_cap, max_server_wait)
+        self.pacing = pacing if pacing is not None else Pacing(max_delay=max_server_wait)
+        self._rng: RandomSource = rng if rng is not None else random.Random()
+        self._clock = clock
+        self._ca_bundle = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        )
+        self._managers: dict[tuple[str | None, str], urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._proxy_cache: dict[str, str | None] = {}
+
+    def __enter__(self) -> HipChatClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            managers, self._managers = list(self._managers.values()), {}
+        for manager in managers:
+            manager.clear()
+        self._deadlines.close()
+
+    def _manager(self, proxy: str | None, ca_bundle: str) -> urllib3.PoolManager:
+        """The pools for one proxy (or none) and CA bundle; the deadline sees their sockets."""
+        key = (proxy, ca_bundle)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("HipChatClient is closed")
+            manager = self._managers.get(key)
+            if manager is None:
+                options: dict[str, Any] = {
+                    "maxsize": MAX_CONNECTIONS_PER_HOST,
+                    "cert_reqs": "CERT_REQUIRED",
+                    "ca_certs": ca_bundle,
+                }
+                manager = (
+                    urllib3.ProxyManager(proxy, **options)
+                    if proxy
+                    else urllib3.PoolManager(**options)
+                )
+                self._deadlines.watch(manager)
+                self._managers[key] = manager
+            return manager
+
+    def _proxy(self, url: str) -> str | None:
+        """The environment's proxy for ``url``'s host, looked up once per host."""
+        base = url.split("/", 3)[2] if "://" in url else url
+        if base not in self._proxy_cache:
+            proxies = requests.utils.get_environ_proxies(url)
+            scheme = url.split(":", 1)[0].lower()
+            self._proxy_cache[base] = proxies.get(scheme) or proxies.get("all")
+        return self._proxy_cache[base]
+
+    def delay_before_send(self, target: RoomTarget, now: float | None = None) -> float:
+        """Seconds a dispatcher should wait before sending to ``target``."""
+        return self.pacing.delay_before_send(target, self._clock() if now is None else now)
+
+    def send(self, target: RoomTarget, message: Message, *, attempt: int = 0) -> DeliveryResult:
+        """Post ``message`` to the room; ``attempt`` (0 first) scales the backoff."""
+        return self._post(target, notification_body(message), attempt=attempt, auth_test=False)
+
+    def auth_test(self, target: RoomTarget) -> DeliveryResult:
+        """Ask the server whether the token may notify the room, without posting anything.
+
+        A valid token answers 202 (``delivered``); no message reaches the room.
+        """
+        body = {"message": "syncd auth test", "message_format": "text"}
+        return self._post(target, body, attempt=0, auth_test=True)
+
+    def _post(
+        self, target: RoomTarget, body: dict[str, Any], *, attempt: int, auth_test: bool
+    ) -> DeliveryResult:
+        secrets = (target.token,)
+        if not _TOKEN_CHARS.fullmatch(target.token):
+            return self._finish(
+                target,
+                DeliveryResult(
+                    "permanent",
+                    None,
+                    "the token holds characters that cannot be sent in an HTTP header",
+                ),
+                secrets,
+            )
+        now = self._clock()
+        self.pacing.note_send(target, now)
+        with self._deadlines.bounded(self.send_timeout) as watch:
+            result = self._exchange(target, body, attempt, auth_test)
+            if watch.expired and result.status is None:
+                reason = f"no complete answer within {self.send_timeout:g} s"
+                result = DeliveryResult("retry", None, reason, retry_after=self._backoff(attempt))
+        return self._finish(target, result, secrets)
+
+    def _exchange(
+        self, target: RoomTarget, body: dict[str, Any], attempt: int, auth_test: bool
+    ) -> DeliveryResult:
+        data = json.dumps(body, allow_nan=False).encode("utf-8")
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Authorization": f"Bearer {target.token}",
+            "Content-Type": "application/json",
+        }
+        url = target.url + ("?auth_test=true" if auth_test else "")
+        try:
+            manager = self._manager(self._proxy(target.url), target.ca_file or self._ca_bundle)
+            response = manager.urlopen(
+                "POST",
+                url,
+                body=data,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                timeout=self._timeout,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            return self._from_exception(exc, attempt)
+        except (ValueError, OSError) as exc:
+            return DeliveryResult("permanent", None, f"request failed: {type(exc).__name__}")
+        try:
+            return self._from_response(target, response, attempt, auth_test)
+        finally:
+            response.release_conn()
+
+    def _finish(
+        self, target: RoomTarget, result: DeliveryResult, secrets: tuple[str, ...]
+    ) -> DeliveryResult:
+        reason = _clip(_scrub(result.reason, secrets))
+        if reason != result.reason:
+            result = replace(result, reason=reason)
+        # The caller reports what matters (the dispatcher logs dead letters); a
+        # command that runs without logging set up must not get a stray stderr line.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s (%s)", _scrub(str(target), secrets), result.outcome, result.reason)
+        return result
+
+    def _from_exception(self, exc: urllib3.exceptions.HTTPError, attempt: int) -> DeliveryResult:
+        """No answer: a timeout or a connection that failed is retried, anything else not."""
+        if isinstance(exc, urllib3.exceptions.LocationParseError):
+            return DeliveryResult("permanent", None, f"request failed: {type(exc).__name__}")
+        kind = "ConnectionError"
+        if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
+            exc, urllib3.exceptions.NewConnectionError
+        ):
+            kind = "Timeout"
+        detail = f"{kind}: {type(exc).__name__}: {exc}"
+        return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng)
+
+    def _from_response(
+        self,
+        target: RoomTarget,
+        response: urllib3.BaseHTTPResponse,
+        attempt: int,
+        auth_test: bool,
+    ) -> DeliveryResult:
+        now = self._clock()
+        self.pacing.observe(target, response.headers, now)
+        answer = Answer(response.status, response.headers, _read_capped(response))
+        result = classify(
+            answer, now=now, attempt=attempt, policy=self.policy, rng=self._rng, auth_test=auth_test
+        )
+        if result.rate_limited and result.retry_after is not None:
+            self.pacing.block(target, now + result.retry_after)
+        return result
+
+
+def _read_capped(response: urllib3.BaseHTTPResponse) -> str:
+    """At most ``MAX_ANSWER_BYTES`` of the body, read as a stream: a server may send
+    gigabytes, and only HipChat's small error document is ever used. A body left
+    unread closes its connection instead of returning it to the pool."""
+    try:
+        kept = response.read(MAX_ANSWER_BYTES + 1)
+    except (urllib3.exceptions.HTTPError, OSError):
+        kept = b""  # the status has arrived; a cut or broken body changes nothing about it
+    if len(kept) > MAX_ANSWER_BYTES or not response.closed:
+        response.close()
+    return kept[:MAX_ANSWER_BYTES].decode("utf-8", "replace")
+
+
+def _clip(text: str) -> str:
+    """At most ``MAX_REASON`` characters; cut only after redaction, or half a token would show."""
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON] + "..."
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Redact the tokens, also as ``repr`` would quote them inside an error message."""
+    variants = set(secrets)
+    for secret in secrets:
+        variants.add(repr(secret)[1:-1])
+        variants.add(quote(secret, safe=""))
+    return redact(text, variants)
+
+
+@contextmanager
+def _client(timeout: tuple[float, float]) -> Iterator[HipChatClient]:
+    client = HipChatClient(timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def auth_test(
+    endpoint: str, room_id: str, token: str, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT
+) -> DeliveryResult:
+    """Check one room's token against its server (``syncd test``); 202 means valid."""
+    with _client(timeout) as client:
+        return client.auth_test(RoomTarget(endpoint, room_id, token))

@@ -1,0 +1,107 @@
+"""The watched directory as the file system shows it: where the config path
+leads, the git index lock that marks a checkout in progress, and a fingerprint
+of the YAML it holds.
+
+These are the watcher's reads of the disk besides watchdog's events. They are
+plain functions, so the watcher's thread only gathers facts and hands them to
+the timing rules in ``debounce``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncd.config.configset import discover
+from syncd.config.loader import read_regular
+from syncd.reconcile.debounce import LockIdentity
+from syncd.reconcile.git import worktree
+
+__all__ = ["WatchTarget", "fingerprint_dir", "git_index_lock", "lock_identity", "resolve_target"]
+
+_GITDIR_PREFIX = "gitdir:"
+
+
+@dataclass(frozen=True)
+class WatchTarget:
+    """What the config path resolves to; a change of identity means a swap."""
+
+    path: str
+    dev: int
+    ino: int
+    index_lock: str | None
+
+    def same_dir(self, other: WatchTarget) -> bool:
+        return (self.path, self.dev, self.ino) == (other.path, other.dev, other.ino)
+
+
+def resolve_target(path: Path) -> WatchTarget | None:
+    """The directory ``path`` leads to now, after symlinks; ``None`` if there is none."""
+    real = Path(os.path.realpath(path))
+    try:
+        st = real.stat()
+    except OSError:
+        return None
+    if not real.is_dir():
+        return None
+    return WatchTarget(str(real), st.st_dev, st.st_ino, git_index_lock(real))
+
+
+def git_index_lock(start: Path) -> str | None:
+    """The index lock of the work tree containing ``start``, if any.
+
+    Worktrees (git-sync checks out into them) and submodules have a ``.git``
+    file naming their private git dir, where their index lives.
+    """
+    top = worktree(start)
+    if top is None:
+        return None
+    dotgit = top / ".git"
+    if dotgit.is_dir():
+        return str(dotgit / "index.lock")
+    return _linked_index_lock(dotgit)
+
+
+def _linked_index_lock(dotgit: Path) -> str | None:
+    try:
+        first = dotgit.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    if not first.startswith(_GITDIR_PREFIX):
+        return None
+    gitdir = first[len(_GITDIR_PREFIX) :].strip()
+    return os.path.normpath(dotgit.parent / gitdir / "index.lock")
+
+
+def lock_identity(index_lock: str | None) -> LockIdentity | None:
+    """The lock file's inode and mtime, or ``None`` when there is no lock."""
+    if index_lock is None:
+        return None
+    try:
+        st = os.lstat(index_lock)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def fingerprint_dir(root: Path) -> str:
+    """A digest of every YAML file's name, mtime, size and content under ``root``.
+
+    The content is included because an mtime can stay put (coarse clocks,
+    ``cp -p``, a checkout restoring timestamps) while the bytes change.
+    """
+    digest = hashlib.sha256()
+    if not root.is_dir():
+        digest.update(b"missing")
+        return digest.hexdigest()
+    for path in discover([root]):
+        digest.update(os.fsencode(path.relative_to(root)) + b"\0")
+        try:
+            st = path.stat()
+            content = hashlib.sha256(read_regular(path)).hexdigest()
+            digest.update(f"{st.st_mtime_ns}:{st.st_size}:{content}\0".encode())
+        except OSError as exc:
+            digest.update(f"error:{exc.errno}\0".encode())
+    return digest.hexdigest()

@@ -1,0 +1,311 @@
+"""The daemon's HTTP API: routes, the ingest token check, and the documents
+``/status``, ``/v1/registry`` and ``/metrics`` answer with.
+
+Each handler reads the registry's snapshot and the outbox; none changes the
+active set except ``POST /-/reload``, which asks for a reconcile and waits for
+it like Alertmanager's reload endpoint. Events go through ``ingest``, which
+stores them before the 202 is sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from syncd.config.model import integration_to_data
+from syncd.events.ingest import Ingest, validate_events
+from syncd.registry import Notifier, Outcome, Registry, RoomHealth
+from syncd.service.http import Handler, Request, Response, Routes
+from syncd.service.metrics import ConfigGauges, Metrics
+from syncd.store.contract import DeadPick, Item, Store
+
+log = logging.getLogger("syncd")
+
+# One request is one write transaction; its size bounds how long it holds the lock.
+MAX_EVENTS_PER_REQUEST = 1000
+MAX_LISTED = 1000
+
+
+def item_to_data(item: Item) -> dict[str, object]:
+    """An outbox item for people: where it goes and why it waits; not the event's
+    attributes, which may hold what only the room should see."""
+    return {
+        "id": item.id,
+        "uid": item.uid,
+        "room": item.room_id,
+        "state": item.state,
+        "attempts": item.attempts,
+        "reason": item.reason,
+        "created_at": item.created_at,
+        "next_attempt_at": item.next_attempt_at if item.state == "pending" else None,
+        "finished_at": item.finished_at,
+        "project": item.event.get("project"),
+        "fingerprint": item.event.get("fingerprint"),
+    }
+
+
+def dead_pick(body: object) -> DeadPick:
+    """``{"ids": [...]}``, or ``{"all_dead": true}`` with an optional ``uid`` and ``room``."""
+    if not isinstance(body, dict):
+        raise ValueError('want a JSON object: {"ids": [...]} or {"all_dead": true}')
+    if body.get("ids") is not None:
+        return DeadPick(ids=_ids(body["ids"]))
+    if body.get("all_dead") is not True:
+        raise ValueError("give ids, or all_dead: true (with uid and room to narrow it)")
+    uid, room = body.get("uid"), body.get("room")
+    if not all(v is None or isinstance(v, str) for v in (uid, room)):
+        raise ValueError("uid and room want strings")
+    return DeadPick(uid=uid, room_id=room)
+
+
+def _ids(ids: object) -> tuple[int, ...]:
+    if not isinstance(ids, list) or not ids or not all(type(i) is int for i in ids):
+        raise ValueError("ids wants a non-empty list of outbox item ids")
+    return tuple(ids)
+
+
+def outcome_to_data(outcome: Outcome | None) -> dict[str, object] | None:
+    if outcome is None:
+        return None
+    data: dict[str, object] = {
+        "ok": outcome.ok,
+        "revision": outcome.revision,
+        "at": outcome.at,
+        "diagnostics": [str(d) for d in outcome.diagnostics],
+    }
+    if outcome.plan is not None:
+        data["plan"] = {
+            "create": [i.uid for i in outcome.plan.create],
+            "update": [u.uid for u in outcome.plan.update],
+            "delete": [i.uid for i in outcome.plan.delete],
+            "keep": outcome.plan.unchanged,
+        }
+    return data
+
+
+def dead_per_integration(dead: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """Dead letters per integration, from the counts per integration and room."""
+    totals: dict[str, int] = {}
+    for (uid, _room), count in dead.items():
+        totals[uid] = totals.get(uid, 0) + count
+    return totals
+
+
+def _notifier_status(
+    notifier: Notifier, depth: int, dead: Mapping[tuple[str, str], int], dead_total: int
+) -> dict[str, object]:
+    integration = notifier.integration
+    rooms = {
+        room.id: {
+            **asdict(notifier.state.rooms.get(room.id, RoomHealth())),
+            "dead_letters": dead.get((integration.uid, room.id), 0),
+        }
+        for room in integration.rooms
+    }
+    return {
+        "state": integration.state,
+        "project": integration.project,
+        "name": integration.name,
+        "generation": notifier.generation,
+        "queue_depth": depth,
+        "dead_letters": dead_total,
+        "rooms": rooms,
+    }
+
+
+def status_document(
+    registry: Registry,
+    depth: dict[str, int],
+    outbox_lost: str | None = None,
+    dead: Mapping[tuple[str, str], int] | None = None,
+) -> dict[str, object]:
+    """What ``/status`` answers and ``syncd status`` shows."""
+    snap = registry.snapshot
+    attempt = registry.last_attempt
+    dead = dead or {}
+    totals = dead_per_integration(dead)
+    return {
+        "applied_revision": snap.revision,
+        "attempted_revision": attempt.revision if attempt else None,
+        "config_hash": snap.config_hash,
+        "reconcile_attempts": registry.attempts,
+        "last_reconcile": outcome_to_data(attempt),
+        "last_failure": outcome_to_data(registry.last_failure),
+        "outbox_depth": sum(depth.values()),
+        "outbox_lost_at_start": outbox_lost,
+        "integrations": {
+            uid: _notifier_status(n, depth.get(uid, 0), dead, totals.get(uid, 0))
+            for uid, n in snap.notifiers.items()
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Api:
+    registry: Registry
+    store: Store
+    ingest: Ingest
+    metrics: Metrics
+    reload: Callable[[], Outcome | None]
+    stopping: Callable[[], bool]
+    ingest_token: str | None = field(default=None, repr=False)
+    outbox_lost: str | None = None
+    wake: Callable[[int], None] = lambda _count: None
+
+    def routes(self) -> Routes:
+        """With an ingest token set, every route but the two probes requires it."""
+        guarded: Routes = {
+            ("POST", "/-/reload"): self._reload,
+            ("GET", "/v1/registry"): self._registry,
+            ("GET", "/status"): self._status,
+            ("POST", "/v1/events"): self._events,
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/v1/outbox"): self._outbox,
+            ("POST", "/v1/outbox/retry"): self._retry,
+        }
+        return {
+            ("GET", "/healthz"): lambda _: Response.text(200, "ok\n"),
+            ("GET", "/readyz"): self._ready,
+            **{route: self._guard(handler) for route, handler in guarded.items()},
+        }
+
+    def _guard(self, handler: Handler) -> Handler:
+        def guarded(request: Request) -> Response:
+            if not self._authorized(request):
+                return Response.error(401, "a valid bearer token is required")
+            return handler(request)
+
+        return guarded
+
+    def _authorized(self, request: Request) -> bool:
+        if not self.ingest_token:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.ingest_token}".encode())
+
+    def _metrics(self, _: Request) -> Response:
+        reg = self.registry
+        gauges = ConfigGauges(
+            last_reload_successful=reg.last_attempt is not None and reg.last_attempt.ok,
+            last_success_time=reg.last_success.at if reg.last_success else None,
+            attempts=reg.attempts,
+            failures=reg.failures,
+            config_hash=reg.snapshot.config_hash,
+            outbox_lost=self.outbox_lost is not None,
+        )
+        dead = dead_per_integration(self.store.dead_letters())
+        text = self.metrics.render(gauges, sum(self.store.depth().values()), dead)
+        return Response.text(200, text, "text/plain; version=0.0.4")
+
+    def _events(self, request: Request) -> Response:
+        if self.stopping():
+            return Response.error(503, "shutting down")
+        try:
+            payload = request.json()
+            # Lone surrogates (JSON "\ud800") are valid JSON but not text.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError) as exc:
+            message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            return Response.error(400, f"body is not usable JSON: {message}")
+        if isinstance(payload, list) and len(payload) > MAX_EVENTS_PER_REQUEST:
+            return Response.error(
+                413, f"at most {MAX_EVENTS_PER_REQUEST} events per request, got {len(payload)}"
+            )
+        events, problems = validate_events(payload)
+        if problems:
+            return Response.error(
+                400,
+                "invalid event",
+                problems=[{"path": p.path, "message": p.message} for p in problems],
+            )
+        try:
+            accepted = self.ingest.submit(events)
+            self.metrics.received(len(events))
+        except sqlite3.Error as exc:
+            log.error("could not store %d event(s): %s", len(events), exc)
+            return Response.error(503, "could not store the events; retry later")
+        return Response.json(
+            202,
+            {
+                "accepted": len(accepted.ids),
+                "ids": list(accepted.ids),
+                "notifications": accepted.notifications,
+                "events": [
+                    {"id": e.id, "notifications": e.queued, "why": list(e.why)}
+                    for e in accepted.events
+                ],
+            },
+        )
+
+    def _outbox(self, request: Request) -> Response:
+        """Dead letters or pending notifications, oldest first; no event bodies."""
+        state = request.query.get("state", ["dead"])[0]
+        if state not in ("dead", "pending"):
+            return Response.error(400, f"state wants dead or pending, got {state!r}")
+        uid = request.query.get("uid", [None])[0]
+        try:
+            limit = int(request.query.get("limit", ["100"])[0])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LISTED:
+            return Response.error(400, f"limit wants 1 to {MAX_LISTED}")
+        items = self.store.items("dead" if state == "dead" else "pending", uid, limit)
+        return Response.json(200, {"items": [item_to_data(item) for item in items]})
+
+    def _retry(self, request: Request) -> Response:
+        try:
+            pick = dead_pick(request.json())
+        except ValueError as exc:
+            return Response.error(400, str(exc))
+        items = self.store.retry_dead(pick)
+        for item in items:
+            log.info(
+                "%s room %s: dead letter %d queued again on request (was: %s)",
+                item.uid,
+                item.room_id,
+                item.id,
+                item.reason,
+            )
+        if items:
+            self.wake(len(items))
+        return Response.json(200, {"retried": [item.id for item in items]})
+
+    def _ready(self, _: Request) -> Response:
+        if not self.registry.snapshot.revision:
+            return Response.text(503, "not ready: no config applied yet\n")
+        return Response.text(200, "ready\n")
+
+    def _reload(self, _: Request) -> Response:
+        outcome = self.reload()
+        if outcome is None:
+            return Response.error(504, "reload did not finish in time")
+        if not outcome.ok:
+            return Response.error(
+                500,
+                "config rejected; last-known-good stays active",
+                diagnostics=[str(d) for d in outcome.diagnostics],
+            )
+        return Response.json(200, outcome_to_data(outcome))
+
+    def _registry(self, _: Request) -> Response:
+        snap = self.registry.snapshot
+        return Response.json(
+            200,
+            {
+                "revision": snap.revision,
+                "config_hash": snap.config_hash,
+                "integrations": [
+                    integration_to_data(n.integration) for n in snap.notifiers.values()
+                ],
+            },
+        )
+
+    def _status(self, _: Request) -> Response:
+        document = status_document(
+            self.registry, self.store.depth(), self.outbox_lost, self.store.dead_letters()
+        )
+        return Response.json(200, document)

@@ -727,7 +727,7 @@ def parts(calls: int) -> None:
     """CPU per call of each step a notification goes through, in this thread: the
     event's schema check, rendering, the send to a HipChat test server answering at
     once, and the durable settle-and-claim of the outbox (synchronous=FULL)."""
-    from syncd.events.ingest import validate_events
+    from syncd.events.validation import validate_events
     from syncd.hipchat.client import HipChatClient
     from syncd.hipchat.wire import RoomTarget
     from syncd.store.contract import NewItem, Settle

@@ -42,6 +42,7 @@ from syncd.store.sqlite import Outbox  # noqa: E402
 from syncd.testing import Fault, HipChatServer  # noqa: E402
 from tests.support.configs import room_tokens, token_env, trace_config  # noqa: E402
 from tests.support.processes import Proc, spawn, wait_listening  # noqa: E402
+from tests.support.stores import claim  # noqa: E402
 
 FIRST_ROOM = 5000
 IDLE_SECONDS = 10.0
@@ -180,7 +181,7 @@ def claim_times(depth: int, room_count: int) -> tuple[float, float]:
             batch.enqueue(
                 [NewItem("u", str(n % room_count), {"n": n}) for n in range(depth)], clock[0]
             )
-        for item in box.claim(room_count, 60):
+        for item in claim(box, room_count, 60):
             box.settle(Settle(item.id, "pending", "HTTP 503", clock[0] + 1))
         clock[0] += 2
         started = time.perf_counter()

@@ -22,59 +22,10 @@ from syncd.config.secrets import SecretError, SecretRef
 log = logging.getLogger(__name__)
 
 
-DEGRADED_AFTER = 3  # failed attempts in a row that make a room degraded
-
-
-@dataclass
-class RoomHealth:
-    """``healthy`` is False after a permanent failure; ``degraded`` after
-    ``DEGRADED_AFTER`` failed attempts in a row; a delivery clears both."""
-
-    healthy: bool = True
-    degraded: bool = False
-    failures: int = 0  # failed attempts since the last delivery
-    last_delivery: float | None = None
-    last_error: str | None = None
-    last_error_at: float | None = None
-
-
-@dataclass(slots=True)
-class RuntimeState:
-    """What a notifier accumulates while it runs; survives updates of its config."""
-
-    created_at: float
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    counters: dict[str, int] = field(default_factory=dict)
-    rooms: dict[str, RoomHealth] = field(default_factory=dict)
-
-    def count(self, name: str, n: int = 1) -> None:
-        with self.lock:
-            self.counters[name] = self.counters.get(name, 0) + n
-
-    def delivered(self, room_id: str, at: float) -> None:
-        with self.lock:
-            health = self.rooms.setdefault(room_id, RoomHealth())
-            health.healthy, health.last_delivery = True, at
-            health.degraded, health.failures = False, 0
-            self.counters["delivered"] = self.counters.get("delivered", 0) + 1
-
-    def failed(self, room_id: str, at: float, reason: str, *, permanent: bool) -> int:
-        """Record a failed attempt; returns the failed attempts in a row."""
-        with self.lock:
-            health = self.rooms.setdefault(room_id, RoomHealth())
-            health.last_error, health.last_error_at = reason, at
-            health.failures += 1
-            health.degraded = health.failures >= DEGRADED_AFTER
-            if permanent:
-                health.healthy = False
-            return health.failures
-
-
 @dataclass(frozen=True, slots=True)
 class Notifier:
     integration: Integration
     tokens: Mapping[str, str] = field(repr=False)
-    state: RuntimeState = field(compare=False)
     generation: int = 1
     updated_at: float = 0.0
 
@@ -315,13 +266,12 @@ def _next_notifiers(
     for upd in result.update:
         old = current[upd.uid]
         notifiers[upd.uid] = Notifier(
-            upd.after, MappingProxyType(dict(tokens[upd.uid])), old.state, old.generation + 1, now
+            upd.after, MappingProxyType(dict(tokens[upd.uid])), old.generation + 1, now
         )
     for integration in result.create:
         notifiers[integration.uid] = Notifier(
             integration,
             MappingProxyType(dict(tokens[integration.uid])),
-            RuntimeState(now),
             1,
             now,
         )

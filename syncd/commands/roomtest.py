@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from syncd.config.model import Integration
 from syncd.config.secrets import SecretError, redact
 from syncd.hipchat.client import HipChatClient
-from syncd.hipchat.render import Message
-from syncd.hipchat.wire import DeliveryResult, RoomTarget
+from syncd.hipchat.wire import DeliveryResult, Message, RoomTarget
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from syncd.hipchat.wire import notification_body
 
 def read_event(path: str) -> dict[str, Any]:
     """The event from a JSON file (``-``: standard input), checked as ingest checks it."""
-    from syncd.events.ingest import validate_events
+    from syncd.events.validation import validate_events
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")

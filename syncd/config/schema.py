@@ -1,94 +1,27 @@
-"""Config flow step 3: the JSON Schemas shipped in the package, and schema errors
-as diagnostics placed where the file went wrong.
+"""Config flow step 3: schema errors as diagnostics placed where the file went
+wrong, worded for the person who wrote the YAML.
 
-The event schema is here too: ingest checks events against it.
+How a document is checked against a shipped schema is ``syncd.schemacheck``'s,
+shared with the event flow.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from copy import deepcopy
 from dataclasses import replace
-from datetime import datetime
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syncd.config import fastschema
 from syncd.config.diagnostics import Diagnostic, json_path
 from syncd.config.loader import DataPath, LoadedFile, describe_value
 from syncd.config.yamlvalues import json_literal
+from syncd.schemacheck import Schema
 
 if TYPE_CHECKING:
-    import jsonschema
     from jsonschema.exceptions import ValidationError
 
-INTEGRATIONS = "integrations.schema.json"
-EVENT = "event.schema.json"
-
-
-@cache
-def load_schema(name: str) -> dict[str, Any]:
-    text = Path(__file__).parent.parent.joinpath("schemas", name).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-def certainly_valid(name: str, data: object) -> bool:
-    """The compiled schema's verdict: True decides, False sends the document to
-    :func:`validator` for its errors."""
-    return _compiled(name)(data)
-
-
-@cache
-def _compiled(name: str) -> fastschema.Check:
-    return fastschema.compile_schema(load_schema(name), {"date-time": _is_rfc3339})
-
-
-@cache
-def validator(name: str) -> jsonschema.protocols.Validator:
-    """A validator per schema, built once, and jsonschema imported only then: its
-    import costs more than checking a file."""
-    import jsonschema
-
-    schema = load_schema(name)
-    base = jsonschema.validators.validator_for(schema)
-    # The shipped schemas are checked by a test, not on every run.
-    # JSON Schema counts 300.0 as an integer; a room id or a threshold must not be a float.
-    strict_integers = base.TYPE_CHECKER.redefine(
-        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
-    )
-    cls = jsonschema.validators.extend(base, type_checker=strict_integers)  # type: ignore[no-untyped-call]
-    formats = jsonschema.FormatChecker(formats=())
-    formats.checks("date-time")(_is_rfc3339)
-    validator: jsonschema.protocols.Validator = cls(schema, format_checker=formats)
-    return validator
-
-
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
-
-
-def _is_rfc3339(value: object) -> bool:
-    """RFC 3339 date-time, offset required. jsonschema checks ``date-time`` only
-    with an extra package installed; a timestamp is the one format we rely on."""
-    if not isinstance(value, str):
-        return True
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        return False
-    text = (
-        value[: match.start(1)] + ("59" if match[1] == "60" else match[1]) + value[match.end(1) :]
-    )
-    try:
-        datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
+INTEGRATIONS = Schema("integrations.schema.json")
 
 _TYPE_WORDS = {
     "object": "a mapping",
@@ -271,23 +204,23 @@ def _errors_with(data: Any, path: DataPath, value: object) -> list[ValidationErr
     for step in path[:-1]:
         node = node[step]
     node[path[-1]] = value
-    if certainly_valid(INTEGRATIONS, copy):
+    if INTEGRATIONS.certainly_valid(copy):
         return []
     return [
         leaf
-        for top in validator(INTEGRATIONS).iter_errors(copy)
+        for top in INTEGRATIONS.validator().iter_errors(copy)
         for leaf in _leaves(top)
         if tuple(leaf.absolute_path) == path
     ]
 
 
-def schema_diagnostics(loaded: LoadedFile, schema_name: str = INTEGRATIONS) -> list[Diagnostic]:
+def schema_diagnostics(loaded: LoadedFile, schema: Schema = INTEGRATIONS) -> list[Diagnostic]:
     """Each schema error placed in the file; none where the loader already reported
     the value (a YAML trap there would only be explained twice)."""
-    if certainly_valid(schema_name, loaded.data):
+    if schema.certainly_valid(loaded.data):
         return []
     out: dict[Diagnostic, None] = {}  # each once: several errors may name one problem
-    for top in validator(schema_name).iter_errors(loaded.data):
+    for top in schema.validator().iter_errors(loaded.data):
         for error in _leaves(top):
             path: DataPath = tuple(error.absolute_path)
             if not _already_reported(loaded, path):

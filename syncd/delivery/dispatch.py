@@ -13,20 +13,19 @@ permanent failure and mark the room unhealthy.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.delivery.housekeeping import DISABLED, orphaned
+from syncd.delivery.health import DEGRADED_AFTER, RoomHealthBook
+from syncd.delivery.housekeeping import not_deliverable
 from syncd.delivery.servers import Servers, server_of
-from syncd.events.routing import iso_time
 from syncd.hipchat.client import HipChatClient
 from syncd.hipchat.render import render_message
 from syncd.hipchat.wire import DeliveryResult, RoomTarget
-from syncd.registry import DEGRADED_AFTER, Notifier, Registry
-from syncd.store.contract import Item, Settle, Store
+from syncd.registry import Notifier, Registry
+from syncd.store.contract import Item, Settle, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,7 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         on_result: Callable[[Item, DeliveryResult, float], None] = lambda *_: None,
+        health: RoomHealthBook | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -78,6 +78,7 @@ class Dispatcher:
         self.config = config or DispatchConfig()
         self.clock = clock
         self.on_result = on_result
+        self.health = health or RoomHealthBook()
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -178,7 +179,7 @@ class Dispatcher:
         now = self.clock()
         try:
             due = self.store.next_due(self._servers.skip(self.registry.snapshot, now))
-        except sqlite3.Error:
+        except StoreError:
             due = None
         rest_ends = self._servers.rest_ends(now)
         if rest_ends is not None:
@@ -207,11 +208,11 @@ class Dispatcher:
     def process(self, item: Item) -> Settle:
         """Send one claimed item; returns how it ended, for the outbox to record."""
         notifier = self.registry.snapshot.notifiers.get(item.uid)
-        if notifier is None:
-            return orphaned(item)
+        refused = not_deliverable(item, notifier.integration if notifier else None)
+        if refused is not None:
+            return refused
+        assert notifier is not None, "an item whose integration is gone is not deliverable"
         integration = notifier.integration
-        if integration.state == "disabled":
-            return Settle(item.id, "cancelled", DISABLED)
         now = self.clock()
         if integration.state == "stopped":
             return Settle(item.id, "pending", "integration stopped", now + self.config.hold_stopped)
@@ -239,18 +240,21 @@ class Dispatcher:
     def _send(self, item: Item, notifier: Notifier, target: RoomTarget) -> Settle:
         integration = notifier.integration
         mentions = (item.mention,) if item.mention else ()
-        since = iso_time(item.since) if item.since is not None else None
-        message = render_message(item.event, integration, mentions, count=item.count, since=since)
+        message = render_message(
+            item.event, integration, mentions, count=item.count, since=item.since
+        )
         result = self.client.send(target, message, attempt=max(0, item.attempts - 1))
         done = self.clock()
         self.on_result(item, result, done)
         if result.ok:
-            notifier.state.delivered(item.room_id, done)
+            self.health.delivered(item.uid, item.room_id, done)
             self._servers.outcome(server_of(target.endpoint), result, done)
             return Settle(item.id, "delivered")
         if result.outcome == "retry":
             wait = result.retry_after if result.retry_after is not None else 1.0
-            failures = notifier.state.failed(item.room_id, done, result.reason, permanent=False)
+            failures = self.health.failed(
+                item.uid, item.room_id, done, result.reason, permanent=False
+            )
             self._servers.outcome(server_of(target.endpoint), result, done + wait)
             log.log(
                 _retry_level(failures),
@@ -262,7 +266,7 @@ class Dispatcher:
                 failures,
             )
             return Settle(item.id, "pending", result.reason, done + wait)
-        notifier.state.failed(item.room_id, done, result.reason, permanent=True)
+        self.health.failed(item.uid, item.room_id, done, result.reason, permanent=True)
         log.error(
             "%s room %s: %s (dead-lettered; `syncd outbox retry %d` sends it again)",
             integration.uid,

@@ -4,8 +4,9 @@ Removal has three ways in: a reconcile that prunes an integration (the
 registry calls :meth:`Housekeeping.on_applied` before the new set is visible),
 a start on a set that lost integrations while the daemon was down
 (:meth:`Housekeeping.cancel_removed`), and an item queued by an event that
-raced the prune, which a delivery worker hands to :func:`orphaned`. All three
-cancel with the same reason, decided here and nowhere else.
+raced the prune, which a delivery worker hands to :func:`not_deliverable`. All
+three cancel with the same reason, decided here and nowhere else; so do the
+items of an integration that was disabled.
 
 The loop itself flushes throttle windows whose time has come, dead-letters
 what waited longer than ``--max-age`` and forgets finished items after a week.
@@ -15,15 +16,15 @@ It runs on its own thread so none of this sits on the ingest or delivery path.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 
+from syncd.config.model import Integration
 from syncd.config.plan import Plan
 from syncd.events.ingest import Ingest
 from syncd.registry import Snapshot
-from syncd.store.contract import Item, Settle, Store
+from syncd.store.contract import Item, Settle, Store, StoreError
 
 log = logging.getLogger("syncd")
 
@@ -33,9 +34,14 @@ EXPIRY_INTERVAL = 60.0
 KEEP_FINISHED = 7 * 24 * 3600.0
 
 
-def orphaned(item: Item) -> Settle:
-    """A claimed item whose integration is gone: cancelled, as a prune cancels it."""
-    return Settle(item.id, "cancelled", REMOVED)
+def not_deliverable(item: Item, integration: Integration | None) -> Settle | None:
+    """A claimed item whose integration is gone or disabled is cancelled, as the
+    change that removed or disabled it cancels the rest; None when it may be sent."""
+    if integration is None:
+        return Settle(item.id, "cancelled", REMOVED)
+    if integration.state == "disabled":
+        return Settle(item.id, "cancelled", DISABLED)
+    return None
 
 
 class Housekeeping:
@@ -94,7 +100,7 @@ class Housekeeping:
             try:
                 self.tick()
                 self._failing = False
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 if not self._failing:
                     log.error("housekeeping cannot write the outbox: %s", exc)
                 self._failing = True

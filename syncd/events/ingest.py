@@ -11,18 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.config import schema
-from syncd.config.diagnostics import json_path
 from syncd.config.model import Integration
 from syncd.events.routing import Judged, Routing, judge, route_event, route_flush, window_keys
 from syncd.registry import Registry, Snapshot
 from syncd.store.contract import Batch, Store
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -39,28 +31,6 @@ class Accepted:
     ids: tuple[str, ...]
     notifications: int
     events: tuple[EventResult, ...] = ()
-
-
-_EXAMPLE_TIME = "2026-11-26T09:14:03Z"
-
-
-def validate_events(payload: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """One event or a list of events against ``event.schema.json``."""
-    events = payload if isinstance(payload, list) else [payload]
-    problems: list[Problem] = []
-    if not events:
-        problems.append(Problem("$", "expected an event or a non-empty list of events"))
-    for index, event in enumerate(events):
-        if schema.certainly_valid(schema.EVENT, event):
-            continue
-        prefix: tuple[str | int, ...] = (index,) if isinstance(payload, list) else ()
-        for error in schema.validator(schema.EVENT).iter_errors(event):
-            path = json_path((*prefix, *error.absolute_path))
-            message = error.message
-            if error.validator == "format":
-                message = f"not an RFC 3339 date-time with an offset, such as {_EXAMPLE_TIME}"
-            problems.append(Problem(path, message))
-    return events, problems
 
 
 class Ingest:

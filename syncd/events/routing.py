@@ -10,9 +10,9 @@ a database or a clock, so every Common Settings case is a plain unit test.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config.model import Integration
@@ -102,7 +102,7 @@ def _route_one(
     note = f"{integration.uid}: " + (
         f"queued for {len(items)} room(s){held}"
         if routing_items
-        else f"throttled until {iso_time(due)}"
+        else f"throttled until {_utc(due)}"
     )
     if not trigger.frequency:
         return Routing(routing_items, notes=(note,))
@@ -117,6 +117,10 @@ def _route_one(
     return Routing(routing_items, (update,), notes=(note,))
 
 
+def _utc(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
 def _skipped(judged: Judged, new_group: bool) -> str | None:
     """Why an integration takes no part, if it does not."""
     if judged.integration.state == "disabled":
@@ -126,13 +130,6 @@ def _skipped(judged: Judged, new_group: bool) -> str | None:
     if not rules.is_candidate(judged.integration.trigger, new_group):
         return "not a new error group (trigger: group)"
     return None
-
-
-def iso_time(at: float | None) -> str:
-    """A time as messages show it: ``2026-11-26T12:00:00Z``."""
-    if at is None:
-        return "-"
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def route_event(

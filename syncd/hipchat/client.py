@@ -35,11 +35,11 @@ from syncd import __version__
 from syncd.config.secrets import redact
 from syncd.hipchat.deadlines import Deadlines
 from syncd.hipchat.pacing import Pacing
-from syncd.hipchat.render import Message
 from syncd.hipchat.wire import (
     MAX_ANSWER_BYTES,
     Answer,
     DeliveryResult,
+    Message,
     RandomSource,
     RetryPolicy,
     RoomTarget,

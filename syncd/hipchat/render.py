@@ -11,10 +11,12 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from syncd.config.model import Color, Display, Integration, MessageFormat
+from syncd.config.model import Display, Integration, MessageFormat
 from syncd.hipchat.card import render_card
+from syncd.hipchat.wire import Message
 
 MAX_MESSAGE_CHARS = 10_000
 MAX_FRAMES = 10
@@ -34,18 +36,6 @@ _MAX_ATTRIBUTE_VALUE = 1_000
 _MIN_SHORTENED = 16
 # Enough for the parts never dropped: mentions, title, count line and link.
 _MIN_LIMIT = 4_000
-
-
-@dataclass(frozen=True)
-class Message:
-    """What the client posts: the ``message`` and the fields that go with it."""
-
-    text: str
-    message_format: MessageFormat
-    color: Color
-    notify: bool
-    sender: str | None = None
-    card: Mapping[str, Any] | None = None  # shown instead of the text where clients can
 
 
 def length(text: str) -> int:
@@ -327,20 +317,25 @@ def _present(*lines: str | None) -> list[str]:
     return [line for line in lines if line]
 
 
+def message_time(at: float) -> str:
+    """A time as messages show it: ``2026-11-26T12:00:00Z``."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def render_message(
     event: Mapping[str, Any],
     integration: Integration,
     mentions: Sequence[str] = (),
     *,
     count: int = 1,
-    since: str | None = None,
+    since: float | None = None,
     limit: int = MAX_MESSAGE_CHARS,
 ) -> Message:
     """The message ``integration`` sends for ``event``.
 
     ``count`` is how many events this one notification stands for (it is more
     than 1 when a frequency aggregated them) and ``since`` when the first of
-    them happened. Mentions only work in text messages, so any mention forces
+    them came (a Unix time). Mentions only work in text messages, so any mention forces
     the text format.
     """
     _check_arguments(count, limit)
@@ -350,7 +345,8 @@ def render_message(
     style = _HTML if fmt == "html" else _TEXT
     head = _present(mention_line, _title(event, integration.display.classifiers, style))
     per_group = integration.trigger.event == "group"
-    tail = _present(_count_line(count, since, per_group, style), _link(event, style))
+    when = message_time(since) if since is not None else None
+    tail = _present(_count_line(count, when, per_group, style), _link(event, style))
     sep = style.line_break
     budget = limit - length(sep.join(head + tail)) - length(sep + ELLIPSIS)
     sections = _sections(event, integration.display, style)

@@ -19,7 +19,20 @@ from http import HTTPStatus
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
-from syncd.hipchat.render import Message
+from syncd.config.model import Color, MessageFormat
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the client posts: the ``message`` and the fields that go with it."""
+
+    text: str
+    message_format: MessageFormat
+    color: Color
+    notify: bool
+    sender: str | None = None
+    card: Mapping[str, Any] | None = None  # shown instead of the text where clients can
+
 
 SendOutcome = Literal["delivered", "retry", "permanent"]
 

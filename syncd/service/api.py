@@ -12,16 +12,17 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from syncd.config.model import integration_to_data
-from syncd.events.ingest import Ingest, validate_events
-from syncd.registry import Notifier, Outcome, Registry, RoomHealth
+from syncd.delivery.health import RoomHealthBook
+from syncd.events.ingest import Ingest
+from syncd.events.validation import validate_events
+from syncd.registry import Notifier, Outcome, Registry
 from syncd.service.http import Handler, Request, Response, Routes
 from syncd.service.metrics import ConfigGauges, Metrics
-from syncd.store.contract import DeadPick, Item, Store
+from syncd.store.contract import DeadPick, Item, Store, StoreError
 
 log = logging.getLogger("syncd")
 
@@ -96,12 +97,16 @@ def dead_per_integration(dead: Mapping[tuple[str, str], int]) -> dict[str, int]:
 
 
 def _notifier_status(
-    notifier: Notifier, depth: int, dead: Mapping[tuple[str, str], int], dead_total: int
+    notifier: Notifier,
+    health: RoomHealthBook,
+    depth: int,
+    dead: Mapping[tuple[str, str], int],
+    dead_total: int,
 ) -> dict[str, object]:
     integration = notifier.integration
     rooms = {
         room.id: {
-            **asdict(notifier.state.rooms.get(room.id, RoomHealth())),
+            **asdict(health.of(integration.uid, room.id)),
             "dead_letters": dead.get((integration.uid, room.id), 0),
         }
         for room in integration.rooms
@@ -119,6 +124,7 @@ def _notifier_status(
 
 def status_document(
     registry: Registry,
+    health: RoomHealthBook,
     depth: dict[str, int],
     outbox_lost: str | None = None,
     dead: Mapping[tuple[str, str], int] | None = None,
@@ -138,7 +144,7 @@ def status_document(
         "outbox_depth": sum(depth.values()),
         "outbox_lost_at_start": outbox_lost,
         "integrations": {
-            uid: _notifier_status(n, depth.get(uid, 0), dead, totals.get(uid, 0))
+            uid: _notifier_status(n, health, depth.get(uid, 0), dead, totals.get(uid, 0))
             for uid, n in snap.notifiers.items()
         },
     }
@@ -150,6 +156,7 @@ class Api:
     store: Store
     ingest: Ingest
     metrics: Metrics
+    health: RoomHealthBook
     reload: Callable[[], Outcome | None]
     stopping: Callable[[], bool]
     ingest_token: str | None = field(default=None, repr=False)
@@ -225,7 +232,7 @@ class Api:
         try:
             accepted = self.ingest.submit(events)
             self.metrics.received(len(events))
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.error("could not store %d event(s): %s", len(events), exc)
             return Response.error(503, "could not store the events; retry later")
         return Response.json(
@@ -306,6 +313,10 @@ class Api:
 
     def _status(self, _: Request) -> Response:
         document = status_document(
-            self.registry, self.store.depth(), self.outbox_lost, self.store.dead_letters()
+            self.registry,
+            self.health,
+            self.store.depth(),
+            self.outbox_lost,
+            self.store.dead_letters(),
         )
         return Response.json(200, document)

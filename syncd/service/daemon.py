@@ -16,7 +16,6 @@ import os
 import select
 import signal
 import socket
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from syncd.service.api import Api
 from syncd.service.http import HTTPServer
 from syncd.service.metrics import Metrics
 from syncd.service.statedir import StateDir, create_private
+from syncd.store.contract import StoreError, StoreUnusable
 from syncd.store.sqlite import Outbox
 
 log = logging.getLogger("syncd")
@@ -96,12 +96,12 @@ def _open_outbox(config: DaemonConfig, ran_before: bool) -> tuple[Outbox, str | 
     try:
         create_private(path)
         return Outbox(path, synchronous=config.synchronous), lost
-    except sqlite3.DatabaseError as exc:
+    except StoreUnusable as exc:
         raise Failure(
             f"{path} is damaged ({exc}). Move it aside to start with an empty outbox "
             "(what it queued is lost), or restore it from a backup"
         ) from None
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StoreError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise UsageError(f"cannot use --state-dir {config.state_dir}: {reason}") from None
 
@@ -166,6 +166,7 @@ class Daemon:
             chores=[self.reconciler.save_last_known_good],
         )
         self.registry.add_listener(self.housekeeping.on_applied)
+        self.registry.add_listener(self.dispatcher.health.on_applied)
         self.watcher = ConfigWatcher(
             config.config_dir,
             lambda changed: self.reloads.on_change(changed),
@@ -183,6 +184,7 @@ class Daemon:
             self.outbox,
             self.ingest,
             self.metrics,
+            self.dispatcher.health,
             reload=self.reload,
             stopping=self._stop.is_set,
             ingest_token=config.ingest_token,

@@ -28,13 +28,27 @@ integration's current settings and a rotated token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 ItemState = Literal["pending", "inflight", "delivered", "dead", "cancelled"]
+
+
+class StoreError(Exception):
+    """A store could not do what was asked. Callers catch this, never an
+    implementation's own exceptions, so a second implementation changes no caller."""
+
+
+class StoreUnavailable(StoreError):
+    """Try again later: the store is busy, full or out of reach, and nothing of the
+    failed call was kept. Ingest answers 503; delivery and upkeep pause and retry."""
+
+
+class StoreUnusable(StoreError):
+    """The store cannot be used as it is (damaged, or not a store at all): the
+    daemon refuses to start on it rather than lose or misread what it holds."""
 
 
 @dataclass(frozen=True)
@@ -96,12 +110,6 @@ class Item:
     finished_at: float | None = None
     since: float | None = None
 
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Item:
-        values = list(row)
-        values[3] = json.loads(values[3])
-        return cls(*values)
-
 
 @dataclass(frozen=True)
 class Settle:
@@ -161,8 +169,6 @@ class Store(Protocol):
     def recover(self) -> int:
         """At start-up, items in flight at the last stop are pending again."""
         ...
-
-    def claim(self, limit: int, lease: float, skip: Collection[str] = ()) -> list[Item]: ...
 
     def settle_and_claim(
         self, done: Settle | None, limit: int, lease: float, skip: Collection[str] = ()

@@ -27,6 +27,9 @@ from syncd.store.contract import (
     NewItem,
     Settle,
     StoredWindow,
+    StoreError,
+    StoreUnavailable,
+    StoreUnusable,
     Window,
     WindowUpdate,
 )
@@ -176,6 +179,23 @@ def _json(value: Mapping[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _item(row: Sequence[Any]) -> Item:
+    values = list(row)
+    values[3] = json.loads(values[3])
+    return Item(*values)
+
+
+def _store_error(exc: sqlite3.Error) -> StoreError:
+    """SQLite's own exceptions never leave this module. An operational error (locked,
+    disk full, I/O) may pass; any other database error means the file is not an
+    outbox that can be trusted."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(str(exc))
+    if isinstance(exc, sqlite3.DatabaseError):
+        return StoreUnusable(str(exc))
+    return StoreError(str(exc))
+
+
 class Outbox:
     """Thread-safe: each thread gets its own connection to the same file."""
 
@@ -225,17 +245,23 @@ class Outbox:
         """
         with self._lock:
             conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._open()
         try:
+            if conn is None:
+                conn = self._open()
             yield conn
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
         finally:
-            with self._lock:
-                keep = len(self._idle) < _POOL_SIZE
-                if keep:
-                    self._idle.append(conn)
-            if not keep:
-                conn.close()
+            if conn is not None:
+                self._release(conn)
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            keep = len(self._idle) < _POOL_SIZE
+            if keep:
+                self._idle.append(conn)
+        if not keep:
+            conn.close()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._connection() as conn:
@@ -299,10 +325,6 @@ class Outbox:
             ).rowcount
             _rebuild_heads(db)
             return count
-
-    def claim(self, limit: int, lease: float, skip: Collection[str] = ()) -> list[Item]:
-        """Claim the head item of up to ``limit`` rooms, oldest due first."""
-        return self.settle_and_claim(None, limit, lease, skip)
 
     def settle_and_claim(
         self, done: Settle | None, limit: int, lease: float, skip: Collection[str] = ()
@@ -385,18 +407,6 @@ class Outbox:
             ).fetchone()
             _refresh_head(db, *row)
 
-    def ack(self, item_id: int) -> None:
-        self.settle(Settle(item_id, "delivered"))
-
-    def dead(self, item_id: int, reason: str) -> None:
-        self.settle(Settle(item_id, "dead", reason))
-
-    def cancel(self, item_id: int, reason: str) -> None:
-        self.settle(Settle(item_id, "cancelled", reason))
-
-    def retry(self, item_id: int, at: float, reason: str) -> None:
-        self.settle(Settle(item_id, "pending", reason, retry_at=at))
-
     def cancel_integration(self, uid: str, reason: str) -> int:
         """Undelivered items of a removed integration: cancelled, with the reason kept.
 
@@ -460,7 +470,7 @@ class Outbox:
         now = self.clock()
         with self._transaction() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE {where}", params).fetchall()
-            items = [Item.from_row(r) for r in rows]
+            items = [_item(r) for r in rows]
             db.executemany(
                 "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
                 "created_at = ?, finished_at = NULL, lease_until = NULL WHERE id = ?",
@@ -481,7 +491,7 @@ class Outbox:
 
     def get(self, item_id: int) -> Item | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
-        return Item.from_row(rows[0]) if rows else None
+        return _item(rows[0]) if rows else None
 
     def items(
         self, state: ItemState | None = None, uid: str | None = None, limit: int = -1
@@ -498,7 +508,7 @@ class Outbox:
         rows = self._read(
             f"SELECT {_COLUMNS} FROM outbox {clause} ORDER BY id LIMIT ?", [*params, limit]
         )
-        return [Item.from_row(r) for r in rows]
+        return [_item(r) for r in rows]
 
     def depth(self) -> dict[str, int]:
         """Undelivered items per integration."""
@@ -516,21 +526,11 @@ class Outbox:
                     return float(due)
         return None
 
-    def heads_consistent(self) -> bool:
-        """Whether the heads table says what a full scan says (for tests and repair)."""
-        rows = self._read(_HEADS_SCAN)
-        expected = {(uid, room): (item, due) for uid, room, item, due in rows}
-        actual = {
-            (uid, room): (item, due)
-            for uid, room, item, due in self._read("SELECT uid, room_id, item_id, due FROM heads")
-        }
-        return expected == actual
-
 
 # A room's head is its oldest undelivered item. It is claimable when due: a pending
 # head at its next attempt, one in flight when its lease runs out. The heads table
 # keeps one row per room, so claiming and sleeping cost the same at any depth.
-_HEADS_SCAN = (
+HEADS_SCAN = (
     "SELECT uid, room_id, min(id), "
     "CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) ELSE next_attempt_at END "
     "FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY uid, room_id"
@@ -551,7 +551,7 @@ def _dead_where(pick: DeadPick) -> tuple[str, list[Any]]:
 
 def _rebuild_heads(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM heads")
-    db.execute(f"INSERT INTO heads (uid, room_id, item_id, due) {_HEADS_SCAN}")
+    db.execute(f"INSERT INTO heads (uid, room_id, item_id, due) {HEADS_SCAN}")
 
 
 def _refresh_head(db: sqlite3.Connection, uid: str, room_id: str) -> None:
@@ -600,4 +600,4 @@ def _claim(db: sqlite3.Connection, call: _Call, now: float) -> list[Item]:
     rows = db.execute(
         f"SELECT {_COLUMNS} FROM outbox WHERE id IN ({marks})", [i for i, _, _ in chosen]
     ).fetchall()
-    return sorted((Item.from_row(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
+    return sorted((_item(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))

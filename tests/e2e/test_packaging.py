@@ -44,7 +44,7 @@ def test_wheel_install_validates_from_another_directory(tmp_path: Path) -> None:
             str(python),
             "-c",
             "import syncd.config.schema as s, importlib.resources as r; "
-            "print(r.files('syncd').joinpath('schemas', s.INTEGRATIONS))",
+            "print(r.files('syncd').joinpath('schemas', s.INTEGRATIONS.name))",
         ],
         cwd=work,
         capture_output=True,

@@ -15,9 +15,9 @@ import pytest
 
 from syncd.hipchat.client import MAX_REASON, HipChatClient, auth_test
 from syncd.hipchat.pacing import Pacing
-from syncd.hipchat.render import Message
 from syncd.hipchat.wire import (
     DeliveryResult,
+    Message,
     RoomTarget,
     backoff,
     notification_url,

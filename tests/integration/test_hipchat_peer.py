@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from syncd.hipchat.client import HipChatClient
-from syncd.hipchat.render import Message
-from syncd.hipchat.wire import RoomTarget
+from syncd.hipchat.wire import Message, RoomTarget
 from syncd.testing import Fault, HipChatServer
 
 with warnings.catch_warnings():

@@ -14,8 +14,17 @@ import pytest
 from syncd.delivery.housekeeping import Housekeeping
 from syncd.events.ingest import Ingest
 from syncd.registry import Registry
-from syncd.store.contract import DeadPick, Item, NewItem, Settle, Window, WindowUpdate
+from syncd.store.contract import (
+    DeadPick,
+    Item,
+    NewItem,
+    Settle,
+    StoreError,
+    Window,
+    WindowUpdate,
+)
 from syncd.store.sqlite import Outbox
+from tests.support.stores import ack, claim, dead, heads_consistent, retry
 
 
 class Clock:
@@ -50,39 +59,39 @@ def test_wal_mode_and_schema(box: Outbox) -> None:
 
 def test_only_the_head_of_each_room_is_claimed(box: Outbox) -> None:
     put(box, ("a", "1", 1), ("a", "1", 2), ("a", "2", 3), ("b", "1", 4))
-    claimed = box.claim(limit=10, lease=30)
+    claimed = claim(box, limit=10, lease=30)
     assert [i.event["n"] for i in claimed] == [1, 3, 4]
-    assert box.claim(limit=10, lease=30) == []
-    box.ack(claimed[0].id)
-    (second,) = box.claim(limit=10, lease=30)
+    assert claim(box, limit=10, lease=30) == []
+    ack(box, claimed[0].id)
+    (second,) = claim(box, limit=10, lease=30)
     assert second.event["n"] == 2
     assert second.attempts == 1
 
 
 def test_retry_keeps_order_and_waits(box: Outbox, clock: Clock) -> None:
     put(box, ("a", "1", 1), ("a", "1", 2))
-    (first,) = box.claim(limit=10, lease=30)
-    box.retry(first.id, at=clock.now + 60, reason="HTTP 500")
-    assert box.claim(limit=10, lease=30) == []  # head is waiting; item 2 must not overtake
+    (first,) = claim(box, limit=10, lease=30)
+    retry(box, first.id, at=clock.now + 60, reason="HTTP 500")
+    assert claim(box, limit=10, lease=30) == []  # head is waiting; item 2 must not overtake
     clock.now += 60
-    (again,) = box.claim(limit=10, lease=30)
+    (again,) = claim(box, limit=10, lease=30)
     assert (again.id, again.attempts, again.reason) == (first.id, 2, "HTTP 500")
 
 
 def test_expired_lease_is_claimed_again(box: Outbox, clock: Clock) -> None:
     put(box, ("a", "1", 1))
-    (first,) = box.claim(limit=10, lease=30)
+    (first,) = claim(box, limit=10, lease=30)
     clock.now += 29
-    assert box.claim(limit=10, lease=30) == []
+    assert claim(box, limit=10, lease=30) == []
     clock.now += 2
-    (again,) = box.claim(limit=10, lease=30)
+    (again,) = claim(box, limit=10, lease=30)
     assert again.id == first.id and again.attempts == 2
 
 
 def test_recover_after_a_crash(tmp_path: Path, clock: Clock) -> None:
     box = Outbox(tmp_path / "o.db", clock=clock)
     put(box, ("a", "1", 1))
-    box.claim(limit=1, lease=300)
+    claim(box, limit=1, lease=300)
     box.close()
     reopened = Outbox(tmp_path / "o.db", clock=clock)
     assert reopened.recover() == 1
@@ -91,8 +100,8 @@ def test_recover_after_a_crash(tmp_path: Path, clock: Clock) -> None:
 
 def test_dead_letter_after_max_age_keeps_the_reason(box: Outbox, clock: Clock) -> None:
     (item_id,) = put(box, ("a", "1", 1))
-    (item,) = box.claim(limit=1, lease=30)
-    box.retry(item.id, at=clock.now + 10, reason="HTTP 503 Service Unavailable")
+    (item,) = claim(box, limit=1, lease=30)
+    retry(box, item.id, at=clock.now + 10, reason="HTTP 503 Service Unavailable")
     clock.now += 24 * 3600 + 1
     (expired,) = box.expire(max_age=24 * 3600)
     assert (expired.uid, expired.room_id, expired.count) == ("a", "1", 1)
@@ -153,7 +162,7 @@ def test_calls_that_queue_behind_a_writer_share_one_commit(tmp_path: Path) -> No
     clock = CountingClock()
     box = Outbox(tmp_path / "outbox.db", clock=clock)
     put(box, *[("a", str(room), room) for room in range(6)])
-    first = box.claim(limit=3, lease=30)
+    first = claim(box, limit=3, lease=30)
     assert len(first) == 3
     results: dict[int, list[Item]] = {}
     with box.batch():
@@ -182,34 +191,34 @@ def test_calls_that_queue_behind_a_writer_share_one_commit(tmp_path: Path) -> No
 
 def test_a_failed_group_commit_fails_every_call_in_it(box: Outbox) -> None:
     put(box, ("a", "1", 1))
-    (item,) = box.claim(limit=1, lease=30)
+    (item,) = claim(box, limit=1, lease=30)
     conn = sqlite3.connect(box.path)
     conn.execute("DROP TABLE outbox")
     conn.close()
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(StoreError):
         box.settle_and_claim(Settle(item.id, "delivered"), 1, 30)
     assert box._calls == []
 
 
 def test_a_room_behind_a_waiting_head_is_not_due(box: Outbox, clock: Clock) -> None:
     put(box, ("a", "1", 1), ("a", "1", 2), ("a", "1", 3))
-    (head,) = box.claim(limit=10, lease=30)
-    box.retry(head.id, at=clock.now + 60, reason="HTTP 503")
+    (head,) = claim(box, limit=10, lease=30)
+    retry(box, head.id, at=clock.now + 60, reason="HTTP 503")
     # The items behind the head were due long ago; only the head's time counts.
     assert box.next_due() == clock.now + 60
     clock.now += 60
-    (again,) = box.claim(limit=10, lease=45)
+    (again,) = claim(box, limit=10, lease=45)
     assert again.id == head.id
     assert box.next_due() == clock.now + 45  # in flight: claimable when the lease runs out
 
 
 def test_skipped_integrations_are_passed_over(box: Outbox, clock: Clock) -> None:
     put(box, ("slow", "1", 1), ("slow", "2", 2), ("fast", "1", 3))
-    (item,) = box.claim(limit=10, lease=30, skip={"slow"})
+    (item,) = claim(box, limit=10, lease=30, skip={"slow"})
     assert item.uid == "fast"
     assert box.next_due(skip={"slow", "fast"}) is None
     assert box.next_due(skip={"fast"}) == clock.now
-    assert {i.uid for i in box.claim(limit=10, lease=30)} == {"slow"}
+    assert {i.uid for i in claim(box, limit=10, lease=30)} == {"slow"}
 
 
 def test_a_head_put_back_unsent_keeps_its_place_and_its_attempts(box: Outbox, clock: Clock) -> None:
@@ -219,7 +228,7 @@ def test_a_head_put_back_unsent_keeps_its_place_and_its_attempts(box: Outbox, cl
     put(box, ("a", "1", 1))
     clock.now += 1
     put(box, ("b", "1", 2), ("b", "1", 3))
-    (first,) = box.claim(limit=1, lease=30)
+    (first,) = claim(box, limit=1, lease=30)
     assert first.event["n"] == 1
     clock.now += 5
     put_back = Settle(first.id, "pending", None, first.next_attempt_at, attempted=False)
@@ -237,12 +246,12 @@ def test_heads_follow_every_kind_of_write(box: Outbox, clock: Clock) -> None:
             uid, room = rng.choice(rooms)
             put(box, (uid, room, rng.randrange(100)))
         elif action == 2:
-            for item in box.claim(limit=rng.randrange(1, 4), lease=rng.choice([5, 30])):
+            for item in claim(box, limit=rng.randrange(1, 4), lease=rng.choice([5, 30])):
                 state = rng.choice(["delivered", "dead", "cancelled", "pending"])
                 retry_at = clock.now + rng.randrange(0, 20) if state == "pending" else None
                 box.settle(Settle(item.id, state, "r", retry_at))
         elif action == 3:
-            box.claim(limit=2, lease=10)
+            claim(box, limit=2, lease=10)
         elif action == 4:
             box.cancel_integration(rng.choice("abc"), "removed")
         elif action == 5:
@@ -251,9 +260,9 @@ def test_heads_follow_every_kind_of_write(box: Outbox, clock: Clock) -> None:
             box.retry_dead(DeadPick(uid=rng.choice("abc")))
         else:
             clock.now += rng.randrange(1, 10)
-        assert box.heads_consistent()
+        assert heads_consistent(box.path)
     box.recover()
-    assert box.heads_consistent()
+    assert heads_consistent(box.path)
 
 
 def test_a_file_written_before_the_heads_table_gets_one(tmp_path: Path, clock: Clock) -> None:
@@ -266,26 +275,26 @@ def test_a_file_written_before_the_heads_table_gets_one(tmp_path: Path, clock: C
     conn.commit()
     conn.close()
     reopened = Outbox(path, clock=clock)
-    assert reopened.heads_consistent()
-    assert sorted(i.event["n"] for i in reopened.claim(limit=10, lease=30)) == [1, 3]
+    assert heads_consistent(reopened.path)
+    assert sorted(i.event["n"] for i in claim(reopened, limit=10, lease=30)) == [1, 3]
 
 
 def test_dead_letters_are_listed_counted_and_queued_again_in_order(
     box: Outbox, clock: Clock
 ) -> None:
     put(box, ("a", "1", 1), ("a", "1", 2), ("a", "2", 3), ("b", "1", 4))
-    for item in box.claim(limit=10, lease=30):
-        box.dead(item.id, "HTTP 401 Unauthorized")
+    for item in claim(box, limit=10, lease=30):
+        dead(box, item.id, "HTTP 401 Unauthorized")
     assert box.dead_letters() == {("a", "1"): 1, ("a", "2"): 1, ("b", "1"): 1}
     assert [i.event["n"] for i in box.items("dead", uid="a")] == [1, 3]
     assert [i.event["n"] for i in box.items("pending")] == [2]
     clock.now += 100
     retried = box.retry_dead(DeadPick(uid="a", room_id="1"))
     assert [i.event["n"] for i in retried] == [1]
-    again = {i.event["n"]: i for i in box.claim(limit=10, lease=30)}
+    again = {i.event["n"]: i for i in claim(box, limit=10, lease=30)}
     assert sorted(again) == [1]  # room a/1 delivers 1 before 2 again; the others stay dead
     assert (again[1].attempts, again[1].created_at) == (1, clock.now)
-    assert box.heads_consistent()
+    assert heads_consistent(box.path)
     assert [i.event["n"] for i in box.retry_dead(DeadPick(ids=(999,)))] == []
 
 
@@ -294,8 +303,8 @@ def test_an_expiry_is_logged_with_its_integration_room_and_last_error(
 ) -> None:
     box = Outbox(tmp_path / "outbox.db", clock=clock)
     put(box, ("shop", "42", 1), ("shop", "42", 2))
-    (item,) = box.claim(limit=1, lease=30)
-    box.retry(item.id, at=clock.now + 10, reason="ConnectionError: refused")
+    (item,) = claim(box, limit=1, lease=30)
+    retry(box, item.id, at=clock.now + 10, reason="ConnectionError: refused")
     clock.now += 3601
     chores = Housekeeping(box, Ingest(box, Registry(), clock=clock), max_age=3600)
     caplog.set_level(logging.WARNING, logger="syncd")

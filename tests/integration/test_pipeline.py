@@ -15,11 +15,13 @@ from freezegun import freeze_time
 from syncd.config.configset import load_config_set
 from syncd.delivery.dispatch import DispatchConfig, Dispatcher
 from syncd.delivery.servers import server_of
-from syncd.events.ingest import Ingest, validate_events
+from syncd.events.ingest import Ingest
+from syncd.events.validation import validate_events
 from syncd.hipchat.client import HipChatClient
 from syncd.registry import Registry
 from syncd.store.sqlite import Outbox
 from syncd.testing import Fault, HipChatServer
+from tests.support.stores import claim
 from tests.support.waiting import wait_for
 
 HIPCHAT_TOKEN_A, HIPCHAT_TOKEN_B = "room-a-token-0001", "room-b-token-0002"
@@ -218,7 +220,7 @@ def test_permanent_failure_is_dead_lettered_and_marks_the_room(rig: Rig) -> None
     wait_for(lambda: rig.outbox.items()[0].state == "dead")
     item = rig.outbox.items()[0]
     assert item.reason is not None and "404" in item.reason
-    health = rig.registry.snapshot.notifiers["a"].state.rooms["1001"]
+    health = rig.dispatcher.health.of("a", "1001")
     assert not health.healthy
     assert HIPCHAT_TOKEN_A not in str(item) and HIPCHAT_TOKEN_A not in str(health)
 
@@ -297,7 +299,7 @@ def test_an_item_whose_server_has_no_free_slot_goes_back_in_its_place(rig: Rig) 
     item goes back unsent, with its own due time, and the claim is no attempt."""
     rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n"))
     assert rig.send(event()) == 1
-    (item,) = rig.outbox.claim(limit=1, lease=30)
+    (item,) = claim(rig.outbox, limit=1, lease=30)
     servers = rig.dispatcher._servers
     while servers.take(server_of(rig.server.url), time.time()):
         pass  # every slot held, as by workers sending

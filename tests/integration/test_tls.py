@@ -11,8 +11,7 @@ import trustme
 
 from syncd.config.configset import load_config_set
 from syncd.hipchat.client import HipChatClient
-from syncd.hipchat.render import Message
-from syncd.hipchat.wire import RoomTarget
+from syncd.hipchat.wire import Message, RoomTarget
 from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import HipChatServer
 from tests.support.configs import minimal, write_files

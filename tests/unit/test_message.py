@@ -8,7 +8,8 @@ import pytest
 
 from syncd.config.model import Display, HipChat, Integration, Room, Trigger
 from syncd.config.secrets import SecretRef
-from syncd.hipchat.render import ELLIPSIS, MAX_MESSAGE_CHARS, Message, fit, length, render_message
+from syncd.hipchat.render import ELLIPSIS, MAX_MESSAGE_CHARS, fit, length, render_message
+from syncd.hipchat.wire import Message
 
 HOSTILE = "&<>\"'"
 # Every tag render_message() may emit; anything else that looks like markup is a bug.
@@ -143,12 +144,12 @@ def test_only_http_links_are_linked() -> None:
 def test_a_digest_says_what_it_stands_for_per_trigger() -> None:
     # The default trigger, event: group, aggregates the integration's new groups.
     assert "more " not in render_message(event(), integration()).text
-    text = render_message(event(), integration(), count=42, since="2024-05-01T11:55:00Z").text
+    text = render_message(event(), integration(), count=42, since=1714564500.0).text
     assert "and 41 more new error groups since 2024-05-01T11:55:00Z" in text
     assert "and 1 more new error group<br>" in render_message(event(), integration(), count=2).text
     # event: trace aggregates the occurrences of one fingerprint.
     trace = integration(trigger=Trigger(event="trace", frequency=300))
-    text = render_message(event(), trace, count=5, since="2024-05-01T11:55:00Z").text
+    text = render_message(event(), trace, count=5, since=1714564500.0).text
     assert "and 4 more occurrences of this error since 2024-05-01T11:55:00Z" in text
     assert "and 1 more occurrence of this error<br>" in render_message(event(), trace, count=2).text
     with pytest.raises(ValueError):
@@ -203,12 +204,12 @@ def test_hostile_events_fit_and_stay_well_formed(hostile: dict[str, Any], fmt: s
 
 def test_a_message_over_the_limit_is_cut_and_marked() -> None:
     many = {f"attr{i:03}": "v" * 900 for i in range(100)}
-    msg = render_message(event(attributes=many), integration(), count=5, since="yesterday")
+    msg = render_message(event(attributes=many), integration(), count=5, since=1714564500.0)
     assert 9_000 < length(msg.text) <= MAX_MESSAGE_CHARS
     assert msg.text.endswith(ELLIPSIS)
     assert re.search(f"{ELLIPSIS} \\d+ more", msg.text)
     # What never gets dropped: the title, the count and the link.
-    assert "and 4 more new error groups since yesterday" in msg.text
+    assert "and 4 more new error groups since 2024-05-01T11:55:00Z" in msg.text
     assert '<a href="https://errors.example.com/e/1?a=1&amp;b=2">' in msg.text
     assert_well_formed_html(msg.text)
 

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from syncd.config import schema
+from syncd.config.schema import INTEGRATIONS
 from tests.support.paths import ROOT
 
 
@@ -25,7 +25,7 @@ def _keys(node: dict[str, Any], prefix: str = "") -> list[str]:
 
 def test_reference_lists_every_key() -> None:
     readme = (ROOT / "README.md").read_text()
-    integration = schema.load_schema(schema.INTEGRATIONS)["properties"]["integrations"]["items"]
+    integration = INTEGRATIONS.document()["properties"]["integrations"]["items"]
     keys = _keys(integration)
     assert "hipchat.rooms[].token" in keys
     assert "trigger.threshold" in keys
@@ -58,7 +58,7 @@ def _table_defaults(readme: str) -> dict[str, str]:
 
 def test_reference_defaults_match_the_schema() -> None:
     readme = (ROOT / "README.md").read_text()
-    integration = schema.load_schema(schema.INTEGRATIONS)["properties"]["integrations"]["items"]
+    integration = INTEGRATIONS.document()["properties"]["integrations"]["items"]
     defaults = _table_defaults(readme)
     wrong = []
     for key, node in _schema_nodes(integration).items():

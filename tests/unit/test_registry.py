@@ -1,4 +1,4 @@
-"""The registry applies whole sets or nothing and keeps runtime state across updates."""
+"""The registry applies whole sets or nothing; an update keeps what delivery learnt."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from syncd.config.configset import ConfigSet, load_config_set
 from syncd.config.filecache import ConfigLoader
+from syncd.delivery.health import RoomHealthBook
 from syncd.registry import Registry
 from tests.support.configs import minimal
 
@@ -38,7 +39,6 @@ def test_apply_creates_then_keeps_unchanged_notifiers(
     first = registry.apply(load(tmp_path, a=minimal("a"), b=minimal("b")), "r1")
     assert first.ok and first.plan and len(first.plan.create) == 2
     notifier_a = registry.snapshot.notifiers["a"]
-    notifier_a.state.counters["sent"] = 7
 
     second = registry.apply(load(tmp_path, b=minimal("b") + "    state: disabled\n"), "r2")
     assert second.ok and second.plan
@@ -48,16 +48,16 @@ def test_apply_creates_then_keeps_unchanged_notifiers(
     assert registry.snapshot.revision == "r2"
 
 
-def test_update_keeps_runtime_state(tmp_path: Path, env: Callable[[str, str], None]) -> None:
-    registry = Registry()
+def test_an_update_keeps_its_rooms_health(tmp_path: Path, env: Callable[[str, str], None]) -> None:
+    health = RoomHealthBook()
+    registry = Registry(listeners=[health.on_applied])
     registry.apply(load(tmp_path, a=minimal("a")), "r1")
-    state = registry.snapshot.notifiers["a"].state
-    state.counters["aggregated"] = 3
+    health.failed("a", "1234567", 1.0, "HTTP 404 Not Found", permanent=True)
     registry.apply(load(tmp_path, a=minimal("a") + "    display: {callstack: false}\n"), "r2")
     updated = registry.snapshot.notifiers["a"]
     assert updated.integration.display.callstack is False
-    assert updated.state is state
-    assert updated.state.counters == {"aggregated": 3}
+    assert updated.generation == 2
+    assert not health.of("a", "1234567").healthy
 
 
 def test_delete_prunes(tmp_path: Path, env: Callable[[str, str], None]) -> None:
@@ -103,16 +103,17 @@ def test_missing_secret_rejects_the_whole_set(
 def test_rotated_token_is_an_update_that_keeps_state(
     tmp_path: Path, env: Callable[[str, str], None]
 ) -> None:
-    registry = Registry()
+    health = RoomHealthBook()
+    registry = Registry(listeners=[health.on_applied])
     config = load(tmp_path, a=minimal("a"))
     registry.apply(config, "r1")
-    state = registry.snapshot.notifiers["a"].state
+    health.failed("a", "1234567", 1.0, "HTTP 401 Unauthorized", permanent=True)
     env("HIPCHAT_TOKEN", "token-two-xyz")
     outcome = registry.apply(config, "r1")
     assert outcome.plan and [u.uid for u in outcome.plan.update] == ["a"]
     notifier = registry.snapshot.notifiers["a"]
     assert notifier.tokens == {"1234567": "token-two-xyz"}
-    assert notifier.state is state
+    assert not health.of("a", "1234567").healthy
     assert "token-two-xyz" not in repr(notifier)
 
 

@@ -9,19 +9,21 @@ from typing import Any
 import jsonschema
 import pytest
 
-from syncd.config import schema
 from syncd.config.configset import ConfigSet
+from syncd.config.schema import INTEGRATIONS
+from syncd.events.validation import EVENT
+from syncd.schemacheck import Schema
 from tests.support.configs import errors, minimal
 from tests.support.paths import ROOT
 
 
-@pytest.mark.parametrize("name", [schema.INTEGRATIONS, schema.EVENT])
-def test_schema_is_valid_draft_2020_12(name: str) -> None:
-    document = json.loads((ROOT / "schemas" / name).read_text())
+@pytest.mark.parametrize("schema", [INTEGRATIONS, EVENT])
+def test_schema_is_valid_draft_2020_12(schema: Schema) -> None:
+    document = json.loads((ROOT / "schemas" / schema.name).read_text())
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert document["$id"]
     jsonschema.Draft202012Validator.check_schema(document)
-    assert schema.load_schema(name) == document
+    assert schema.document() == document
 
 
 def _properties(node: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
@@ -34,9 +36,9 @@ def _properties(node: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
                 yield from _properties(node[key], f"{path}[]")
 
 
-@pytest.mark.parametrize("name", [schema.INTEGRATIONS, schema.EVENT])
-def test_every_property_has_title_and_description(name: str) -> None:
-    props = list(_properties(schema.load_schema(name)))
+@pytest.mark.parametrize("schema", [INTEGRATIONS, EVENT])
+def test_every_property_has_title_and_description(schema: Schema) -> None:
+    props = list(_properties(schema.document()))
     assert len(props) >= 9
     missing = [p for p, sub in props if not (sub.get("title") and sub.get("description"))]
     assert missing == []

@@ -1,4 +1,10 @@
-"""A compiled schema that answers one question fast: is this document valid?
+"""The JSON Schemas shipped in the package, and how a document is checked
+against one: a compiled check decides valid documents, and jsonschema (imported
+only then) explains the others. Both flows check documents, the config flow its
+files and the event flow its events, so this belongs to neither.
+
+About the compiled check:
+A compiled schema that answers one question fast: is this document valid?
 
 jsonschema gives every message syncd prints, but importing it costs more than
 reading a file, and it checks a document in about a millisecond. jsonschema-rs
@@ -24,8 +30,15 @@ which then decides: slower, never a different verdict.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import jsonschema
 
 FormatCheck = Callable[[object], bool]
 Check = Callable[[object], bool]
@@ -33,7 +46,7 @@ Check = Callable[[object], bool]
 _INT64 = range(-(2**63), 2**63)
 
 
-def compile_schema(schema: Mapping[str, Any], formats: Mapping[str, FormatCheck]) -> Check:
+def _compile(schema: Mapping[str, Any], formats: Mapping[str, FormatCheck]) -> Check:
     """``check(document)``: True when the document is certainly valid; False when it
     is not, or is not judged here."""
     import jsonschema_rs
@@ -83,3 +96,56 @@ def _is_text(value: object) -> bool:
 
 def _plain(text: str) -> bool:
     return text.isprintable() or all(c.isprintable() or c in "\t\n\r" for c in text)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One shipped schema, with the formats syncd checks in it (none are checked
+    unless named: jsonschema and the compiled side disagree on several)."""
+
+    name: str
+    formats: tuple[tuple[str, FormatCheck], ...] = ()
+
+    def document(self) -> dict[str, Any]:
+        return _load(self.name)
+
+    def certainly_valid(self, data: object) -> bool:
+        """The compiled schema's verdict: True decides, False sends the document to
+        :meth:`validator` for its errors."""
+        return _compiled(self)(data)
+
+    def validator(self) -> jsonschema.protocols.Validator:
+        """Built once per schema, and jsonschema imported only then: its import
+        costs more than checking a file."""
+        return _validator(self)
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    text = Path(__file__).parent.joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _compiled(schema: Schema) -> Check:
+    return _compile(schema.document(), dict(schema.formats))
+
+
+@cache
+def _validator(schema: Schema) -> jsonschema.protocols.Validator:
+    import jsonschema
+
+    document = schema.document()
+    base = jsonschema.validators.validator_for(document)
+    # The shipped schemas are checked by a test, not on every run.
+    # JSON Schema counts 300.0 as an integer; a room id or a threshold must not be a float.
+    strict_integers = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    cls = jsonschema.validators.extend(base, type_checker=strict_integers)  # type: ignore[no-untyped-call]
+    formats = jsonschema.FormatChecker(formats=())
+    for name, check in schema.formats:
+        formats.checks(name)(check)
+    validator: jsonschema.protocols.Validator = cls(document, format_checker=formats)
+    return validator

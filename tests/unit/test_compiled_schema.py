@@ -20,8 +20,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.config import schema
 from syncd.config.loader import load_bytes
+from syncd.config.schema import INTEGRATIONS
+from syncd.events.validation import EVENT
+from syncd.schemacheck import Schema
 
 pytestmark = pytest.mark.unit
 
@@ -118,20 +120,20 @@ def _kin(value: Any) -> st.SearchStrategy[Any]:
     )
 
 
-def jsonschema_valid(name: str, document: Any) -> bool:
-    return not any(True for _ in schema.validator(name).iter_errors(document))
+def jsonschema_valid(schema: Schema, document: Any) -> bool:
+    return not any(True for _ in schema.validator().iter_errors(document))
 
 
-def assert_agree(name: str, document: Any) -> None:
-    if schema.certainly_valid(name, document):
-        errors = [e.message for e in schema.validator(name).iter_errors(document)]
+def assert_agree(schema: Schema, document: Any) -> None:
+    if schema.certainly_valid(document):
+        errors = [e.message for e in schema.validator().iter_errors(document)]
         assert not errors, f"compiled says valid, jsonschema says {errors}: {document!r}"
 
 
 @SETTINGS
 @given(mutated())
 def test_mutated_documents_never_valid_only_to_the_compiled_schema(document: Any) -> None:
-    assert_agree(schema.INTEGRATIONS, document)
+    assert_agree(INTEGRATIONS, document)
 
 
 @SETTINGS
@@ -146,7 +148,7 @@ def test_yaml_11_values_read_from_the_file_agree(path: tuple[Any, ...], plain: s
     text = yaml.safe_dump(document, sort_keys=False).replace("__PLACE__", plain)
     loaded = load_bytes(text.encode(), "mutated.yaml")
     if loaded.ok:
-        assert_agree(schema.INTEGRATIONS, loaded.data)
+        assert_agree(INTEGRATIONS, loaded.data)
 
 
 @SETTINGS
@@ -163,7 +165,7 @@ def test_yaml_11_values_read_from_the_file_agree(path: tuple[Any, ...], plain: s
     )
 )
 def test_events_agree(event: dict[str, Any]) -> None:
-    assert_agree(schema.EVENT, event)
+    assert_agree(EVENT, event)
 
 
 @pytest.mark.parametrize(
@@ -172,8 +174,8 @@ def test_events_agree(event: dict[str, Any]) -> None:
 )
 def test_the_compiled_schema_takes_valid_timestamps(timestamp: str) -> None:
     event = {"project": "p", "fingerprint": "f", "timestamp": timestamp}
-    assert jsonschema_valid(schema.EVENT, event)
-    assert schema.certainly_valid(schema.EVENT, event)
+    assert jsonschema_valid(EVENT, event)
+    assert EVENT.certainly_valid(event)
 
 
 @pytest.mark.parametrize(
@@ -181,12 +183,12 @@ def test_the_compiled_schema_takes_valid_timestamps(timestamp: str) -> None:
 )
 def test_the_compiled_schema_refuses_bad_timestamps(timestamp: str) -> None:
     event = {"project": "p", "fingerprint": "f", "timestamp": timestamp}
-    assert not jsonschema_valid(schema.EVENT, event)
-    assert not schema.certainly_valid(schema.EVENT, event)
+    assert not jsonschema_valid(EVENT, event)
+    assert not EVENT.certainly_valid(event)
 
 
 def test_the_example_is_decided_by_the_compiled_schema() -> None:
-    assert schema.certainly_valid(schema.INTEGRATIONS, EXAMPLE)
+    assert INTEGRATIONS.certainly_valid(EXAMPLE)
 
 
 @SETTINGS
@@ -194,8 +196,8 @@ def test_the_example_is_decided_by_the_compiled_schema() -> None:
 def test_valid_plain_documents_are_decided_by_the_compiled_schema(document: Any) -> None:
     """Where jsonschema accepts a document of plain values, the compiled side does
     too: printable ASCII texts, no float, integers of 64 bits."""
-    if jsonschema_valid(schema.INTEGRATIONS, document) and _plain(document):
-        assert schema.certainly_valid(schema.INTEGRATIONS, document), document
+    if jsonschema_valid(INTEGRATIONS, document) and _plain(document):
+        assert INTEGRATIONS.certainly_valid(document), document
 
 
 def _plain(node: Any) -> bool:
@@ -216,4 +218,4 @@ def _plain(node: Any) -> bool:
 def test_values_the_compiled_side_could_misjudge_go_to_jsonschema(value: object) -> None:
     document = copy.deepcopy(EXAMPLE)
     document["integrations"][0]["hipchat"]["rooms"][0]["id"] = value
-    assert not schema.certainly_valid(schema.INTEGRATIONS, document)
+    assert not INTEGRATIONS.certainly_valid(document)

@@ -201,6 +201,9 @@ def _seconds(parser: argparse.ArgumentParser, flag: str, default: float, help: s
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from syncd.service.daemon import DaemonConfig
+
+    default = DaemonConfig(Path("."))
     run = commands.add_parser(
         "run",
         help="run the daemon: watch the config dir and keep the registry reconciled",
@@ -210,22 +213,24 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_config(run)
     run.add_argument(
         "--listen",
-        default="127.0.0.1:8514",
+        default=f"{default.host}:{default.port}",
         metavar="HOST:PORT",
-        help="HTTP address, [IPV6]:PORT for IPv6 (default 127.0.0.1:8514; port 0 picks one)",
+        help=f"HTTP address, [IPV6]:PORT for IPv6 (default {default.host}:{default.port}; "
+        "port 0 picks one)",
     )
     run.add_argument(
         "--state-dir",
         type=Path,
-        default=Path("/var/lib/syncd"),
+        default=default.state_dir,
         metavar="DIR",
-        help="where the outbox lives (default /var/lib/syncd)",
+        help=f"where the outbox lives (default {default.state_dir})",
     )
     run.add_argument(
         "--workers",
         type=int,
-        default=64,  # dispatch.DEFAULT_WORKERS, which this module does not import
-        help="delivery threads, 1 to 256; one HipChat server gets at most half (default 64)",
+        default=default.workers,
+        help="delivery threads, 1 to 256; one HipChat server gets at most half "
+        f"(default {default.workers})",
     )
     run.add_argument(
         "--ingest-token-file",
@@ -237,21 +242,28 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _seconds(
         run,
         "--retry-base-delay",
-        1.0,
-        "first retry delay; doubles per attempt, with jitter (default 1)",
+        default.retry_base,
+        f"first retry delay; doubles per attempt, with jitter (default {default.retry_base:g})",
     )
-    _seconds(run, "--retry-max-delay", 300.0, "longest wait between two attempts (default 300)")
+    _seconds(
+        run,
+        "--retry-max-delay",
+        default.retry_cap,
+        f"longest wait between two attempts (default {default.retry_cap:g})",
+    )
     _seconds(
         run,
         "--send-timeout",
-        30.0,
-        "longest one request to HipChat may take, connect to last byte (default 30)",
+        default.send_timeout,
+        "longest one request to HipChat may take, connect to last byte "
+        f"(default {default.send_timeout:g})",
     )
     _seconds(
         run,
         "--max-age",
-        24 * 3600.0,
-        "dead-letter a notification still undelivered after this long (default 86400)",
+        default.max_age,
+        "dead-letter a notification still undelivered after this long "
+        f"(default {default.max_age:g})",
     )
     run.add_argument(
         "--log-format",
@@ -264,8 +276,9 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _seconds(
         run,
         "--resync-interval",
-        60.0,
-        "full re-read of the config dir, to cover missed file events (default 60)",
+        default.resync_interval,
+        "full re-read of the config dir, to cover missed file events "
+        f"(default {default.resync_interval:g})",
     )
     run.add_argument(
         "--max-prune",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.commands.tokens import read_token
-from syncd.config.reach import DEFAULT_REACH, Reach
+from syncd.config.reach import Reach
 from syncd.errors import UsageError
 from syncd.service.logs import LogFormat
 
@@ -34,21 +34,24 @@ MAX_WORKERS = 256
 
 @dataclass(frozen=True)
 class RunOptions:
+    """The flags of ``syncd run`` as given. No defaults here: the command line's
+    come from ``DaemonConfig``, the one place each is written."""
+
     config_dir: Path
-    listen: str = "127.0.0.1:8514"
-    state_dir: Path = Path("/var/lib/syncd")
-    workers: int = 8
-    ingest_token_file: Path | None = field(default=None)
-    retry_base_delay: float = 1.0
-    retry_max_delay: float = 300.0
-    send_timeout: float = 30.0
-    max_age: float = 24 * 3600.0
-    resync_interval: float = 60.0
-    allow_plaintext_tokens: bool = False
-    log_format: LogFormat = "auto"
-    reach: Reach = DEFAULT_REACH
-    max_prune: int | None = None
-    exclude: tuple[str, ...] = ()
+    listen: str
+    state_dir: Path
+    workers: int
+    ingest_token_file: Path | None
+    retry_base_delay: float
+    retry_max_delay: float
+    send_timeout: float
+    max_age: float
+    resync_interval: float
+    allow_plaintext_tokens: bool
+    log_format: LogFormat
+    reach: Reach
+    max_prune: int | None
+    exclude: tuple[str, ...]
 
 
 def run(options: RunOptions) -> int:

@@ -2,8 +2,8 @@
 
 Each step has its own module:
 
-1. discovery (here): which files are config: YAML names outside hidden
-   directories;
+1. ``discovery``: which files are config: YAML names outside hidden
+   directories, less what ``--exclude`` leaves out;
 2. ``loader``: a file's bytes to plain data, refusing what YAML would silently
    change, and keeping the positions that messages point at;
 3. ``schema``: the JSON Schema, each error placed at the offending value;
@@ -28,91 +28,16 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from syncd.config import schema, semantics
 from syncd.config.diagnostics import Diagnostic, count_errors, json_path
+from syncd.config.discovery import find, inside
 from syncd.config.loader import DataPath, LoadedFile, load_file
 from syncd.config.model import Integration, Source, integration_from_data
-from syncd.errors import UsageError
-
-YAML_SUFFIXES = (".yaml", ".yml")
-
-
-class PathNotFoundError(UsageError):
-    """A path given on the command line does not exist."""
-
-
-def discover(paths: Iterable[Path], exclude: Sequence[str] = ()) -> list[Path]:
-    """YAML files under ``paths``, sorted, each once; a file named on its own is taken
-    whatever its name."""
-    return list(discover_in_roots(paths, exclude))
-
-
-def discover_in_roots(paths: Iterable[Path], exclude: Sequence[str] = ()) -> dict[Path, Path]:
-    """Each YAML file found, mapped to the root it must stay inside once links are
-    followed: the directory given, or for a file named on its own, the file. Files
-    in a directory whose path below it matches a glob of ``exclude`` are left out."""
-    return find(paths, exclude).files
-
-
-@dataclass
-class Found:
-    """What discovery found, in the order it lists files: each directory's own
-    files by name, then its subdirectories by name."""
-
-    files: dict[Path, Path]
-    # A directory was reached through a symlink: its files have a second path.
-    linked_dirs: bool = False
-
-
-def find(paths: Iterable[Path], exclude: Sequence[str] = ()) -> Found:
-    found = Found({})
-    for path in paths:
-        if path.is_dir():
-            root = path.resolve()
-            for file in _yaml_under(path, root, found):
-                if not excluded(file.relative_to(path), exclude):
-                    found.files.setdefault(file, root)
-        elif path.exists() or path.is_symlink():
-            found.files.setdefault(path, path.resolve())
-        else:
-            raise PathNotFoundError(f"no such file or directory: {path}")
-    return found
-
-
-def _yaml_under(directory: Path, root: Path, found: Found) -> Iterator[Path]:
-    """Skips hidden directories: ``.git``, and the ``..data``-style directories of
-    mounted volumes, whose files would otherwise be read twice. Symlinked
-    directories are followed inside the root only, and each directory once."""
-    visited: set[tuple[int, int]] = set()
-    for top, dirs, files in os.walk(directory, followlinks=True):
-        st = os.stat(top)
-        if (st.st_dev, st.st_ino) in visited or not inside(Path(top), root):
-            dirs[:] = []  # a symlink loop, a directory linked twice, or one outside
-            continue
-        visited.add((st.st_dev, st.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.linked_dirs = found.linked_dirs or any(
-            os.path.islink(os.path.join(top, d)) for d in dirs
-        )
-        yield from (Path(top) / f for f in sorted(files) if is_yaml_name(f))
-
-
-def excluded(relative: Path, exclude: Sequence[str]) -> bool:
-    return any(PurePosixPath(relative.as_posix()).match(glob) for glob in exclude)
-
-
-def inside(path: Path, root: Path) -> bool:
-    return path.resolve().is_relative_to(root)
-
-
-def is_yaml_name(name: str) -> bool:
-    """A file name discovery reads in a directory: YAML, not hidden."""
-    return name.endswith(YAML_SUFFIXES) and not name.startswith(".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,5 +205,5 @@ def _utf8(name: str) -> bool:
 def load_config_set(
     paths: Iterable[Path], options: semantics.Options = semantics.DEFAULT_OPTIONS
 ) -> ConfigSet:
-    files = discover_in_roots(paths, options.exclude)
+    files = find(paths, options.files).files
     return assemble([read_file(path, root, options) for path, root in files.items()])

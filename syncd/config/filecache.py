@@ -23,16 +23,13 @@ from syncd.config.configset import (
     Changes,
     ConfigSet,
     FileResult,
-    Found,
     StatKey,
-    excluded,
     file_mark,
-    find,
-    is_yaml_name,
     read_file,
     set_digest,
     stat_key,
 )
+from syncd.config.discovery import Found, find
 from syncd.config.model import Integration
 
 # Where a file sorts: the index of the path it was found under, then its
@@ -107,7 +104,7 @@ class ConfigLoader:
         self._results = [self._entries[name].result for name in self._names]
 
     def _find(self, paths: tuple[Path, ...]) -> Found:
-        found = find(paths, self.options.exclude)
+        found = find(paths, self.options.files)
         if paths != self._paths:
             self._reset(paths)
         self._linked_dirs = found.linked_dirs
@@ -132,19 +129,13 @@ class ConfigLoader:
         path = base.joinpath(*parts)
         if path.is_dir():
             return False
-        if not self._discoverable(parts):
+        if not self.options.files.holds(PurePosixPath(*parts)):
             return True
         if path.exists() or path.is_symlink():
             self._put(path, root, _order((base,), path), trust_stat=False, insert=True)
         else:
             self._drop(str(path))
         return True
-
-    def _discoverable(self, parts: tuple[str, ...]) -> bool:
-        """Whether discovery reads a file at these parts below the directory."""
-        if any(part.startswith(".") for part in parts[:-1]) or not is_yaml_name(parts[-1]):
-            return False
-        return not excluded(Path(*parts), self.options.exclude)
 
     def _put(
         self, path: Path, root: Path, order: Order, trust_stat: bool, *, insert: bool = False

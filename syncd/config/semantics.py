@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncd.config.diagnostics import Diagnostic
+from syncd.config.discovery import ConfigFiles
 from syncd.config.loader import DataPath, LoadedFile
 from syncd.config.model import api_root
 from syncd.config.patterns import PatternError, compile_pattern
@@ -29,6 +30,10 @@ class Options:
     refuse_plaintext_tokens: bool = False
     # Globs of files discovery leaves out (--exclude), matched from the right.
     exclude: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> ConfigFiles:
+        return ConfigFiles(self.exclude)
 
 
 DEFAULT_OPTIONS = Options()

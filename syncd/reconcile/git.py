@@ -1,4 +1,5 @@
-"""Every question syncd asks git, in one place.
+"""Every question syncd asks git, and what it knows of git's layout on disk
+(``.git`` directories and files, the index lock), in one place.
 
 A checkout's commit is what Flux reports as the applied revision, so an
 operator can match the daemon's state to the repository's history. The commit
@@ -18,12 +19,15 @@ run a command on ``git status``.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from pathlib import Path
 
 TIMEOUT = 10.0
 
 log = logging.getLogger("syncd")
+
+_GITDIR_PREFIX = "gitdir:"
 
 
 class GitUnusable(Exception):
@@ -37,6 +41,32 @@ def worktree(start: Path) -> Path | None:
         if (directory / ".git").exists():
             return directory
     return None
+
+
+def index_lock(start: Path) -> str | None:
+    """The index lock of the work tree containing ``start``, if any.
+
+    Worktrees (git-sync checks out into them) and submodules have a ``.git``
+    file naming their private git dir, where their index lives.
+    """
+    top = worktree(start)
+    if top is None:
+        return None
+    dotgit = top / ".git"
+    if dotgit.is_dir():
+        return str(dotgit / "index.lock")
+    return _linked_index_lock(dotgit)
+
+
+def _linked_index_lock(dotgit: Path) -> str | None:
+    try:
+        first = dotgit.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    if not first.startswith(_GITDIR_PREFIX):
+        return None
+    gitdir = first[len(_GITDIR_PREFIX) :].strip()
+    return os.path.normpath(dotgit.parent / gitdir / "index.lock")
 
 
 def _git(top: Path, where: Path, *args: str) -> str:

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from syncd.config import semantics
-from syncd.config.configset import ConfigSet, PathNotFoundError
+from syncd.config.configset import ConfigSet
+from syncd.config.discovery import PathNotFoundError
 from syncd.config.filecache import ConfigLoader
 
 REVISION_FILE = ".revision"  # hidden, so discovery never reads it as config

@@ -3,9 +3,10 @@
 Editors, desktops and git write far more files next to the config than the
 config set holds, and each write is an event. The watcher asks a
 :class:`PathFilter` about every changed path and counts only what it accepts,
-so noise never wakes the loader. :func:`is_relevant` is the default; it mirrors
-what ``configset.discover`` reads, and a caller with other needs passes its own
-callable to ``ConfigWatcher(path_filter=...)``.
+so noise never wakes the loader. :func:`relevant_to` makes the filter from the
+very rule discovery reads by (``ConfigFiles``, ``--exclude`` included), and
+:func:`is_relevant` is that filter with no exclusions; a caller with other
+needs passes its own callable to ``ConfigWatcher(path_filter=...)``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import os
 from pathlib import PurePath
 from typing import Protocol
 
-from syncd.config.configset import is_yaml_name
+from syncd.config.discovery import EVERY_CONFIG_FILE, ConfigFiles
 
-__all__ = ["PathFilter", "is_editor_noise", "is_relevant"]
+__all__ = ["PathFilter", "is_editor_noise", "is_relevant", "relevant_to"]
 
 _NOISE_PREFIXES = (".#", ".goutputstream-")
 _NOISE_SUFFIXES = ("~", ".swp", ".swx", ".swo", "___jb_tmp___", "___jb_old___")
@@ -37,26 +38,29 @@ def is_editor_noise(name: str) -> bool:
     return name == _VIM_PROBE or name.startswith(_NOISE_PREFIXES) or name.endswith(_NOISE_SUFFIXES)
 
 
-def is_relevant(path: str, *, is_directory: bool = False) -> bool:
-    """The default :class:`PathFilter`: YAML files outside hidden directories.
+def relevant_to(files: ConfigFiles) -> PathFilter:
+    """The :class:`PathFilter` for a directory whose config files are ``files``.
 
-    A deleted or moved directory may take YAML files with it, so it counts.
+    A deleted or moved directory may take config files with it, so a directory
+    counts unless discovery would not enter it; so does the kubelet's data link.
     """
-    parts = PurePath(path).parts
-    if not parts:
-        return is_directory
-    if _outside_or_hidden(parts[:-1]):
-        return False
-    name = parts[-1]
-    if name == K8S_DATA_LINK:
-        return True
-    if name.startswith(".") or is_editor_noise(name):
-        return False
-    return is_directory or is_yaml_name(name)
+
+    def relevant(path: str, *, is_directory: bool = False) -> bool:
+        relative = PurePath(path)
+        parts = relative.parts
+        if not parts:
+            return is_directory
+        if parts[0] == os.pardir:
+            return False
+        if parts[-1] == K8S_DATA_LINK and all(files.enters(p) for p in parts[:-1]):
+            return True
+        if is_editor_noise(parts[-1]):
+            return False
+        if is_directory:
+            return all(files.enters(part) for part in parts)
+        return files.holds(relative)
+
+    return relevant
 
 
-def _outside_or_hidden(directories: tuple[str, ...]) -> bool:
-    """Above the watched dir, or inside a hidden directory (``.git``, ``..2024_01_01...``)."""
-    if directories and directories[0] == os.pardir:
-        return True
-    return any(part.startswith(".") for part in directories)
+is_relevant = relevant_to(EVERY_CONFIG_FILE)

@@ -20,8 +20,9 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from syncd.config.configset import ConfigSet, PathNotFoundError
+from syncd.config.configset import ConfigSet
 from syncd.config.diagnostics import Diagnostic
+from syncd.config.discovery import PathNotFoundError
 from syncd.config.filecache import ConfigLoader
 from syncd.reconcile import git, lastgood
 from syncd.registry import Outcome, Registry

@@ -14,14 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.config.configset import discover
+from syncd.config.discovery import EVERY_CONFIG_FILE, ConfigFiles, discover
 from syncd.config.loader import read_regular
 from syncd.reconcile.debounce import LockIdentity
-from syncd.reconcile.git import worktree
+from syncd.reconcile.git import index_lock
 
-__all__ = ["WatchTarget", "fingerprint_dir", "git_index_lock", "lock_identity", "resolve_target"]
-
-_GITDIR_PREFIX = "gitdir:"
+__all__ = ["WatchTarget", "fingerprint_dir", "lock_identity", "resolve_target"]
 
 
 @dataclass(frozen=True)
@@ -46,33 +44,7 @@ def resolve_target(path: Path) -> WatchTarget | None:
         return None
     if not real.is_dir():
         return None
-    return WatchTarget(str(real), st.st_dev, st.st_ino, git_index_lock(real))
-
-
-def git_index_lock(start: Path) -> str | None:
-    """The index lock of the work tree containing ``start``, if any.
-
-    Worktrees (git-sync checks out into them) and submodules have a ``.git``
-    file naming their private git dir, where their index lives.
-    """
-    top = worktree(start)
-    if top is None:
-        return None
-    dotgit = top / ".git"
-    if dotgit.is_dir():
-        return str(dotgit / "index.lock")
-    return _linked_index_lock(dotgit)
-
-
-def _linked_index_lock(dotgit: Path) -> str | None:
-    try:
-        first = dotgit.read_text(encoding="utf-8").splitlines()[0]
-    except (OSError, UnicodeDecodeError, IndexError):
-        return None
-    if not first.startswith(_GITDIR_PREFIX):
-        return None
-    gitdir = first[len(_GITDIR_PREFIX) :].strip()
-    return os.path.normpath(dotgit.parent / gitdir / "index.lock")
+    return WatchTarget(str(real), st.st_dev, st.st_ino, index_lock(real))
 
 
 def lock_identity(index_lock: str | None) -> LockIdentity | None:
@@ -86,8 +58,8 @@ def lock_identity(index_lock: str | None) -> LockIdentity | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def fingerprint_dir(root: Path) -> str:
-    """A digest of every YAML file's name, mtime, size and content under ``root``.
+def fingerprint_dir(root: Path, files: ConfigFiles = EVERY_CONFIG_FILE) -> str:
+    """A digest of every config file's name, mtime, size and content under ``root``.
 
     The content is included because an mtime can stay put (coarse clocks,
     ``cp -p``, a checkout restoring timestamps) while the bytes change.
@@ -96,7 +68,7 @@ def fingerprint_dir(root: Path) -> str:
     if not root.is_dir():
         digest.update(b"missing")
         return digest.hexdigest()
-    for path in discover([root]):
+    for path in discover([root], files):
         digest.update(os.fsencode(path.relative_to(root)) + b"\0")
         try:
             st = path.stat()

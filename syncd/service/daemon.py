@@ -29,7 +29,13 @@ from syncd.delivery.dispatch import DEFAULT_WORKERS, DispatchConfig, Dispatcher
 from syncd.delivery.housekeeping import Housekeeping
 from syncd.errors import Failure, UsageError
 from syncd.events.ingest import Ingest
-from syncd.hipchat.client import HipChatClient
+from syncd.hipchat.client import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_CAP,
+    DEFAULT_SEND_TIMEOUT,
+    HipChatClient,
+)
+from syncd.reconcile.pathfilter import relevant_to
 from syncd.reconcile.reconciler import Reconciler, Reloads
 from syncd.reconcile.watcher import ConfigWatcher
 from syncd.registry import Outcome, Registry
@@ -61,9 +67,9 @@ class DaemonConfig:
     drain_timeout: float = 10.0
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     housekeeping_interval: float = 1.0
-    retry_base: float = 1.0
-    retry_cap: float = 300.0
-    send_timeout: float = 30.0
+    retry_base: float = DEFAULT_BACKOFF_BASE
+    retry_cap: float = DEFAULT_BACKOFF_CAP
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
     reach: Reach = DEFAULT_REACH
     max_prune: int | None = None
     exclude: tuple[str, ...] = ()
@@ -149,14 +155,13 @@ class Daemon:
             ),
         )
         self.ingest = Ingest(self.outbox, self.registry, on_enqueued=self.dispatcher.wake)
-        loader = ConfigLoader(
-            semantics.Options(
-                allow_plaintext_tokens=config.allow_plaintext_tokens,
-                reach=config.reach,
-                refuse_plaintext_tokens=True,
-                exclude=config.exclude,
-            )
+        options = semantics.Options(
+            allow_plaintext_tokens=config.allow_plaintext_tokens,
+            reach=config.reach,
+            refuse_plaintext_tokens=True,
+            exclude=config.exclude,
         )
+        loader = ConfigLoader(options)
         self.reconciler = Reconciler(config.config_dir, config.state_dir, loader, self.registry)
         self.housekeeping = Housekeeping(
             self.outbox,
@@ -175,6 +180,7 @@ class Daemon:
             resync_interval=config.resync_interval,
             fingerprint=self.reconciler.fingerprint,
             logger=log,
+            path_filter=relevant_to(options.files),
         )
         self.reloads = Reloads(
             self.reconciler, self.watcher.trigger, self._reconciled, again=self.watcher.changed

@@ -208,7 +208,7 @@ def test_an_empty_outbox_in_a_state_dir_that_ran_before_is_reported_loudly(
         assert f"error syncd: {lost}" in second.log, second.log
         assert second.status()["outbox_lost_at_start"].startswith(lost)
         metrics = requests.get(f"{second.url}/metrics", timeout=10).text
-        assert "\nsyncd_outbox_lost_at_start 1\n" in metrics
+        assert "\nsyncd_outbox_lost_at_start 1.0\n" in metrics
         shown = run_syncd("status", "--url", second.url, cwd=tmp_path, env=ENV)
         assert f"OUTBOX LOST:        {lost}" in shown.stdout, shown.stdout
     finally:

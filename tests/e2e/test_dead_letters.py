@@ -54,7 +54,7 @@ def test_a_dead_letter_is_shown_listed_and_sent_again(
     assert status["rooms"]["3101"]["dead_letters"] == 1
     assert status["rooms"]["3102"]["dead_letters"] == 0
     metrics = requests.get(f"{daemon.url}/metrics", timeout=10).text
-    assert '\nsyncd_outbox_dead_letters{integration="shop-trace"} 1\n' in metrics
+    assert '\nsyncd_outbox_dead_letters{integration="shop-trace"} 1.0\n' in metrics
     code, shown = syncd(tmp_path, "status", "--url", daemon.url)
     assert code == 1 and "UNHEALTHY" in shown
 

@@ -45,10 +45,10 @@ def test_invalid_config_at_start_runs_on_the_last_known_good_set(tmp_path: Path)
         assert status["last_reconcile"]["diagnostics"][0].startswith(f"{config}/b.yaml:9:15")
         assert status["last_failure"]["diagnostics"][0].startswith(f"{config}/b.yaml:9:15")
         metrics = requests.get(f"{proc.url}/metrics", timeout=10).text
-        assert "\nsyncd_config_last_reload_successful 0\n" in metrics
-        assert "\nsyncd_config_last_reload_success_timestamp_seconds 0\n" in metrics
-        assert '\nsyncd_config_reload_attempts_total{result="failure"} 1\n' in metrics
-        assert '\nsyncd_config_reload_attempts_total{result="success"} 0\n' in metrics
+        assert "\nsyncd_config_last_reload_successful 0.0\n" in metrics
+        assert "\nsyncd_config_last_reload_success_timestamp_seconds 0.0\n" in metrics
+        assert '\nsyncd_config_reload_attempts_total{result="failure"} 1.0\n' in metrics
+        assert '\nsyncd_config_reload_attempts_total{result="success"} 0.0\n' in metrics
         assert requests.get(f"{proc.url}/readyz", timeout=10).status_code == 200
         shown = run_syncd("status", "--url", proc.url, cwd=tmp_path)
         assert shown.returncode == 1

@@ -249,3 +249,17 @@ def test_a_return_to_the_set_in_use_is_logged_at_info(
         assert again is not None and again.ok and not again.changed
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert f"config {again.revision} is valid again; it matches the set in use" in infos
+
+
+def test_the_watcher_leaves_out_what_exclude_leaves_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "config" / "deploy").mkdir(parents=True)
+    caplog.set_level(logging.DEBUG, logger="syncd")
+    with running_daemon(tmp_path, exclude=("deploy/*",)) as daemon:
+        (daemon.config.config_dir / "deploy" / "k8s.yaml").write_text("kind: Deployment\n")
+        (daemon.config.config_dir / "zz-sentinel.txt").write_text("last")
+        # Events come in order: once the sentinel is ignored, the manifest was seen.
+        wait_for(lambda: "zz-sentinel.txt" in caplog.text, what="the sentinel event")
+        changes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("change:")]
+        assert changes == []

@@ -17,7 +17,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
 from syncd.reconcile import watcher as watcher_module
-from syncd.reconcile.watchdir import fingerprint_dir, git_index_lock
+from syncd.reconcile.git import index_lock as git_index_lock
+from syncd.reconcile.watchdir import fingerprint_dir
 from syncd.reconcile.watcher import Changed, ConfigWatcher
 from tests.support.gitrepo import make_repo
 from tests.support.waiting import wait_for

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from syncd.config.discovery import ConfigFiles
 from syncd.reconcile.debounce import Debouncer
-from syncd.reconcile.pathfilter import is_editor_noise, is_relevant
+from syncd.reconcile.pathfilter import is_editor_noise, is_relevant, relevant_to
 from syncd.reconcile.watchdir import fingerprint_dir
 
 # Debouncer (pure: the clock is an argument)
@@ -141,6 +142,36 @@ def test_not_editor_noise(name: str) -> None:
 )
 def test_is_relevant(path: str, is_directory: bool, expected: bool) -> None:
     assert is_relevant(path, is_directory=is_directory) is expected
+
+
+FILES = ConfigFiles(exclude=("deploy/*", "*.values.yaml"))
+PATHS = [
+    "a.yaml",
+    "b.yml",
+    "team/c.yaml",
+    "deploy/k8s.yaml",
+    "other/deploy/k8s.yaml",
+    "chart.values.yaml",
+    "team/chart.values.yaml",
+    ".hidden.yaml",
+    ".git/x.yaml",
+    "team/.cache/x.yaml",
+    "notes.txt",
+    "a.yaml~",
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_watcher_counts_exactly_the_files_discovery_reads(path: str) -> None:
+    assert relevant_to(FILES)(path, is_directory=False) is FILES.holds(Path(path))
+
+
+def test_an_excluded_file_is_not_a_change() -> None:
+    relevant = relevant_to(FILES)
+    assert not relevant("deploy/k8s.yaml", is_directory=False)
+    assert not relevant("team/chart.values.yaml", is_directory=False)
+    assert relevant("team/c.yaml", is_directory=False)
+    assert is_relevant("deploy/k8s.yaml", is_directory=False)
 
 
 # the default fingerprint

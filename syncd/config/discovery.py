@@ -1,0 +1,116 @@
+"""Config flow step 1: which files are config.
+
+Everything that reads a config directory asks :class:`ConfigFiles`, so the
+pre-commit hook, ``syncd validate``, the daemon's loads and its watcher agree
+on the files, ``--exclude`` included.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePath, PurePosixPath
+
+from syncd.errors import UsageError
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class PathNotFoundError(UsageError):
+    """A path given on the command line does not exist."""
+
+
+@dataclass(frozen=True)
+class ConfigFiles:
+    """Which files below a config directory are config: YAML names outside hidden
+    directories, less the paths that match a glob of ``exclude`` (matched from the
+    right, as :meth:`PurePath.match` does).
+
+    One rule, asked by discovery (validate, plan, the daemon's full loads), by the
+    daemon's file cache for a path the watcher named, and by the watcher for
+    whether a change counts at all; so none of them can read a file another
+    leaves out.
+    """
+
+    exclude: tuple[str, ...] = ()
+
+    def enters(self, directory: str) -> bool:
+        """Hidden directories are skipped: ``.git``, and the ``..data``-style
+        directories of mounted volumes, whose files would otherwise be read twice."""
+        return not directory.startswith(".")
+
+    def holds(self, relative: PurePath) -> bool:
+        """Whether the file at ``relative`` (a path below the directory) is config."""
+        parts = relative.parts
+        if not parts or not all(self.enters(part) for part in parts[:-1]):
+            return False
+        return is_yaml_name(parts[-1]) and not self._excluded(relative)
+
+    def _excluded(self, relative: PurePath) -> bool:
+        posix = PurePosixPath(relative.as_posix())
+        return any(posix.match(glob) for glob in self.exclude)
+
+
+EVERY_CONFIG_FILE = ConfigFiles()  # nothing excluded
+
+
+def discover(paths: Iterable[Path], files: ConfigFiles | None = None) -> list[Path]:
+    """YAML files under ``paths``, sorted, each once; a file named on its own is taken
+    whatever its name."""
+    return list(find(paths, files).files)
+
+
+@dataclass
+class Found:
+    """What discovery found, in the order it lists files: each directory's own
+    files by name, then its subdirectories by name."""
+
+    files: dict[Path, Path]
+    # A directory was reached through a symlink: its files have a second path.
+    linked_dirs: bool = False
+
+
+def find(paths: Iterable[Path], files: ConfigFiles | None = None) -> Found:
+    """Each config file found, mapped to the root it must stay inside once links are
+    followed: the directory given, or for a file named on its own, the file."""
+    files = files or EVERY_CONFIG_FILE
+    found = Found({})
+    for path in paths:
+        if path.is_dir():
+            root = path.resolve()
+            for file in _yaml_under(path, root, files, found):
+                found.files.setdefault(file, root)
+        elif path.exists() or path.is_symlink():
+            found.files.setdefault(path, path.resolve())
+        else:
+            raise PathNotFoundError(f"no such file or directory: {path}")
+    return found
+
+
+def _yaml_under(directory: Path, root: Path, files: ConfigFiles, found: Found) -> Iterator[Path]:
+    """Symlinked directories are followed inside the root only, and each directory once."""
+    visited: set[tuple[int, int]] = set()
+    for top, dirs, names in os.walk(directory, followlinks=True):
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in visited or not inside(Path(top), root):
+            dirs[:] = []  # a symlink loop, a directory linked twice, or one outside
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if files.enters(d))
+        found.linked_dirs = found.linked_dirs or any(
+            os.path.islink(os.path.join(top, d)) for d in dirs
+        )
+        for name in sorted(names):
+            path = Path(top) / name
+            if files.holds(path.relative_to(directory)):
+                yield path
+
+
+def inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root)
+
+
+def is_yaml_name(name: str) -> bool:
+    """A file name discovery reads in a directory: YAML, not hidden."""
+    return name.endswith(YAML_SUFFIXES) and not name.startswith(".")

@@ -1,45 +1,68 @@
-"""Prometheus text exposition of what the daemon counts.
+"""Prometheus exposition of what the daemon counts, written by prometheus-client.
 
 Counters live here, fed by ingest and the dispatcher; gauges that describe
 the present (config state, outbox depth) are read at scrape time by the
 caller and passed in, so nothing is kept twice.
+
+Each ``Metrics`` has its own registry: several daemons can share a process,
+and the library's global registry would also add process and
+platform metrics nobody asked for. The families are built at scrape time by
+one collector rather than kept as library metric objects: the present-state
+gauges are only known then, and counters carry no ``_created`` samples
+without touching the library's switch for that, which is process-wide.
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from syncd.hipchat.wire import DeliveryResult
 
+_go_float: Callable[[float], str] = floatToGoString
+"""The library's own ``le`` spelling, typed here because the library leaves it bare."""
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+_NAMED_STATUSES = frozenset({400, 401, 403, 404, 408, 413})
+FAILURE_REASONS = (
+    "rate_limited",
+    "connection",
+    "server_error",
+    *(f"http_{status}" for status in sorted(_NAMED_STATUSES)),
+    "http_other",
+)
+"""Every value the ``reason`` label can take.
+
+The statuses named are the ones an operator acts on differently (bad
+request, token, room, proxy timeout, message size); anything else a server
+invents shares ``http_other``, so a hostile endpoint cannot mint series.
+"""
 
 
 def failure_reason(result: DeliveryResult) -> str:
-    """A label with few values, whatever the server said."""
+    """A label from ``FAILURE_REASONS``, whatever the server said."""
     if result.rate_limited:
         return "rate_limited"
     if result.status is None:
         return "connection"
     if result.status >= 500:
         return "server_error"
-    return f"http_{result.status}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(pairs: Mapping[str, str]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs.items()) + "}"
-
-
-def _number(value: float) -> str:
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+    if result.status in _NAMED_STATUSES:
+        return f"http_{result.status}"
+    return "http_other"
 
 
 @dataclass(frozen=True)
@@ -52,110 +75,190 @@ class ConfigGauges:
     outbox_lost: bool = False
 
 
+@dataclass(frozen=True)
+class _Present:
+    """What the caller knows at scrape time, handed to the collector for one scrape."""
+
+    config: ConfigGauges
+    outbox_depth: int
+    dead_letters: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """The counters as of one instant, so a scrape never mixes two moments."""
+
+    events_received: int
+    notifications: Mapping[str, int]
+    failures: Mapping[tuple[str, str], int]
+    buckets: tuple[tuple[float, int], ...]
+    """(upper bound, observations in that bucket alone), not yet cumulative."""
+    latency_sum: float
+    latency_count: int
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
+
+
+def _config_families(config: ConfigGauges) -> Iterator[Metric]:
+    yield _gauge(
+        "syncd_config_last_reload_successful",
+        "Whether the last configuration reload attempt was successful.",
+        int(config.last_reload_successful),
+    )
+    yield _gauge(
+        "syncd_config_last_reload_success_timestamp_seconds",
+        "Timestamp of the last successful configuration reload.",
+        config.last_success_time or 0,
+    )
+    attempts = CounterMetricFamily(
+        "syncd_config_reload_attempts_total",
+        "Configuration reload attempts, by result.",
+        labels=["result"],
+    )
+    attempts.add_metric(["success"], config.attempts - config.failures)
+    attempts.add_metric(["failure"], config.failures)
+    yield attempts
+    yield _gauge(
+        "syncd_config_hash",
+        "Hash of the currently applied configuration.",
+        int(config.config_hash[:12], 16) if config.config_hash else 0,
+    )
+
+
+def _count_families(counts: _Counts) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        "syncd_events_received_total", "Error events accepted.", value=counts.events_received
+    )
+    delivered = CounterMetricFamily(
+        "syncd_notifications_total", "Notifications delivered to HipChat.", labels=["integration"]
+    )
+    for uid, count in sorted(counts.notifications.items()):
+        delivered.add_metric([uid], count)
+    yield delivered
+    failed = CounterMetricFamily(
+        "syncd_notifications_failed_total",
+        "Failed delivery attempts, by integration and reason.",
+        labels=["integration", "reason"],
+    )
+    for (uid, reason), count in sorted(counts.failures.items()):
+        failed.add_metric([uid, reason], count)
+    yield failed
+
+
+def _outbox_families(present: _Present) -> Iterator[Metric]:
+    yield _gauge(
+        "syncd_outbox_depth", "Notifications waiting to be delivered.", present.outbox_depth
+    )
+    dead = GaugeMetricFamily(
+        "syncd_outbox_dead_letters",
+        "Notifications given up on (permanent failure or --max-age), by integration.",
+        labels=["integration"],
+    )
+    for uid, count in sorted(present.dead_letters.items()):
+        dead.add_metric([uid], count)
+    yield dead
+    yield _gauge(
+        "syncd_outbox_lost_at_start",
+        "1 when the outbox was missing or empty at start in a state dir that ran before.",
+        int(present.config.outbox_lost),
+    )
+
+
+def _latency_family(counts: _Counts) -> HistogramMetricFamily:
+    cumulative: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in counts.buckets:
+        running += count
+        cumulative.append((_go_float(bound), running))
+    cumulative.append(("+Inf", counts.latency_count))
+    return HistogramMetricFamily(
+        "syncd_delivery_latency_seconds",
+        "Time from an event's acceptance to its notification's delivery.",
+        buckets=cumulative,
+        sum_value=counts.latency_sum,
+    )
+
+
+class _Collector:
+    """Builds every family at scrape time from a snapshot of the counters.
+
+    The present-state gauges exist only while ``scrape`` runs: the registry's
+    ``collect`` takes no arguments, so ``scrape`` lends them for one call,
+    one scrape at a time. Collected outside ``scrape``, only the counters show.
+    """
+
+    def __init__(self, counts: Callable[[], _Counts]) -> None:
+        self._counts = counts
+        self._scrape_lock = threading.Lock()
+        self._present: _Present | None = None
+
+    def scrape(self, registry: CollectorRegistry, present: _Present) -> str:
+        with self._scrape_lock:
+            self._present = present
+            try:
+                return generate_latest(registry).decode("utf-8")
+            finally:
+                self._present = None
+
+    def collect(self) -> Iterator[Metric]:
+        present = self._present
+        counts = self._counts()
+        if present is not None:
+            yield from _config_families(present.config)
+        yield from _count_families(counts)
+        if present is not None:
+            yield from _outbox_families(present)
+        yield _latency_family(counts)
+
+
 class Metrics:
+    """The daemon's counters and the registry they are scraped through."""
+
     def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
         self._lock = threading.Lock()
-        self._buckets = tuple(sorted(buckets))
-        self.events_received = 0
-        self.notifications: dict[str, int] = {}
-        self.failures: dict[tuple[str, str], int] = {}
-        self._bucket_counts = [0] * len(self._buckets)
+        self._bounds = tuple(sorted(buckets))
+        self._events_received = 0
+        self._notifications: dict[str, int] = {}
+        self._failures: dict[tuple[str, str], int] = {}
+        self._bucket_counts = [0] * len(self._bounds)
         self._latency_sum = 0.0
         self._latency_count = 0
+        self._collector = _Collector(self._snapshot)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self._collector)
 
     def received(self, n: int) -> None:
         with self._lock:
-            self.events_received += n
+            self._events_received += n
 
     def delivery(self, uid: str, result: DeliveryResult, latency: float) -> None:
         with self._lock:
             if result.ok:
-                self.notifications[uid] = self.notifications.get(uid, 0) + 1
-                index = bisect.bisect_left(self._buckets, latency)
+                self._notifications[uid] = self._notifications.get(uid, 0) + 1
+                index = bisect.bisect_left(self._bounds, latency)
                 if index < len(self._bucket_counts):
                     self._bucket_counts[index] += 1
                 self._latency_sum += latency
                 self._latency_count += 1
             else:
                 key = (uid, failure_reason(result))
-                self.failures[key] = self.failures.get(key, 0) + 1
+                self._failures[key] = self._failures.get(key, 0) + 1
+
+    def _snapshot(self) -> _Counts:
+        with self._lock:
+            return _Counts(
+                events_received=self._events_received,
+                notifications=dict(self._notifications),
+                failures=dict(self._failures),
+                buckets=tuple(zip(self._bounds, self._bucket_counts, strict=True)),
+                latency_sum=self._latency_sum,
+                latency_count=self._latency_count,
+            )
 
     def render(
         self, config: ConfigGauges, outbox_depth: int, dead_letters: Mapping[str, int]
     ) -> str:
-        out: list[str] = []
-
-        def metric(name: str, kind: str, help_text: str) -> None:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
-
-        metric(
-            "syncd_config_last_reload_successful",
-            "gauge",
-            "Whether the last configuration reload attempt was successful.",
-        )
-        out.append(f"syncd_config_last_reload_successful {int(config.last_reload_successful)}")
-        metric(
-            "syncd_config_last_reload_success_timestamp_seconds",
-            "gauge",
-            "Timestamp of the last successful configuration reload.",
-        )
-        success = config.last_success_time or 0
-        out.append(f"syncd_config_last_reload_success_timestamp_seconds {_number(success)}")
-        metric(
-            "syncd_config_reload_attempts_total",
-            "counter",
-            "Configuration reload attempts, by result.",
-        )
-        out.append(
-            f'syncd_config_reload_attempts_total{{result="success"}} '
-            f"{config.attempts - config.failures}"
-        )
-        out.append(f'syncd_config_reload_attempts_total{{result="failure"}} {config.failures}')
-        metric("syncd_config_hash", "gauge", "Hash of the currently applied configuration.")
-        value = int(config.config_hash[:12], 16) if config.config_hash else 0
-        out.append(f"syncd_config_hash {value}")
-        with self._lock:
-            metric("syncd_events_received_total", "counter", "Error events accepted.")
-            out.append(f"syncd_events_received_total {self.events_received}")
-            metric("syncd_notifications_total", "counter", "Notifications delivered to HipChat.")
-            for uid, count in sorted(self.notifications.items()):
-                out.append(f"syncd_notifications_total{_labels({'integration': uid})} {count}")
-            metric(
-                "syncd_notifications_failed_total",
-                "counter",
-                "Failed delivery attempts, by integration and reason.",
-            )
-            for (uid, reason), count in sorted(self.failures.items()):
-                labels = _labels({"integration": uid, "reason": reason})
-                out.append(f"syncd_notifications_failed_total{labels} {count}")
-            metric("syncd_outbox_depth", "gauge", "Notifications waiting to be delivered.")
-            out.append(f"syncd_outbox_depth {outbox_depth}")
-            metric(
-                "syncd_outbox_dead_letters",
-                "gauge",
-                "Notifications given up on (permanent failure or --max-age), by integration.",
-            )
-            for uid, count in sorted(dead_letters.items()):
-                out.append(f"syncd_outbox_dead_letters{_labels({'integration': uid})} {count}")
-            metric(
-                "syncd_outbox_lost_at_start",
-                "gauge",
-                "1 when the outbox was missing or empty at start in a state dir that ran before.",
-            )
-            out.append(f"syncd_outbox_lost_at_start {int(config.outbox_lost)}")
-            metric(
-                "syncd_delivery_latency_seconds",
-                "histogram",
-                "Time from an event's acceptance to its notification's delivery.",
-            )
-            cumulative = 0
-            for bound, count in zip(self._buckets, self._bucket_counts, strict=True):
-                cumulative += count
-                le = _labels({"le": _number(bound)})
-                out.append(f"syncd_delivery_latency_seconds_bucket{le} {cumulative}")
-            total = self._latency_count
-            out.append(f'syncd_delivery_latency_seconds_bucket{{le="+Inf"}} {total}')
-            out.append(f"syncd_delivery_latency_seconds_sum {_number(self._latency_sum)}")
-            out.append(f"syncd_delivery_latency_seconds_count {total}")
-        return "\n".join(out) + "\n"
+        present = _Present(config, outbox_depth, dict(dead_letters))
+        return self._collector.scrape(self.registry, present)

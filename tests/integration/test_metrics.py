@@ -14,6 +14,21 @@ from syncd.testing import Fault, HipChatServer
 from tests.support.waiting import wait_for
 
 TOKEN = "metrics-room-token"
+FAILED = "syncd_notifications_failed_total"
+# Pinned here rather than imported, so a new reason is a decision, not a drift.
+FIXED_REASONS = {
+    "rate_limited",
+    "connection",
+    "server_error",
+    "http_400",
+    "http_401",
+    "http_403",
+    "http_404",
+    "http_408",
+    "http_413",
+    "http_other",
+}
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
@@ -38,7 +53,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Daemo
         daemon.shutdown()
 
 
-def scrape(daemon: Daemon) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(daemon: Daemon) -> Scrape:
     response = requests.get(daemon.server.url + "/metrics", timeout=5)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -78,3 +93,25 @@ def test_failed_reload_shows_in_metrics(rig: tuple[Daemon, HipChatServer]) -> No
     m = scrape(daemon)
     assert m[("syncd_config_last_reload_successful", ())] == 0
     assert m[("syncd_config_hash", ())] == before
+
+
+def failures(m: Scrape) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: value for (name, labels), value in m.items() if name == FAILED}
+
+
+def test_unlisted_statuses_do_not_grow_the_reason_label(
+    rig: tuple[Daemon, HipChatServer],
+) -> None:
+    """A server answering odd statuses must not mint a time series per status."""
+    daemon, server = rig
+    for code in (418, 451, 499):
+        server.inject(Fault.status(code), times=1)
+    event = {"project": "p", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
+    assert requests.post(daemon.server.url + "/v1/events", json=[event] * 3, timeout=5).ok
+    wait_for(lambda: sum(failures(scrape(daemon)).values()) == 3, timeout=20)
+    wait_for(lambda: scrape(daemon)[("syncd_outbox_dead_letters", (("integration", "m"),))] == 3)
+    m = scrape(daemon)
+    reasons = {dict(labels)["reason"] for labels in failures(m)}
+    assert reasons <= FIXED_REASONS
+    assert failures(m) == {(("integration", "m"), ("reason", "http_other")): 3}
+    assert not any(name.endswith("_created") for name, _ in m)

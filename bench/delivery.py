@@ -71,14 +71,18 @@ WORLD_MARK = "SYNCD_BENCH_WORLD"  # set for the child process only
 sys.path.insert(0, str(ROOT if os.environ.get(WORLD_MARK) else SOURCE))
 
 from host import machine  # noqa: E402
+from layout import load  # noqa: E402
 
-from syncd.config.configset import load_config_set  # noqa: E402
-from syncd.config.model import Integration  # noqa: E402
-from syncd.delivery.dispatch import DispatchConfig  # noqa: E402
-from syncd.hipchat.render import render_message  # noqa: E402
-from syncd.hipchat.wire import notification_body, notification_url  # noqa: E402
-from syncd.service.daemon import Daemon, DaemonConfig  # noqa: E402
 from syncd.testing.hipchat_server import HipChatServer  # noqa: E402
+
+load_config_set = load("syncd.config.configset", "load_config_set")
+Integration = load("syncd.config.model", "Integration")
+DispatchConfig = load("syncd.delivery.dispatch", "DispatchConfig")
+render_message = load("syncd.hipchat.render", "render_message")
+notification_body = load("syncd.hipchat.wire", "notification_body")
+notification_url = load("syncd.hipchat.wire", "notification_url")
+Daemon = load("syncd.service.daemon", "Daemon")
+DaemonConfig = load("syncd.service.daemon", "DaemonConfig")
 
 GOAL = 1000.0  # notifications per second, on 2 cores
 FIRST_ROOM = 3000

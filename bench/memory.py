@@ -69,12 +69,15 @@ mode, directory, expected = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 kept = None
 start = time.perf_counter()
 if mode == "baseline":
-    import syncd.config.configset, syncd.registry
+    import syncd.registry
 elif mode == "syncd":
     try:
         from syncd.config.filecache import ConfigLoader
-    except ImportError:  # sources from before the loader had its own module
-        from syncd.config.configset import ConfigLoader
+    except ImportError:  # sources from before the sub-packages
+        try:
+            from syncd.filecache import ConfigLoader
+        except ImportError:  # sources from before the loader had its own module
+            from syncd.configset import ConfigLoader
     from syncd.registry import Registry
     loader, registry = ConfigLoader(), Registry()
     outcome = registry.apply(loader.load([directory]), "r1")

@@ -58,9 +58,13 @@ kind, directory, files, rounds = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]
 os.environ["HIPCHAT_BENCH_TOKEN"] = "bench-token"
 try:
     from syncd.config.filecache import ConfigLoader
-except ImportError:  # sources from before the daemon's loader had its own module
-    from syncd.config.configset import ConfigLoader
-from syncd.config.configset import load_config_set
+    from syncd.config.configset import load_config_set
+except ImportError:  # sources from before the sub-packages
+    try:
+        from syncd.filecache import ConfigLoader
+    except ImportError:  # sources from before the daemon's loader had its own module
+        from syncd.configset import ConfigLoader
+    from syncd.configset import load_config_set
 from syncd.registry import Registry
 
 TEXT = (Path(sys.argv[5]).read_text())

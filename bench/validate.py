@@ -205,7 +205,10 @@ def ratio(peer: float | None, ours: float) -> str:
 IN_PROCESS = """
 import json, sys, time
 from pathlib import Path
-from syncd.config.configset import load_config_set
+try:
+    from syncd.config.configset import load_config_set
+except ImportError:  # sources from before the sub-packages
+    from syncd.configset import load_config_set
 directory, calls, budget = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 times = []
 while len(times) < calls and (len(times) < 3 or sum(times) < budget):

@@ -235,8 +235,13 @@ def integration_to_data(integration: Integration) -> dict[str, Any]:
             "attribute_list": list(d.attribute_list),
             "include_hostname": d.include_hostname,
         },
+        # Only what defines an action: its source position is where it was read, not data.
         "actions": [
-            {f.name: getattr(a, f.name) for f in fields(a) if getattr(a, f.name) is not None}
+            {
+                f.name: getattr(a, f.name)
+                for f in fields(a)
+                if f.compare and getattr(a, f.name) is not None
+            }
             for a in integration.actions
         ],
         "trigger": trigger,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.configs import minimal
+from tests.support.example import example
 from tests.support.processes import Proc, run_syncd, spawn, wait_listening
 from tests.support.waiting import wait_for
 
@@ -91,6 +92,26 @@ def test_plan_against_the_running_daemon(daemon: tuple[Proc, Path], tmp_path: Pa
     assert "~ update a" in out
     assert '    state: "enabled" -> "stopped"' in out
     assert out.endswith("Plan: 1 to create, 1 to update, 0 to delete, 0 unchanged.\n")
+
+
+def test_plan_against_a_daemon_running_the_example(tmp_path: Path) -> None:
+    """The README's CI recipe on the example, where every field (actions included) is set."""
+    ex = example(tmp_path)
+    proc = wait_listening(spawn(ex.config_dir, tmp_path / "state", *ex.flags, env=ex.env))
+    try:
+        plan = ("plan", "--config", str(ex.config_dir), "--against", proc.url, *ex.flags)
+        same = run_syncd(*plan, cwd=tmp_path, env=ex.env)
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert same.stdout.startswith(f"No changes against {proc.url}.")
+        desired = tmp_path / "desired"
+        desired.mkdir()
+        text = (ex.config_dir / "integrations.yaml").read_text()
+        (desired / "a.yaml").write_text(text.replace('regex: "^nyc$"', 'regex: "^sfo$"'))
+        changed = run_syncd(*plan[:2], str(desired), *plan[3:], cwd=tmp_path, env=ex.env)
+        assert changed.returncode == 1, changed.stdout + changed.stderr
+        assert '    actions[1].regex: "^nyc$" -> "^sfo$"' in changed.stdout
+    finally:
+        proc.stop()
 
 
 def test_plan_against_nothing_and_errors(tmp_path: Path) -> None:

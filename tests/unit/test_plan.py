@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from syncd.config.model import Integration, integration_from_data, integration_to_data
+from syncd.config.model import Integration, Source, integration_from_data, integration_to_data
 from syncd.config.plan import active_from_data, plan, render_plan
 
 
@@ -101,3 +101,14 @@ def test_empty_plan_renders_no_changes() -> None:
     assert render_plan(plan([a], {"a": a}), against="http://d") == (
         "No changes against http://d.\nPlan: 0 to create, 0 to update, 0 to delete, 1 unchanged.\n"
     )
+
+
+def test_an_update_of_an_integration_with_actions_renders_what_changed() -> None:
+    source = Source("a.yaml", 12, 9, "$.integrations[0].actions[0]")
+    before = make("a", actions=[{"action": "submit", "attribute": "dc", "regex": "^nyc$"}])
+    action = replace(before.actions[0], regex="^sfo$", source=source)
+    after = replace(before, actions=(action,))
+    result = plan([after], {"a": before})
+    assert [u.uid for u in result.update] == ["a"]
+    assert 'actions[0].regex: "^nyc$" -> "^sfo$"' in render_plan(result, against="x")
+    assert "source" not in integration_to_data(after)["actions"][0]

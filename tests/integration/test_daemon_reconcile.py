@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from syncd.config.plan import Plan
-from syncd.registry import Snapshot
+from syncd.registry import Outcome, Snapshot
 from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal, write_files
 from tests.support.daemons import running_daemon
@@ -208,21 +208,55 @@ def test_reload_endpoint(config_dir: Path, running: tuple[Daemon, Recorder]) -> 
     assert uids(daemon) == ["a"]
 
 
-def test_concurrent_reload_requests_are_coalesced(running: tuple[Daemon, Recorder]) -> None:
+def test_reload_requests_during_a_reconcile_share_the_next_one(
+    running: tuple[Daemon, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is promised: each POST /-/reload answers after a reconcile that started
+    after it; the requests that come while one runs are served by a single next one.
+    The first reconcile is held until every request has asked, so the count is exact."""
     daemon, _ = running
     before = daemon.registry.attempts
+    gate, entered = threading.Event(), threading.Event()
+    asked = Counter()
+    reconcile, trigger = daemon.reconciler.reconcile, daemon.reloads._trigger
+
+    def held(changed: Iterable[str] | None = None) -> Outcome:
+        entered.set()
+        gate.wait(10)
+        return reconcile(changed)
+
+    def counted() -> None:
+        asked.add()
+        trigger()
+
+    monkeypatch.setattr(daemon.reconciler, "reconcile", held)
+    monkeypatch.setattr(daemon.reloads, "_trigger", counted)
     results: list[int] = []
 
     def post() -> None:
         results.append(requests.post(daemon.server.url + "/-/reload", timeout=30).status_code)
 
     threads = [threading.Thread(target=post) for _ in range(8)]
-    for t in threads:
+    threads[0].start()
+    wait_for(entered.is_set, what="the first reconcile to start")
+    for t in threads[1:]:
         t.start()
+    wait_for(lambda: asked.value == 8, what="every request to ask for a reconcile")
+    gate.set()
     for t in threads:
         t.join()
     assert results == [200] * 8
-    assert 1 <= daemon.registry.attempts - before < 8
+    assert daemon.registry.attempts - before == 2
+
+
+class Counter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
 
 
 def test_ready_and_health(running: tuple[Daemon, Recorder]) -> None:

@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
+import certifi
 import requests
 import urllib3
 
@@ -70,7 +71,7 @@ class HipChatClient:
     """Posts room notifications; thread-safe, connections kept alive and shared.
 
     The environment is read once: proxies (``HTTPS_PROXY``, ``NO_PROXY``...) per
-    host, the CA bundle (``REQUESTS_CA_BUNDLE``, else the one requests ships) at creation;
+    host, the CA bundle (``REQUESTS_CA_BUNDLE``, else certifi's, as requests does) at creation;
     ``.netrc`` never, so nothing can replace a room's bearer token.
     """
 
@@ -97,7 +98,7 @@ class HipChatClient:
         self._ca_bundle = (
             os.environ.get("REQUESTS_CA_BUNDLE")
             or os.environ.get("CURL_CA_BUNDLE")
-            or requests.utils.DEFAULT_CA_BUNDLE_PATH
+            or certifi.where()
         )
         self._managers: dict[tuple[str | None, str], urllib3.PoolManager] = {}
         self._lock = threading.Lock()

@@ -3,7 +3,10 @@
 Beyond Backtrace's UI: a reviewer (or CI, next to ``syncd plan``) sees for an
 example event which action decides, with its place in the file, the
 mentions, what the trigger does from a fresh state, and the message HipChat
-would receive. Nothing is sent, no token is read, no state is kept.
+would receive. Each action's line shows where its regex was found: the regex is
+searched, not anchored, and the part it found (``nyc`` in ``nyc2``) is what
+tells a reviewer that it matches more than was meant. Nothing is sent, no
+token is read, no state is kept.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any
 
 from syncd.commands.configdir import load_valid
 from syncd.config import semantics
-from syncd.config.model import Integration
+from syncd.config.model import ANY_ATTRIBUTE, Action, Integration
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
 from syncd.events.routing import judge, route_event
+from syncd.events.rules import find_match
 from syncd.hipchat.render import render_message
 from syncd.hipchat.wire import notification_body
 
@@ -88,14 +92,70 @@ def explain(
         action = integration.actions[judged.rule]
         at = f" at {action.source}" if action.source else ""
         lines.append(f"  actions:  decided by actions[{judged.rule}] ({action.action}){at}")
-    lines.append(f"  mentions: {judged.mention or 'none'}")
+    lines.append(f"  mentions: {' '.join(judged.mentions) or 'none'}")
     routing = route_event(event, [judged], new_group=new_group, windows={}, now=0.0)
     what = routing.notes[0].split(": ", 1)[1]
     lines.append(f"  trigger:  {integration.trigger.event}, from a fresh state: {what}")
+    lines.extend(_action_lines(integration.actions, event.get("attributes") or {}))
     if routing.items:
-        mentions = (judged.mention,) if judged.mention else ()
-        message = render_message(event, integration, mentions)
+        item = routing.items[0]
+        message = render_message(item.event, integration, item.mentions)
         body = json.dumps(notification_body(message), indent=2, ensure_ascii=False)
         lines.append("  HipChat would receive (POST /v2/room/{id}/notification):")
         lines.extend("    " + line for line in body.splitlines())
     return lines, bool(routing.items)
+
+
+# Event values can be long; a review needs the part found, not all of it.
+_SHOWN = 80
+
+
+def _action_lines(actions: Sequence[Action], attributes: Mapping[str, str]) -> list[str]:
+    """One line per action, top down: what it searches and where it was found."""
+    if not actions:
+        return []
+    return ["  each action, top down:"] + [
+        f"    actions[{index}] {_described(action)}: {_outcome(action, attributes)}"
+        for index, action in enumerate(actions)
+    ]
+
+
+def _quoted(text: str) -> str:
+    """JSON-quoted and clipped: spaces at either end and control characters show."""
+    clipped = text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+    return json.dumps(clipped, ensure_ascii=False)
+
+
+def _name(attribute: str) -> str:
+    plain = bool(attribute) and attribute.isprintable() and attribute.strip() == attribute
+    return attribute if plain else _quoted(attribute)
+
+
+def _described(action: Action) -> str:
+    target = f" {action.target}" if action.action == "mention" and action.target else ""
+    on = "any attribute" if action.attribute == ANY_ATTRIBUTE else _name(action.attribute)
+    return f"{action.action}{target} on {on}, regex {_quoted(action.regex)}"
+
+
+def _outcome(action: Action, attributes: Mapping[str, str]) -> str:
+    found = find_match(action, attributes)
+    if found is None:
+        return _no_match(action, attributes)
+    if found.attribute is None:
+        return "matched the empty value searched when the event has no attributes"
+    where = f"{_name(found.attribute)}={_quoted(found.value)}"
+    if found.start == found.end:
+        return f"matched an empty part of {where} (before character {found.start + 1})"
+    part = _quoted(found.value[found.start : found.end])
+    return f"matched {part} in {where} (characters {found.start + 1}-{found.end})"
+
+
+def _no_match(action: Action, attributes: Mapping[str, str]) -> str:
+    if action.attribute == ANY_ATTRIBUTE:
+        if not attributes:
+            return "no match: the event has no attributes"
+        return f"no match in any of the event's {len(attributes)} attribute(s)"
+    value = attributes.get(action.attribute)
+    if value is None:
+        return f"no match: the event has no attribute {_name(action.attribute)}"
+    return f"no match in {_name(action.attribute)}={_quoted(value)}"

@@ -239,9 +239,8 @@ class Dispatcher:
 
     def _send(self, item: Item, notifier: Notifier, target: RoomTarget) -> Settle:
         integration = notifier.integration
-        mentions = (item.mention,) if item.mention else ()
         message = render_message(
-            item.event, integration, mentions, count=item.count, since=item.since
+            item.event, integration, item.mentions, count=item.count, since=item.since
         )
         result = self.client.send(target, message, attempt=max(0, item.attempts - 1))
         done = self.clock()

@@ -23,10 +23,10 @@ from syncd.store.contract import NewItem, StoredWindow, Window, WindowUpdate
 @dataclass(frozen=True)
 class Judged:
     """What an integration's actions decided: may the event notify, with what
-    mention, and which action decided (its index; None when none matched)."""
+    mentions, and which action decided (its index; None when none matched)."""
 
     integration: Integration
-    mention: str | None = None
+    mentions: tuple[str, ...] = ()
     notify: bool = True
     rule: int | None = None
 
@@ -41,7 +41,7 @@ def judge(event: Mapping[str, Any], integrations: Sequence[Integration]) -> tupl
     judged = []
     for integration in integrations:
         verdict = rules.evaluate_actions(integration.actions, attributes)
-        judged.append(Judged(integration, verdict.mention, verdict.notify, verdict.rule))
+        judged.append(Judged(integration, verdict.mentions, verdict.notify, verdict.rule))
     return tuple(judged)
 
 
@@ -70,12 +70,12 @@ def _items(
     integration: Integration,
     event: Mapping[str, Any],
     count: int,
-    mention: str | None,
+    mentions: tuple[str, ...],
     since: float | None = None,
 ) -> tuple[NewItem, ...]:
     since = since if count > 1 else None
     return tuple(
-        NewItem(integration.uid, room.id, event, count, mention, since)
+        NewItem(integration.uid, room.id, event, count, mentions, since)
         for room in integration.rooms
     )
 
@@ -94,8 +94,8 @@ def _route_one(
         return Routing(notes=(f"{integration.uid}: {skipped}",))
     key = rules.window_key(integration, event["fingerprint"])
     window = windows.get(key, rules.EMPTY) if trigger.frequency else rules.EMPTY
-    decision = rules.on_event(trigger, window, now, candidate=True)
-    items = _items(integration, event, decision.count, judged.mention, window.pending_since)
+    decision = rules.on_event(trigger, window, now, candidate=True, mentions=judged.mentions)
+    items = _items(integration, event, decision.count, decision.mentions, window.pending_since)
     routing_items = items if decision.kind == "send" else ()
     due = rules.due_at(trigger, decision.window)
     held = ", held while stopped" if integration.state == "stopped" else ""
@@ -112,7 +112,6 @@ def _route_one(
         decision.window,
         due,
         event if decision.kind == "aggregate" else None,
-        judged.mention,
     )
     return Routing(routing_items, (update,), notes=(note,))
 
@@ -140,8 +139,14 @@ def route_event(
     windows: Mapping[str, Window],
     now: float,
 ) -> Routing:
-    """Each judged integration's trigger decides; results in integration order."""
-    parts = [_route_one(j, event, new_group, windows, now) for j in judged]
+    """Each judged integration's trigger decides; results in integration order.
+
+    The event queued (or kept in a window) carries ``new_group`` as decided, by the
+    sender or by syncd's fingerprint store: messages are rendered from the stored
+    event, and the sender's field is where a renderer already looks.
+    """
+    decided = {**event, "new_group": new_group}
+    parts = [_route_one(j, decided, new_group, windows, now) for j in judged]
     return Routing(
         tuple(item for part in parts for item in part.items),
         tuple(update for part in parts for update in part.windows),
@@ -159,6 +164,6 @@ def route_flush(due: StoredWindow, integration: Integration | None, now: float) 
     items: tuple[NewItem, ...] = ()
     if decision.kind == "send" and due.last_event is not None:
         since = due.window.pending_since
-        items = _items(integration, due.last_event, decision.count, due.mention, since)
+        items = _items(integration, due.last_event, decision.count, decision.mentions, since)
     update = WindowUpdate(due.key, due.uid, decision.window, rules.due_at(trigger, decision.window))
     return Routing(items, (update,))

@@ -8,7 +8,7 @@ restarts. ``routing`` combines these per integration for one event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -25,20 +25,35 @@ class Verdict:
     mentions: tuple[str, ...] = ()
     rule: int | None = None  # index of the deciding submit/filter; None when none matched
 
-    @property
-    def mention(self) -> str | None:
-        """The mentions as one line, as a notification carries them."""
-        return " ".join(self.mentions) or None
+
+@dataclass(frozen=True)
+class Match:
+    """Where an action's regex was found: the attribute (None when ``"*"`` met an
+    event without attributes, searched as one empty value), its value, and the
+    span found in it, so a review can see that ``nyc`` found a part of ``nyc2``."""
+
+    attribute: str | None
+    value: str
+    start: int
+    end: int
 
 
-def _matches(action: Action, attributes: Mapping[str, str]) -> bool:
+def find_match(action: Action, attributes: Mapping[str, str]) -> Match | None:
+    """The first place, in the event's attribute order, where the action's regex is
+    found (searched, not anchored); the judgement and its explanation both use it,
+    so what ``syncd rules test`` shows is what decided."""
     regex = compile_pattern(action.regex)
+    searched: Iterable[tuple[str | None, str]]
     if action.attribute == ANY_ATTRIBUTE:
-        if not attributes:
-            return regex.search("") is not None
-        return any(regex.search(value) for value in attributes.values())
-    value = attributes.get(action.attribute)
-    return value is not None and regex.search(value) is not None
+        searched = attributes.items() if attributes else [(None, "")]
+    else:
+        value = attributes.get(action.attribute)
+        searched = [] if value is None else [(action.attribute, value)]
+    for name, text in searched:
+        found = regex.search(text)
+        if found is not None:
+            return Match(name, text, found.start(), found.end())
+    return None
 
 
 def evaluate_actions(actions: Sequence[Action], attributes: Mapping[str, str]) -> Verdict:
@@ -49,7 +64,7 @@ def evaluate_actions(actions: Sequence[Action], attributes: Mapping[str, str]) -
     notify, rule = True, None
     mentions: list[str] = []
     for index, action in enumerate(actions):
-        if not _matches(action, attributes):
+        if find_match(action, attributes) is None:
             continue
         if action.action == "mention":
             if action.target and action.target not in mentions:
@@ -67,6 +82,13 @@ class Decision:
     kind: Literal["send", "aggregate", "ignore"]
     count: int = 0  # events the message stands for, when kind is "send"
     window: Window = EMPTY
+    mentions: tuple[str, ...] = ()  # what the events it stands for earned, when "send"
+
+
+def merged(earlier: Sequence[str], later: Sequence[str]) -> tuple[str, ...]:
+    """Each mention once, in the order first earned: a target earned again by a
+    later event keeps its first place."""
+    return tuple(dict.fromkeys((*earlier, *later)))
 
 
 def is_candidate(trigger: Trigger, new_group: bool) -> bool:
@@ -81,24 +103,35 @@ def window_key(integration: Integration, fingerprint: str) -> str:
     return f"{integration.uid}\0"
 
 
-def on_event(trigger: Trigger, window: Window, now: float, *, candidate: bool) -> Decision:
-    """One event against its window: send now, aggregate, or ignore.
+def on_event(
+    trigger: Trigger,
+    window: Window,
+    now: float,
+    *,
+    candidate: bool,
+    mentions: Sequence[str] = (),
+) -> Decision:
+    """One event, with the ``mentions`` it earned, against its window: send now,
+    aggregate, or ignore.
 
     Inside the ``frequency`` window after the last message, events aggregate;
     reaching ``threshold`` aggregated events sends at once, whatever the window.
+    A send carries what the window's waiting events earned, then this event's.
     """
     if not candidate:
         return Decision("ignore", window=window)
+    earned = merged(window.mentions, mentions)
     frequency = trigger.frequency or 0
     inside = frequency > 0 and window.last_sent is not None and now - window.last_sent < frequency
     if not inside:
         sent = Window(last_sent=now)
-        return Decision("send", count=window.pending + 1, window=sent)
+        return Decision("send", count=window.pending + 1, window=sent, mentions=earned)
     pending = window.pending + 1
     if trigger.threshold is not None and pending >= trigger.threshold:
-        return Decision("send", count=pending, window=Window(last_sent=now))
+        return Decision("send", count=pending, window=Window(last_sent=now), mentions=earned)
     since = window.pending_since if window.pending_since is not None else now
-    return Decision("aggregate", window=replace(window, pending=pending, pending_since=since))
+    waiting = replace(window, pending=pending, pending_since=since, mentions=earned)
+    return Decision("aggregate", window=waiting)
 
 
 def due_at(trigger: Trigger, window: Window) -> float | None:
@@ -113,4 +146,5 @@ def flush(trigger: Trigger, window: Window, now: float) -> Decision:
     at = due_at(trigger, window)
     if at is None or now < at:
         return Decision("ignore", window=window)
-    return Decision("send", count=window.pending, window=Window(last_sent=now))
+    sent = Window(last_sent=now)
+    return Decision("send", count=window.pending, window=sent, mentions=window.mentions)

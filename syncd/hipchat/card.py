@@ -43,7 +43,11 @@ def render_card(event: Mapping[str, Any], integration: Integration) -> dict[str,
     href = event.get("href")
     if isinstance(href, str) and href.lower().startswith(("http://", "https://")):
         card["url"] = href
-    shown = [*_attributes(event, integration.display), *_host(event, integration.display)]
+    shown = [
+        (name, value)
+        for name, value in shown_attributes(event, integration.display)
+        if name and value
+    ]
     if shown:
         card["attributes"] = [
             {"label": clipped(name, MAX_LABEL), "value": {"label": clipped(value, MAX_LABEL)}}
@@ -67,16 +71,32 @@ def _description(event: Mapping[str, Any], display: Display, fingerprint: str) -
     return frames[0] if display.callstack and frames else f"fingerprint {fingerprint}"
 
 
-def _attributes(event: Mapping[str, Any], display: Display) -> list[tuple[str, str]]:
-    values = event.get("attributes")
-    if not display.attributes or not isinstance(values, Mapping):
+HOSTNAME = "hostname"
+
+
+def shown_attributes(event: Mapping[str, Any], display: Display) -> list[tuple[str, str]]:
+    """The attributes the display settings show, the host among them, for the card
+    and the message alike (the message's module imports this one).
+
+    Backtrace's setting reads "include hostname in attributes": the host is one
+    more attribute, named ``hostname``, shown where attributes are shown and the
+    list admits it, once. An attribute the event itself names ``hostname`` is the
+    host; the event's ``hostname`` field stands in when that is missing or empty,
+    after the other attributes unless ``attribute_list`` places it.
+    """
+    if not display.attributes:
         return []
+    values = _with_host(event, display.include_hostname)
     names = display.attribute_list or tuple(values)
-    return [(str(n), str(values[n])) for n in names if n in values and str(n) and str(values[n])]
+    return [(name, values[name]) for name in names if name in values]
 
 
-def _host(event: Mapping[str, Any], display: Display) -> list[tuple[str, str]]:
+def _with_host(event: Mapping[str, Any], include_hostname: bool) -> dict[str, str]:
+    raw = event.get("attributes")
+    values = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
     hostname = event.get("hostname")
-    if display.include_hostname and isinstance(hostname, str) and hostname:
-        return [("host", hostname)]
-    return []
+    if not include_hostname:
+        values.pop(HOSTNAME, None)
+    elif not values.get(HOSTNAME) and isinstance(hostname, str) and hostname:
+        values[HOSTNAME] = hostname
+    return values

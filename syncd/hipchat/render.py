@@ -1,22 +1,27 @@
 """Render one error event into the HipChat message one integration sends for it.
 
-Pure: no I/O, no clock. The result always fits HipChat's 10,000 character limit;
-it is built from parts that are shortened or dropped whole, so HTML output never
-ends inside an entity or a tag. Lengths are counted in UTF-16 code units, which
-is never less than the code point count a server may use.
+Pure: no I/O, no clock; its one effect is a debug log line when the limit cut
+a message, since an operator who finds the callstack short should be able to
+learn why. The result always fits HipChat's 10,000 character limit; it is built
+from parts that are shortened or dropped whole, so HTML output never ends inside
+an entity or a tag. Lengths are counted in UTF-16 code units, which is never
+less than the code point count a server may use.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from syncd.config.model import Display, Integration, MessageFormat
-from syncd.hipchat.card import render_card
+from syncd.hipchat.card import render_card, shown_attributes
 from syncd.hipchat.wire import Message
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 10_000
 MAX_FRAMES = 10
@@ -27,7 +32,6 @@ _MAX_TITLE_PIECE = 200
 _MAX_MENTIONS = 500
 _MAX_HREF = 2_100
 _MAX_SINCE = 100
-_MAX_HOSTNAME = 300
 _MAX_CLASSIFIER = 200
 _MAX_FRAME = 500
 _MAX_ATTRIBUTE_NAME = 100
@@ -134,9 +138,22 @@ def _marker(dropped: int) -> str:
     return f"{ELLIPSIS} {dropped} more"
 
 
-def _fit_items(
-    items: Sequence[_Item], sep: str, room: int, style: _Style
-) -> tuple[list[str], bool]:
+def _joined(section: _Section, style: _Style, parts: Sequence[str]) -> str:
+    """The section with these of its items, the others counted in a closing marker."""
+    head, sep, closer = _frame(section, style)
+    dropped = len(section.items) - len(parts) + section.omitted
+    body = sep.join(parts) + (sep + _marker(dropped) if dropped else "")
+    return f"{head}{body}{closer}"
+
+
+def _whole(section: _Section, style: _Style) -> str:
+    """The section as it shows when the budget allows: each item within its own ceiling."""
+    return _joined(
+        section, style, [i.prefix + fit(i.raw, i.cap, style.escape) for i in section.items]
+    )
+
+
+def _fit_items(items: Sequence[_Item], sep: str, room: int, style: _Style) -> list[str]:
     """Whole items while they fit; the first that does not is shortened if a useful part fits."""
     parts: list[str] = []
     used = 0
@@ -144,18 +161,17 @@ def _fit_items(
         gap = length(sep) if parts else 0
         available = room - used - gap - length(item.prefix)
         value = fit(item.raw, item.cap, style.escape)
-        if length(value) <= available:
-            used += gap + length(item.prefix) + length(value)
-            parts.append(item.prefix + value)
-            continue
-        if available >= _MIN_SHORTENED:
-            parts.append(item.prefix + fit(item.raw, available, style.escape))
-        return parts, True
-    return parts, False
+        if length(value) > available:
+            if available >= _MIN_SHORTENED:
+                parts.append(item.prefix + fit(item.raw, available, style.escape))
+            break
+        used += gap + length(item.prefix) + length(value)
+        parts.append(item.prefix + value)
+    return parts
 
 
-def _render_section(section: _Section, style: _Style, budget: int) -> tuple[str, bool] | None:
-    """The section within ``budget`` and whether the budget cut it.
+def _shortened(section: _Section, style: _Style, budget: int) -> str | None:
+    """The section cut to ``budget``, or None when not one useful item fits.
 
     Whole items come first; the first that does not fit is shortened if a useful
     part of it fits, and the rest are counted in a closing marker.
@@ -163,12 +179,8 @@ def _render_section(section: _Section, style: _Style, budget: int) -> tuple[str,
     head, sep, closer = _frame(section, style)
     worst_marker = length(sep) + length(_marker(len(section.items) + section.omitted))
     room = budget - length(head) - length(closer) - worst_marker
-    parts, cut = _fit_items(section.items, sep, room, style)
-    if not parts:
-        return None
-    dropped = len(section.items) - len(parts) + section.omitted
-    body = sep.join(parts) + (sep + _marker(dropped) if dropped else "")
-    return f"{head}{body}{closer}", cut
+    parts = _fit_items(section.items, sep, room, style)
+    return _joined(section, style, parts) if parts else None
 
 
 def _title(event: Mapping[str, Any], show_classifier: bool, style: _Style) -> str:
@@ -186,15 +198,6 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Sequence):
         return []
     return [str(v) for v in value]
-
-
-def _attributes(event: Mapping[str, Any], wanted: Sequence[str]) -> list[tuple[str, str]]:
-    attributes = event.get("attributes")
-    if not isinstance(attributes, Mapping):
-        return []
-    if not wanted:
-        return [(str(k), str(v)) for k, v in attributes.items()]
-    return [(name, str(attributes[name])) for name in wanted if name in attributes]
 
 
 def _link(event: Mapping[str, Any], style: _Style) -> str | None:
@@ -233,13 +236,6 @@ def _mentions_line(mentions: Sequence[str]) -> str | None:
     return fit(" ".join(dict.fromkeys(names)), _MAX_MENTIONS, _plain)
 
 
-def _hostname_section(event: Mapping[str, Any], style: _Style) -> _Section | None:
-    hostname = event.get("hostname")
-    if not isinstance(hostname, str) or not hostname:
-        return None
-    return _Section(style.bold("Host:"), (_Item("", hostname, _MAX_HOSTNAME),), "inline")
-
-
 def _classifiers_section(event: Mapping[str, Any], style: _Style) -> _Section | None:
     classifiers = _strings(event.get("classifiers"))
     if not classifiers:
@@ -257,9 +253,9 @@ def _callstack_section(event: Mapping[str, Any], style: _Style) -> _Section | No
 
 
 def _attributes_section(
-    event: Mapping[str, Any], wanted: Sequence[str], style: _Style
+    event: Mapping[str, Any], display: Display, style: _Style
 ) -> _Section | None:
-    attributes = _attributes(event, wanted)
+    attributes = shown_attributes(event, display)
     if not attributes:
         return None
     items = tuple(
@@ -276,34 +272,65 @@ def _attributes_section(
 def _sections(event: Mapping[str, Any], display: Display, style: _Style) -> dict[str, _Section]:
     """The sections the display settings show, in the order they get the budget."""
     wanted = {
-        "hostname": display.include_hostname and _hostname_section(event, style),
         "classifiers": display.classifiers and _classifiers_section(event, style),
         "callstack": display.callstack and _callstack_section(event, style),
-        "attributes": display.attributes
-        and _attributes_section(event, display.attribute_list, style),
+        "attributes": _attributes_section(event, display, style),
     }
     return {name: section for name, section in wanted.items() if section}
 
 
-def _share_budget(
-    sections: Mapping[str, _Section], style: _Style, budget: int
-) -> tuple[dict[str, str], bool]:
-    """Sections share what the head and tail leave, in priority order."""
-    sep = style.line_break
+@dataclass(frozen=True)
+class _Shared:
+    rendered: dict[str, str]
+    cut: tuple[str, ...]  # sections the budget shortened or left out, in order
+    whole: int  # what the sections would have taken uncut, with their line breaks
+
+
+def _shares(needs: Mapping[str, int], budget: int) -> dict[str, int]:
+    """An equal share each, smallest need first: a section that needs less than its
+    share takes only its need, and what it leaves is shared by the others."""
+    shares: dict[str, int] = {}
+    left = budget
+    order = sorted(needs, key=lambda name: needs[name])
+    for index, name in enumerate(order):
+        shares[name] = min(needs[name], left // (len(order) - index))
+        left -= shares[name]
+    return shares
+
+
+def _share_budget(sections: Mapping[str, _Section], style: _Style, budget: int) -> _Shared:
+    """Sections share what the head and tail leave, so that however long one is
+    (a hundred classifiers, a huge attribute), every shown section keeps a part."""
+    gap = length(style.line_break)
+    wholes = {name: _whole(section, style) for name, section in sections.items()}
+    needs = {name: gap + length(text) for name, text in wholes.items()}
+    shares = _shares(needs, budget)
     rendered: dict[str, str] = {}
-    truncated = False
+    cut: list[str] = []
     for name, section in sections.items():
-        result = _render_section(section, style, budget - length(sep))
-        if result is None:
-            truncated = True
+        if needs[name] <= shares[name]:
+            rendered[name] = wholes[name]
             continue
-        rendered[name], cut = result
-        truncated = truncated or cut
-        budget -= length(sep) + length(rendered[name])
-    return rendered, truncated
+        cut.append(name)
+        shortened = _shortened(section, style, shares[name] - gap)
+        if shortened is not None:
+            rendered[name] = shortened
+    return _Shared(rendered, tuple(cut), sum(needs.values()))
 
 
-_SHOWN_ORDER = ("classifiers", "callstack", "attributes", "hostname")
+def _log_cut(uid: str, shared: _Shared, whole: int, sent: int) -> None:
+    """How much the limit took, in numbers only: the text is the event's, and an
+    event may carry anything."""
+    log.debug(
+        "%s: message cut by %d characters to %d (sections shortened: %s)",
+        uid,
+        whole - sent,
+        sent,
+        ", ".join(shared.cut),
+    )
+
+
+_SHOWN_ORDER = ("classifiers", "callstack", "attributes")
 
 
 def _check_arguments(count: int, limit: int) -> None:
@@ -350,12 +377,15 @@ def render_message(
     sep = style.line_break
     budget = limit - length(sep.join(head + tail)) - length(sep + ELLIPSIS)
     sections = _sections(event, integration.display, style)
-    rendered, truncated = _share_budget(sections, style, budget)
-    lines = head + [rendered[n] for n in _SHOWN_ORDER if n in rendered] + tail
-    if truncated:
+    shared = _share_budget(sections, style, budget)
+    lines = head + [shared.rendered[n] for n in _SHOWN_ORDER if n in shared.rendered] + tail
+    if shared.cut:
         lines.append(ELLIPSIS)
     text = sep.join(lines)
     assert length(text) <= limit, "message parts exceeded their budget"
+    if shared.cut:
+        whole = length(sep.join(head + tail)) + shared.whole
+        _log_cut(integration.uid, shared, whole, length(text))
     card = render_card(event, integration) if hc.card else None
     return Message(
         text=text,

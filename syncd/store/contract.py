@@ -53,11 +53,17 @@ class StoreUnusable(StoreError):
 
 @dataclass(frozen=True)
 class Window:
-    """Throttle state of one aggregation key (see ``rules.window_key``)."""
+    """Throttle state of one aggregation key (see ``rules.window_key``).
+
+    ``mentions`` are those the events waiting in the window earned, each once, in
+    the order first earned: the digest that ends the window stands for all of
+    those events, so it carries all of their mentions, not only the last one's.
+    """
 
     last_sent: float | None = None
     pending: int = 0
     pending_since: float | None = None
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,20 +74,20 @@ class NewItem:
     room_id: str
     event: Mapping[str, Any]
     count: int = 1
-    mention: str | None = None
+    mentions: tuple[str, ...] = ()
     since: float | None = None  # a digest: when the first event it stands for came
 
 
 @dataclass(frozen=True)
 class WindowUpdate:
-    """A throttle window to store; ``last_event`` None keeps the stored one."""
+    """A throttle window to store (its mentions with it); ``last_event`` None keeps
+    the stored one."""
 
     key: str
     uid: str
     window: Window
     due_at: float | None
     last_event: Mapping[str, Any] | None = None
-    mention: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,6 @@ class StoredWindow:
     uid: str
     window: Window
     last_event: Mapping[str, Any] | None
-    mention: str | None
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ class Item:
     room_id: str
     event: Mapping[str, Any]
     count: int
-    mention: str | None
+    mentions: tuple[str, ...]
     created_at: float
     next_attempt_at: float
     attempts: int

@@ -119,7 +119,7 @@ class SqliteBatch:
                     item.room_id,
                     _json(item.event),
                     item.count,
-                    item.mention,
+                    _mentions_text(item.mentions),
                     now,
                     now,
                     item.since,
@@ -144,9 +144,9 @@ class SqliteBatch:
 
     def window(self, key: str) -> Window:
         row = self._db.execute(
-            "SELECT last_sent, pending, pending_since FROM windows WHERE key = ?", (key,)
+            "SELECT last_sent, pending, pending_since, mention FROM windows WHERE key = ?", (key,)
         ).fetchone()
-        return Window(*row) if row else Window()
+        return _window(*row) if row else Window()
 
     def save_window(self, update: WindowUpdate) -> None:
         window = update.window
@@ -157,8 +157,7 @@ class SqliteBatch:
             "pending = excluded.pending, pending_since = excluded.pending_since, "
             "due_at = excluded.due_at, "
             "last_event = coalesce(excluded.last_event, windows.last_event), "
-            "mention = CASE WHEN excluded.last_event IS NULL THEN windows.mention "
-            "ELSE excluded.mention END",
+            "mention = excluded.mention",
             (
                 update.key,
                 update.uid,
@@ -167,7 +166,7 @@ class SqliteBatch:
                 window.pending_since,
                 update.due_at,
                 None if update.last_event is None else _json(update.last_event),
-                update.mention,
+                _mentions_text(window.mentions),
             ),
         )
 
@@ -179,9 +178,34 @@ def _json(value: Mapping[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _mentions_text(mentions: Sequence[str]) -> str | None:
+    """Mentions as the ``mention`` column keeps them: a JSON list, NULL for none."""
+    return json.dumps(list(mentions)) if mentions else None
+
+
+def _mentions(text: str | None) -> tuple[str, ...]:
+    """The ``mention`` column read back. Before it held a JSON list it held one text,
+    the targets separated by spaces; files written then still read: a target is
+    ``@`` and no space, so a list is the only value that starts with ``[``."""
+    if not text:
+        return ()
+    if text.startswith("["):
+        return tuple(str(m) for m in json.loads(text))
+    return tuple(text.split())
+
+
+def _window(
+    last_sent: float | None, pending: int, since: float | None, mention: str | None
+) -> Window:
+    """A stored window. With nothing waiting it has earned no mention: files of the
+    one-text form kept the last mention after the window sent, and it was delivered."""
+    return Window(last_sent, pending, since, _mentions(mention) if pending else ())
+
+
 def _item(row: Sequence[Any]) -> Item:
     values = list(row)
     values[3] = json.loads(values[3])
+    values[5] = _mentions(values[5])
     return Item(*values)
 
 
@@ -310,7 +334,7 @@ class Outbox:
         )
         return [
             StoredWindow(
-                key, uid, Window(last_sent, pending, since), json.loads(ev) if ev else None, m
+                key, uid, _window(last_sent, pending, since, m), json.loads(ev) if ev else None
             )
             for key, uid, last_sent, pending, since, ev, m in rows
         ]

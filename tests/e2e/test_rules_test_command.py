@@ -35,8 +35,19 @@ def test_a_payments_error_notifies_with_its_mention_and_the_message(tmp_path: Pa
         "  mentions: @payments",
         "  trigger:  group, from a fresh state: queued for 2 room(s)",
     ]
-    body = json.loads("\n".join(lines[5:-1]))
-    assert body["message"].startswith("@payments\nError in checkout: KeyError")
+    assert lines[4:8] == [
+        "  each action, top down:",
+        '    actions[0] submit on any attribute, regex ".*": matched "payments" in '
+        'team="payments" (characters 1-8)',
+        '    actions[1] filter on environment, regex "^staging$": no match in '
+        'environment="production"',
+        '    actions[2] mention @payments on team, regex "^payments$": matched "payments" in '
+        'team="payments" (characters 1-8)',
+    ]
+    start = lines.index("  HipChat would receive (POST /v2/room/{id}/notification):")
+    body = json.loads("\n".join(lines[start + 1 : -1]))
+    # The fingerprint is new from a fresh state, so the message says so.
+    assert body["message"].startswith("@payments\nNew error in checkout: KeyError")
     assert (body["color"], body["notify"], body["message_format"]) == ("red", True, "text")
 
 
@@ -48,6 +59,39 @@ def test_a_staging_error_is_filtered_and_exits_1(tmp_path: Path) -> None:
         f"  actions:  decided by actions[1] (filter) at {EXAMPLES}/integrations.yaml:32:9",
         "  mentions: none",
         "  trigger:  group, from a fresh state: filtered by actions[1]",
+    ]
+
+
+UNANCHORED = """\
+version: 1
+integrations:
+  - uid: nyc
+    project: checkout
+    name: NYC only
+    hipchat:
+      endpoint: https://hipchat.example.com
+      rooms: [{id: 1, token: {env: HIPCHAT_T}}]
+    actions:
+      - {action: filter, attribute: "*", regex: ".*"}
+      - {action: submit, attribute: datacenter, regex: "nyc"}
+      - {action: submit, attribute: owner, regex: "x"}
+"""
+
+
+def test_the_matched_part_shows_what_an_unanchored_regex_found(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "nyc.yaml").write_text(UNANCHORED)
+    event = write_event(tmp_path, datacenter="east-nyc2", team="a")
+    result = run_syncd(
+        "rules", "test", "--config", str(tmp_path / "config"), "--event", event, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[5:8] == [
+        '    actions[0] filter on any attribute, regex ".*": matched "east-nyc2" in '
+        'datacenter="east-nyc2" (characters 1-9)',
+        '    actions[1] submit on datacenter, regex "nyc": matched "nyc" in '
+        'datacenter="east-nyc2" (characters 6-8)',
+        '    actions[2] submit on owner, regex "x": no match: the event has no attribute owner',
     ]
 
 

@@ -139,6 +139,77 @@ def test_fingerprints_and_windows_persist(tmp_path: Path, clock: Clock) -> None:
     assert again.due_windows(now=69.0) == []
 
 
+def test_mentions_are_kept_as_a_list_and_a_sent_window_forgets_them(box: Outbox) -> None:
+    with box.batch() as batch:
+        batch.enqueue(
+            [NewItem("a", "1", {}, mentions=("@ops", "@pay")), NewItem("a", "1", {})], 0.0
+        )
+        pending = Window(10.0, 2, 11.0, ("@ops", "@pay"))
+        batch.save_window(WindowUpdate("k", "a", pending, 70.0, {"e": 1}))
+    assert [i.mentions for i in box.items()] == [("@ops", "@pay"), ()]
+    with box.batch() as batch:
+        assert batch.window("k") == pending
+    (due,) = box.due_windows(now=70.0)
+    assert due.window.mentions == ("@ops", "@pay")
+    with box.batch() as batch:  # the window sends: what it aggregated is gone with it
+        batch.save_window(WindowUpdate("k", "a", Window(last_sent=70.0), None))
+        assert batch.window("k") == Window(last_sent=70.0)
+
+
+# The tables as syncd wrote them when an item and a window held one mention text.
+ONE_MENTION_TABLES = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY, uid TEXT NOT NULL, room_id TEXT NOT NULL, event TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1, mention TEXT, created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending', lease_until REAL, reason TEXT, finished_at REAL,
+    since REAL
+);
+CREATE TABLE fingerprints (
+    project TEXT NOT NULL, fingerprint TEXT NOT NULL, first_seen REAL NOT NULL,
+    PRIMARY KEY (project, fingerprint)
+) WITHOUT ROWID;
+CREATE TABLE windows (
+    key TEXT PRIMARY KEY, uid TEXT NOT NULL, last_sent REAL, pending INTEGER NOT NULL DEFAULT 0,
+    pending_since REAL, due_at REAL, last_event TEXT, mention TEXT
+) WITHOUT ROWID;
+"""
+
+
+def test_an_outbox_written_with_one_mention_text_reads_as_lists(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "outbox.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(ONE_MENTION_TABLES)
+    conn.executemany(
+        "INSERT INTO outbox (uid, room_id, event, mention, created_at, next_attempt_at) "
+        "VALUES ('a', ?, '{}', ?, 0, 0)",
+        [("1", "@payments"), ("2", "@payments @ops"), ("3", None)],
+    )
+    conn.executemany(
+        "INSERT INTO windows (key, uid, last_sent, pending, pending_since, due_at, last_event, "
+        "mention) VALUES (?, 'a', 10.0, ?, ?, 70.0, '{\"e\": 1}', ?)",
+        [("waiting", 2, 11.0, "@payments @ops"), ("sent", 0, None, "@stale")],
+    )
+    conn.commit()
+    conn.close()
+    box = Outbox(path, clock=clock)
+    assert [i.mentions for i in box.items()] == [("@payments",), ("@payments", "@ops"), ()]
+    # A window that already sent kept its last mention text; it is not earned again.
+    windows = {w.key: w.window.mentions for w in box.due_windows(now=70.0)}
+    assert windows == {"waiting": ("@payments", "@ops"), "sent": ()}
+    with box.batch() as batch:
+        assert batch.window("sent").mentions == ()
+        batch.enqueue([NewItem("a", "1", {}, mentions=("@ops",))], clock.now)
+    assert [i.mentions for i in claim(box, limit=3, lease=30)] == [
+        ("@payments",),
+        ("@payments", "@ops"),
+        (),
+    ]
+    assert box.items()[-1].mentions == ("@ops",)
+
+
 def test_rollback_on_error_leaves_nothing(box: Outbox) -> None:
     with pytest.raises(RuntimeError), box.batch() as batch:
         batch.enqueue([NewItem("a", "1", {})], 0.0)

@@ -79,9 +79,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     registry = Registry()
     outbox = Outbox(tmp_path / "outbox.db", clock=lambda: time.time())
     client = HipChatClient(backoff_base=0.01, backoff_cap=0.05)
-    dispatcher = Dispatcher(
-        outbox, registry, client, DispatchConfig(workers=2, idle_poll=0.05, hold_stopped=0.05)
-    )
+    dispatcher = Dispatcher(outbox, registry, client, DispatchConfig(workers=2, idle_poll=0.05, hold_stopped=0.05))
     ingest = Ingest(outbox, registry, clock=lambda: time.time(), on_enqueued=dispatcher.wake)
     (tmp_path / "config").mkdir()
     rig = Rig(server, registry, outbox, ingest, dispatcher, tmp_path / "config")
@@ -100,6 +98,18 @@ def test_group_notifies_once_per_fingerprint(rig: Rig) -> None:
     rig.server.wait_for_messages(2)
     texts = rig.texts()
     assert len(texts) == 2 and all("KeyError" in t for t in texts)
+
+
+def test_a_group_syncd_finds_new_is_titled_new_error(rig: Rig) -> None:
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n"))
+    rig.dispatcher.start()
+    assert rig.send(event("fp1"), event("fp1"), event("fp2", new_group=False)) == 3
+    rig.server.wait_for_messages(3)
+    assert [t.split(" in shop")[0] for t in rig.texts()] == [
+        "<b>New error",  # no flag: syncd's fingerprint store found it new
+        "<b>Error",  # seen before
+        "<b>Error",  # the sender said it was not new
+    ]
 
 
 def test_new_group_flag_overrides_the_store(rig: Rig) -> None:
@@ -143,6 +153,29 @@ def test_frequency_aggregates_and_flushes_with_the_count(rig: Rig) -> None:
     assert str(digest.body["message"]).endswith(
         "and 3 more occurrences of this error since 2026-11-26T12:00:30Z"
     )
+
+
+def test_a_digest_mentions_everyone_its_events_earned(rig: Rig) -> None:
+    actions = (
+        "    actions:\n"
+        '      - {action: mention, attribute: team, regex: "^payments$", target: "@payments"}\n'
+        '      - {action: mention, attribute: env, regex: "^prod$", target: "@ops"}\n'
+    )
+    rig.apply(
+        integration("a", rig.server.url, actions + "    trigger: {event: trace, frequency: 5m}\n")
+    )
+    with freeze_time("2026-11-26 12:00:00") as clock:
+        assert rig.send(event()) == 1
+        for attributes in ({"env": "prod"}, {"team": "payments"}, {"team": "core"}):
+            clock.tick(30)
+            assert rig.send(event(attributes=attributes)) == 0
+        clock.tick(300)
+        assert rig.ingest.flush_due() == 1
+    rig.dispatcher.start()
+    first, digest = rig.server.wait_for_messages(2)
+    assert first.body["message_format"] == "html"
+    # The last event earned nothing; the digest carries what the others earned.
+    assert str(digest.body["message"]).splitlines()[0] == "@ops @payments"
 
 
 def test_threshold_fires_inside_the_window(rig: Rig) -> None:

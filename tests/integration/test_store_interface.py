@@ -29,9 +29,8 @@ class MemoryBatch:
     def save_window(self, update: WindowUpdate) -> None:
         old = self.store.windows.get(update.key)
         last_event = update.last_event or (old.last_event if old else None)
-        mention = update.mention if update.last_event else (old.mention if old else None)
         self.store.windows[update.key] = StoredWindow(
-            update.key, update.uid, update.window, last_event, mention
+            update.key, update.uid, update.window, last_event
         )
         self.store.due[update.key] = update.due_at
 
@@ -50,7 +49,7 @@ class MemoryBatch:
                     new.room_id,
                     new.event,
                     new.count,
-                    new.mention,
+                    new.mentions,
                     now,
                     now,
                     0,
@@ -89,6 +88,8 @@ integrations:
       rooms:
         - {id: 1, token: {env: HIPCHAT_T}}
         - {id: 2, token: {env: HIPCHAT_T}}
+    actions:
+      - {action: mention, attribute: team, regex: "^pay$", target: "@pay"}
     trigger: {event: trace, frequency: 1m}
 """
 
@@ -103,9 +104,16 @@ def test_ingest_and_flush_run_on_a_store_of_another_kind(tmp_path: Path) -> None
     ingest = Ingest(store, registry, clock=lambda: now[0])  # type: ignore[arg-type]
     event = {"project": "shop", "fingerprint": "fp", "timestamp": "2026-11-26T12:00:00Z"}
 
+    paid = {**event, "attributes": {"team": "pay"}}
+
     assert ingest.submit([event]).notifications == 2
-    assert ingest.submit([event, event]).notifications == 0
+    assert ingest.submit([paid, event]).notifications == 0
     assert ingest.flush_due() == 0
     now[0] += 60
     assert ingest.flush_due() == 2
-    assert [(i.room_id, i.count) for i in store.queue] == [("1", 1), ("2", 1), ("1", 2), ("2", 2)]
+    assert [(i.room_id, i.count, i.mentions) for i in store.queue] == [
+        ("1", 1, ()),
+        ("2", 1, ()),
+        ("1", 2, ("@pay",)),
+        ("2", 2, ("@pay",)),
+    ]

@@ -46,9 +46,25 @@ def test_an_application_card_from_the_event() -> None:
             {"label": "version", "value": {"label": "1.2"}},
             {"label": "team", "value": {"label": "payments"}},
             {"label": "long", "value": {"label": "v" * 49 + "…"}},
-            {"label": "host", "value": {"label": "web-1"}},
+            {"label": "hostname", "value": {"label": "web-1"}},
         ],
     }
+
+
+def test_the_card_shows_the_hostname_as_the_message_does() -> None:
+    def labels(display: Display, **fields: Any) -> list[tuple[str, str]]:
+        card = render_card(event(**fields), replace(OPS, display=display))
+        return [(a["label"], a["value"]["label"]) for a in card.get("attributes", [])]
+
+    assert labels(Display(attributes=False)) == []
+    assert labels(Display(attribute_list=("team",))) == [("team", "payments")]
+    assert labels(Display(attribute_list=("hostname", "team"))) == [
+        ("hostname", "web-1"),
+        ("team", "payments"),
+    ]
+    named = {"hostname": "web-3", "team": "payments"}
+    assert labels(Display(), attributes=named) == [("hostname", "web-3"), ("team", "payments")]
+    assert labels(Display(include_hostname=False), attributes=named) == [("team", "payments")]
 
 
 def test_the_display_settings_and_attribute_list_apply() -> None:

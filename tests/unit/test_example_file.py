@@ -54,9 +54,9 @@ def test_checkout_every_new_error_group_goes_to_the_ops_room_red_and_loud(
 ) -> None:
     checkout = of(example, "checkout")
     routed = route(checkout, event("checkout", environment="production"))
-    assert [(i.uid, i.room_id, i.mention) for i in routed.items] == [
-        ("checkout-ops", "1234567", None),
-        ("checkout-ops", "Checkout War Room", None),
+    assert [(i.uid, i.room_id, i.mentions) for i in routed.items] == [
+        ("checkout-ops", "1234567", ()),
+        ("checkout-ops", "Checkout War Room", ()),
     ]
     message = render_message(routed.items[0].event, checkout[0])
     assert (message.color, message.notify) == ("red", True)
@@ -66,7 +66,7 @@ def test_checkout_every_new_error_group_goes_to_the_ops_room_red_and_loud(
 def test_checkout_payment_errors_mention_the_payments_team(example: ConfigSet) -> None:
     checkout = of(example, "checkout")
     routed = route(checkout, event("checkout", team="payments"))
-    assert {i.mention for i in routed.items} == {"@payments"}
+    assert {i.mentions for i in routed.items} == {("@payments",)}
     message = render_message(routed.items[0].event, checkout[0], ["@payments"])
     assert message.text.startswith("@payments")
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from typing import Any
@@ -74,9 +75,44 @@ def test_html_message_shows_every_section_escaped_in_order() -> None:
     assert "ValueError, &lt;Checkout&gt;" in text
     assert "<b>team</b>: a&amp;b" in text
     assert '<a href="https://errors.example.com/e/1?a=1&amp;b=2">' in text
-    order = [text.index(s) for s in ("Classifiers", "Callstack", "Attributes", "Host:", "<a ")]
+    shown = ("Classifiers", "Callstack", "Attributes", "<b>hostname</b>: web-1", "<a ")
+    order = [text.index(s) for s in shown]
     assert order == sorted(order)
     assert_well_formed_html(text)
+
+
+def text_of(display: Display, **changes: Any) -> str:
+    fmt = {"message_format": "text"}
+    return render_message(event(**changes), integration(display=display, hipchat=fmt)).text
+
+
+def test_the_hostname_is_one_more_attribute_shown_once() -> None:
+    assert "Host:" not in text_of(Display())
+    assert text_of(Display()).count("web-1") == 1
+    assert text_of(Display()).endswith("datacenter: nyc\nhostname: web-1\n" + event()["href"])
+    # An attribute named hostname is the host: shown once, in the event's order.
+    named = text_of(Display(), attributes={"hostname": "web-3", "team": "a"})
+    assert "Attributes:\nhostname: web-3\nteam: a\n" in named
+    assert "web-1" not in named
+
+
+def test_the_hostname_shows_only_where_attributes_show_and_the_list_admits_it() -> None:
+    assert "web-1" not in text_of(Display(attributes=False))
+    assert "web-1" not in text_of(Display(attribute_list=("team",)))
+    listed = text_of(Display(attribute_list=("hostname", "team")))
+    assert "Attributes:\nhostname: web-1\nteam: a&b\n" in listed
+    bare = text_of(Display(attribute_list=("hostname",)), attributes={})
+    assert "Attributes:\nhostname: web-1\n" in bare
+
+
+def test_include_hostname_false_hides_the_field_and_an_attribute_named_hostname() -> None:
+    for display in (
+        Display(include_hostname=False),
+        Display(include_hostname=False, attribute_list=("hostname", "team")),
+    ):
+        text = text_of(display, attributes={"hostname": "web-3", "team": "a"})
+        assert "web-1" not in text and "web-3" not in text and "hostname" not in text
+        assert "team: a" in text
 
 
 def test_callstack_shows_the_top_ten_frames_and_counts_the_rest() -> None:
@@ -212,6 +248,62 @@ def test_a_message_over_the_limit_is_cut_and_marked() -> None:
     assert "and 4 more new error groups since 2024-05-01T11:55:00Z" in msg.text
     assert '<a href="https://errors.example.com/e/1?a=1&amp;b=2">' in msg.text
     assert_well_formed_html(msg.text)
+
+
+def sections_of(text: str) -> dict[str, str]:
+    """A text message's sections by title, each up to the next one."""
+    titles = ("Classifiers:", "Callstack:", "Attributes:", "and ")
+    at = sorted((text.index(t), t) for t in titles if t in text)
+    ends = [start for start, _ in at[1:]] + [len(text)]
+    return {title: text[start:end] for (start, title), end in zip(at, ends, strict=True)}
+
+
+LONG = {
+    "classifiers": [f"C{n:03}" + "c" * 196 for n in range(100)],
+    "callstack": [f"frame {n} " + "f" * 490 for n in range(10)],
+    "attributes": {f"attr{n:03}": "v" * 900 for n in range(100)},
+}
+
+
+def test_every_shown_section_keeps_a_share_of_a_long_message() -> None:
+    text = text_of(Display(include_hostname=False), **LONG)
+    assert length(text) <= MAX_MESSAGE_CHARS
+    parts = sections_of(text)
+    # 100 classifiers alone are twice the limit; the others still get a third each.
+    for title in ("Classifiers:", "Callstack:", "Attributes:"):
+        assert 3_000 < length(parts[title]) < 3_500, title
+    assert "C000" in parts["Classifiers:"] and "frame 0 " in parts["Callstack:"]
+    assert "attr000: v" in parts["Attributes:"]
+    assert text.endswith("\n" + ELLIPSIS)
+
+
+def test_a_section_that_needs_less_than_its_share_gives_the_rest_to_the_others() -> None:
+    short = ["charge() at pay.py:42", "main() at app.py:1"]
+    text = text_of(Display(include_hostname=False), **{**LONG, "callstack": short})
+    parts = sections_of(text)
+    assert parts["Callstack:"] == "Callstack:\ncharge() at pay.py:42\nmain() at app.py:1\n"
+    for title in ("Classifiers:", "Attributes:"):
+        assert 4_500 < length(parts[title]) < 5_000, title
+
+
+def test_a_cut_is_logged_with_how_much_and_never_the_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="syncd.hipchat.render")
+    render_message(event(), integration())
+    assert caplog.records == []
+    msg = render_message(event(**LONG), integration())
+    (record,) = caplog.records
+    assert record.levelno == logging.DEBUG
+    said = record.getMessage()
+    found = re.fullmatch(
+        r"checkout-ops: message cut by (\d+) characters to (\d+) "
+        r"\(sections shortened: classifiers, callstack, attributes\)",
+        said,
+    )
+    assert found, said
+    assert int(found[2]) == length(msg.text) and int(found[1]) > 100_000
+    assert "ccc" not in said and "vvv" not in said and "web-1" not in said
 
 
 def test_a_small_limit_is_honoured_and_a_tiny_one_refused() -> None:

@@ -51,6 +51,19 @@ def test_a_new_group_queues_one_item_per_room() -> None:
     assert result.windows == ()
 
 
+def test_the_new_group_decision_is_kept_on_the_event_queued_and_aggregated() -> None:
+    """The message is rendered from the stored event, so syncd's own decision (from
+    its fingerprint store) must be on it, as a sender's ``new_group`` would be."""
+    assert {i.event["new_group"] for i in route([integration()]).items} == {True}
+    trace = integration(trigger={"event": "trace", "frequency": "5m"})
+    (sent,) = {i.event["new_group"] for i in route([trace], new_group=False).items}
+    assert sent is False
+    (key,) = window_keys([Judged(trace)], "fp", new_group=True)
+    held = route([trace], windows={key: Window(last_sent=900.0)})
+    (update,) = held.windows
+    assert update.last_event is not None and update.last_event["new_group"] is True
+
+
 def test_a_known_group_queues_nothing_unless_the_trigger_is_trace() -> None:
     assert route([integration()], new_group=False).items == ()
     trace = integration(trigger={"event": "trace"})
@@ -88,7 +101,7 @@ def test_a_mention_rides_on_every_item() -> None:
         actions=[{"action": "mention", "attribute": "team", "regex": "^pay$", "target": "@pay"}]
     )
     result = route([mention], attributes={"team": "pay"})
-    assert {i.mention for i in result.items} == {"@pay"}
+    assert {i.mentions for i in result.items} == {("@pay",)}
 
 
 def test_inside_the_frequency_window_events_aggregate_and_the_window_is_stored() -> None:
@@ -117,16 +130,73 @@ def test_only_throttled_candidates_need_a_stored_window() -> None:
     assert window_keys([Judged(plain), Judged(group)], "fp", new_group=True) == ["group\0"]
 
 
-def test_a_due_window_sends_what_aggregated_with_the_last_events_mention() -> None:
+def test_a_due_window_sends_what_aggregated_with_every_mention_it_earned() -> None:
     throttled = integration(rooms=1, trigger={"event": "trace", "frequency": "5m"})
-    due = StoredWindow("k", "ops", Window(700.0, 4, 710.0), event(), "@pay")
+    due = StoredWindow("k", "ops", Window(700.0, 4, 710.0, ("@ops", "@pay")), event())
     result = route_flush(due, throttled, now=1000.0)
-    assert [(i.count, i.mention) for i in result.items] == [(4, "@pay")]
+    assert [(i.count, i.mentions) for i in result.items] == [(4, ("@ops", "@pay"))]
     assert result.windows[0].window == Window(last_sent=1000.0)
 
 
+PAY = {"action": "mention", "attribute": "team", "regex": "^pay$", "target": "@pay"}
+OPS = {"action": "mention", "attribute": "env", "regex": "^prod$", "target": "@ops"}
+
+
+def test_a_digest_carries_every_mention_its_events_earned_once_in_first_earned_order() -> None:
+    throttled = integration(
+        rooms=1, actions=[PAY, OPS], trigger={"event": "trace", "frequency": "5m"}
+    )
+    (key,) = window_keys([Judged(throttled)], "fp", new_group=False)
+    windows = {key: Window(last_sent=900.0)}
+    earned = ({"env": "prod"}, {"team": "pay"}, {}, {"team": "pay", "env": "prod"})
+    for now, attributes in enumerate(earned, start=1000):
+        result = route(
+            [throttled], new_group=False, windows=windows, now=now, attributes=attributes
+        )
+        assert result.items == ()
+        (update,) = result.windows
+        windows = {key: update.window}
+    assert update.last_event is not None
+    due = StoredWindow(key, "ops", windows[key], update.last_event)
+    (digest,) = route_flush(due, throttled, now=1200.0).items
+    # The last event earned @pay then @ops; the digest keeps the order they were first earned.
+    assert (digest.count, digest.mentions) == (4, ("@ops", "@pay"))
+
+
+def test_a_send_that_ends_a_window_carries_its_pending_mentions_then_its_own() -> None:
+    throttled = integration(
+        rooms=1, actions=[PAY, OPS], trigger={"event": "trace", "frequency": "5m"}
+    )
+    (key,) = window_keys([Judged(throttled)], "fp", new_group=False)
+    missed = Window(last_sent=0.0, pending=2, pending_since=10.0, mentions=("@ops",))
+    result = route(
+        [throttled],
+        new_group=False,
+        windows={key: missed},
+        now=5000.0,
+        attributes={"team": "pay", "env": "prod"},
+    )
+    assert [(i.count, i.mentions) for i in result.items] == [(3, ("@ops", "@pay"))]
+    assert result.windows[0].window == Window(last_sent=5000.0)
+
+
+def test_two_integrations_never_share_a_window_or_its_mentions() -> None:
+    group = {"event": "group", "frequency": "5m"}
+    loud = integration("loud", rooms=1, actions=[PAY], trigger=group)
+    quiet = integration("quiet", rooms=1, trigger=group)
+    evt = event(attributes={"team": "pay"})
+    keys = window_keys(judge(evt, [loud, quiet]), "fp", new_group=True)
+    assert len(set(keys)) == 2
+    windows = {key: Window(last_sent=900.0) for key in keys}
+    result = route([loud, quiet], windows=windows, attributes={"team": "pay"})
+    assert [(u.key, u.uid, u.window.mentions) for u in result.windows] == [
+        (keys[0], "loud", ("@pay",)),
+        (keys[1], "quiet", ()),
+    ]
+
+
 def test_a_window_of_a_removed_or_unthrottled_integration_is_dropped() -> None:
-    due = StoredWindow("k", "ops", Window(700.0, 4, 710.0), event(), None)
+    due = StoredWindow("k", "ops", Window(700.0, 4, 710.0), event())
     assert route_flush(due, None, now=1000.0) == Routing(drop=("k",))
     assert route_flush(due, integration(), now=1000.0) == Routing(drop=("k",))
 

@@ -9,8 +9,10 @@ from freezegun import freeze_time
 from syncd.config.model import Action, Integration, Trigger, integration_from_data
 from syncd.events.rules import (
     EMPTY,
+    Match,
     due_at,
     evaluate_actions,
+    find_match,
     flush,
     is_candidate,
     on_event,
@@ -32,7 +34,7 @@ def test_the_last_matching_submit_or_filter_decides() -> None:
     rules = [F, NYC, PAY]
     assert not evaluate_actions(rules, {"datacenter": "sfo"}).notify
     nyc = evaluate_actions(rules, {"datacenter": "nyc"})
-    assert nyc.notify and nyc.mention is None and nyc.rule == 1
+    assert nyc.notify and nyc.mentions == () and nyc.rule == 1
     assert not evaluate_actions([NYC, F], {"datacenter": "nyc"}).notify
 
 
@@ -53,13 +55,27 @@ def test_every_matching_mention_adds_its_target_in_order_each_once() -> None:
     rules = [PAY, ops, Action("mention", "*", ".", "@payments")]
     verdict = evaluate_actions(rules, {"team": "payments", "env": "prod"})
     assert verdict.mentions == ("@payments", "@ops")
-    assert verdict.mention == "@payments @ops"
 
 
 def test_regex_is_searched_not_anchored() -> None:
     rule = [Action("filter", "env", "stag")]
     assert not evaluate_actions(rule, {"env": "pre-staging"}).notify
     assert evaluate_actions(rule, {"other": "staging"}).notify
+
+
+def test_a_match_says_which_attribute_and_which_part_of_its_value() -> None:
+    attributes = {"env": "prod", "datacenter": "nyc2"}
+    assert find_match(Action("submit", "datacenter", "nyc"), attributes) == Match(
+        "datacenter", "nyc2", 0, 3
+    )
+    assert find_match(Action("submit", "datacenter", "^nyc$"), attributes) is None
+    assert find_match(Action("submit", "missing", ""), attributes) is None
+    # "*": the first attribute, in the event's order, whose value matches.
+    assert find_match(Action("filter", "*", "[0-9]"), attributes) == Match(
+        "datacenter", "nyc2", 3, 4
+    )
+    # "*" on an event without attributes searches one empty value.
+    assert find_match(F, {}) == Match(None, "", 0, 0)
 
 
 def test_any_attribute_on_an_event_without_attributes() -> None:
@@ -121,6 +137,26 @@ def test_an_event_after_a_missed_flush_carries_the_aggregated_count() -> None:
     window = Window(last_sent=0.0, pending=4, pending_since=10.0)
     decision = on_event(trigger, window, 500.0, candidate=True)
     assert (decision.kind, decision.count) == ("send", 5)
+
+
+def test_a_window_keeps_every_mention_its_events_earned_until_it_sends() -> None:
+    trigger = Trigger("trace", frequency=60, threshold=4)
+    window = on_event(trigger, EMPTY, 0.0, candidate=True, mentions=("@first",)).window
+    assert window.mentions == ()  # the first event was sent with its own mention
+    for now, earned in ((1.0, ("@ops",)), (2.0, ()), (3.0, ("@pay", "@ops"))):
+        window = on_event(trigger, window, now, candidate=True, mentions=earned).window
+    assert window.mentions == ("@ops", "@pay")
+    sent = on_event(trigger, window, 4.0, candidate=True, mentions=("@db", "@pay"))
+    assert (sent.kind, sent.count, sent.mentions) == ("send", 4, ("@ops", "@pay", "@db"))
+    assert sent.window == Window(last_sent=4.0)
+
+
+def test_a_flush_sends_the_mentions_of_what_aggregated() -> None:
+    trigger = Trigger("group", frequency=60)
+    window = Window(last_sent=0.0, pending=2, pending_since=10.0, mentions=("@ops", "@pay"))
+    flushed = flush(trigger, window, 60.0)
+    assert (flushed.kind, flushed.count, flushed.mentions) == ("send", 2, ("@ops", "@pay"))
+    assert flushed.window.mentions == ()
 
 
 def test_window_keys() -> None:

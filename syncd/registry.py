@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import MappingProxyType
 
 from syncd.config.configset import Changes, ConfigSet
@@ -48,6 +49,13 @@ class Snapshot:
     def secrets(self) -> list[str]:
         return [t for n in self.notifiers.values() for t in n.tokens.values()]
 
+    @cached_property
+    def stopped(self) -> frozenset[str]:
+        """The integrations whose delivery is paused: their items wait unclaimed."""
+        return frozenset(
+            uid for uid, n in self.notifiers.items() if n.integration.state == "stopped"
+        )
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -66,6 +74,7 @@ class Outcome:
 
 Resolver = Callable[[SecretRef], str]
 Listener = Callable[[Plan, Snapshot], None]
+Watcher = Callable[[Snapshot], None]
 
 
 def _resolve_ref(ref: SecretRef) -> str:
@@ -85,6 +94,7 @@ class Registry:
         self._max_prune = max_prune
         self._clock = clock
         self._listeners = list(listeners)
+        self._watchers: list[Watcher] = []
         self._write = threading.Lock()
         self.snapshot = Snapshot()
         self.last_attempt: Outcome | None = None
@@ -94,7 +104,13 @@ class Registry:
         self.failures = 0
 
     def add_listener(self, listener: Listener) -> None:
+        """Called with each applied plan before readers can see the new set."""
         self._listeners.append(listener)
+
+    def add_watcher(self, watcher: Watcher) -> None:
+        """Called with each new set once readers see it: to wake whoever should now
+        find something in it (a listener, called before, would wake them too early)."""
+        self._watchers.append(watcher)
 
     def apply(
         self, config: ConfigSet, revision: str, *, source: str = "", reuse_tokens: bool = False
@@ -152,6 +168,11 @@ class Registry:
             except Exception:
                 log.exception("a registry listener failed")
         self.snapshot = snapshot
+        for watcher in self._watchers:
+            try:
+                watcher(snapshot)
+            except Exception:
+                log.exception("a registry watcher failed")
 
     def _resolve_all(
         self, integrations: Sequence[Integration], reused: Mapping[str, Mapping[str, str]]

@@ -24,7 +24,7 @@ from syncd.delivery.servers import Servers, server_of
 from syncd.hipchat.client import HipChatClient
 from syncd.hipchat.render import render_message
 from syncd.hipchat.wire import DeliveryResult, RoomTarget
-from syncd.registry import Notifier, Registry
+from syncd.registry import Notifier, Registry, Snapshot
 from syncd.store.contract import Item, Settle, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ class DispatchConfig:
     # A worker with nothing to wait for sleeps until woken; this long at most, so
     # that a lost wake costs a delay, not a stall.
     idle_wait: float = 30.0
-    hold_stopped: float = 30.0  # how often a stopped integration's head is looked at again
 
     @property
     def per_server(self) -> int:
@@ -84,6 +83,8 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._servers = Servers(self.config.per_server)
         self._timer: float | None = None  # the due time an idle worker sleeps until
+        self._stopped = registry.snapshot.stopped  # as the last set published said
+        registry.add_watcher(self.on_published)
         self._local = threading.local()
         self._failing = False
 
@@ -92,6 +93,19 @@ class Dispatcher:
             thread = threading.Thread(target=self._work, name=f"syncd-send-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def on_published(self, snapshot: Snapshot) -> None:
+        """A registry watcher: an integration enabled again is delivered at once,
+        its waiting rooms no longer passed over."""
+        released = self._stopped - snapshot.stopped
+        self._stopped = snapshot.stopped
+        if released:
+            self.wake()
+
+    def _passed_over(self, snapshot: Snapshot, now: float) -> frozenset[str]:
+        """Integrations whose server is full or resting, or whose delivery is stopped:
+        their items wait unclaimed, so a pause costs no attempt and no hold."""
+        return self._servers.skip(snapshot, now) | snapshot.stopped
 
     def wake(self, count: int | None = None) -> None:
         """Wake ``count`` idle workers (all when None): one per new item, not a herd."""
@@ -152,7 +166,7 @@ class Dispatcher:
     def _claim(self, settled: Settle | None) -> list[Item] | None:
         """Settle and claim; None when the outbox cannot be written (after a pause)."""
         try:
-            skip = self._servers.skip(self.registry.snapshot, self.clock())
+            skip = self._passed_over(self.registry.snapshot, self.clock())
             items = self.store.settle_and_claim(settled, 1, self.config.lease, skip)
         except Exception as exc:
             # A full disk fails every try alike: say so once, then wait between tries.
@@ -178,7 +192,7 @@ class Dispatcher:
         """
         now = self.clock()
         try:
-            due = self.store.next_due(self._servers.skip(self.registry.snapshot, now))
+            due = self.store.next_due(self._passed_over(self.registry.snapshot, now))
         except StoreError:
             due = None
         rest_ends = self._servers.rest_ends(now)
@@ -215,7 +229,8 @@ class Dispatcher:
         integration = notifier.integration
         now = self.clock()
         if integration.state == "stopped":
-            return Settle(item.id, "pending", "integration stopped", now + self.config.hold_stopped)
+            # Claimed as its integration was stopped: back in its place, unattempted.
+            return Settle(item.id, "pending", item.reason, item.next_attempt_at, attempted=False)
         if item.room_id not in notifier.tokens:
             return Settle(item.id, "cancelled", "room removed from the integration")
         token = notifier.tokens[item.room_id]

@@ -79,7 +79,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     registry = Registry()
     outbox = Outbox(tmp_path / "outbox.db", clock=lambda: time.time())
     client = HipChatClient(backoff_base=0.01, backoff_cap=0.05)
-    dispatcher = Dispatcher(outbox, registry, client, DispatchConfig(workers=2, idle_poll=0.05, hold_stopped=0.05))
+    dispatcher = Dispatcher(outbox, registry, client, DispatchConfig(workers=2, idle_poll=0.05))
     ingest = Ingest(outbox, registry, clock=lambda: time.time(), on_enqueued=dispatcher.wake)
     (tmp_path / "config").mkdir()
     rig = Rig(server, registry, outbox, ingest, dispatcher, tmp_path / "config")
@@ -208,11 +208,21 @@ def test_stopped_pauses_delivery_and_disabled_queues_nothing(rig: Rig) -> None:
     rig.dispatcher.start()
     numbered = [event(attributes={"n": str(n)}) for n in range(3)]
     assert rig.send(*numbered) == 3  # the disabled one queues nothing
-    wait_for(lambda: rig.outbox.items()[0].reason == "integration stopped")
+    # Woken by the new items, the workers pass the stopped integration's rooms over:
+    # nothing is claimed, held or counted (a hold was an attempt every 30 s).
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        assert all(i.state == "pending" and i.attempts == 0 for i in rig.outbox.items())
+        time.sleep(0.01)
     assert rig.server.messages == []
+    started = time.monotonic()
     rig.apply(integration("held", rig.server.url, trace), off)
-    rig.server.wait_for_messages(3)
+    # Enabled again: sent at once, not after a hold (it was up to 30 s).
+    rig.server.wait_for_messages(3, timeout=5)
+    assert time.monotonic() - started < 5
     assert [t.split("<b>n</b>: ")[1][:1] for t in rig.texts()] == ["0", "1", "2"]
+    # The pause was never an attempt.
+    assert [i.attempts for i in rig.outbox.items()] == [1, 1, 1]
 
 
 def test_a_disabled_integrations_pending_notifications_are_cancelled(rig: Rig) -> None:

@@ -17,6 +17,7 @@ import select
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -27,7 +28,7 @@ from syncd.config.filecache import ConfigLoader
 from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.delivery.dispatch import DEFAULT_WORKERS, DispatchConfig, Dispatcher
 from syncd.delivery.housekeeping import Housekeeping
-from syncd.errors import Failure, UsageError
+from syncd.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Failure, UsageError
 from syncd.events.ingest import Ingest
 from syncd.hipchat.client import (
     DEFAULT_BACKOFF_BASE,
@@ -280,7 +281,12 @@ class Daemon:
         self.state_dir.release()
 
 
-def install_signals(daemon: Daemon, notify: systemd.ServiceManager) -> None:
+def install_signals(daemon: Daemon, notify: systemd.ServiceManager) -> Callable[[], int]:
+    """Handlers for SIGHUP (reload), SIGTERM and SIGINT (stop); returns the exit
+    status the stop earned: 0 for SIGTERM, a service manager's way to stop, and
+    130 for Ctrl-C, as a shell reports an interrupted command."""
+    stopped_by: list[int] = []
+
     def on_hup(signum: int, frame: FrameType | None) -> None:
         log.info("SIGHUP: reloading")
         notify.reloading("reloading configuration")
@@ -288,34 +294,41 @@ def install_signals(daemon: Daemon, notify: systemd.ServiceManager) -> None:
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         log.info("%s: stopping", signal.Signals(signum).name)
+        stopped_by.append(signum)
         daemon.stop()
+
+    def exit_status() -> int:
+        interrupted = stopped_by[:1] == [signal.SIGINT]
+        return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    return exit_status
 
 
 def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
-    """Run until SIGTERM; a configuration the daemon cannot start on raises UsageError."""
+    """Run until SIGTERM or SIGINT; a configuration the daemon cannot start on raises
+    UsageError."""
     # Everything the daemon writes (outbox, last-known-good copy) is private.
     os.umask(0o077)
     notify = systemd.ServiceManager()
     logs.setup(list, log_format)
     daemon = Daemon(config, notify=notify)
     logs.setup(lambda: daemon.registry.snapshot.secrets(), log_format)
-    install_signals(daemon, notify)
+    exit_status = install_signals(daemon, notify)
     first = daemon.start()
     if not first.ok:
         daemon.shutdown()
         log.error("no valid config to start on; fix the errors above")
-        return 1
+        return EXIT_FAILED
     notify.ready(daemon.status_line())
     try:
         _serve(daemon, notify)
     finally:
         notify.stopping("draining: finishing sends in flight")
         daemon.shutdown()
-    return 0
+    return exit_status()
 
 
 def _serve(daemon: Daemon, notify: systemd.ServiceManager) -> None:

@@ -46,6 +46,13 @@ def test_sigterm_exits_0_and_tokens_never_logged(daemon: tuple[Proc, Path]) -> N
     assert TOKEN not in log
 
 
+def test_ctrl_c_exits_130_as_a_shell_reports_it(daemon: tuple[Proc, Path]) -> None:
+    proc, _ = daemon
+    proc.popen.send_signal(signal.SIGINT)
+    assert proc.popen.wait(timeout=20) == 130
+    assert "SIGINT: stopping" in proc.log
+
+
 def test_startup_with_an_invalid_config_fails_fast(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(minimal("a").replace("1234567", "0"))
     proc = spawn(tmp_path, tmp_path / "state", env={"HIPCHAT_TOKEN": TOKEN})

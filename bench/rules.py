@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from host import machine  # noqa: E402
 
-from syncd.events import rules  # noqa: E402
 from syncd.config.configset import load_config_set  # noqa: E402
 from syncd.config.patterns import compile_pattern  # noqa: E402
+from syncd.events import rules  # noqa: E402
 from syncd.events.routing import judge  # noqa: E402
 
 ATTRIBUTES = [

@@ -24,7 +24,13 @@ DEFAULT_URL = "http://127.0.0.1:8514"
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the directory of integration files (*.yaml, *.yml, in subdirectories too)",
+    )
 
 
 def _add_plaintext(parser: argparse.ArgumentParser) -> None:
@@ -207,7 +213,10 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run = commands.add_parser(
         "run",
         help="run the daemon: watch the config dir and keep the registry reconciled",
-        description="Exit 0 after SIGTERM, 1 with no valid config to start on, "
+        description="Watch the config dir and apply each valid change (an invalid one keeps "
+        "the last-known-good set), take error events in over HTTP and deliver the "
+        "notifications to HipChat from a durable queue. Exit 0 after SIGTERM, 130 on "
+        "Ctrl-C, 1 with no valid config to start on, "
         "2 on a usage error (bad flag, busy port, unusable state dir).",
     )
     _add_config(run)
@@ -228,6 +237,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--workers",
         type=int,
+        metavar="N",
         default=default.workers,
         help="delivery threads, 1 to 256; one HipChat server gets at most half "
         f"(default {default.workers})",
@@ -311,7 +321,9 @@ def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Exit 0 when every room is OK, 1 when one is not, 2 on a config error.",
     )
     _add_config(test)
-    test.add_argument("--uid", action="append", default=[], help="only this integration")
+    test.add_argument(
+        "--uid", action="append", default=[], help="only this integration (repeatable)"
+    )
     test.add_argument("--send", action="store_true", help="also send a test notification")
     _add_plaintext(test)
     _add_exclude(test)
@@ -320,9 +332,9 @@ def _add_test(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from syncd.commands.demo import run
+    from syncd.commands.demo import run, write_tour
 
-    return run()
+    return write_tour(args.write_tour) if args.write_tour else run()
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -356,7 +368,7 @@ def _emit(args: argparse.Namespace) -> int:
         attributes=parse_attributes(args.attributes),
         optional={"hostname": args.hostname, "href": args.href, "new_group": args.new_group},
     )
-    return emit(args.url, event, token=_client_token(args))
+    return emit(args.url, event, token=_client_token(args), wait_ready=args.wait_ready)
 
 
 def _add_emit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -364,19 +376,51 @@ def _add_emit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "emit",
         help="send one error event to a running daemon",
         description="Post one event to POST /v1/events. The bearer token is read from "
-        "--token-file or SYNCD_INGEST_TOKEN. Exit 0 when accepted, 1 when refused, 2 on error.",
+        "--token-file or SYNCD_INGEST_TOKEN. Exit 0 when accepted for an integration; 1 when "
+        "refused, or accepted for a project no integration serves; 2 on a usage error or "
+        "when the daemon cannot be reached.",
     )
-    emit.add_argument("--project", required=True)
-    emit.add_argument("--fingerprint", required=True)
-    emit.add_argument("--timestamp", help="RFC 3339 (default: now)")
-    emit.add_argument("--classifier", action="append", default=[], dest="classifiers")
-    emit.add_argument("--frame", action="append", default=[], dest="callstack")
+    emit.add_argument("--project", required=True, help="the error-reporting project")
+    emit.add_argument("--fingerprint", required=True, help="the error group's fingerprint")
+    emit.add_argument("--timestamp", help="RFC 3339 with an offset (default: now)")
     emit.add_argument(
-        "--attribute", action="append", default=[], metavar="NAME=VALUE", dest="attributes"
+        "--classifier",
+        action="append",
+        default=[],
+        dest="classifiers",
+        help="an error class, such as KeyError (repeatable)",
     )
-    emit.add_argument("--hostname")
-    emit.add_argument("--href")
-    emit.add_argument("--new-group", action=argparse.BooleanOptionalAction, default=None)
+    emit.add_argument(
+        "--frame",
+        action="append",
+        default=[],
+        dest="callstack",
+        help="a callstack frame, innermost first (repeatable)",
+    )
+    emit.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        dest="attributes",
+        help="an attribute of the event (repeatable)",
+    )
+    emit.add_argument("--hostname", help="the host the error happened on")
+    emit.add_argument("--href", help="a link to the error in the error-reporting service")
+    emit.add_argument(
+        "--new-group",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="say whether the fingerprint is new (default: the daemon decides)",
+    )
+    emit.add_argument(
+        "--wait-ready",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for the daemon to be up and ready before sending "
+        "(default 0: send at once)",
+    )
     _add_url(emit)
     emit.set_defaults(handler=_emit)
 
@@ -406,6 +450,8 @@ def _add_outbox(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     outbox = commands.add_parser(
         "outbox",
         help="list a running daemon's dead letters (or queue), and send dead letters again",
+        description="Talk to a running daemon's outbox: `list` shows dead letters (or what "
+        "is still to send), `retry` queues dead letters again in their room's order.",
     )
     actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser(
@@ -426,7 +472,9 @@ def _add_outbox(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Exit 0 when dead letters were queued again, 1 when none matched, "
         "2 on a usage error or when the daemon could not be reached.",
     )
-    again.add_argument("ids", type=int, nargs="*", metavar="ID")
+    again.add_argument(
+        "ids", type=int, nargs="*", metavar="ID", help="dead letter ids, as outbox list shows"
+    )
     again.add_argument("--all-dead", action="store_true", help="every dead letter that matches")
     again.add_argument("--uid", help="with --all-dead: only this integration")
     again.add_argument("--room", help="with --all-dead: only this room")
@@ -447,7 +495,12 @@ def _rules_test(args: argparse.Namespace) -> int:
 
 
 def _add_rules(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    rules = commands.add_parser("rules", help="see what the Common Settings do with an event")
+    rules = commands.add_parser(
+        "rules",
+        help="see what the Common Settings do with an event",
+        description="Judge an event with the config's actions and trigger, as the daemon "
+        "would, without sending anything: `test` shows the verdict per integration.",
+    )
     actions = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
     test = actions.add_parser(
         "test",
@@ -459,7 +512,9 @@ def _add_rules(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     test.add_argument(
         "--event", required=True, metavar="FILE", help="one event as JSON (- for stdin)"
     )
-    test.add_argument("--uid", action="append", default=[], help="only this integration")
+    test.add_argument(
+        "--uid", action="append", default=[], help="only this integration (repeatable)"
+    )
     test.add_argument(
         "--seen-before",
         action="store_true",
@@ -496,7 +551,7 @@ def _add_hipchat_server(commands: argparse._SubParsersAction[argparse.ArgumentPa
         required=True,
         metavar="ID=TOKEN",
         dest="rooms",
-        help="a room and the token it accepts; repeat for more rooms",
+        help="a room and the token it accepts (repeatable, one per room)",
     )
     server.add_argument(
         "--latency", type=float, default=0.0, metavar="MS", help="delay every answer (default 0)"
@@ -513,7 +568,18 @@ def _add_hipchat_server(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
-        "demo", help="run the daemon on the shipped example against a local HipChat look-alike"
+        "demo",
+        help="run the daemon on the shipped example against a local HipChat look-alike",
+        description="Start the daemon in this process on the shipped example, against a "
+        "local HipChat-compatible server, send sample events and print what each room "
+        "received. Needs nothing else. Exit 0 when every notification was delivered.",
+    )
+    demo.add_argument(
+        "--write-tour",
+        type=Path,
+        metavar="DIR",
+        help="instead: write the by-hand tour's config (one integration, for "
+        "`syncd hipchat-server` on 127.0.0.1:8080) into DIR, and exit",
     )
     demo.set_defaults(handler=_demo)
 

@@ -69,6 +69,16 @@ def example_text() -> str:
     return resources.files("syncd").joinpath("examples", "integrations.yaml").read_text()
 
 
+def write_tour(directory: Path, out: Out = print) -> int:
+    """The by-hand tour's config, shipped in the package so the tour needs no checkout."""
+    shipped = resources.files("syncd").joinpath("examples", "tour", "tour.yaml")
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "tour.yaml"
+    target.write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    out(f"wrote {target}")
+    return 0
+
+
 def localize(text: str, endpoint: str) -> tuple[str, dict[str, str], dict[str, str]]:
     """The example pointed at ``endpoint``: its YAML, the env to set, room id -> token."""
     data = yaml.safe_load(text)
@@ -104,8 +114,14 @@ def _deliver(daemon: Daemon, server: HipChatServer, out: Out, timeout: float) ->
     out(f"syncd daemon:              {daemon.server.url}")
     out(f"integrations applied:      {names}")
     url = daemon.server.url + "/v1/events"
-    expected = requests.post(url, json=SAMPLE_EVENTS, timeout=10).json()["notifications"]
-    out(f"sent {len(SAMPLE_EVENTS)} sample events; {expected} notifications queued\n")
+    answer = requests.post(url, json=SAMPLE_EVENTS, timeout=10).json()
+    expected = answer["notifications"]
+    out(f"sent {len(SAMPLE_EVENTS)} sample events; {expected} notifications queued:")
+    # Why each event did or did not notify: the rules at work, not a fault.
+    for sent, result in zip(SAMPLE_EVENTS, answer["events"], strict=True):
+        out(f"  {sent['project']} {sent['classifiers'][0]} {sent['attributes']}:")
+        out("".join(f"    {why}\n" for why in result["why"]).rstrip("\n"))
+    out("")
     deadline = time.monotonic() + timeout
     while len(server.messages) < expected and time.monotonic() < deadline:
         time.sleep(0.05)

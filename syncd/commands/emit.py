@@ -44,11 +44,20 @@ def build_event(
     return event
 
 
-def emit(url: str, event: Mapping[str, object], *, token: str | None = None) -> int:
+def emit(
+    url: str, event: Mapping[str, object], *, token: str | None = None, wait_ready: float = 0.0
+) -> int:
     """Exit 0 when the daemon accepted the event for an integration, 1 when it refused
-    it or no integration serves the event's project."""
-    from syncd.commands.remote import emit as post
+    it or no integration serves the event's project.
 
+    ``wait_ready``: a daemon started a moment ago (a tour pasted as one block, a
+    script) is waited for, up to that many seconds, instead of failing at once.
+    """
+    from syncd.commands.remote import emit as post
+    from syncd.commands.remote import wait_ready as wait
+
+    if wait_ready > 0:
+        wait(url, wait_ready, token=token)
     status, answer = post(url, dict(event), token=token)
     if status != 202:
         _print_refusal(status, answer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -29,11 +30,37 @@ def emit(
     try:
         response = requests.post(url, json=event, headers=_auth(token), timeout=timeout)
     except requests.RequestException as exc:
-        raise EmitError(f"cannot reach {url}: {type(exc).__name__}") from None
+        raise EmitError(_unreachable(base_url, exc)) from None
     try:
         return response.status_code, response.json()
     except ValueError:
         raise EmitError(f"{url} answered {response.status_code} without JSON") from None
+
+
+def _unreachable(base_url: str, exc: requests.RequestException) -> str:
+    """What a newcomer needs when nothing answers: which daemon, and the likely cause."""
+    return (
+        f"cannot reach {base_url} ({type(exc).__name__}): is `syncd run` started and "
+        f"listening on {base_url}? (--wait-ready SECONDS waits for one starting up)"
+    )
+
+
+def wait_ready(
+    base_url: str, seconds: float, *, token: str | None = None, poll: float = 0.1
+) -> None:
+    """Return once ``/readyz`` answers 200; after ``seconds``, raise what the last try met."""
+    url = base_url.rstrip("/") + "/readyz"
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(url, headers=_auth(token), timeout=poll * 10).status_code == 200:
+                return
+            problem = f"{base_url} is up but not ready: no config applied yet"
+        except requests.RequestException as exc:
+            problem = _unreachable(base_url, exc)
+        if time.monotonic() >= deadline:
+            raise EmitError(f"{problem} (waited {seconds:g} s)")
+        time.sleep(poll)
 
 
 def _auth(token: str | None) -> dict[str, str]:

@@ -101,3 +101,6 @@ def test_demo_delivers_the_sample_events(tmp_path: Path) -> None:
     assert "3 of 3 notifications delivered." in result.stdout
     assert "--- room 1234567 (red, text, notify)" in result.stdout
     assert "@payments" in result.stdout
+    # The two events that notify nobody say why: the rules at work, not a fault.
+    assert "    checkout-ops: filtered by actions[1]\n" in result.stdout
+    assert "    search-digest: filtered by actions[0]\n" in result.stdout

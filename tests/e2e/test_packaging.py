@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd import __version__
 from tests.support.configs import minimal
 from tests.support.paths import ROOT
 
@@ -53,3 +54,19 @@ def test_wheel_install_validates_from_another_directory(tmp_path: Path) -> None:
     ).stdout.strip()
     assert Path(where).is_relative_to(env_dir), where
     assert not Path(where).is_symlink()
+    syncd = str(env_dir / "bin" / "syncd")
+    # The by-hand tour needs no checkout: its config ships in the package.
+    subprocess.run([syncd, "demo", "--write-tour", "tour"], cwd=work, check=True, timeout=60)
+    shipped = (ROOT / "examples" / "tour" / "tour.yaml").read_text()
+    assert (work / "tour" / "tour.yaml").read_text() == shipped
+    # One version, written once, is what the package and the command say.
+    version = subprocess.run([syncd, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout == f"syncd {__version__}\n"
+    files = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(*m.files('syncd'))"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), files

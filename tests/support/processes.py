@@ -86,6 +86,12 @@ def spawn(
         text=True,
         preexec_fn=preexec_fn,
     )
+    return collect(popen)
+
+
+def collect(popen: subprocess.Popen[str]) -> Proc:
+    """A started process whose output (stdout, with stderr in it) is collected line
+    by line, so a test can wait on what it says."""
     proc = Proc(popen)
 
     def pump() -> None:

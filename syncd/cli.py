@@ -47,8 +47,9 @@ def _add_exclude(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="GLOB",
-        help="leave out the YAML files whose path below the directory matches "
-        "(matched from the right: 'k8s/*', '*.values.yaml'); repeatable",
+        help="leave out the YAML files whose path below the directory matches, like a "
+        ".gitignore line but at any depth unless it starts with '/': 'tests/*' and "
+        "'tests/**' take everything below tests/, '*.values.yaml' any such file; repeatable",
     )
 
 

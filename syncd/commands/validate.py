@@ -10,7 +10,7 @@ from pathlib import Path
 
 from syncd.config import semantics
 from syncd.config.configset import load_config_set
-from syncd.config.diagnostics import OutputFormat, count_errors, report, summary
+from syncd.config.diagnostics import OutputFormat, failed, report, summary
 from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.errors import EXIT_FAILED, EXIT_OK
 
@@ -50,7 +50,10 @@ def _validate(
 ) -> int:
     config = load_config_set(paths, options)
     diagnostics = list(config.diagnostics)
-    sys.stdout.write(report(diagnostics, fmt, len(config.files)))
+    checked = len(config.files)
+    sys.stdout.write(report(diagnostics, fmt, checked, strict=strict))
+    # The verdict and the count go to stderr, so stdout stays the format's alone;
+    # a JSON document carries both itself.
     if fmt != "json":
         if not config.files:
             # A CI job pointed at the wrong directory must not pass.
@@ -59,7 +62,6 @@ def _validate(
                 file=sys.stderr,
             )
         else:
-            print(f"syncd: {summary(diagnostics, len(config.files))}", file=sys.stderr)
-    failed = count_errors(diagnostics) > 0 or (strict and bool(diagnostics))
+            print(f"syncd: {summary(diagnostics, checked, strict=strict)}", file=sys.stderr)
     empty = not config.files and not allow_empty
-    return EXIT_FAILED if failed or empty else EXIT_OK
+    return EXIT_FAILED if failed(diagnostics, strict=strict) or empty else EXIT_OK

@@ -37,18 +37,32 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def summary(diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
+def failed(diagnostics: Sequence[Diagnostic], *, strict: bool = False) -> bool:
+    """Whether these diagnostics fail a run: any error, or with ``--strict`` any warning."""
+    return count_errors(diagnostics) > 0 or (strict and bool(diagnostics))
+
+
+def summary(diagnostics: Sequence[Diagnostic], files_checked: int, *, strict: bool = False) -> str:
+    """One line that always counts the files checked, so that a run that checked
+    none, or fewer than meant (a hook's pattern that matched nothing), shows it,
+    and says why a run failed, ``--strict`` included."""
     errors = count_errors(diagnostics)
     warnings = len(diagnostics) - errors
-    bad_files = len({d.file for d in diagnostics if d.severity == "error"})
-    checked = _plural(files_checked, "file")
+    checked = f"({_plural(files_checked, 'file')} checked)"
     if errors:
-        text = f"{_plural(errors, 'error')} in {_plural(bad_files, 'file')} ({checked} checked)"
+        bad_files = len({d.file for d in diagnostics if d.severity == "error"})
+        text = f"{_plural(errors, 'error')} in {_plural(bad_files, 'file')}"
+    elif warnings and strict:
+        warned = len({d.file for d in diagnostics})
+        return (
+            f"failed: {_plural(warnings, 'warning')} in {_plural(warned, 'file')}, "
+            f"and --strict fails the run on warnings {checked}"
+        )
     else:
-        text = f"{checked} valid"
+        text = "valid"
     if warnings:
         text += f", {_plural(warnings, 'warning')}"
-    return text
+    return f"{text} {checked}"
 
 
 def _github_escape_data(text: str) -> str:
@@ -62,14 +76,18 @@ def _github_escape_property(text: str) -> str:
 class TextReporter:
     """``file:line:col: severity: path: message``, one per line, as compilers print."""
 
-    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
+    def report(
+        self, diagnostics: Sequence[Diagnostic], files_checked: int, *, strict: bool = False
+    ) -> str:
         return "".join(f"{d}\n" for d in diagnostics)
 
 
 class GithubReporter:
     """``::error file=…,line=…,col=…::`` workflow commands: annotations on the pull request."""
 
-    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
+    def report(
+        self, diagnostics: Sequence[Diagnostic], files_checked: int, *, strict: bool = False
+    ) -> str:
         lines = []
         for d in diagnostics:
             props = f"file={_github_escape_property(d.file)},line={d.line},col={d.col}"
@@ -79,12 +97,18 @@ class GithubReporter:
 
 
 class JsonReporter:
-    """One JSON document with the verdict, counts and every diagnostic, for tools."""
+    """One JSON document with the verdict, counts and every diagnostic, for tools:
+    ``valid`` says the files hold no error, ``passed`` whether the run passes them
+    (``strict``: warnings fail it too)."""
 
-    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str:
+    def report(
+        self, diagnostics: Sequence[Diagnostic], files_checked: int, *, strict: bool = False
+    ) -> str:
         errors = count_errors(diagnostics)
         payload = {
             "valid": errors == 0,
+            "strict": strict,
+            "passed": not failed(diagnostics, strict=strict),
             "files_checked": files_checked,
             "errors": errors,
             "warnings": len(diagnostics) - errors,
@@ -94,7 +118,9 @@ class JsonReporter:
 
 
 class Reporter(Protocol):
-    def report(self, diagnostics: Sequence[Diagnostic], files_checked: int) -> str: ...
+    def report(
+        self, diagnostics: Sequence[Diagnostic], files_checked: int, *, strict: bool = False
+    ) -> str: ...
 
 
 REPORTER_BY_FORMAT: Mapping[OutputFormat, Reporter] = {
@@ -104,9 +130,15 @@ REPORTER_BY_FORMAT: Mapping[OutputFormat, Reporter] = {
 }
 
 
-def report(diagnostics: Sequence[Diagnostic], fmt: OutputFormat, files_checked: int) -> str:
+def report(
+    diagnostics: Sequence[Diagnostic],
+    fmt: OutputFormat,
+    files_checked: int,
+    *,
+    strict: bool = False,
+) -> str:
     """The diagnostics in the output format asked for."""
-    return REPORTER_BY_FORMAT[fmt].report(diagnostics, files_checked)
+    return REPORTER_BY_FORMAT[fmt].report(diagnostics, files_checked, strict=strict)
 
 
 def json_path(parts: Iterable[str | int]) -> str:

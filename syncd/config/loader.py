@@ -25,6 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from syncd.config.diagnostics import Diagnostic, Severity, json_path
+from syncd.config.yamlsyntax import explain
 from syncd.config.yamlvalues import (
     BOOL,
     KNOWN_SCALARS,
@@ -332,23 +333,8 @@ def _reader_error(exc: yaml.reader.ReaderError, loaded: LoadedFile) -> Diagnosti
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, loaded: LoadedFile) -> Diagnostic:
-    mark = exc.problem_mark or exc.context_mark
-    line, col = loaded.inside(mark.line + 1, mark.column + 1) if mark else (1, 1)
-    if mark is not None and _tab_at(loaded.text, mark.line, mark.column):
-        # libyaml says "found character that cannot start any token"; say what it is.
-        return Diagnostic(
-            loaded.path, line, col, "", "YAML syntax: a tab; YAML indents with spaces only"
-        )
-    problem = exc.problem or exc.context or "invalid YAML"
-    if exc.context and exc.problem:
-        problem = f"{exc.context}, {exc.problem}"
-    problem = " ".join(problem.split())
-    return Diagnostic(loaded.path, line, col, "", f"YAML syntax: {problem}")
-
-
-def _tab_at(text: str, line: int, column: int) -> bool:
-    lines = text.split("\n")
-    return line < len(lines) and lines[line][column : column + 1] == "\t"
+    line, col, message = explain(exc, loaded.text, _Loader, loaded.inside)
+    return Diagnostic(loaded.path, line, col, "", message)
 
 
 def _text_line_col(text: str, position: int) -> tuple[int, int]:

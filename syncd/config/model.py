@@ -25,11 +25,42 @@ ANY_ATTRIBUTE = "*"
 _DURATION = re.compile(r"^(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
+_API_VERSION = re.compile(r"v\d+", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What a written endpoint names. The client adds ``/v2/room/<id>/notification``
+    to ``root`` itself, so a path that already holds part of the API would be sent
+    twice and fail only at send time, as a permanent error: a trailing ``/v2`` (any
+    case) is dropped with a warning, anything more (``/v1``, ``/v2/room``, a pasted
+    notification URL) is ``api_path``, an error whose fix is ``root``."""
+
+    root: str
+    version_dropped: bool = False
+    api_path: str | None = None
+
+
+def read_endpoint(endpoint: str) -> Endpoint:
+    head, sep, rest = endpoint.partition("://")
+    host, _, path = rest.partition("/")
+    segments = path.split("/")
+    while segments and not segments[-1]:
+        segments.pop()
+    origin = head + sep + host
+    for i, segment in enumerate(segments):
+        if _API_VERSION.fullmatch(segment):
+            root = "/".join((origin, *segments[:i]))
+            if i == len(segments) - 1 and segment.lower() == "v2":
+                return Endpoint(root, version_dropped=True)
+            return Endpoint(root, api_path="/" + "/".join(segments[i:]))
+    return Endpoint("/".join((origin, *segments)))
+
+
 def api_root(endpoint: str) -> str:
     """The server's root: ``https://host/v2/`` and ``https://host/`` both name
     ``https://host``, since the client adds ``/v2/room/...`` itself."""
-    root = endpoint.rstrip("/")
-    return root[: -len("/v2")] if root.endswith("/v2") else root
+    return read_endpoint(endpoint).root
 
 
 def parse_duration(value: str | int) -> int:

@@ -1,8 +1,10 @@
 """Config flow step 4: rules a JSON Schema cannot express.
 
 Within one file (regexes compile, rooms listed once, tokens not in plain text,
-https endpoints), kept with the file's cached result; across files (``uid``
-unique, ``name`` unique within a project), checked again on every load.
+https endpoints that name the server and not part of its API, settings that
+would silently do nothing or hide something: a threshold without a frequency,
+a card over mentions), kept with the file's cached result; across files
+(``uid`` unique, ``name`` unique within a project), checked again on every load.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from urllib.parse import urlsplit
 from syncd.config.diagnostics import Diagnostic
 from syncd.config.discovery import ConfigFiles
 from syncd.config.loader import DataPath, LoadedFile
-from syncd.config.model import api_root
+from syncd.config.model import Endpoint, parse_duration, read_endpoint
 from syncd.config.patterns import PatternError, compile_pattern
-from syncd.config.reach import DEFAULT_REACH, Reach, endpoint_problem, env_problem, file_problem
+from syncd.config.reach import (
+    DEFAULT_REACH,
+    Reach,
+    endpoint_problem,
+    env_problem,
+    file_problem,
+    path_problem,
+)
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -28,7 +37,7 @@ class Options:
     reach: Reach = DEFAULT_REACH
     # What uses the tokens (run, test) refuses a literal one; validate only warns.
     refuse_plaintext_tokens: bool = False
-    # Globs of files discovery leaves out (--exclude), matched from the right.
+    # Globs of files discovery leaves out (--exclude); discovery.Glob says how they match.
     exclude: tuple[str, ...] = ()
 
     @property
@@ -110,7 +119,10 @@ class UniqueIndex:
         if holder is None:
             self._holders[key] = file
             return
-        self._holders[key] = [*([holder] if isinstance(holder, str) else holder), file]
+        if isinstance(holder, str):
+            self._holders[key] = [holder, file]
+        else:
+            holder.append(file)  # in place: K copies of a key cost K, not K^2
         self._clashing.add(key)
 
     def _release(self, key: _Key, file: str) -> None:
@@ -125,22 +137,30 @@ class UniqueIndex:
 
     def diagnostics(self) -> list[Diagnostic]:
         out: list[Diagnostic] = []
+        places = self._places()
         for key in sorted(self._clashing):
-            holder = self._holders[key]
-            files = sorted(set(holder), key=lambda name: self._files[name][0])
-            places: list[Place] = [
-                (loaded, ("integrations", index, key[0]))
-                for _, loaded, keys in map(self._files.__getitem__, files)
-                for held, index in keys
-                if held == key
-            ]
             what = (
                 f"duplicate uid {key[1]!r}"
                 if key[0] == "uid"
                 else f"duplicate name {key[2]!r} in project {key[1]!r}"
             )
-            out.extend(_clash(what, places))
+            out.extend(_clash(what, places[key]))
         return out
+
+    def _places(self) -> dict[_Key, list[Place]]:
+        """Every clashing key's places, in the order the files are listed; one pass
+        over the keys of the files involved, however many clashes they hold."""
+        involved: set[str] = set()
+        for key in self._clashing:
+            holder = self._holders[key]
+            involved.update([holder] if isinstance(holder, str) else holder)
+        places: dict[_Key, list[Place]] = {}
+        for file in sorted(involved, key=lambda name: self._files[name][0]):
+            _, loaded, keys = self._files[file]
+            for key, index in keys:
+                if key in self._clashing:
+                    places.setdefault(key, []).append((loaded, ("integrations", index, key[0])))
+        return places
 
 
 def _keys(loaded: LoadedFile) -> Iterator[tuple[_Key, int]]:
@@ -152,9 +172,18 @@ def _keys(loaded: LoadedFile) -> Iterator[tuple[_Key, int]]:
             yield ("name", project, name), index
 
 
+_OTHERS_NAMED = 3  # each place names this many others at most: K copies, K short lines
+
+
 def _clash(what: str, places: list[Place]) -> Iterator[Diagnostic]:
+    many = len(places) - 1 > _OTHERS_NAMED
+    if many:
+        what = f"{what} ({len(places)} places)"
     for here in places:
-        others = ", ".join(_at(there) for there in places if there is not here)
+        named = [there for there in places[: _OTHERS_NAMED + 1] if there is not here]
+        others = ", ".join(_at(there) for there in named[:_OTHERS_NAMED])
+        if many:
+            others += f" and {len(places) - 1 - _OTHERS_NAMED} more"
         yield here[0].diagnostic(here[1], f"{what}; also defined at {others}")
 
 
@@ -176,7 +205,9 @@ def _check_integration(
     loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
 ) -> Iterator[Diagnostic]:
     yield from _check_regexes(loaded, base, item)
+    yield from _check_threshold(loaded, base, item)
     hipchat = _as_dict(item.get("hipchat"))
+    yield from _check_card(loaded, base, item, hipchat)
     yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat, options.reach)
     yield from _check_ca_file(loaded, (*base, "hipchat"), hipchat)
     rooms: DataPath = (*base, "hipchat", "rooms")
@@ -200,29 +231,84 @@ def _check_regexes(
             yield loaded.diagnostic((*base, "actions", i, "regex"), f"invalid regex: {exc}")
 
 
+def _check_threshold(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    """A threshold only cuts a frequency window short; without one it silently does
+    nothing, which is not what its author meant."""
+    trigger = _as_dict(item.get("trigger"))
+    if "threshold" not in trigger or not _no_window(trigger.get("frequency")):
+        return
+    yield loaded.diagnostic(
+        (*base, "trigger", "threshold"),
+        "threshold has no effect without frequency: it counts the events aggregated "
+        "within a frequency window, and without one every event that may notify does so "
+        "at once; add a frequency or remove the threshold",
+        severity="warning",
+    )
+
+
+def _no_window(frequency: object) -> bool:
+    """No frequency, or one of zero seconds: no throttle window (the schema judges the rest)."""
+    if frequency is None:
+        return True
+    try:
+        return isinstance(frequency, str | int) and parse_duration(frequency) == 0
+    except ValueError:
+        return False
+
+
+def _check_card(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], hipchat: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    """Mentions live in the message text, which a card-capable client does not show."""
+    if hipchat.get("card") is not True:
+        return
+    actions = _as_list(item.get("actions"))
+    first = next((i for i, a in enumerate(actions) if _as_dict(a).get("action") == "mention"), None)
+    if first is None:
+        return
+    line, _ = loaded.position((*base, "actions", first))
+    yield loaded.diagnostic(
+        (*base, "hipchat", "card"),
+        "clients that show cards show the card instead of the message, and so none of its "
+        f"mentions (the first from the mention action at line {line}); set card: false "
+        "where mentions must be seen",
+        severity="warning",
+    )
+
+
 def _check_endpoint(
     loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any], reach: Reach
 ) -> Iterator[Diagnostic]:
     endpoint = hipchat.get("endpoint")
     if not isinstance(endpoint, str):
         return
-    problem = endpoint_problem(endpoint, reach)
+    where = (*path, "endpoint")
+    read = read_endpoint(endpoint)
+    # One error per endpoint: a path to rewrite, then the API path, then the prefix.
+    problem = path_problem(endpoint) or _api_path_problem(read) or endpoint_problem(endpoint, reach)
     if problem is not None:
-        yield loaded.diagnostic((*path, "endpoint"), problem)
-    if api_root(endpoint) != endpoint.rstrip("/"):
+        yield loaded.diagnostic(where, problem)
+    elif read.version_dropped:
         yield loaded.diagnostic(
-            (*path, "endpoint"),
-            f"the API version is added by syncd; {api_root(endpoint)} is used",
-            severity="warning",
+            where, f"the API version is added by syncd; {read.root} is used", severity="warning"
         )
     if not endpoint.startswith("http://"):
         return
     if (urlsplit(endpoint).hostname or "") not in _LOCAL_HOSTS:
         yield loaded.diagnostic(
-            (*path, "endpoint"),
-            "plain http sends room tokens unencrypted; use https",
-            severity="warning",
+            where, "plain http sends room tokens unencrypted; use https", severity="warning"
         )
+
+
+def _api_path_problem(read: Endpoint) -> str | None:
+    if read.api_path is None:
+        return None
+    return (
+        "the endpoint is the server's base URL; syncd adds /v2/room/ID/notification "
+        f"itself, so {read.api_path} does not belong here: did you mean {read.root}?"
+    )
 
 
 def _check_ca_file(

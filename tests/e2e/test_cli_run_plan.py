@@ -134,7 +134,7 @@ def test_plan_against_nothing_and_errors(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("version: 1\nintegrations: [\n")
     invalid = run_syncd("plan", "--config", str(tmp_path), cwd=tmp_path)
     assert invalid.returncode == 2
-    assert "b.yaml:3:1: error: YAML syntax" in invalid.stdout
+    assert "b.yaml:2:15: error: YAML syntax" in invalid.stdout
 
 
 def test_exclude_leaves_a_foreign_yaml_file_out_of_the_daemons_set(tmp_path: Path) -> None:

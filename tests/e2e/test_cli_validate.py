@@ -25,7 +25,7 @@ def test_valid_directory_exits_0(tmp_path: Path) -> None:
     result = run_syncd("validate", "integrations", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert result.stderr == "syncd: 2 files valid\n"
+    assert result.stderr == "syncd: valid (2 files checked)\n"
 
 
 def test_default_path_is_the_current_directory_and_skips_hidden_dirs(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_default_path_is_the_current_directory_and_skips_hidden_dirs(tmp_path: P
     write(tmp_path, "notes.txt", "ignored")
     result = run_syncd("validate", cwd=tmp_path)
     assert result.returncode == 0, result.stdout
-    assert result.stderr == "syncd: 1 file valid\n"
+    assert result.stderr == "syncd: valid (1 file checked)\n"
 
 
 def test_every_error_of_every_file_in_one_run(tmp_path: Path) -> None:
@@ -50,8 +50,8 @@ def test_every_error_of_every_file_in_one_run(tmp_path: Path) -> None:
         "b.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'a'; also defined at a.yaml:3:10",
         "b.yaml:11:5: error: $.integrations[0].colour: unknown key 'colour' "
         "(expected one of: uid, project, name, state, hipchat, display, actions, trigger)",
-        "c.yaml:3:1: error: YAML syntax: while parsing a flow node, did not find expected "
-        "node content",
+        "c.yaml:2:15: error: YAML syntax: '[' opened here is not closed: at line 3, col 1 "
+        "(the end of the file) YAML expected a value; close it with ']'",
     ]
     assert result.stderr == "syncd: 5 errors in 3 files (3 files checked)\n"
 
@@ -180,3 +180,40 @@ def test_a_valid_file_is_checked_without_importing_jsonschema(tmp_path: Path) ->
             [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60
         )
         assert result.stdout.splitlines()[-1] == expected, result.stdout + result.stderr
+
+
+def test_a_strict_failure_says_it_failed_on_warnings(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", minimal("a") + "    trigger: {threshold: 5}\n")
+    relaxed = run_syncd("validate", cwd=tmp_path)
+    assert (relaxed.returncode, relaxed.stderr) == (0, "syncd: valid, 1 warning (1 file checked)\n")
+    strict = run_syncd("validate", "--strict", cwd=tmp_path)
+    assert strict.returncode == 1
+    assert strict.stdout.startswith("a.yaml:11:26: warning: $.integrations[0].trigger.threshold: ")
+    assert strict.stderr == (
+        "syncd: failed: 1 warning in 1 file, and --strict fails the run on warnings "
+        "(1 file checked)\n"
+    )
+
+
+def test_machine_formats_keep_stdout_clean_and_still_count(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", minimal("a"))
+    write(tmp_path, "b.yaml", minimal("b") + "    trigger: {threshold: 5}\n")
+    as_json = run_syncd("validate", "--format", "json", "--strict", cwd=tmp_path)
+    document = json.loads(as_json.stdout)
+    assert (as_json.returncode, as_json.stderr) == (1, "")
+    assert (document["files_checked"], document["valid"], document["passed"]) == (2, True, False)
+    github = run_syncd("validate", "--format", "github", cwd=tmp_path)
+    assert github.returncode == 0
+    assert [line[:10] for line in github.stdout.splitlines()] == ["::warning "]
+    assert github.stderr == "syncd: valid, 1 warning (2 files checked)\n"
+
+
+def test_a_build_copy_of_the_checkout_is_not_read(tmp_path: Path) -> None:
+    """``pip install .`` leaves build/lib/...: a second copy of every file, every uid
+    a duplicate, unless it is left out."""
+    write(tmp_path, "integrations/a.yaml", minimal("a"))
+    write(tmp_path, "build/lib/integrations/a.yaml", minimal("a"))
+    write(tmp_path, "tests/fixtures/deep/x.yaml", "not: [valid")
+    result = run_syncd("validate", "--exclude", "tests/*", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr == "syncd: valid (1 file checked)\n"

@@ -36,7 +36,7 @@ def test_a_link_inside_the_config_directory_is_followed(tmp_path: Path) -> None:
     (config / "a.yaml").symlink_to("..data/a.yaml")
     result = run_syncd("validate", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stderr == "syncd: 1 file valid\n"
+    assert result.stderr == "syncd: valid (1 file checked)\n"
 
 
 def test_a_directory_link_to_the_filesystem_root_is_not_walked(tmp_path: Path) -> None:

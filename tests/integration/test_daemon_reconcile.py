@@ -204,7 +204,7 @@ def test_reload_endpoint(config_dir: Path, running: tuple[Daemon, Recorder]) -> 
     assert bad.status_code == 500
     body = bad.json()["error"]
     assert body["message"] == "config rejected; last-known-good stays active"
-    assert body["diagnostics"][0].startswith(f"{config_dir}/a.yaml:3:1: error: YAML syntax")
+    assert body["diagnostics"][0].startswith(f"{config_dir}/a.yaml:2:15: error: YAML syntax")
     assert uids(daemon) == ["a"]
 
 

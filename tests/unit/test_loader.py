@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import yaml
 
+from syncd.config import loader
 from syncd.config.configset import ConfigSet
 from syncd.config.loader import MAX_FILE_BYTES, load_bytes
 from tests.support.configs import errors, minimal
@@ -177,13 +179,13 @@ def test_merge_key(check: Callable[..., ConfigSet]) -> None:
     [
         (
             "version: 1\nintegrations: [\n",
-            "a.yaml:3:1: error: YAML syntax: while parsing a flow node, "
-            "did not find expected node content",
+            "a.yaml:2:15: error: YAML syntax: '[' opened here is not closed: at line 3, col 1 "
+            "(the end of the file) YAML expected a value; close it with ']'",
         ),
         (
             "version: 1\n---\nversion: 1\n",
-            "a.yaml:2:1: error: YAML syntax: expected a single document in the stream, "
-            "but found another document",
+            "a.yaml:2:1: error: YAML syntax: a second document starts here; a file holds one: "
+            "move it to a file of its own",
         ),
         ("", "a.yaml:1:1: error: $: file is empty; expected 'version: 1' and 'integrations:'"),
     ],
@@ -211,3 +213,90 @@ def test_what_one_file_reports_stays_its_own() -> None:
     second = load_bytes(b"version: 1\n", "second.yaml")
     assert first.traps and first.reported_paths
     assert not second.traps and not second.reported_paths
+
+
+ACTIONS = (
+    minimal()
+    + "    display:\n      classifiers: true\n    trigger:\n      event: trace\n    actions:\n"
+    + '      - {action: submit, attribute: "*", regex: ".*"}\n'
+    + '      - {action: filter, attribute: env, regex: "^staging$"\n'
+    + '      - {action: submit, attribute: env, regex: "^prod$"}\n'
+)
+# Each one error, placed where a person should look first, naming where YAML found
+# the text broken; the same words whichever YAML parser is installed.
+SYNTAX = [
+    (
+        ACTIONS,
+        "a.yaml:17:9: error: YAML syntax: '{' opened here is not closed: at line 18, col 7 "
+        "YAML expected ',' or '}'; close it with '}'",
+    ),
+    (
+        "a: {b: [1, 2}\n",
+        "a.yaml:1:8: error: YAML syntax: '[' opened here is not closed: at line 1, col 13 "
+        "YAML expected ',' or ']'; close it with ']'",
+    ),
+    (
+        "version: 1\nintegrations:\n  - uid: a\n    project b\n    name: c\n",
+        "a.yaml:4:5: error: YAML syntax: a ':' is missing after the key here: YAML read on "
+        "to line 5, col 5 without finding one; write it as 'key: value'",
+    ),
+    (
+        "version: 1\nintegrations:\n  - uid: a\n   project: b\n",
+        "a.yaml:4:4: error: YAML syntax: bad indentation: this line is neither an item ('- ') "
+        "of the list at line 3, col 3 nor indented under one; line it up with what it "
+        "belongs to",
+    ),
+    (
+        "a:\n    b: 1\n  c: 2\n",
+        "a.yaml:3:3: error: YAML syntax: bad indentation: this line is not a key of the "
+        "mapping at line 1, col 1; line it up with the keys it belongs with",
+    ),
+    (
+        "version: 1\nintegrations:\n  - uid: a\n    project: b\n      name: c\n",
+        "a.yaml:5:11: error: YAML syntax: YAML cannot start a key here: the line is indented "
+        "deeper than the keys before it, or a value holds ': ' (then quote the value)",
+    ),
+    (
+        "version: 1\nintegrations:\n  - uid: a\n\tproject: b\n",
+        "a.yaml:4:1: error: YAML syntax: a tab; YAML indents with spaces only",
+    ),
+    (
+        'version: 1\nname: "abc\nfoo: 1\n',
+        'a.yaml:2:7: error: YAML syntax: the text quoted with " here is not closed: the file '
+        'ends (line 4) inside it; add the closing "',
+    ),
+    (
+        "a: [1, 2]]\n",
+        "a.yaml:1:10: error: YAML syntax: this ']' closes nothing; remove it, or quote the "
+        "value it is part of",
+    ),
+    (
+        "a: @team\n",
+        "a.yaml:1:4: error: YAML syntax: an unquoted value cannot start with '@'; quote the value",
+    ),
+]
+
+
+@pytest.fixture(params=["installed", "pure-python"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "pure-python":
+        monkeypatch.setattr(loader, "_Loader", yaml.SafeLoader)
+        monkeypatch.setattr(loader, "_LIBYAML", False)
+    return str(request.param)
+
+
+@pytest.mark.parametrize(("text", "expected"), SYNTAX)
+def test_a_syntax_error_is_placed_where_to_look_and_says_where_it_broke(
+    parser: str, text: str, expected: str
+) -> None:
+    found = load_bytes(text.encode(), "a.yaml").diagnostics
+    assert [str(d) for d in found] == [expected]
+
+
+def test_a_backslash_escape_yaml_does_not_know_says_to_use_single_quotes() -> None:
+    (found,) = load_bytes(b'a: 1\nregex: "^\\d+$"\n', "a.yaml").diagnostics
+    assert str(found) == (
+        "a.yaml:2:10: error: YAML syntax: inside double quotes a backslash starts an escape "
+        "(\\n, \\t, ...) and this one is unknown; put the text in single quotes, where a "
+        "backslash is itself ('^\\d+$'), or double the backslash"
+    )

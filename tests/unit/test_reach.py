@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from urllib3.util import parse_url
 
-from syncd.config.configset import ConfigSet, load_config_set
+from syncd.config.configset import ConfigSet, check_file, load_config_set
+from syncd.config.loader import load_bytes
 from syncd.config.reach import Reach, endpoint_allowed, endpoint_problem, env_problem, file_problem
 from syncd.config.semantics import Options
+from syncd.hipchat.wire import notification_url
 from tests.support.configs import errors, minimal
 
 
@@ -83,3 +90,81 @@ def test_the_default_reach_accepts_the_shipped_example(check: Callable[..., Conf
 
     example = (ROOT / "examples" / "integrations.yaml").read_text()
     assert errors(check(("integrations.yaml", example))) == []
+
+
+# Dot segments: a prefix of https://host/hipchat must not let a config reach /other.
+
+HOST = "https://hipchat.example.com"
+ESCAPES = [
+    f"{HOST}/hipchat/../other",
+    f"{HOST}/hipchat/%2e%2e/other",
+    f"{HOST}/hipchat/%2E%2E/other",
+    f"{HOST}/hipchat/.%2e/other",
+    f"{HOST}/hipchat/./../other",
+    f"{HOST}/hipchat/x/../../other",
+    f"{HOST}/hipchat/..",
+]
+
+
+@pytest.mark.parametrize("endpoint", ESCAPES)
+def test_dot_segments_do_not_pass_a_prefix(endpoint: str) -> None:
+    assert not endpoint_allowed(endpoint, f"{HOST}/hipchat")
+    reach = Reach(allowed_endpoints=(f"{HOST}/hipchat",))
+    assert endpoint_problem(endpoint, reach) is not None
+
+
+@pytest.mark.parametrize("endpoint", [*ESCAPES, f"{HOST}/./hipchat", f"{HOST}/hipchat/."])
+def test_an_endpoint_with_dot_segments_is_refused_even_without_allow_endpoint(
+    endpoint: str,
+) -> None:
+    """What a server makes of ``..`` (literal or escaped) is its own business: a
+    validated endpoint holds none, so what is checked is what is sent."""
+    problem = endpoint_problem(endpoint, Reach())
+    assert problem is not None
+    assert "dot segment" in problem
+    assert "did you mean https://hipchat.example.com" in problem
+
+
+@pytest.mark.parametrize(
+    "endpoint", [f"{HOST}/hipchat/x%2F..%2F..%2Fother", f"{HOST}/hipchat/x%5c..", f"{HOST}/a\\b"]
+)
+def test_an_escaped_or_backward_slash_in_the_path_is_refused(endpoint: str) -> None:
+    """Some servers read an escaped slash or a backslash as a separator, and then
+    resolve the dot segments it makes."""
+    assert endpoint_problem(endpoint, Reach()) is not None
+
+
+def test_prefixes_compare_normalised_paths() -> None:
+    assert endpoint_allowed(f"{HOST}/hip%63hat", f"{HOST}/hipchat")  # %63 is 'c'
+    assert endpoint_allowed(f"{HOST}/hipchat/team", f"{HOST}/x/../hipchat/")
+    assert not endpoint_allowed(f"{HOST}/hipchatter", f"{HOST}/hipchat")
+    assert not endpoint_allowed(f"{HOST}/HIPCHAT", f"{HOST}/hipchat")
+
+
+def test_the_prefix_bounds_what_is_sent_the_api_version_included() -> None:
+    """syncd sends to ``<endpoint>/v2/...``: that is what the prefix must hold."""
+    assert endpoint_allowed(HOST, f"{HOST}/v2")
+    assert endpoint_allowed(f"{HOST}/v2", f"{HOST}/v2")
+    assert not endpoint_allowed(f"{HOST}/V2", f"{HOST}/V2")  # sent to /v2/..., not /V2/...
+
+
+_SEGMENTS = ["hipchat", "other", "v2", "V2", "..", ".", "%2e", "%2E%2e", ".%2e", "%2F", "", "x"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_SEGMENTS), max_size=5))
+def test_a_valid_endpoint_never_sends_outside_the_allowed_prefix(segments: list[str]) -> None:
+    """Whatever the path, if validation passes, the URL the client sends to stays
+    under the prefix however the server reads it: urllib3's dot-segment removal,
+    then full percent-decoding and dot-segment removal again, as the most lenient
+    server would."""
+    endpoint = HOST + "".join("/" + s for s in segments)
+    text = minimal("a").replace(HOST, endpoint)
+    options = Options(reach=Reach(allowed_endpoints=(f"{HOST}/hipchat",)))
+    result = check_file(load_bytes(text.encode(), "a.yaml"), options)
+    if not result.integrations:
+        return
+    (integration,) = result.integrations
+    sent = parse_url(notification_url(integration.hipchat.endpoint, "1")).path or ""
+    as_read = posixpath.normpath(unquote(sent))
+    assert as_read.startswith("/hipchat/"), (endpoint, sent)

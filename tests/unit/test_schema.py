@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from syncd.config.configset import ConfigSet
+from syncd.config.patterns import compile_pattern
 from syncd.config.schema import INTEGRATIONS
 from syncd.events.validation import EVENT
 from syncd.schemacheck import Schema
@@ -182,3 +183,23 @@ def test_an_integration_has_at_most_100_rooms(check: Callable[..., ConfigSet]) -
     (problem,) = errors(check(("a.yaml", text)))
     assert problem.path == "$.integrations[0].hipchat.rooms"
     assert "100" in problem.message
+
+
+def _action_property(name: str) -> dict[str, Any]:
+    document = INTEGRATIONS.document()
+    action = document["properties"]["integrations"]["items"]["properties"]["actions"]["items"]
+    prop: dict[str, Any] = action["properties"][name]
+    return prop
+
+
+def test_the_schema_says_a_mention_never_decides_whether_to_notify() -> None:
+    """submit and filter decide, the last match winning; a mention only adds a target."""
+    said = _action_property("action")["description"]
+    assert "notify and mention" not in said
+    assert "never decides" in said and "last" in said
+
+
+def test_the_schema_says_a_regex_is_searched_unanchored() -> None:
+    said = _action_property("regex")["description"]
+    assert "searched anywhere" in said and "^nyc$" in said
+    assert compile_pattern("nyc").search("nyc2") is not None  # what the words promise

@@ -109,3 +109,111 @@ def test_an_endpoint_with_the_api_version_is_normalised_with_a_warning(
         "by syncd; https://hipchat.example.com is used"
     )
     assert config.integrations[0].hipchat.endpoint == "https://hipchat.example.com"
+
+
+def test_an_endpoint_written_with_an_upper_case_v2_is_normalised_like_v2(
+    check: Callable[..., ConfigSet],
+) -> None:
+    written = "https://hipchat.example.com/V2"
+    config = check(("a.yaml", minimal().replace("https://hipchat.example.com", written)))
+    assert config.valid
+    assert [str(d) for d in config.diagnostics] == [
+        "a.yaml:7:17: warning: $.integrations[0].hipchat.endpoint: the API version is added "
+        "by syncd; https://hipchat.example.com is used"
+    ]
+    assert config.integrations[0].hipchat.endpoint == "https://hipchat.example.com"
+
+
+@pytest.mark.parametrize(
+    ("written", "root"),
+    [
+        ("https://hipchat.example.com/v1", "https://hipchat.example.com"),
+        ("https://hipchat.example.com/v2/room", "https://hipchat.example.com"),
+        ("https://hipchat.example.com/v2/v2", "https://hipchat.example.com"),
+        ("https://hipchat.example.com/V2/room/", "https://hipchat.example.com"),
+        ("https://hipchat.example.com/v2/room/123/notification", "https://hipchat.example.com"),
+        ("https://hipchat.example.com/hipchat/v2/room", "https://hipchat.example.com/hipchat"),
+    ],
+)
+def test_an_endpoint_that_names_part_of_the_api_is_an_error_with_the_fix(
+    check: Callable[..., ConfigSet], written: str, root: str
+) -> None:
+    config = check(("a.yaml", minimal().replace("https://hipchat.example.com", written)))
+    (error,) = config.diagnostics
+    assert (error.severity, error.line, error.col) == ("error", 7, 17)
+    assert error.message.endswith(f"did you mean {root}?")
+    assert "syncd adds /v2" in error.message
+
+
+@pytest.mark.parametrize("frequency", ["", "      frequency: 0s\n"])
+def test_a_threshold_without_a_frequency_is_a_warning_at_the_threshold(
+    check: Callable[..., ConfigSet], frequency: str
+) -> None:
+    text = minimal() + "    trigger:\n      event: trace\n" + frequency + "      threshold: 5\n"
+    line = 13 + bool(frequency)
+    config = check(("a.yaml", text))
+    assert config.valid
+    assert [str(d) for d in config.diagnostics] == [
+        f"a.yaml:{line}:18: warning: $.integrations[0].trigger.threshold: threshold has no effect "
+        "without frequency: it counts the events aggregated within a frequency window, and "
+        "without one every event that may notify does so at once; add a frequency or "
+        "remove the threshold"
+    ]
+
+
+def test_a_threshold_with_a_frequency_is_fine(check: Callable[..., ConfigSet]) -> None:
+    text = minimal() + "    trigger: {frequency: 5m, threshold: 5}\n"
+    assert check(("a.yaml", text)).diagnostics == ()
+
+
+def test_a_card_with_mentions_is_a_warning_naming_both_lines(
+    check: Callable[..., ConfigSet],
+) -> None:
+    text = (
+        minimal().replace("      rooms:", "      card: true\n      rooms:")
+        + "    actions:\n"
+        + '      - {action: submit, attribute: "*", regex: ".*"}\n'
+        + '      - {action: mention, attribute: team, regex: "^pay$", target: "@pay"}\n'
+        + '      - {action: mention, attribute: team, regex: "^ops$", target: "@ops"}\n'
+    )
+    config = check(("a.yaml", text))
+    assert config.valid
+    assert [str(d) for d in config.diagnostics] == [
+        "a.yaml:8:13: warning: $.integrations[0].hipchat.card: clients that show cards show "
+        "the card instead of the message, and so none of its mentions (the first from the "
+        "mention action at line 14); set card: false where mentions must be seen"
+    ]
+
+
+def test_a_card_without_mentions_or_mentions_without_a_card_are_fine(
+    check: Callable[..., ConfigSet],
+) -> None:
+    mention = '    actions:\n      - {action: mention, attribute: t, regex: x, target: "@a"}\n'
+    card = minimal("a").replace("      rooms:", "      card: true\n      rooms:")
+    unset = minimal("b").replace("      rooms:", "      card: false\n      rooms:") + mention
+    config = check(("a.yaml", card), ("b.yaml", unset), ("c.yaml", minimal("c") + mention))
+    assert config.diagnostics == ()
+
+
+def test_many_copies_name_a_few_others_each_so_the_output_grows_linearly(
+    check: Callable[..., ConfigSet],
+) -> None:
+    config = check(
+        *((f"f{n}.yaml", minimal("ops").replace("name: ops", f"name: n{n}")) for n in range(6))
+    )
+    assert [str(d) for d in errors(config)][:2] == [
+        "f0.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'ops' (6 places); also "
+        "defined at f1.yaml:3:10, f2.yaml:3:10, f3.yaml:3:10 and 2 more",
+        "f1.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'ops' (6 places); also "
+        "defined at f0.yaml:3:10, f2.yaml:3:10, f3.yaml:3:10 and 2 more",
+    ]
+    assert len(errors(config)) == 6
+
+
+def test_a_thousand_copies_in_one_file_cost_a_line_each(check: Callable[..., ConfigSet]) -> None:
+    item = "\n".join(minimal("ops").splitlines()[2:]) + "\n"
+    items = [item.replace("name: ops", f"name: n{n}") for n in range(1000)]
+    config = check(("a.yaml", "version: 1\nintegrations:\n" + "".join(items)))
+    found = errors(config)
+    assert len(found) == 1000
+    assert max(len(str(d)) for d in found) < 200

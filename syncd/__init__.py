@@ -1,3 +1,3 @@
 """syncd: integrations as code for HipChat notifiers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

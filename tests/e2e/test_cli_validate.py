@@ -1,4 +1,5 @@
-"""``syncd validate`` as a user runs it: a real process, real files, exit codes."""
+"""``syncd validate`` as a user runs it: real files, exit codes and output, the
+command run in-process (its process adds nothing but start-up time here)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.cli import run_cli
 from tests.support.configs import minimal
 from tests.support.paths import ROOT
-from tests.support.processes import run_syncd
 
 
 def write(root: Path, name: str, text: str) -> Path:
@@ -22,7 +23,7 @@ def write(root: Path, name: str, text: str) -> Path:
 def test_valid_directory_exits_0(tmp_path: Path) -> None:
     write(tmp_path, "integrations/a.yaml", minimal("a"))
     write(tmp_path, "integrations/b.yml", minimal("b"))
-    result = run_syncd("validate", "integrations", cwd=tmp_path)
+    result = run_cli("validate", "integrations", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert result.stderr == "syncd: valid (2 files checked)\n"
@@ -33,7 +34,7 @@ def test_default_path_is_the_current_directory_and_skips_hidden_dirs(tmp_path: P
     write(tmp_path, ".git/config.yaml", "not: [valid")
     write(tmp_path, "..data/a.yaml", minimal("a"))
     write(tmp_path, "notes.txt", "ignored")
-    result = run_syncd("validate", cwd=tmp_path)
+    result = run_cli("validate", cwd=tmp_path)
     assert result.returncode == 0, result.stdout
     assert result.stderr == "syncd: valid (1 file checked)\n"
 
@@ -42,7 +43,7 @@ def test_every_error_of_every_file_in_one_run(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", minimal("a").replace("1234567", "0"))
     write(tmp_path, "b.yaml", minimal("a").replace("name: a", "name: b") + "    colour: red\n")
     write(tmp_path, "c.yaml", "version: 1\nintegrations: [\n")
-    result = run_syncd("validate", ".", cwd=tmp_path)
+    result = run_cli("validate", ".", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "a.yaml:3:10: error: $.integrations[0].uid: duplicate uid 'a'; also defined at b.yaml:3:10",
@@ -58,7 +59,7 @@ def test_every_error_of_every_file_in_one_run(tmp_path: Path) -> None:
 
 def test_json_format(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", minimal("a").replace("checkout-ops", "x") + "    state: nope\n")
-    result = run_syncd("validate", "--format", "json", "a.yaml", cwd=tmp_path)
+    result = run_cli("validate", "--format", "json", "a.yaml", cwd=tmp_path)
     assert result.returncode == 1
     payload = json.loads(result.stdout)
     assert payload["valid"] is False
@@ -77,7 +78,7 @@ def test_json_format(tmp_path: Path) -> None:
 
 def test_github_format_is_automatic_under_actions(tmp_path: Path) -> None:
     write(tmp_path, "a,b.yaml", minimal("a") + "    state: 100%\n")
-    result = run_syncd("validate", cwd=tmp_path, env={"GITHUB_ACTIONS": "true"})
+    result = run_cli("validate", cwd=tmp_path, env={"GITHUB_ACTIONS": "true"})
     assert result.returncode == 1
     assert result.stdout == (
         "::error file=a%2Cb.yaml,line=11,col=12::$.integrations[0].state: "
@@ -87,29 +88,29 @@ def test_github_format_is_automatic_under_actions(tmp_path: Path) -> None:
 
 def test_warnings_fail_only_with_strict(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", minimal("a").replace("{env: HIPCHAT_TOKEN}", "literal-token-123"))
-    relaxed = run_syncd("validate", cwd=tmp_path)
+    relaxed = run_cli("validate", cwd=tmp_path)
     assert relaxed.returncode == 0
     assert "a.yaml:10:18: warning: $.integrations[0].hipchat.rooms[0].token:" in relaxed.stdout
     assert "literal-token-123" not in relaxed.stdout + relaxed.stderr
-    strict = run_syncd("validate", "--strict", cwd=tmp_path)
+    strict = run_cli("validate", "--strict", cwd=tmp_path)
     assert strict.returncode == 1
-    allowed = run_syncd("validate", "--strict", "--allow-plaintext-tokens", cwd=tmp_path)
+    allowed = run_cli("validate", "--strict", "--allow-plaintext-tokens", cwd=tmp_path)
     assert allowed.returncode == 0
     assert allowed.stdout == ""
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    missing = run_syncd("validate", "nope.yaml", cwd=tmp_path)
+    missing = run_cli("validate", "nope.yaml", cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr == "syncd validate: error: no such file or directory: nope.yaml\n"
-    assert run_syncd("validate", "--format", "xml", cwd=tmp_path).returncode == 2
-    assert run_syncd("frobnicate", cwd=tmp_path).returncode == 2
+    assert run_cli("validate", "--format", "xml", cwd=tmp_path).returncode == 2
+    assert run_cli("frobnicate", cwd=tmp_path).returncode == 2
 
 
 def test_unreadable_input_never_gives_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "bin.yaml").write_bytes(bytes(range(256)) * 10)
     (tmp_path / "link.yaml").symlink_to(tmp_path / "gone.yaml")
-    result = run_syncd("validate", "bin.yaml", "link.yaml", cwd=tmp_path)
+    result = run_cli("validate", "bin.yaml", "link.yaml", cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stdout.splitlines() == [
@@ -121,7 +122,7 @@ def test_unreadable_input_never_gives_a_traceback(tmp_path: Path) -> None:
 def test_each_missing_key_once_and_a_foreign_file_as_one_error(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "version: 1\nintegrations: [{uid: x}]\n")
     write(tmp_path, "deploy.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-    result = run_syncd("validate", ".", cwd=tmp_path)
+    result = run_cli("validate", ".", cwd=tmp_path)
     assert result.stdout.splitlines() == [
         "a.yaml:2:16: error: $.integrations[0]: missing key 'hipchat'",
         "a.yaml:2:16: error: $.integrations[0]: missing key 'name'",
@@ -129,7 +130,7 @@ def test_each_missing_key_once_and_a_foreign_file_as_one_error(tmp_path: Path) -
         "deploy.yaml:1:1: error: not an integrations file: it has neither 'version' nor "
         "'integrations'; leave it out with --exclude GLOB",
     ]
-    excluded = run_syncd("validate", ".", "--exclude", "deploy.yaml", cwd=tmp_path)
+    excluded = run_cli("validate", ".", "--exclude", "deploy.yaml", cwd=tmp_path)
     assert "deploy.yaml" not in excluded.stdout
     assert excluded.stderr == "syncd: 3 errors in 1 file (1 file checked)\n"
 
@@ -139,7 +140,7 @@ def test_suggestions_are_valid_values_and_tabs_are_named(tmp_path: Path) -> None
     text = text.replace("      rooms:\n", "      color: grey\n      notify: yes\n      rooms:\n")
     write(tmp_path, "a.yaml", text)
     write(tmp_path, "t.yaml", "version: 1\nintegrations:\n\t- uid: x\n")
-    result = run_syncd("validate", ".", cwd=tmp_path)
+    result = run_cli("validate", ".", cwd=tmp_path)
     assert result.stdout.splitlines() == [
         "a.yaml:6:12: error: $.integrations[0].state: YAML 1.1 reads the unquoted on as the "
         "boolean true, not the text 'on'; neither is valid here: 'on' is not one of: "
@@ -154,12 +155,12 @@ def test_suggestions_are_valid_values_and_tabs_are_named(tmp_path: Path) -> None
 
 def test_a_directory_without_yaml_fails_unless_allowed(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    empty = run_syncd("validate", "empty", cwd=tmp_path)
+    empty = run_cli("validate", "empty", cwd=tmp_path)
     assert (empty.returncode, empty.stderr) == (
         1,
         "syncd: no YAML files found (--allow-empty to pass)\n",
     )
-    allowed = run_syncd("validate", "--allow-empty", "empty", cwd=tmp_path)
+    allowed = run_cli("validate", "--allow-empty", "empty", cwd=tmp_path)
     assert allowed.returncode == 0
 
 
@@ -184,9 +185,9 @@ def test_a_valid_file_is_checked_without_importing_jsonschema(tmp_path: Path) ->
 
 def test_a_strict_failure_says_it_failed_on_warnings(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", minimal("a") + "    trigger: {threshold: 5}\n")
-    relaxed = run_syncd("validate", cwd=tmp_path)
+    relaxed = run_cli("validate", cwd=tmp_path)
     assert (relaxed.returncode, relaxed.stderr) == (0, "syncd: valid, 1 warning (1 file checked)\n")
-    strict = run_syncd("validate", "--strict", cwd=tmp_path)
+    strict = run_cli("validate", "--strict", cwd=tmp_path)
     assert strict.returncode == 1
     assert strict.stdout.startswith("a.yaml:11:26: warning: $.integrations[0].trigger.threshold: ")
     assert strict.stderr == (
@@ -198,11 +199,11 @@ def test_a_strict_failure_says_it_failed_on_warnings(tmp_path: Path) -> None:
 def test_machine_formats_keep_stdout_clean_and_still_count(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", minimal("a"))
     write(tmp_path, "b.yaml", minimal("b") + "    trigger: {threshold: 5}\n")
-    as_json = run_syncd("validate", "--format", "json", "--strict", cwd=tmp_path)
+    as_json = run_cli("validate", "--format", "json", "--strict", cwd=tmp_path)
     document = json.loads(as_json.stdout)
     assert (as_json.returncode, as_json.stderr) == (1, "")
     assert (document["files_checked"], document["valid"], document["passed"]) == (2, True, False)
-    github = run_syncd("validate", "--format", "github", cwd=tmp_path)
+    github = run_cli("validate", "--format", "github", cwd=tmp_path)
     assert github.returncode == 0
     assert [line[:10] for line in github.stdout.splitlines()] == ["::warning "]
     assert github.stderr == "syncd: valid, 1 warning (2 files checked)\n"
@@ -214,6 +215,6 @@ def test_a_build_copy_of_the_checkout_is_not_read(tmp_path: Path) -> None:
     write(tmp_path, "integrations/a.yaml", minimal("a"))
     write(tmp_path, "build/lib/integrations/a.yaml", minimal("a"))
     write(tmp_path, "tests/fixtures/deep/x.yaml", "not: [valid")
-    result = run_syncd("validate", "--exclude", "tests/*", cwd=tmp_path)
+    result = run_cli("validate", "--exclude", "tests/*", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "")
     assert result.stderr == "syncd: valid (1 file checked)\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.support.cli import run_cli
 from tests.support.paths import ROOT
-from tests.support.processes import run_syncd
 
 EXAMPLES = str(ROOT / "examples")
 
@@ -26,7 +26,7 @@ def write_event(tmp_path: Path, **attributes: str) -> str:
 
 def test_a_payments_error_notifies_with_its_mention_and_the_message(tmp_path: Path) -> None:
     event = write_event(tmp_path, team="payments", environment="production")
-    result = run_syncd("rules", "test", "--config", EXAMPLES, "--event", event, cwd=tmp_path)
+    result = run_cli("rules", "test", "--config", EXAMPLES, "--event", event, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[:4] == [
@@ -53,7 +53,7 @@ def test_a_payments_error_notifies_with_its_mention_and_the_message(tmp_path: Pa
 
 def test_a_staging_error_is_filtered_and_exits_1(tmp_path: Path) -> None:
     event = write_event(tmp_path, team="payments", environment="staging")
-    result = run_syncd("rules", "test", "--config", EXAMPLES, "--event", event, cwd=tmp_path)
+    result = run_cli("rules", "test", "--config", EXAMPLES, "--event", event, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.splitlines()[1:4] == [
         f"  actions:  decided by actions[1] (filter) at {EXAMPLES}/integrations.yaml:32:9",
@@ -82,7 +82,7 @@ def test_the_matched_part_shows_what_an_unanchored_regex_found(tmp_path: Path) -
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "nyc.yaml").write_text(UNANCHORED)
     event = write_event(tmp_path, datacenter="east-nyc2", team="a")
-    result = run_syncd(
+    result = run_cli(
         "rules", "test", "--config", str(tmp_path / "config"), "--event", event, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -97,13 +97,13 @@ def test_the_matched_part_shows_what_an_unanchored_regex_found(tmp_path: Path) -
 
 def test_a_seen_fingerprint_and_bad_input(tmp_path: Path) -> None:
     event = write_event(tmp_path)
-    seen = run_syncd(
+    seen = run_cli(
         "rules", "test", "--config", EXAMPLES, "--event", event, "--seen-before", cwd=tmp_path
     )
     assert seen.returncode == 1
     assert "not a new error group (trigger: group)" in seen.stdout
     (tmp_path / "bad.json").write_text('{"project": "checkout"}')
-    bad = run_syncd(
+    bad = run_cli(
         "rules", "test", "--config", EXAMPLES, "--event", str(tmp_path / "bad.json"), cwd=tmp_path
     )
     assert bad.returncode == 2

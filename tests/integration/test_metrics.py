@@ -11,23 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import Fault, HipChatServer
+from tests.support.metrics import FIXED_REASONS
 from tests.support.waiting import wait_for
 
 TOKEN = "metrics-room-token"
 FAILED = "syncd_notifications_failed_total"
-# Pinned here rather than imported, so a new reason is a decision, not a drift.
-FIXED_REASONS = {
-    "rate_limited",
-    "connection",
-    "server_error",
-    "http_400",
-    "http_401",
-    "http_403",
-    "http_404",
-    "http_408",
-    "http_413",
-    "http_other",
-}
 Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 

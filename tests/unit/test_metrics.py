@@ -20,19 +20,8 @@ from syncd.service.metrics import (
     Metrics,
     failure_reason,
 )
+from tests.support.metrics import FIXED_REASONS
 
-FIXED_REASONS = {
-    "rate_limited",
-    "connection",
-    "server_error",
-    "http_400",
-    "http_401",
-    "http_403",
-    "http_404",
-    "http_408",
-    "http_413",
-    "http_other",
-}
 DELIVERED = DeliveryResult("delivered", 202, "sent")
 GAUGES = ConfigGauges(
     last_reload_successful=True,

@@ -199,6 +199,12 @@ def _run(args: argparse.Namespace) -> int:
             reach=_reach(args),
             max_prune=args.max_prune,
             exclude=tuple(args.exclude),
+            reconcile_timeout=args.reconcile_timeout,
+            git_dir=args.git_dir,
+            allowed_hosts=tuple(args.allow_host),
+            max_notifications_per_request=args.max_notifications_per_request,
+            max_event_bytes=args.max_event_bytes,
+            prune_grace=args.prune_grace,
         )
     )
 
@@ -297,6 +303,58 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="N",
         help="refuse a change that would remove more than N integrations at once "
         "(default: no limit)",
+    )
+    _seconds(
+        run,
+        "--reconcile-timeout",
+        default.reconcile_timeout,
+        "longest one reconcile may spend reading and checking the config; past it the "
+        "set is rejected and the one in use stays; POST /-/reload waits as long "
+        f"(default {default.reconcile_timeout:g})",
+    )
+    run.add_argument(
+        "--git-dir",
+        type=Path,
+        metavar="DIR",
+        help="the top of the git checkout holding --config, whose commit names the "
+        "applied revision; needed when --config is below the top, or the checkout "
+        "belongs to another user (default: git only when --config is a checkout's top)",
+    )
+    run.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name or address the HTTP API answers to besides its --listen address, "
+        "such as the name a proxy, Prometheus or a colleague uses (repeatable; no port); "
+        "requests naming any other host get 421, so a web page cannot reach the daemon "
+        "through a DNS name it controls; '*' answers every name, only behind a proxy "
+        "that checks Host itself",
+    )
+    run.add_argument(
+        "--max-notifications-per-request",
+        type=int,
+        default=default.max_notifications_per_request,
+        metavar="N",
+        help="refuse (413, nothing stored) a POST /v1/events whose events would queue more "
+        "notifications than this, an event held in a throttle window counting as one "
+        f"(default {default.max_notifications_per_request})",
+    )
+    run.add_argument(
+        "--max-event-bytes",
+        type=int,
+        default=default.max_event_bytes,
+        metavar="N",
+        help="refuse (413) an event larger than this many bytes as compact JSON "
+        f"(default {default.max_event_bytes})",
+    )
+    _seconds(
+        run,
+        "--prune-grace",
+        default.prune_grace,
+        "an integration removed and back within this long, with the same endpoint and "
+        "rooms, gets back what its removal cancelled; 0 makes removal final "
+        f"(default {default.prune_grace:g})",
     )
     _add_reach(run)
     run.set_defaults(handler=_run)

@@ -15,6 +15,7 @@ def load_valid(path: Path, options: semantics.Options) -> ConfigSet:
     """The config set; invalid, its diagnostics are printed and UsageError raised."""
     config = load_config_set([path], options)
     if not config.valid:
-        sys.stdout.write(report(list(config.diagnostics), "text", len(config.files)))
+        diagnostics = list(config.diagnostics)
+        sys.stdout.write(report(diagnostics, "text", len(config.files), counts=config.found))
         raise UsageError("the config is invalid")
     return config

@@ -63,12 +63,26 @@ def emit(
         _print_refusal(status, answer)
         return EXIT_FAILED
     print(f"accepted {answer['ids'][0]}: {answer['notifications']} notification(s) queued")
-    results = answer.get("events") or [{}]
-    why = [str(line) for line in results[0].get("why", [])]
+    results = answer.get("events")
+    why = [str(line) for line in results[0].get("why", [])] if results else _summary(answer)
     for line in why:
         print(f"  {line}")
     unmatched = why[:1] == [f"no integration for project {event.get('project')}"]
     return EXIT_FAILED if unmatched else EXIT_OK
+
+
+def _summary(answer: Mapping[str, Any]) -> list[str]:
+    """Reasons counted per integration: the daemon's answer when a project has more
+    integrations than it lists one by one."""
+    lines = [
+        f"{uid}: {reason}" + (f" ({count} events)" if count > 1 else "")
+        for uid, tally in (answer.get("integrations") or {}).items()
+        for reason, count in tally.get("events", {}).items()
+    ]
+    more = answer.get("integrations_not_listed")
+    if more:
+        lines.append(f"and {more['integrations']} more integration(s)")
+    return lines
 
 
 def _print_refusal(status: int, answer: Any) -> None:

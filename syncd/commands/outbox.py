@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.commands.remote import clip
+from syncd.commands.remote import cell
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 REASON_WIDTH = 70
@@ -34,12 +34,12 @@ def list_items(
 def _row(item: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
     since = datetime.fromtimestamp(float(item["created_at"]), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return (
-        str(item["id"]),
-        str(item["uid"]),
-        str(item["room"]),
-        str(item["attempts"]),
+        cell(item["id"]),
+        cell(item["uid"]),
+        cell(item["room"]),
+        cell(item["attempts"]),
         since,
-        clip(str(item.get("reason") or "-"), REASON_WIDTH),
+        cell(item.get("reason") or "-", REASON_WIDTH),
     )
 
 

@@ -1,4 +1,10 @@
-"""Talking to a running daemon from the command line."""
+"""Talking to a running daemon from the command line.
+
+What a daemon answers is printed to a terminal, and holds names and ids from
+the config repository, events and servers' reasons: each is printed with its
+control characters escaped (``printable``), so no escape sequence or carriage
+return in it reaches the terminal.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from syncd.config.diagnostics import printable
 from syncd.config.model import Integration
 from syncd.config.plan import active_from_data
 from syncd.errors import UsageError
@@ -91,7 +98,9 @@ def fetch_registry(
         payload: Any = response.json()
         return active_from_data(payload["integrations"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise RegistryFetchError(f"{url} did not answer with a registry: {exc}") from None
+        raise RegistryFetchError(
+            f"{url} did not answer with a registry: {printable(str(exc))}"
+        ) from None
 
 
 def fetch_status(
@@ -162,7 +171,9 @@ def _answer(url: str, response: requests.Response) -> dict[str, Any]:
         raise RegistryFetchError(f"{url} answered {response.status_code} without JSON") from None
     if response.status_code != 200:
         message = (payload.get("error") or {}).get("message", response.status_code)
-        raise RegistryFetchError(f"{url} answered {response.status_code}: {message}")
+        raise RegistryFetchError(
+            f"{url} answered {response.status_code}: {printable(str(message))}"
+        )
     return payload
 
 
@@ -187,20 +198,26 @@ def _when(value: object) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def cell(value: object, width: int | None = None) -> str:
+    """A value as a table shows it: control characters escaped, then clipped."""
+    text = printable(str(value))
+    return text if width is None else clip(text, width)
+
+
 def _room_rows(uid: str, info: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per room; the integration's own columns only on its first row."""
     rooms = info.get("rooms") or {"-": {}}
     rows: list[tuple[str, ...]] = []
     for i, (room, health) in enumerate(sorted(rooms.items())):
-        own = (uid, str(info.get("state", "")), str(info.get("queue_depth", 0)))
+        own = (cell(uid), cell(info.get("state", "")), cell(info.get("queue_depth", 0)))
         rows.append(
             (
                 *(own if i == 0 else ("", "", "")),
-                room,
+                cell(room),
                 _health(health),
-                str(health.get("dead_letters", 0)),
+                cell(health.get("dead_letters", 0)),
                 _when(health.get("last_delivery")),
-                clip(str(health.get("last_error") or "-"), 60),
+                cell(health.get("last_error") or "-", 60),
             )
         )
     return rows
@@ -220,7 +237,7 @@ def _reconcile_lines(last: dict[str, Any]) -> list[str]:
     result = "ok" if last.get("ok") else "FAILED (last-known-good stays active)"
     return [
         f"last reconcile:     {result} at {_when(last.get('at'))}",
-        *(f"  {d}" for d in last.get("diagnostics", [])),
+        *(f"  {cell(d)}" for d in last.get("diagnostics", [])),
     ]
 
 
@@ -232,11 +249,15 @@ def render_status(status: dict[str, Any]) -> str:
     for uid, info in sorted((status.get("integrations") or {}).items()):
         rows.extend(_room_rows(uid, info))
     lines = [
-        f"applied revision:   {status.get('applied_revision') or '-'}",
-        f"attempted revision: {status.get('attempted_revision') or '-'}",
+        f"applied revision:   {cell(status.get('applied_revision') or '-')}",
+        f"attempted revision: {cell(status.get('attempted_revision') or '-')}",
         *_reconcile_lines(status.get("last_reconcile") or {}),
-        f"outbox depth:       {status.get('outbox_depth', 0)}",
-        *([f"OUTBOX LOST:        {lost}"] if (lost := status.get("outbox_lost_at_start")) else []),
+        f"outbox depth:       {cell(status.get('outbox_depth', 0))}",
+        *(
+            [f"OUTBOX LOST:        {cell(lost)}"]
+            if (lost := status.get("outbox_lost_at_start"))
+            else []
+        ),
         "",
         *_table(rows),
     ]

@@ -52,6 +52,12 @@ class RunOptions:
     reach: Reach
     max_prune: int | None
     exclude: tuple[str, ...]
+    reconcile_timeout: float
+    git_dir: Path | None
+    allowed_hosts: tuple[str, ...]
+    max_notifications_per_request: int
+    max_event_bytes: int
+    prune_grace: float
 
 
 def run(options: RunOptions) -> int:
@@ -67,6 +73,12 @@ def run(options: RunOptions) -> int:
         raise UsageError(f"--workers wants 1 to {MAX_WORKERS}, got {options.workers}")
     if not options.send_timeout > 0:
         raise UsageError(f"--send-timeout wants more than 0 seconds, got {options.send_timeout:g}")
+    if not options.reconcile_timeout > 0:
+        raise UsageError(
+            f"--reconcile-timeout wants more than 0 seconds, got {options.reconcile_timeout:g}"
+        )
+    check_git_dir(options.git_dir, options.config_dir)
+    _check_bounds(options)
     config = daemon.DaemonConfig(
         config_dir=options.config_dir,
         state_dir=options.state_dir,
@@ -83,5 +95,33 @@ def run(options: RunOptions) -> int:
         reach=options.reach,
         max_prune=options.max_prune,
         exclude=options.exclude,
+        reconcile_timeout=options.reconcile_timeout,
+        git_dir=options.git_dir,
+        allowed_hosts=options.allowed_hosts,
+        max_notifications_per_request=options.max_notifications_per_request,
+        max_event_bytes=options.max_event_bytes,
+        prune_grace=options.prune_grace,
     )
     return daemon.run(config, options.log_format)
+
+
+def _check_bounds(options: RunOptions) -> None:
+    if options.max_notifications_per_request < 1:
+        raise UsageError(
+            "--max-notifications-per-request wants 1 or more, "
+            f"got {options.max_notifications_per_request}"
+        )
+    if options.max_event_bytes < 1024:
+        raise UsageError(f"--max-event-bytes wants 1024 or more, got {options.max_event_bytes}")
+    if options.prune_grace < 0:
+        raise UsageError(f"--prune-grace wants 0 or more seconds, got {options.prune_grace:g}")
+
+
+def check_git_dir(git_dir: Path | None, config_dir: Path) -> None:
+    """``--git-dir`` names the top of a checkout that holds the config dir."""
+    if git_dir is None:
+        return
+    if not (git_dir / ".git").exists():
+        raise UsageError(f"--git-dir {git_dir} is not the top of a git checkout (no .git in it)")
+    if not config_dir.resolve().is_relative_to(git_dir.resolve()):
+        raise UsageError(f"--config {config_dir} is not inside --git-dir {git_dir}")

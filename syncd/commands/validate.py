@@ -28,13 +28,19 @@ def validate(
     reach: Reach = DEFAULT_REACH,
     exclude: tuple[str, ...] = (),
     allow_empty: bool = False,
+    max_actions: int = semantics.DEFAULT_MAX_ACTIONS,
+    max_pattern_bytes: int = semantics.DEFAULT_MAX_PATTERN_BYTES,
 ) -> int:
     # Loaded data has no reference cycles: the cyclic collector only costs time
     # here (a third of it on 2,000 files) and frees no memory.
     gc.disable()
     try:
         options = semantics.Options(
-            allow_plaintext_tokens=allow_plaintext_tokens, reach=reach, exclude=exclude
+            allow_plaintext_tokens=allow_plaintext_tokens,
+            reach=reach,
+            exclude=exclude,
+            max_actions=max_actions,
+            max_pattern_bytes=max_pattern_bytes,
         )
         return _validate(paths, fmt or default_format(), strict, options, allow_empty)
     finally:
@@ -51,7 +57,8 @@ def _validate(
     config = load_config_set(paths, options)
     diagnostics = list(config.diagnostics)
     checked = len(config.files)
-    sys.stdout.write(report(diagnostics, fmt, checked, strict=strict))
+    found = config.found  # the diagnostics are capped; this counts every problem
+    sys.stdout.write(report(diagnostics, fmt, checked, strict=strict, counts=found))
     # The verdict and the count go to stderr, so stdout stays the format's alone;
     # a JSON document carries both itself.
     if fmt != "json":
@@ -62,6 +69,7 @@ def _validate(
                 file=sys.stderr,
             )
         else:
-            print(f"syncd: {summary(diagnostics, checked, strict=strict)}", file=sys.stderr)
+            said = summary(diagnostics, checked, strict=strict, counts=found)
+            print(f"syncd: {said}", file=sys.stderr)
     empty = not config.files and not allow_empty
     return EXIT_FAILED if failed(diagnostics, strict=strict) or empty else EXIT_OK

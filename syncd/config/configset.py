@@ -6,21 +6,24 @@ Each step has its own module:
    directories, less what ``--exclude`` leaves out;
 2. ``loader``: a file's bytes to plain data, refusing what YAML would silently
    change, and keeping the positions that messages point at;
-3. ``schema``: the JSON Schema, each error placed at the offending value;
+3. ``schema``: the JSON Schema, each error placed at the offending value
+   (``schemawalk`` finds them in time linear in the document);
 4. ``semantics``: the rules a schema cannot express, within one file and
    across files;
 5. ``model``: schema-valid data to frozen ``Integration`` values, tokens as
    ``secrets`` references that are resolved only when applied;
 6. assembly (here): every file's result into one :class:`ConfigSet`, whose
-   integrations are usable only if the whole set is valid;
+   integrations are usable only if the whole set is valid, and whose
+   diagnostics are capped per file and per set (``diagnostics``);
 7. ``plan``: a valid set against the active integrations, what to create,
    update, delete and keep. The registry applies it.
 
 Both ``syncd validate`` and the daemon check each file with :func:`read_file`
 and a set with the same rules, so the pre-commit hook and the server can never
-disagree on what is valid. The daemon's loader (``filecache``) keeps each
-file's result until the file changes; the watcher (``watcher``) decides when
-the daemon loads again, and names the files that changed.
+disagree on what is valid. A load may be given a deadline (``budget``). The
+daemon's loader (``filecache``) keeps each file's result until the file
+changes; the watcher (``watcher``) decides when the daemon loads again, and
+names the files that changed.
 """
 
 from __future__ import annotations
@@ -28,13 +31,23 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
-from syncd.config import schema, semantics
-from syncd.config.diagnostics import Diagnostic, count_errors, json_path
+from syncd.config import budget, schema, semantics
+from syncd.config.diagnostics import (
+    Counts,
+    Diagnostic,
+    FileProblems,
+    Omitted,
+    Problem,
+    capped_set,
+    count_errors,
+    json_path,
+)
 from syncd.config.discovery import find, inside
 from syncd.config.loader import DataPath, LoadedFile, load_file
 from syncd.config.model import Integration, Source, integration_from_data
@@ -42,17 +55,21 @@ from syncd.config.model import Integration, Source, integration_from_data
 
 @dataclass(frozen=True, slots=True)
 class FileResult:
-    """What one file contributes, independent of the other files."""
+    """What one file contributes, independent of the other files: at most
+    ``MAX_FILE_DIAGNOSTICS`` diagnostics, and what that cap left out."""
 
     loaded: LoadedFile
     diagnostics: tuple[Diagnostic, ...]
     integrations: tuple[Integration, ...]
+    omitted: Omitted | None = None
 
 
 def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
-    diagnostics = list(loaded.diagnostics)
+    """The file's diagnostics, capped before the costlier words are found for the
+    ones kept: a YAML 1.1 trap's fix is judged only for a trap that is listed."""
+    problems = loaded.problems
     if loaded.ok and _foreign(loaded.data):
-        diagnostics.append(
+        problems.add(
             Diagnostic(
                 loaded.path,
                 1,
@@ -63,11 +80,13 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
             )
         )
     elif loaded.ok:
-        diagnostics.extend(schema.schema_diagnostics(loaded))
-        diagnostics.extend(semantics.check_file_rules(loaded, options))
-        diagnostics = schema.refine_traps(loaded, diagnostics)
+        problems.extend(schema.schema_diagnostics(loaded))
+        problems.extend(semantics.check_file_rules(loaded, options))
+    listed, omitted = problems.result()
+    if loaded.ok and loaded.traps:
+        listed = schema.refine_traps(loaded, listed)
     integrations: list[Integration] = []
-    if count_errors(diagnostics) == 0:
+    if count_errors(listed) == 0:
         for index, item in enumerate(loaded.data["integrations"]):
 
             def locate(path: DataPath, index: int = index) -> Source:
@@ -78,7 +97,7 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
 
             integrations.append(integration_from_data(item, locate))
     loaded.release(semantics.unique_key_paths(loaded))
-    return FileResult(loaded, tuple(diagnostics), tuple(integrations))
+    return FileResult(loaded, tuple(listed), tuple(integrations), omitted)
 
 
 def _foreign(data: object) -> bool:
@@ -109,10 +128,17 @@ class ConfigSet:
     # Files that changed while read: read them again once the writer is done.
     unsettled: tuple[str, ...] = ()
     changes: Changes | None = None
+    # Every problem found, listed or not (the diagnostics are capped); None: the
+    # diagnostics are all there is.
+    counts: Counts | None = None
 
     @property
     def valid(self) -> bool:
         return count_errors(self.diagnostics) == 0
+
+    @property
+    def found(self) -> Counts:
+        return self.counts or Counts.of(self.diagnostics)
 
     @cached_property
     def files(self) -> tuple[str, ...]:
@@ -129,15 +155,33 @@ class ConfigSet:
 
 
 def assemble(results: Sequence[FileResult]) -> ConfigSet:
-    diagnostics = [d for r in results for d in r.diagnostics]
-    diagnostics.extend(semantics.check_unique([r.loaded for r in results]))
-    diagnostics.sort()
+    diagnostics, counts = set_diagnostics(
+        results, semantics.check_unique([r.loaded for r in results])
+    )
     return ConfigSet(
         results=tuple(results),
-        diagnostics=tuple(diagnostics),
+        diagnostics=diagnostics,
         digest=set_digest(sum(file_mark(r.loaded) for r in results)),
         unsettled=tuple(r.loaded.path for r in results if r.loaded.unsettled),
+        counts=counts,
     )
+
+
+def set_diagnostics(
+    results: Iterable[FileResult], across: Iterable[Problem]
+) -> tuple[tuple[Diagnostic, ...], Counts]:
+    """The set's diagnostics as listed, and what they count: each file's with the
+    clashes ``across`` files found in it, capped per file and per set."""
+    by_file: dict[str, list[Problem]] = {}
+    for diagnostic in across:
+        by_file.setdefault(diagnostic.file, []).append(diagnostic)
+    files: list[FileProblems] = []
+    for result in results:
+        more = by_file.pop(result.loaded.path, [])
+        if result.diagnostics or more:
+            files.append(([*result.diagnostics, *more], result.omitted))
+    files.extend((more, None) for more in by_file.values())
+    return capped_set(files)
 
 
 def file_mark(loaded: LoadedFile) -> int:
@@ -203,7 +247,23 @@ def _utf8(name: str) -> bool:
 
 
 def load_config_set(
-    paths: Iterable[Path], options: semantics.Options = semantics.DEFAULT_OPTIONS
+    paths: Iterable[Path],
+    options: semantics.Options = semantics.DEFAULT_OPTIONS,
+    *,
+    deadline: float | None = None,
+    clock: budget.Clock = time.monotonic,
 ) -> ConfigSet:
-    files = find(paths, options.files).files
-    return assemble([read_file(path, root, options) for path, root in files.items()])
+    """``deadline``: a time on ``clock`` (monotonic) past which the load stops, and
+    the set is rejected with one diagnostic that says so."""
+    roots = tuple(paths)
+    limit = budget.Deadline.start(deadline, clock)
+    try:
+        files = find(roots, options.files, partial(budget.check, limit)).files
+        results = []
+        for path, root in files.items():
+            budget.check(limit)
+            results.append(read_file(path, root, options))
+        return assemble(results)
+    except budget.OverBudget:
+        assert limit is not None
+        return ConfigSet((), (budget.over_budget(roots, limit),))

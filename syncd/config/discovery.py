@@ -8,7 +8,7 @@ on the files, ``--exclude`` included.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cached_property
@@ -119,6 +119,10 @@ def discover(paths: Iterable[Path], files: ConfigFiles | None = None) -> list[Pa
     return list(find(paths, files).files)
 
 
+def _no_tick() -> None:
+    pass
+
+
 @dataclass
 class Found:
     """What discovery found, in the order it lists files: each directory's own
@@ -129,15 +133,18 @@ class Found:
     linked_dirs: bool = False
 
 
-def find(paths: Iterable[Path], files: ConfigFiles | None = None) -> Found:
+def find(
+    paths: Iterable[Path], files: ConfigFiles | None = None, tick: Callable[[], None] = _no_tick
+) -> Found:
     """Each config file found, mapped to the root it must stay inside once links are
-    followed: the directory given, or for a file named on its own, the file."""
+    followed: the directory given, or for a file named on its own, the file.
+    ``tick`` is called at each directory: a caller with a deadline raises there."""
     files = files or EVERY_CONFIG_FILE
     found = Found({})
     for path in paths:
         if path.is_dir():
             root = path.resolve()
-            for file in _yaml_under(path, root, files, found):
+            for file in _yaml_under(path, root, files, found, tick):
                 found.files.setdefault(file, root)
         elif path.exists() or path.is_symlink():
             found.files.setdefault(path, path.resolve())
@@ -146,10 +153,13 @@ def find(paths: Iterable[Path], files: ConfigFiles | None = None) -> Found:
     return found
 
 
-def _yaml_under(directory: Path, root: Path, files: ConfigFiles, found: Found) -> Iterator[Path]:
+def _yaml_under(
+    directory: Path, root: Path, files: ConfigFiles, found: Found, tick: Callable[[], None]
+) -> Iterator[Path]:
     """Symlinked directories are followed inside the root only, and each directory once."""
     visited: set[tuple[int, int]] = set()
     for top, dirs, names in os.walk(directory, followlinks=True):
+        tick()
         st = os.stat(top)
         if (st.st_dev, st.st_ino) in visited or not inside(Path(top), root):
             dirs[:] = []  # a symlink loop, a directory linked twice, or one outside

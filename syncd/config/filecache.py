@@ -8,17 +8,21 @@ files, the keys that must be unique across them (``semantics.UniqueIndex``),
 the files with diagnostics, and the set's digest, a sum of per-file shares.
 A load without named paths (at start, on SIGHUP, at a resync) walks the
 directory, stats every file and reads the ones whose stat changed (every
-one, without ``trust_stat``).
+one, without ``trust_stat``). A load past its deadline (``budget``) stops
+between two files and gives an invalid set; what it read is kept, and the
+next load walks.
 """
 
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
-from syncd.config import semantics
+from syncd.config import budget, semantics
 from syncd.config.configset import (
     Changes,
     ConfigSet,
@@ -26,6 +30,7 @@ from syncd.config.configset import (
     StatKey,
     file_mark,
     read_file,
+    set_diagnostics,
     set_digest,
     stat_key,
 )
@@ -74,6 +79,9 @@ class ConfigLoader:
         # What the files read by one load held before and hold now (Changes).
         self._before: list[Integration] = []
         self._after: list[Integration] = []
+        # A load stopped at its deadline left the lists behind the entries: the
+        # next load walks, and keeps what the stopped one read.
+        self._stale = False
 
     def load(
         self,
@@ -81,37 +89,61 @@ class ConfigLoader:
         *,
         trust_stat: bool = True,
         changed: Iterable[str] | None = None,
+        deadline: float | None = None,
+        clock: budget.Clock = time.monotonic,
     ) -> ConfigSet:
         """``changed``: the paths, relative to the one directory loaded, that may
-        have changed since the last load; None when anything may have."""
+        have changed since the last load; None when anything may have.
+        ``deadline``: a time on ``clock`` (monotonic) past which the load stops, and
+        the set is rejected with one diagnostic that says so."""
         roots = tuple(paths)
+        limit = budget.Deadline.start(deadline, clock)
+        try:
+            return self._load(roots, trust_stat, changed, limit)
+        except budget.OverBudget:
+            assert limit is not None
+            self._stale = True
+            return ConfigSet((), (budget.over_budget(roots, limit),))
+
+    def _load(
+        self,
+        roots: tuple[Path, ...],
+        trust_stat: bool,
+        changed: Iterable[str] | None,
+        limit: budget.Deadline | None,
+    ) -> ConfigSet:
         since = set_digest(self._marks)
         self._before, self._after = [], []
-        if changed is None or roots != self._paths or not self._update(changed):
-            self._walk(roots, trust_stat)
+        named = changed is not None and roots == self._paths and not self._stale
+        if not (named and changed is not None and self._update(changed, limit)):
+            self._walk(roots, trust_stat, limit)
+            self._stale = False
             return self._assemble(None)
         return self._assemble(Changes(since, tuple(self._before), tuple(self._after)))
 
-    def _walk(self, paths: tuple[Path, ...], trust_stat: bool) -> None:
-        found = self._find(paths)
+    def _walk(
+        self, paths: tuple[Path, ...], trust_stat: bool, limit: budget.Deadline | None
+    ) -> None:
+        found = self._find(paths, limit)
         names = {str(path): (path, root) for path, root in found.files.items()}
         for gone in [name for name in self._entries if name not in names]:
             self._drop(gone)
         order = [(_order(paths, path), name) for name, (path, _) in names.items()]
         for key, name in order:
+            budget.check(limit)
             self._put(*names[name], key, trust_stat)
         self._order, self._names = order, list(names)
         self._results = [self._entries[name].result for name in self._names]
 
-    def _find(self, paths: tuple[Path, ...]) -> Found:
-        found = find(paths, self.options.files)
+    def _find(self, paths: tuple[Path, ...], limit: budget.Deadline | None) -> Found:
+        found = find(paths, self.options.files, partial(budget.check, limit))
         if paths != self._paths:
             self._reset(paths)
         self._linked_dirs = found.linked_dirs
         self._root = paths[0].resolve() if len(paths) == 1 and paths[0].is_dir() else None
         return found
 
-    def _update(self, changed: Iterable[str]) -> bool:
+    def _update(self, changed: Iterable[str], limit: budget.Deadline | None) -> bool:
         """Apply the named changes; False when only a walk can tell what they did: a
         directory changed, or a directory is reached through a link."""
         if self._paths is None or self._root is None or self._linked_dirs:
@@ -119,7 +151,11 @@ class ConfigLoader:
         base, root = self._paths[0], self._root
         if base.resolve() != root:
             return False  # the directory is a link, moved to another target
-        return all(self._named(base, root, name) for name in set(changed))
+        for name in set(changed):
+            budget.check(limit)
+            if not self._named(base, root, name):
+                return False
+        return True
 
     def _named(self, base: Path, root: Path, name: str) -> bool:
         """One named path; False when it needs a walk."""
@@ -191,15 +227,15 @@ class ConfigLoader:
             del self._results[at]
 
     def _assemble(self, changes: Changes | None) -> ConfigSet:
-        diagnostics = [d for name in self._noted for d in self._entries[name].result.diagnostics]
-        diagnostics.extend(self._unique.diagnostics())
-        diagnostics.sort()
+        noted = (self._entries[name].result for name in self._noted)
+        diagnostics, counts = set_diagnostics(noted, self._unique.diagnostics())
         return ConfigSet(
             results=tuple(self._results),
-            diagnostics=tuple(diagnostics),
+            diagnostics=diagnostics,
             digest=set_digest(self._marks),
             unsettled=tuple(sorted(self._unsettled)),
             changes=changes,
+            counts=counts,
         )
 
 

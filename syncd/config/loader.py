@@ -2,9 +2,11 @@
 for error messages.
 
 libyaml composes the node tree when it is available; values are then built in
-Python so that duplicate keys, anchors, non-string keys and the YAML 1.1 traps
-(``no``, ``0755``, ``1:30``, dates) are reported instead of silently accepted.
-Positions are looked up in the node tree only when a diagnostic needs one.
+Python so that duplicate keys, anchors, tags, non-string keys and the YAML 1.1
+traps (``no``, ``0755``, ``1:30``, dates) are reported instead of silently
+accepted. Positions are looked up in the node tree only when a diagnostic needs
+one, through an index of each mapping's keys; a problem is worded only if it is
+listed (``diagnostics.Listing``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,12 +27,21 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from syncd.config.diagnostics import Diagnostic, Severity, json_path
+from syncd.config.diagnostics import (
+    MAX_FILE_DIAGNOSTICS,
+    Diagnostic,
+    Listing,
+    Severity,
+    json_path,
+    worded,
+)
 from syncd.config.yamlsyntax import explain
 from syncd.config.yamlvalues import (
     BOOL,
     KNOWN_SCALARS,
+    MAP,
     MERGE,
+    SEQ,
     STR,
     TIMESTAMP,
     ScalarError,
@@ -48,7 +60,7 @@ _INTERNED = 200  # longest text shared between files instead of copied
 
 PathPart = str | int
 DataPath = tuple[PathPart, ...]
-_NO_TRAPS: Mapping[DataPath, tuple[str, Any]] = MappingProxyType({})
+_NO_TRAPS: Mapping[tuple[int, int], tuple[DataPath, str, Any]] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -58,7 +70,9 @@ class LoadedFile:
     path: str
     data: Any = None
     digest: str = ""
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    # Its load's problems, the first of them kept (the checks that follow add
+    # theirs); the builder's are worded only if listed (Unworded).
+    problems: Listing = field(default_factory=lambda: Listing(MAX_FILE_DIAGNOSTICS))
     # Paths whose value the loader already reported; schema errors there add nothing.
     # Shared empty values until something is added: a daemon keeps one per file.
     reported_paths: AbstractSet[DataPath] = frozenset()
@@ -69,14 +83,27 @@ class LoadedFile:
     root: Node | None = field(default=None, repr=False)
     text: str = field(default="", repr=False)
     kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
-    # YAML 1.1 traps: the text as written and the value YAML made of it, whose
-    # suggested fixes the schema step keeps only if they are valid there.
-    traps: Mapping[DataPath, tuple[str, Any]] = field(default_factory=lambda: _NO_TRAPS, repr=False)
+    # Each mapping node's keys, indexed when a position inside it is first asked
+    # for: a file of 20,000 keys asks 20,000 times, and a scan per ask is quadratic.
+    key_index: dict[int, dict[str, tuple[Node, Node]]] = field(default_factory=dict, repr=False)
+    # The text's line count and last line's length, counted on first use.
+    text_lines: tuple[int, int] | None = field(default=None, repr=False)
+    # YAML 1.1 traps by line and column: where, the text as written and the value
+    # YAML made of it, whose suggested fixes the schema step keeps only if they
+    # are valid there (it looks up only the ones listed).
+    traps: Mapping[tuple[int, int], tuple[DataPath, str, Any]] = field(
+        default_factory=lambda: _NO_TRAPS, repr=False
+    )
 
     @property
     def ok(self) -> bool:
         """True when the data is usable (it may still be schema-invalid)."""
         return self.parsed
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        """The problems found so far that a file lists, in words."""
+        return worded(self.problems.problems())
 
     def release(self, keep: Iterable[DataPath]) -> None:
         """Trade the node tree for the few positions asked for later.
@@ -88,6 +115,10 @@ class LoadedFile:
         self.kept_positions = {path: self.position(path) for path in keep}
         self.root = None
         self.text = ""
+        self.key_index = {}
+        # Listed by now, and the unworded ones hold nodes of the tree.
+        self.problems = Listing(MAX_FILE_DIAGNOSTICS)
+        self.traps = _NO_TRAPS
 
     def reported(self, path: DataPath) -> None:
         # A set of its own on the first one, then added to: a file may report
@@ -96,10 +127,10 @@ class LoadedFile:
             self.reported_paths = set(self.reported_paths)
         self.reported_paths.add(path)
 
-    def trap(self, path: DataPath, text: str, value: Any) -> None:
+    def trap(self, at: tuple[int, int], path: DataPath, text: str, value: Any) -> None:
         if not isinstance(self.traps, dict):
             self.traps = dict(self.traps)
-        self.traps[path] = (text, value)
+        self.traps[at] = (path, text, value)
 
     def drop_data(self) -> None:
         """For a loader that keeps thousands of files: once the integrations are
@@ -113,7 +144,7 @@ class LoadedFile:
             return self.kept_positions[path]
         if self.root is None:
             return 1, 1
-        node, _ = _deepest(self.root, path, at_key=at_key)
+        node, _ = _deepest(self.root, path, self.key_index, at_key=at_key)
         return self.inside(node.start_mark.line + 1, node.start_mark.column + 1)
 
     def inside(self, line: int, col: int) -> tuple[int, int]:
@@ -125,10 +156,13 @@ class LoadedFile:
             self.lf_lines = self.text.count("\n") + 1
         if not self.text or line <= self.lf_lines:
             return line, col
-        lines = _TEXT_LINE_BREAK.split(self.text)
-        if line <= len(lines):
+        if self.text_lines is None:  # once: a file of CR line breaks asks every time
+            lines = _TEXT_LINE_BREAK.split(self.text)
+            self.text_lines = len(lines), len(lines[-1])
+        count, last = self.text_lines
+        if line <= count:
             return line, col
-        return len(lines), len(lines[-1]) + 1
+        return count, last + 1
 
     def diagnostic(
         self,
@@ -142,18 +176,23 @@ class LoadedFile:
         return Diagnostic(self.path, line, col, json_path(path), message, severity)
 
 
-def _find_pair(node: MappingNode, key: str) -> tuple[Node, Node] | None:
-    found = None
-    for key_node, value_node in node.value:
-        if isinstance(key_node, ScalarNode) and key_node.value == key:
-            found = (key_node, value_node)
-    return found
+KeyIndex = dict[int, dict[str, tuple[Node, Node]]]
 
 
-def _child(node: Node, part: PathPart, *, key: bool) -> Node | None:
+def _find_pair(node: MappingNode, key: str, index: KeyIndex) -> tuple[Node, Node] | None:
+    """The last pair with ``key`` (the value a duplicate key leaves), from the node's
+    index, made on first use."""
+    pairs = index.get(id(node))
+    if pairs is None:
+        pairs = {k.value: (k, v) for k, v in node.value if isinstance(k, ScalarNode)}
+        index[id(node)] = pairs
+    return pairs.get(key)
+
+
+def _child(node: Node, part: PathPart, index: KeyIndex, *, key: bool) -> Node | None:
     """The node at ``part`` under ``node`` (the key node with ``key``), if there is one."""
     if isinstance(node, MappingNode) and isinstance(part, str):
-        pair = _find_pair(node, part)
+        pair = _find_pair(node, part, index)
         if pair is None:
             return None
         return pair[0] if key else pair[1]
@@ -163,13 +202,15 @@ def _child(node: Node, part: PathPart, *, key: bool) -> Node | None:
     return None
 
 
-def _deepest(root: Node, path: DataPath, *, at_key: bool = False) -> tuple[Node, int]:
+def _deepest(
+    root: Node, path: DataPath, index: KeyIndex, *, at_key: bool = False
+) -> tuple[Node, int]:
     """The node at ``path``, or the deepest one found on the way, and how many parts
     of ``path`` lead to it."""
     node = root
     last = len(path) - 1
     for depth, part in enumerate(path):
-        child = _child(node, part, key=at_key and depth == last)
+        child = _child(node, part, index, key=at_key and depth == last)
         if child is None:
             return node, depth
         node = child
@@ -237,23 +278,21 @@ def load_file(path: Path, display: str | None = None) -> LoadedFile:
         raw = read_regular(path)
     except ChangedWhileRead:
         loaded.unsettled = True
-        loaded.diagnostics.append(
+        loaded.problems.add(
             Diagnostic(
                 name, 1, 1, "", "the file changed while it was read; it is read again when quiet"
             )
         )
         return loaded
     except NotARegularFile as exc:
-        loaded.diagnostics.append(Diagnostic(name, 1, 1, "", f"{exc}; only regular files are read"))
+        loaded.problems.add(Diagnostic(name, 1, 1, "", f"{exc}; only regular files are read"))
         return loaded
     except OSError as exc:
-        loaded.diagnostics.append(
-            Diagnostic(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")
-        )
+        loaded.problems.add(Diagnostic(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}"))
         return loaded
     if len(raw) > MAX_FILE_BYTES:
         loaded.digest = hashlib.sha256(raw).hexdigest()
-        loaded.diagnostics.append(
+        loaded.problems.add(
             Diagnostic(name, 1, 1, "", "file is larger than 1 MiB; split it into several files")
         )
         return loaded
@@ -281,16 +320,14 @@ def load_bytes(raw: bytes, name: str, loaded: LoadedFile | None = None) -> Loade
 def _decode(raw: bytes, loaded: LoadedFile) -> str | None:
     """The text of a UTF-8 file, without a byte order mark."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        loaded.diagnostics.append(
-            Diagnostic(loaded.path, 1, 1, "", "file is UTF-16; save it as UTF-8")
-        )
+        loaded.problems.add(Diagnostic(loaded.path, 1, 1, "", "file is UTF-16; save it as UTF-8"))
         return None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line, col = _line_col(raw, exc.start)
         message = f"invalid UTF-8 byte 0x{raw[exc.start]:02x}; save as UTF-8"
-        loaded.diagnostics.append(Diagnostic(loaded.path, line, col, "", message))
+        loaded.problems.add(Diagnostic(loaded.path, line, col, "", message))
         return None
     return text.removeprefix("\ufeff")
 
@@ -302,10 +339,10 @@ def _parse(text: str, loaded: LoadedFile) -> Node | None:
             _report_anchors(text, loaded)
         root = _compose(text)
     except yaml.YAMLError as exc:
-        loaded.diagnostics.append(_yaml_error(exc, loaded))
+        loaded.problems.add(_yaml_error(exc, loaded))
         return None
     if root is None:
-        loaded.diagnostics.append(
+        loaded.problems.add(
             Diagnostic(
                 loaded.path, 1, 1, "$", "file is empty; expected 'version: 1' and 'integrations:'"
             )
@@ -363,7 +400,7 @@ def _report_anchors(text: str, loaded: LoadedFile) -> None:
         if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
             kind = "anchor &" if isinstance(token, yaml.AnchorToken) else "alias *"
             mark = token.start_mark
-            loaded.diagnostics.append(
+            loaded.problems.add(
                 Diagnostic(
                     loaded.path,
                     mark.line + 1,
@@ -381,12 +418,17 @@ class _Builder:
         self.loaded = loaded
         self.seen: set[int] = set()
 
-    def error(self, node: Node, path: DataPath, message: str) -> None:
+    def error(
+        self, node: Node, path: DataPath, message: str | Callable[[], str]
+    ) -> tuple[int, int]:
+        """``message`` may be a function: a file can hold 100,000 of one problem, and
+        only those listed are worded. Returns where the problem is."""
         self.loaded.reported(path)
+        name = self.loaded.path
         line, col = self.loaded.inside(node.start_mark.line + 1, node.start_mark.column + 1)
-        self.loaded.diagnostics.append(
-            Diagnostic(self.loaded.path, line, col, json_path(path), message)
-        )
+        word = partial(_worded, name, line, col, path, message)
+        self.loaded.problems.found(name, line, col, word)
+        return line, col
 
     def build(self, node: Node, path: DataPath) -> Any:
         if len(path) > MAX_DEPTH:
@@ -398,11 +440,19 @@ class _Builder:
             return None
         self.seen.add(id(node))
         if isinstance(node, MappingNode):
+            self.untagged(node, path, MAP)
             return self.mapping(node, path)
         if isinstance(node, SequenceNode):
+            self.untagged(node, path, SEQ)
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, ScalarNode)
         return self.scalar(node, path)
+
+    def untagged(self, node: Node, path: DataPath, own: str) -> None:
+        """A mapping or list tagged other than as what it is: a tag another YAML reader
+        may act on (``!!python/object/apply``), so refused as on a scalar."""
+        if node.tag != own:
+            self.error(node, path, f"YAML tag {node.tag} is not supported")
 
     def mapping(self, node: MappingNode, path: DataPath) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -412,13 +462,7 @@ class _Builder:
             if key is None:
                 continue
             if key in first_seen:
-                first = first_seen[key].start_mark
-                self.error(
-                    key_node,
-                    (*path, key),
-                    f"duplicate key {key!r} (first at line {first.line + 1}, "
-                    f"col {first.column + 1})",
-                )
+                self.error(key_node, (*path, key), partial(_duplicate, key, first_seen[key]))
             else:
                 first_seen[key] = key_node
             result[key] = self.build(value_node, (*path, key))
@@ -432,15 +476,7 @@ class _Builder:
             self.error(node, path, "merge keys (<<) are not supported; write the keys out")
             return None
         if node.tag != STR:
-            if node.tag in KNOWN_SCALARS:
-                what = f"is read by YAML as {describe_scalar(node)}"
-            else:
-                what = f"has the YAML tag {node.tag}"
-            self.error(
-                node,
-                (*path, node.value),
-                f'key {node.value!r} {what}; keys must be strings: quote it ("{node.value}")',
-            )
+            self.error(node, (*path, node.value), partial(_not_a_text_key, node))
             return None
         return sys.intern(str(node.value))
 
@@ -465,30 +501,54 @@ class _Builder:
         """An unquoted non-string: a date stays text, a YAML 1.1 trap is reported."""
         text = node.value
         if node.tag == TIMESTAMP:
-            self.error(
-                node,
-                path,
-                f'YAML reads the unquoted {text} as {describe_scalar(node)}; quote it ("{text}")',
-            )
+            self.error(node, path, partial(_date, node))
             return text
         if is_yaml11_trap(node.tag, text):
-            literal = json_literal(value) if node.tag == BOOL else repr(value)
-            self.loaded.trap(path, text, value)
-            self.error(
-                node,
-                path,
-                f"YAML 1.1 reads the unquoted {text} as {describe_scalar(node)}, "
-                f'not the text {text!r}; quote it ("{text}") if you mean the text, '
-                f"or write {literal}",
-            )
+            at = self.error(node, path, partial(_trap, node, value))
+            self.loaded.trap(at, path, text, value)
         return value
+
+
+def _worded(
+    name: str, line: int, col: int, path: DataPath, message: str | Callable[[], str]
+) -> list[Diagnostic]:
+    text = message if isinstance(message, str) else message()
+    return [Diagnostic(name, line, col, json_path(path), text)]
+
+
+def _duplicate(key: str, first: Node) -> str:
+    mark = first.start_mark
+    return f"duplicate key {key!r} (first at line {mark.line + 1}, col {mark.column + 1})"
+
+
+def _not_a_text_key(node: ScalarNode) -> str:
+    if node.tag in KNOWN_SCALARS:
+        what = f"is read by YAML as {describe_scalar(node)}"
+    else:
+        what = f"has the YAML tag {node.tag}"
+    return f'key {node.value!r} {what}; keys must be strings: quote it ("{node.value}")'
+
+
+def _date(node: ScalarNode) -> str:
+    text = node.value
+    return f'YAML reads the unquoted {text} as {describe_scalar(node)}; quote it ("{text}")'
+
+
+def _trap(node: ScalarNode, value: Any) -> str:
+    text = node.value
+    literal = json_literal(value) if node.tag == BOOL else repr(value)
+    return (
+        f"YAML 1.1 reads the unquoted {text} as {describe_scalar(node)}, "
+        f'not the text {text!r}; quote it ("{text}") if you mean the text, '
+        f"or write {literal}"
+    )
 
 
 def describe_value(loaded: LoadedFile, path: DataPath) -> str | None:
     """What YAML made of the plain scalar at ``path``, when that is not a string."""
     if loaded.root is None:
         return None
-    node, found = _deepest(loaded.root, path)
+    node, found = _deepest(loaded.root, path, loaded.key_index)
     if found < len(path) or not isinstance(node, ScalarNode):
         return None
     if node.style or node.tag == STR:

@@ -63,21 +63,52 @@ def api_root(endpoint: str) -> str:
     return read_endpoint(endpoint).root
 
 
-def parse_duration(value: str | int) -> int:
-    """Seconds in ``30s``, ``5m``, ``1h30m``, ``1d`` or a whole number of seconds."""
+# The longest frequency: a week. A throttle window is a time added to now, and a
+# window of 3,000,000 days overflowed a date; nobody means more than a week
+# between two notifications of one window.
+MAX_DURATION = 7 * 24 * 3600
+_MAX_DIGITS = 12  # more is over MAX_DURATION in any unit, and not worth reading
+
+
+class DurationTooLong(ValueError):
+    """A duration that is well formed but longer than allowed."""
+
+
+def parse_duration(value: str | int, maximum: int = MAX_DURATION) -> int:
+    """Seconds in ``30s``, ``5m``, ``1h30m``, ``1d`` or a whole number of seconds, at
+    most ``maximum`` (:class:`DurationTooLong` beyond)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is negative; a duration is 0 or more seconds")
-        return value
+        return _at_most(value, value, maximum)
     match = _DURATION.match(value)
     if match is None:
         raise ValueError(
             f"{value!r} is not a duration; write it like 30s, 5m, 1h30m, 1d or whole seconds"
         )
+    if any(g and len(g) > _MAX_DIGITS for g in match.groups()):
+        raise DurationTooLong(_too_long(value, maximum))
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return _at_most(value, ((days * 24 + hours) * 60 + minutes) * 60 + seconds, maximum)
+
+
+def _at_most(value: str | int, seconds: int, maximum: int) -> int:
+    if seconds > maximum:
+        raise DurationTooLong(_too_long(value, maximum))
+    return seconds
+
+
+def _too_long(value: str | int, maximum: int) -> str:
+    shown = repr(value) if isinstance(value, str) and len(value) <= 40 else "the duration"
+    return f"{shown} is longer than {_words(maximum)}, the most allowed"
+
+
+def _words(seconds: int) -> str:
+    """``7 days (604800 seconds)``: the limit as a person and a program read it."""
+    days, rest = divmod(seconds, 86400)
+    return f"{days} days ({seconds} seconds)" if days and not rest else f"{seconds} seconds"
 
 
 @dataclass(frozen=True, slots=True)

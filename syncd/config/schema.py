@@ -8,18 +8,19 @@ shared with the event flow.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from copy import deepcopy
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from syncd.config.diagnostics import Diagnostic, json_path
+from syncd.config import schemawalk
+from syncd.config.diagnostics import Diagnostic, Problem, Unworded, json_path
 from syncd.config.loader import DataPath, LoadedFile, describe_value
 from syncd.config.yamlvalues import json_literal
 from syncd.schemacheck import Schema
 
 if TYPE_CHECKING:
-    from jsonschema.exceptions import ValidationError
+    from syncd.config.schemawalk import SchemaError
 
 INTEGRATIONS = Schema("integrations.schema.json")
 
@@ -57,11 +58,11 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _subschema(error: ValidationError) -> Mapping[str, Any]:
+def _subschema(error: SchemaError) -> Mapping[str, Any]:
     return error.schema if isinstance(error.schema, Mapping) else {}
 
 
-def _message(error: ValidationError) -> str:
+def _message(error: SchemaError) -> str:
     """The schema's own ``x-message`` for the failing keyword, else one in our words,
     else jsonschema's."""
     custom = _subschema(error).get("x-message")
@@ -80,7 +81,7 @@ def _type_message(expected: Any, value: object) -> str:
     return f"expected {words}, got {_yaml_type(value)} ({_short(value)})"
 
 
-def _value_message(error: ValidationError) -> str | None:
+def _value_message(error: SchemaError) -> str | None:
     """For the keywords that constrain what a value is."""
     kind, value = error.validator, error.instance
     expected: Any = error.validator_value
@@ -94,6 +95,9 @@ def _value_message(error: ValidationError) -> str | None:
         return f"{_short(value)} is not {wanted}"
     if kind == "minimum":
         return f"{_short(value)} is less than the minimum {expected}"
+    if kind == "maximum":
+        most = _subschema(error).get("x-maximum", expected)
+        return f"{_short(value)} is more than the maximum, {most}"
     if kind == "uniqueItems":
         return f"has duplicate items: {_short(value)}"
     return None
@@ -110,7 +114,7 @@ def _closest(value: object, allowed: list[Any]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _size_message(error: ValidationError) -> str | None:
+def _size_message(error: SchemaError) -> str | None:
     """For the keywords that constrain how long a text, list or mapping is."""
     kind = error.validator
     value: Any = error.instance
@@ -121,13 +125,15 @@ def _size_message(error: ValidationError) -> str | None:
         return f"is {len(value)} characters long; at most {expected} allowed"
     if kind == "minItems":
         return f"needs at least {expected} item{'s' if expected != 1 else ''}"
+    if kind == "maxItems":
+        return f"has {len(value)} items; at most {expected} allowed"
     if kind in ("minProperties", "maxProperties"):
         keys = _subschema(error).get("properties", {})
         return "must have exactly one key of: " + ", ".join(keys)
     return None
 
 
-def _wants_text(error: ValidationError) -> bool:
+def _wants_text(error: SchemaError) -> bool:
     """Whether the failing keyword would have taken a string, so quoting may fix it."""
     expected: Any = error.validator_value
     if error.validator == "type":
@@ -139,29 +145,22 @@ def _wants_text(error: ValidationError) -> bool:
     return False
 
 
-def _unknown_keys(error: ValidationError) -> Iterator[tuple[str, str]]:
+def _unknown_keys(error: SchemaError) -> Iterator[str]:
+    allowed = _subschema(error).get("properties", {})
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return (key for key in instance if key not in allowed)
+
+
+def _unknown_key_message(error: SchemaError, key: str) -> list[str]:
     import difflib
 
     allowed = list(_subschema(error).get("properties", {}))
-    instance = error.instance if isinstance(error.instance, dict) else {}
-    for key in instance:
-        if key in allowed:
-            continue
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "expected one of: " + ", ".join(allowed)
-        yield key, f"unknown key {key!r} ({hint})"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "expected one of: " + ", ".join(allowed)
+    return [f"unknown key {key!r} ({hint})"]
 
 
-def _leaves(error: ValidationError) -> Iterator[ValidationError]:
-    """The specific errors under an ``if``/``then`` or combinator wrapper."""
-    if error.context:
-        for sub in error.context:
-            yield from _leaves(sub)
-    else:
-        yield error
-
-
-def _missing_keys(error: ValidationError) -> Iterator[str]:
+def _missing_keys(error: SchemaError) -> Iterator[str]:
     instance = error.instance if isinstance(error.instance, dict) else None
     if instance is None:
         return
@@ -174,78 +173,125 @@ def _missing_keys(error: ValidationError) -> Iterator[str]:
 
 def refine_traps(loaded: LoadedFile, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     """A YAML 1.1 trap's message suggests quoting the text or writing the value YAML
-    read; keep only the suggestions the schema accepts at that place."""
-    better: dict[str, str] = {}
-    for path, (text, value) in loaded.traps.items():
-        if not path:
-            continue  # the whole file is one scalar: not an integrations file anyway
-        text_errors = _errors_with(loaded.data, path, text)
-        value_errors = _errors_with(loaded.data, path, value)
-        if text_errors and value_errors:
-            better[json_path(path)] = f"neither is valid here: {_message(text_errors[0])}"
-        elif text_errors:
-            better[json_path(path)] = f"write {json_literal(value)}"
-        elif value_errors:
-            better[json_path(path)] = f'quote it ("{text}")'
-    return [_with_fix(d, better[d.path]) if d.path in better else d for d in diagnostics]
+    read; keep only the suggestions the schema accepts at that place.
+
+    Each trap is judged by the one subschema that applies at its place, against the
+    value alone: a copy of the document checked whole per trap made a file of
+    thousands of ``no`` cost hours. Only the traps of the diagnostics given (those
+    listed) are judged, each found by its place.
+    """
+    out = []
+    for diagnostic in diagnostics:
+        trap = loaded.traps.get((diagnostic.line, diagnostic.col))
+        if trap is not None and trap[0] and _is_trap_of(diagnostic, trap[0]):
+            fix = _trap_fix(*trap)
+            diagnostic = _with_fix(diagnostic, fix) if fix is not None else diagnostic
+        out.append(diagnostic)
+    return out
+
+
+def _is_trap_of(diagnostic: Diagnostic, path: DataPath) -> bool:
+    return diagnostic.message.startswith(_TRAP) and diagnostic.path == json_path(path)
+
+
+_TRAP = "YAML 1.1 reads"
+
+
+def _trap_fix(path: DataPath, text: str, value: Any) -> str | None:
+    """The one fix to offer for a trap, or None to keep offering both."""
+    text_errors = _errors_with(path, text)
+    value_errors = _errors_with(path, value)
+    if text_errors and value_errors:
+        return f"neither is valid here: {_message(text_errors[0])}"
+    if text_errors:
+        return f"write {json_literal(value)}"
+    if value_errors:
+        return f'quote it ("{text}")'
+    return None
 
 
 def _with_fix(diagnostic: Diagnostic, fix: str) -> Diagnostic:
-    if not diagnostic.message.startswith("YAML 1.1 reads"):
-        return diagnostic
     head = diagnostic.message.split(";", 1)[0]
     return replace(diagnostic, message=f"{head}; {fix}")
 
 
-def _errors_with(data: Any, path: DataPath, value: object) -> list[ValidationError]:
-    """The schema's errors at ``path`` with ``value`` put there."""
-    copy = deepcopy(data)
-    node = copy
-    for step in path[:-1]:
-        node = node[step]
-    node[path[-1]] = value
-    if INTEGRATIONS.certainly_valid(copy):
-        return []
-    return [
-        leaf
-        for top in INTEGRATIONS.validator().iter_errors(copy)
-        for leaf in _leaves(top)
-        if tuple(leaf.absolute_path) == path
-    ]
+def _errors_with(path: DataPath, value: Any) -> list[SchemaError]:
+    """The schema's errors at ``path`` with ``value`` put there: the one subschema
+    that judges that place, against the value alone."""
+    found = schemawalk.judging(INTEGRATIONS, path)
+    return [] if found is None else schemawalk.errors_of(INTEGRATIONS, found[0], value)
 
 
-def schema_diagnostics(loaded: LoadedFile, schema: Schema = INTEGRATIONS) -> list[Diagnostic]:
-    """Each schema error placed in the file; none where the loader already reported
-    the value (a YAML trap there would only be explained twice)."""
+def schema_diagnostics(loaded: LoadedFile, schema: Schema = INTEGRATIONS) -> Iterator[Problem]:
+    """Each schema error placed in the file, worded only if listed; none where the
+    loader already reported the value (a YAML trap there would only be explained
+    twice). ``schemawalk`` finds them in time linear in the document, one at a
+    time: a file's listing keeps the first hundred, not every one."""
     if schema.certainly_valid(loaded.data):
-        return []
-    out: dict[Diagnostic, None] = {}  # each once: several errors may name one problem
-    for top in schema.validator().iter_errors(loaded.data):
-        for error in _leaves(top):
-            path: DataPath = tuple(error.absolute_path)
-            if not _already_reported(loaded, path):
-                out.update(dict.fromkeys(_error_diagnostics(loaded, path, error)))
-    return list(out)
+        return
+    seen: set[tuple[DataPath, int]] = set()  # a requirement once per mapping
+
+    def reported(path: DataPath) -> bool:
+        return path in loaded.reported_paths
+
+    for path, error in schemawalk.failures(schema, loaded.data, reported):
+        if not _already_reported(loaded, path):
+            yield from _error_problems(loaded, path, error, seen)
 
 
 def _already_reported(loaded: LoadedFile, path: DataPath) -> bool:
-    return any(path[: len(p)] == p for p in loaded.reported_paths if p)
+    """Whether the loader reported ``path`` or a value it is inside: one look-up per
+    level, however many the loader reported."""
+    reported = loaded.reported_paths
+    return bool(reported) and any(path[:depth] in reported for depth in range(1, len(path) + 1))
 
 
-def _error_diagnostics(
-    loaded: LoadedFile, path: DataPath, error: ValidationError
-) -> list[Diagnostic]:
+def _error_problems(
+    loaded: LoadedFile,
+    path: DataPath,
+    error: SchemaError,
+    seen: set[tuple[DataPath, int]],
+) -> Iterator[Problem]:
     """An unknown key is placed at the key, a missing key at the mapping that lacks
-    it, anything else at the value."""
+    it, anything else at the value; each worded only if it is listed."""
     if error.validator == "additionalProperties":
-        return [
-            loaded.diagnostic((*path, key), message, at_key=True)
-            for key, message in _unknown_keys(error)
-        ]
-    if error.validator == "required":
-        return [loaded.diagnostic(path, message) for message in _missing_keys(error)]
+        for key in _unknown_keys(error):
+            words = partial(_unknown_key_message, error, key)
+            yield _unworded(loaded, (*path, key), words, at_key=True)
+    elif error.validator == "required":
+        requirement = (path, id(error.schema))
+        if requirement not in seen:  # one error per missing key, each naming them all
+            seen.add(requirement)
+            missing = list(dict.fromkeys(_missing_keys(error)))
+            yield _unworded(loaded, path, partial(_listed, missing), count=len(missing))
+    else:
+        yield _unworded(loaded, path, partial(_value_error, loaded, path, error))
+
+
+def _unworded(
+    loaded: LoadedFile,
+    path: DataPath,
+    words: Callable[[], Iterable[str]],
+    *,
+    at_key: bool = False,
+    count: int = 1,
+) -> Unworded:
+    line, col = loaded.position(path, at_key=at_key)
+    word = partial(_worded, loaded, path, words, at_key)
+    return Unworded(loaded.path, line, col, word, errors=count)
+
+
+def _worded(
+    loaded: LoadedFile, path: DataPath, words: Callable[[], Iterable[str]], at_key: bool
+) -> list[Diagnostic]:
+    return [loaded.diagnostic(path, message, at_key=at_key) for message in words()]
+
+
+def _listed(messages: list[str]) -> list[str]:
+    return messages
+
+
+def _value_error(loaded: LoadedFile, path: DataPath, error: SchemaError) -> list[str]:
     message = _message(error)
     trap = describe_value(loaded, path) if _wants_text(error) else None
-    if trap:
-        message = f"{message}; {trap}: quote it if you mean the text"
-    return [loaded.diagnostic(path, message)]
+    return [f"{message}; {trap}: quote it if you mean the text" if trap else message]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncd.config.diagnostics import Diagnostic
+from syncd.config.diagnostics import Diagnostic, Problem, Unworded
 from syncd.config.discovery import ConfigFiles
 from syncd.config.loader import DataPath, LoadedFile
-from syncd.config.model import Endpoint, parse_duration, read_endpoint
+from syncd.config.model import DurationTooLong, Endpoint, parse_duration, read_endpoint
 from syncd.config.patterns import PatternError, compile_pattern
 from syncd.config.reach import (
     DEFAULT_REACH,
@@ -31,6 +32,16 @@ from syncd.config.reach import (
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+# Every event is matched against every action of its project's integrations, and
+# a set compiles every regex: these bound the cost of one event per integration
+# and of loading one. A hundred actions is several times what a rule list holds
+# in practice; 64 KiB of patterns leaves 650 bytes to each of a hundred (an
+# alternation of a hundred service names), and keeps an integration's compiled
+# RE2 programs to a few MiB.
+DEFAULT_MAX_ACTIONS = 100
+DEFAULT_MAX_PATTERN_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Options:
     allow_plaintext_tokens: bool = False
@@ -39,6 +50,10 @@ class Options:
     refuse_plaintext_tokens: bool = False
     # Globs of files discovery leaves out (--exclude); discovery.Glob says how they match.
     exclude: tuple[str, ...] = ()
+    # An integration's actions: how many (--max-actions), and their regexes' total
+    # size in UTF-8 bytes (--max-pattern-bytes).
+    max_actions: int = DEFAULT_MAX_ACTIONS
+    max_pattern_bytes: int = DEFAULT_MAX_PATTERN_BYTES
 
     @property
     def files(self) -> ConfigFiles:
@@ -77,7 +92,7 @@ _Key = tuple[str, ...]
 _Order = tuple[object, ...]
 
 
-def check_unique(files: Sequence[LoadedFile]) -> list[Diagnostic]:
+def check_unique(files: Sequence[LoadedFile]) -> list[Problem]:
     """``uid`` across all files and ``name`` within a project; positions only on a clash.
 
     A clash is reported at every place, each naming the others: the file an edit
@@ -135,8 +150,8 @@ class UniqueIndex:
                 self._holders[key] = holder[0]
                 self._clashing.discard(key)
 
-    def diagnostics(self) -> list[Diagnostic]:
-        out: list[Diagnostic] = []
+    def diagnostics(self) -> list[Problem]:
+        out: list[Problem] = []
         places = self._places()
         for key in sorted(self._clashing):
             what = (
@@ -175,16 +190,23 @@ def _keys(loaded: LoadedFile) -> Iterator[tuple[_Key, int]]:
 _OTHERS_NAMED = 3  # each place names this many others at most: K copies, K short lines
 
 
-def _clash(what: str, places: list[Place]) -> Iterator[Diagnostic]:
+def _clash(what: str, places: list[Place]) -> Iterator[Problem]:
+    """One problem per place, worded only if listed: a set lists a thousand of the
+    copies a file may hold."""
+    for here in places:
+        line, col = here[0].position(here[1])
+        yield Unworded(here[0].path, line, col, partial(_clash_worded, what, here, places))
+
+
+def _clash_worded(what: str, here: Place, places: list[Place]) -> list[Diagnostic]:
     many = len(places) - 1 > _OTHERS_NAMED
     if many:
         what = f"{what} ({len(places)} places)"
-    for here in places:
-        named = [there for there in places[: _OTHERS_NAMED + 1] if there is not here]
-        others = ", ".join(_at(there) for there in named[:_OTHERS_NAMED])
-        if many:
-            others += f" and {len(places) - 1 - _OTHERS_NAMED} more"
-        yield here[0].diagnostic(here[1], f"{what}; also defined at {others}")
+    named = [there for there in places[: _OTHERS_NAMED + 1] if there is not here]
+    others = ", ".join(_at(there) for there in named[:_OTHERS_NAMED])
+    if many:
+        others += f" and {len(places) - 1 - _OTHERS_NAMED} more"
+    return [here[0].diagnostic(here[1], f"{what}; also defined at {others}")]
 
 
 def check_file_rules(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
@@ -204,7 +226,11 @@ def _at(where: tuple[LoadedFile, DataPath]) -> str:
 def _check_integration(
     loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
 ) -> Iterator[Diagnostic]:
-    yield from _check_regexes(loaded, base, item)
+    over = list(_check_actions_bound(loaded, base, item, options))
+    yield from over
+    if not over:  # past a bound, compiling every regex is the cost the bound spares
+        yield from _check_regexes(loaded, base, item)
+    yield from _check_frequency(loaded, base, item)
     yield from _check_threshold(loaded, base, item)
     hipchat = _as_dict(item.get("hipchat"))
     yield from _check_card(loaded, base, item, hipchat)
@@ -215,6 +241,48 @@ def _check_integration(
     for r, room in enumerate(_as_list(hipchat.get("rooms"))):
         yield from _check_listed_once(loaded, rooms, r, _as_dict(room), seen_rooms)
         yield from _check_token(loaded, (*rooms, r), _as_dict(room), options)
+
+
+def _check_actions_bound(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
+) -> Iterator[Diagnostic]:
+    """At most ``max_actions`` actions, and ``max_pattern_bytes`` of regexes in all."""
+    actions = item.get("actions")
+    if not isinstance(actions, list):
+        return
+    where = (*base, "actions")
+    if len(actions) > options.max_actions:
+        yield loaded.diagnostic(
+            where,
+            f"{len(actions):,} actions; an integration may have at most "
+            f"{options.max_actions:,} (the operator's --max-actions)",
+            at_key=True,
+        )
+    regexes = (_as_dict(action).get("regex") for action in actions)
+    size = sum(len(r.encode("utf-8", "surrogatepass")) for r in regexes if isinstance(r, str))
+    if size > options.max_pattern_bytes:
+        yield loaded.diagnostic(
+            where,
+            f"the regexes of these actions total {size:,} bytes; an integration may have "
+            f"at most {options.max_pattern_bytes:,} (the operator's --max-pattern-bytes)",
+            at_key=True,
+        )
+
+
+def _check_frequency(
+    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
+) -> Iterator[Diagnostic]:
+    """A duration written as text past its bound: the schema's pattern cannot count
+    (it bounds a frequency given in seconds itself)."""
+    frequency = _as_dict(item.get("trigger")).get("frequency")
+    if not isinstance(frequency, str):
+        return
+    try:
+        parse_duration(frequency)
+    except DurationTooLong as exc:
+        yield loaded.diagnostic((*base, "trigger", "frequency"), str(exc))
+    except ValueError:
+        return  # not a duration: the schema says so
 
 
 def _check_regexes(
@@ -285,6 +353,11 @@ def _check_endpoint(
     if not isinstance(endpoint, str):
         return
     where = (*path, "endpoint")
+    try:
+        _ = urlsplit(endpoint).port
+    except ValueError as exc:  # "[" in the host, a port out of range or not a number
+        yield loaded.diagnostic(where, f"{endpoint} is not a URL a client can send to: {exc}")
+        return
     read = read_endpoint(endpoint)
     # One error per endpoint: a path to rewrite, then the API path, then the prefix.
     problem = path_problem(endpoint) or _api_path_problem(read) or endpoint_problem(endpoint, reach)

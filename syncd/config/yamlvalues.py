@@ -27,9 +27,15 @@ class ScalarError(Exception):
 
 
 def read_scalar(node: ScalarNode) -> Any:
-    """The value of a core-schema scalar; nothing is cached between calls."""
+    """The value of a core-schema scalar; nothing is cached between calls. A plain
+    decimal integer and the YAML 1.2 booleans are read here directly: a file may
+    hold a hundred thousand of them."""
     constructor = yaml.constructor.SafeConstructor
     try:
+        if node.tag == INT and _PLAIN_INT.match(node.value):
+            return int(node.value)
+        if node.tag == BOOL and node.value in _PLAIN_BOOL:
+            return node.value.lower() == "true"
         return constructor.yaml_constructors[node.tag](_STATELESS, node)
     except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, IndexError):
         raise ScalarError(node.tag.removeprefix(TAG)) from None

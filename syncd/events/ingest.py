@@ -1,20 +1,89 @@
 """Events in: validated, decided by ``routing``, and written to the store in
 one batch, so an event acknowledged to its sender is never lost, and one that
 was not acknowledged left no trace.
+
+What one request may cost is bounded before anything is written:
+
+- **Decided, then written.** Routing is pure, so a whole request is routed
+  first, on reads of the store plus what its own earlier events decided; only
+  then is its notification count known, and a request over
+  ``max_notifications`` is refused with nothing stored. The routing runs
+  outside the store's write lock, on a read view; inside the batch only the
+  values it read are read again (a fingerprint's "known", each window) and,
+  if another request changed one meanwhile, the request is routed again
+  there. So one request holds the writer for its writes, not for its
+  events times its integrations.
+- **A bounded queue per project.** At most ``per_project`` requests touching
+  one project are taken in at once; one more is refused (:class:`Busy`, a 429
+  with ``Retry-After``) rather than queued, so a project's flood holds neither
+  the writer nor the HTTP threads that other projects' events need.
+- **Nothing for nobody.** An event whose project no active integration serves
+  stores nothing, not even its fingerprint; a disabled integration is not
+  looked at (its actions are not run).
+- **One integration's failure is its own** (see ``routing``): it is skipped
+  for the event, with a reason, and logged at most once a minute.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from syncd.config.model import Integration
-from syncd.events.routing import Judged, Routing, judge, route_event, route_flush, window_keys
+from syncd.events.routing import (
+    DISABLED,
+    Judged,
+    Routing,
+    Why,
+    failure_text,
+    judge_one,
+    route_event,
+    route_flush,
+    window_keys,
+)
 from syncd.registry import Registry, Snapshot
-from syncd.store.contract import Batch, Store
+from syncd.store.contract import Batch, NewItem, Reads, Store, Window, WindowUpdate
+
+log = logging.getLogger("syncd")
+
+MAX_NOTIFICATIONS = 10_000
+PER_PROJECT = 2
+# A request's answer lists each event's reasons, one line per event and
+# integration of its project, only while they number this many or fewer;
+# beyond, the answer counts reasons per integration instead.
+DETAIL_LINES = 100
+# A failing integration is logged at most this often (seconds), with a count.
+FAILURE_LOG_INTERVAL = 60.0
+
+
+class TooMany(Exception):
+    """A request would store more than the limit: nothing of it was stored."""
+
+    def __init__(self, limit: int, count: int, events: int) -> None:
+        self.limit, self.count, self.events = limit, count, events
+        super().__init__(
+            f"over the limit of {limit:,} notifications per request: the first "
+            f"{events:,} event(s) alone would store {count:,} (notifications queued, "
+            "and throttle windows left holding events); nothing was stored. Send fewer "
+            "events per request (the operator sets the limit with "
+            "--max-notifications-per-request)"
+        )
+
+
+class Busy(Exception):
+    """A project already has its share of requests being taken in."""
+
+    def __init__(self, project: str, limit: int) -> None:
+        self.project, self.limit = project, limit
+        super().__init__(
+            f"project {project!r} already has {limit} request(s) being taken in; retry shortly"
+        )
 
 
 @dataclass(frozen=True)
@@ -27,10 +96,214 @@ class EventResult:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """One integration's part in a request: notifications it queued, and how many
+    events each reason covered."""
+
+    notifications: int
+    events: Mapping[str, int]
+
+
+@dataclass(frozen=True)
 class Accepted:
+    """What a stored request caused. ``events`` holds each event's reasons only
+    when ``detailed`` (see ``DETAIL_LINES``); ``integrations`` always."""
+
     ids: tuple[str, ...]
     notifications: int
     events: tuple[EventResult, ...] = ()
+    integrations: Mapping[str, Tally] = field(default_factory=dict)
+    unserved: int = 0
+    detailed: bool = True
+
+
+@dataclass(frozen=True)
+class _Project:
+    """A project's integrations. ``judged`` holds, for each active one without
+    actions, its judgement, the same for every event: judging is then free."""
+
+    everyone: tuple[Integration, ...]  # in the set's order, disabled ones too
+    active: tuple[Integration, ...]  # enabled or stopped: those that are routed
+    judged: tuple[Judged | None, ...] = ()
+
+    def judge(self, event: Mapping[str, Any]) -> tuple[Judged, ...]:
+        attributes = event.get("attributes") or {}
+        return tuple(
+            ready if ready is not None else judge_one(integration, attributes)
+            for integration, ready in zip(self.active, self.judged, strict=True)
+        )
+
+
+_NOBODY = _Project((), ())
+
+
+def by_project(snapshot: Snapshot) -> dict[str, _Project]:
+    """Each project's integrations, built once per published set."""
+    everyone: dict[str, list[Integration]] = {}
+    for notifier in snapshot.notifiers.values():
+        everyone.setdefault(notifier.integration.project, []).append(notifier.integration)
+    table = {}
+    for project, found in everyone.items():
+        active = tuple(i for i in found if i.state != "disabled")
+        judged = tuple(None if i.actions else Judged(i) for i in active)
+        table[project] = _Project(tuple(found), active, judged)
+    return table
+
+
+class _Summary:
+    """Reasons counted per integration, for an answer of bounded size, and the
+    integrations that failed, for the log: folded in event by event, so a
+    request's memory is its integrations', not its events times those."""
+
+    def __init__(self) -> None:
+        self.notifications: dict[str, int] = {}
+        self.reasons: dict[str, dict[str, int]] = {}
+        self.unserved = 0
+        self.failed: dict[str, tuple[int, str]] = {}
+
+    def add(self, routing: Routing) -> None:
+        self.unserved += not routing.whys
+        for why in routing.whys:
+            counts = self.reasons.setdefault(why.uid, {})
+            counts[why.reason] = counts.get(why.reason, 0) + 1
+            self.notifications.setdefault(why.uid, 0)
+            if why.failed is not None:
+                self.failed[why.uid] = (self.failed.get(why.uid, (0, ""))[0] + 1, why.failed)
+        for item in routing.items:
+            self.notifications[item.uid] += 1
+
+    def tallies(self) -> dict[str, Tally]:
+        return {uid: Tally(self.notifications[uid], counts) for uid, counts in self.reasons.items()}
+
+
+class _Plan:
+    """A request routed in order, against what the store holds plus what its own
+    earlier events decided; the values read are kept, to be checked again."""
+
+    def __init__(self, reads: Reads, now: float, limit: int, detailed: bool) -> None:
+        self.reads = reads
+        self.now = now
+        self.limit = limit
+        self.detailed = detailed
+        self.summary = _Summary()
+        self.kept: list[Routing] = []  # each event's routing, when the answer details them
+        self.known: dict[tuple[str, str], bool] = {}
+        self.read_windows: dict[str, Window] = {}
+        self.seen: dict[tuple[str, str], None] = {}
+        self.windows: dict[str, WindowUpdate] = {}
+        self.items: list[NewItem] = []
+        self.holding = 0
+
+    def route(self, event: Mapping[str, Any], judged: Sequence[Judged]) -> Routing:
+        fingerprint = event["fingerprint"]
+        seen_first = self._first(event["project"], fingerprint)
+        flagged = event.get("new_group")
+        new_group = seen_first if flagged is None else bool(flagged)
+        windows = {key: self._window(key) for key in window_keys(judged, fingerprint, new_group)}
+        routing = route_event(event, judged, new_group=new_group, windows=windows, now=self.now)
+        for update in routing.windows:
+            self._keep(update)
+        self.items.extend(routing.items)
+        return routing
+
+    def account(self, routing: Routing) -> None:
+        self.summary.add(routing)
+        if self.detailed:
+            self.kept.append(routing)
+
+    def check(self, events: int) -> None:
+        count = len(self.items) + self.holding
+        if count > self.limit:
+            raise TooMany(self.limit, count, events)
+
+    def _first(self, project: str, fingerprint: str) -> bool:
+        key = (project, fingerprint)
+        if key in self.seen:
+            return False
+        self.seen[key] = None
+        known = self.known.get(key)
+        if known is None:
+            known = self.known[key] = self.reads.known(project, fingerprint)
+        return not known
+
+    def _window(self, key: str) -> Window:
+        if key in self.windows:
+            return self.windows[key].window
+        if key not in self.read_windows:
+            self.read_windows[key] = self.reads.window(key)
+        return self.read_windows[key]
+
+    def _keep(self, update: WindowUpdate) -> None:
+        """The window's last state in this request; one that kept the stored event
+        keeps the one an earlier event of the request stored."""
+        previous = self.windows.get(update.key)
+        if previous is not None:
+            self.holding -= previous.window.pending > 0
+            if update.last_event is None:
+                update = replace(update, last_event=previous.last_event)
+        self.holding += update.window.pending > 0
+        self.windows[update.key] = update
+
+    def holds(self, reads: Reads) -> bool:
+        """Whether the store still says what this plan read."""
+        return all(reads.known(*key) == known for key, known in self.known.items()) and all(
+            reads.window(key) == window for key, window in self.read_windows.items()
+        )
+
+    def write(self, batch: Batch, now: float) -> None:
+        for project, fingerprint in self.seen:
+            batch.remember(project, fingerprint, now)
+        for update in self.windows.values():
+            batch.save_window(update)
+        if self.items:
+            batch.enqueue(self.items, now)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A request's events and ids, each event's project, and how its answer is
+    shaped. Events are judged as routing reaches them, once each: a request
+    refused at its eleventh event has judged eleven."""
+
+    events: tuple[Mapping[str, Any], ...]
+    ids: tuple[str, ...]
+    projects: tuple[_Project, ...]
+    detailed: bool
+    judged: dict[int, tuple[Judged, ...]] = field(default_factory=dict)
+
+    def judgement(self, index: int) -> tuple[Judged, ...]:
+        found = self.judged.get(index)
+        if found is None:
+            found = self.judged[index] = self.projects[index].judge(self.events[index])
+        return found
+
+
+class _Gate:
+    """How many requests per project are being taken in; one over the share is refused."""
+
+    def __init__(self, share: int) -> None:
+        self.share = share
+        self._lock = threading.Lock()
+        self._inside: dict[str, int] = {}
+
+    @contextmanager
+    def admit(self, projects: Sequence[str]) -> Iterator[None]:
+        with self._lock:
+            for project in projects:
+                if self._inside.get(project, 0) >= self.share:
+                    raise Busy(project, self.share)
+            for project in projects:
+                self._inside[project] = self._inside.get(project, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                for project in projects:
+                    left = self._inside[project] - 1
+                    if left:
+                        self._inside[project] = left
+                    else:
+                        del self._inside[project]
 
 
 class Ingest:
@@ -43,27 +316,91 @@ class Ingest:
         *,
         clock: Callable[[], float] = time.time,
         on_enqueued: Callable[[int], None] = lambda _count: None,
+        max_notifications: int = MAX_NOTIFICATIONS,
+        per_project: int = PER_PROJECT,
     ) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
         self.on_enqueued = on_enqueued
+        self.max_notifications = max_notifications
+        self._gate = _Gate(per_project)
+        self._projects: tuple[Snapshot, dict[str, _Project]] | None = None
+        self._logged: dict[str, float] = {}
+        self._log_lock = threading.Lock()
 
     def submit(self, events: Sequence[Mapping[str, Any]]) -> Accepted:
-        """Store what the events cause; returns only after the commit."""
-        by_project = _active_by_project(self.registry.snapshot)
-        now = self.clock()
+        """Store what the events cause; returns only after the commit.
+
+        Raises :class:`Busy` when a project of theirs has its share of requests
+        in, :class:`TooMany` over the notification limit (both before anything is
+        written), and the store's errors.
+        """
+        with self._gate.admit(sorted({str(event["project"]) for event in events})):
+            request = self._prepare(events)
+            plan = self._route(request)
+        self._log_failures(plan.summary.failed)
+        if plan.items:
+            self.on_enqueued(len(plan.items))
+        return _accepted(request, plan)
+
+    def _prepare(self, events: Sequence[Mapping[str, Any]]) -> _Request:
+        table = self._table()
+        projects = tuple(table.get(event["project"], _NOBODY) for event in events)
+        lines = sum(max(1, len(project.everyone)) for project in projects)
         ids = tuple(uuid.uuid4().hex for _ in events)
-        judged = [judge(event, by_project.get(event["project"], ())) for event in events]
-        results = []
+        return _Request(
+            tuple({**event, "id": event_id} for event, event_id in zip(events, ids, strict=True)),
+            ids,
+            projects,
+            lines <= DETAIL_LINES,
+        )
+
+    def _route(self, request: _Request) -> _Plan:
+        """Routed on a read view, checked and written in one batch; routed again in
+        the batch if another request changed what the plan read."""
+        now = self.clock()
+        with self.store.view() as view:
+            plan = self._plan(view, request, now)
         with self.store.batch() as batch:
-            for event_id, event, verdicts in zip(ids, events, judged, strict=True):
-                routing = _one(batch, {**event, "id": event_id}, verdicts, now)
-                results.append(EventResult(event_id, len(routing.items), routing.notes))
-        queued = sum(r.queued for r in results)
-        if queued:
-            self.on_enqueued(queued)
-        return Accepted(ids, queued, tuple(results))
+            if not plan.holds(batch):
+                plan = self._plan(batch, request, now)
+            plan.write(batch, now)
+        return plan
+
+    def _plan(self, reads: Reads, request: _Request, now: float) -> _Plan:
+        plan = _Plan(reads, now, self.max_notifications, request.detailed)
+        for index, event in enumerate(request.events):
+            if request.projects[index].active:
+                plan.account(plan.route(event, request.judgement(index)))
+                plan.check(index + 1)
+            else:
+                plan.account(Routing(unserved=str(event["project"])))
+        return plan
+
+    def _table(self) -> Mapping[str, _Project]:
+        snapshot = self.registry.snapshot
+        cached = self._projects
+        if cached is None or cached[0] is not snapshot:
+            cached = self._projects = (snapshot, by_project(snapshot))
+        return cached[1]
+
+    def _log_failures(self, failed: Mapping[str, tuple[int, str]]) -> None:
+        """Each failing integration once a minute at most, with its count and error."""
+        now = time.monotonic()
+        for uid, (count, error) in failed.items():
+            with self._log_lock:
+                last = self._logged.get(uid)
+                if last is not None and now - last < FAILURE_LOG_INTERVAL:
+                    continue
+                self._logged[uid] = now
+            log.error(
+                "%s: routing failed for %d event(s) of a request, which skipped this "
+                "integration and stored the rest: %s",
+                uid,
+                count,
+                error,
+            )
 
     def flush_due(self) -> int:
         """Send what aggregated in windows whose frequency has passed."""
@@ -72,7 +409,16 @@ class Ingest:
         queued = 0
         for due in self.store.due_windows(now):
             notifier = notifiers.get(due.uid)
-            routing = route_flush(due, notifier.integration if notifier else None, now)
+            try:
+                routing = route_flush(due, notifier.integration if notifier else None, now)
+            except Exception as exc:  # one integration's failure is its own
+                log.error(
+                    "%s: the digest of %d event(s) could not be routed and is dropped: %s",
+                    due.uid,
+                    due.window.pending,
+                    failure_text(exc),
+                )
+                routing = Routing(drop=(due.key,))
             with self.store.batch() as batch:
                 queued += _write(batch, routing, now)
         if queued:
@@ -80,23 +426,31 @@ class Ingest:
         return queued
 
 
-def _active_by_project(snapshot: Snapshot) -> dict[str, list[Integration]]:
-    by_project: dict[str, list[Integration]] = {}
-    for notifier in snapshot.notifiers.values():
-        integration = notifier.integration
-        by_project.setdefault(integration.project, []).append(integration)
-    return by_project
+def _accepted(request: _Request, plan: _Plan) -> Accepted:
+    summary = plan.summary
+    results = tuple(
+        EventResult(event_id, len(routing.items), _notes(project, routing))
+        for event_id, project, routing in zip(
+            request.ids, request.projects, plan.kept, strict=request.detailed
+        )
+    )
+    return Accepted(
+        request.ids,
+        len(plan.items),
+        results,
+        summary.tallies(),
+        summary.unserved,
+        request.detailed,
+    )
 
 
-def _one(batch: Batch, event: Mapping[str, Any], judged: Sequence[Judged], now: float) -> Routing:
-    seen_first = batch.first_seen(event["project"], event["fingerprint"], now)
-    flagged = event.get("new_group")
-    new_group = seen_first if flagged is None else bool(flagged)
-    keys = window_keys(judged, event["fingerprint"], new_group)
-    windows = {key: batch.window(key) for key in keys}
-    routing = route_event(event, judged, new_group=new_group, windows=windows, now=now)
-    _write(batch, routing, now)
-    return routing
+def _notes(project: _Project, routing: Routing) -> tuple[str, ...]:
+    """An event's reasons in the set's order, its project's disabled integrations
+    among them, as a sender reading one event expects them."""
+    if len(project.everyone) == len(project.active):
+        return routing.notes
+    whys = {why.uid: why for why in routing.whys}
+    return tuple(str(whys.get(i.uid) or Why(i.uid, DISABLED)) for i in project.everyone)
 
 
 def _write(batch: Batch, routing: Routing, now: float) -> int:

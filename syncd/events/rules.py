@@ -120,6 +120,7 @@ def on_event(
     """
     if not candidate:
         return Decision("ignore", window=window)
+    window = within_clock(window, now)
     earned = merged(window.mentions, mentions)
     frequency = trigger.frequency or 0
     inside = frequency > 0 and window.last_sent is not None and now - window.last_sent < frequency
@@ -134,6 +135,15 @@ def on_event(
     return Decision("aggregate", window=waiting)
 
 
+def within_clock(window: Window, now: float) -> Window:
+    """A window last sent after ``now`` was sent before the wall clock stepped back:
+    it starts again now, so it lasts its frequency, not the step and its frequency."""
+    if window.last_sent is None or window.last_sent <= now:
+        return window
+    since = None if window.pending_since is None else min(window.pending_since, now)
+    return replace(window, last_sent=now, pending_since=since)
+
+
 def due_at(trigger: Trigger, window: Window) -> float | None:
     """When the aggregated events of ``window`` are to be sent, if any are waiting."""
     if window.pending == 0 or window.last_sent is None or not trigger.frequency:
@@ -143,6 +153,7 @@ def due_at(trigger: Trigger, window: Window) -> float | None:
 
 def flush(trigger: Trigger, window: Window, now: float) -> Decision:
     """Send what aggregated once the window has passed."""
+    window = within_clock(window, now)
     at = due_at(trigger, window)
     if at is None or now < at:
         return Decision("ignore", window=window)

@@ -2,17 +2,31 @@
 daemon can take? Checked against ``event.schema.json``, with each problem named
 by its JSON path. Nothing here reads YAML or the config: a request is judged
 before anything else is looked at.
+
+What a refusal costs is bounded by the request, not by how wrong it is: at
+most ``MAX_LISTED`` problems are listed, each message cut to
+``MAX_MESSAGE`` characters (jsonschema repeats the offending value, which may
+be a megabyte), and the rest are only counted.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from syncd.config.diagnostics import json_path
 from syncd.schemacheck import Schema
+
+if TYPE_CHECKING:
+    import jsonschema
+
+MAX_LISTED = 100
+MAX_MESSAGE = 300
 
 
 @dataclass(frozen=True)
@@ -21,26 +35,90 @@ class Problem:
     message: str
 
 
+@dataclass(frozen=True)
+class Checked:
+    """The events, the first problems found, and how many more there were."""
+
+    events: list[dict[str, Any]]
+    problems: list[Problem]
+    unlisted: int = 0
+
+
 _EXAMPLE_TIME = "2026-11-26T09:14:03Z"
 
 
 def validate_events(payload: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """One event or a list of events against ``event.schema.json``."""
+    """One event or a list of events against ``event.schema.json``, every problem listed."""
+    checked = check_events(payload, listed=None)
+    return checked.events, checked.problems
+
+
+def check_events(payload: Any, *, listed: int | None = MAX_LISTED) -> Checked:
+    """One event or a list of events against ``event.schema.json``: the first
+    ``listed`` problems (all when None), and the count of the others."""
     events = payload if isinstance(payload, list) else [payload]
     problems: list[Problem] = []
+    unlisted = 0
     if not events:
         problems.append(Problem("$", "expected an event or a non-empty list of events"))
     for index, event in enumerate(events):
         if EVENT.certainly_valid(event):
             continue
+        room = None if listed is None else listed - len(problems)
+        if room is not None and room <= 0:
+            unlisted += _count(event)
+            continue
         prefix: tuple[str | int, ...] = (index,) if isinstance(payload, list) else ()
-        for error in EVENT.validator().iter_errors(event):
-            path = json_path((*prefix, *error.absolute_path))
-            message = error.message
-            if error.validator == "format":
-                message = f"not an RFC 3339 date-time with an offset, such as {_EXAMPLE_TIME}"
-            problems.append(Problem(path, message))
-    return events, problems
+        found = list(_problems(event, prefix))
+        problems.extend(found[:room])
+        unlisted += 0 if room is None else max(0, len(found) - room)
+    return Checked(events, problems, unlisted)
+
+
+def _problems(event: Any, prefix: tuple[str | int, ...]) -> Iterator[Problem]:
+    for error in EVENT.validator().iter_errors(event):
+        yield Problem(json_path((*prefix, *error.absolute_path)), _message(error))
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, but in syncd's words where it would repeat a long value."""
+    limit = error.validator_value
+    worded = {
+        "format": f"not an RFC 3339 date-time with an offset, such as {_EXAMPLE_TIME}",
+        "maxLength": f"longer than {limit} characters",
+        "maxItems": f"more than {limit} items",
+        "maxProperties": f"more than {limit} attributes",
+    }
+    message = worded.get(str(error.validator), error.message)
+    if "propertyNames" in error.relative_schema_path:
+        message = f"an attribute name {message}"
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
+def _count(event: Any) -> int:
+    """Problems of an event past the listed ones, counted without their messages:
+    jsonschema builds each message, which costs five times the check."""
+    compiled = _counter()
+    try:
+        found: int = sum(1 for _ in compiled.iter_errors(event))
+    except (ValueError, TypeError, UnicodeError, OverflowError):
+        # Not a document the compiled side takes (see ``schemacheck``).
+        found = sum(1 for _ in EVENT.validator().iter_errors(event))
+    return found
+
+
+@cache
+def _counter() -> Any:
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(
+        EVENT.document(), formats={"date-time": is_rfc3339}, validate_formats=True
+    )
+
+
+def event_size(event: object) -> int:
+    """An event's size as compact JSON in UTF-8: what the per-event bound counts."""
+    return len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 _RFC3339 = re.compile(

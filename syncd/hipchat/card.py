@@ -10,8 +10,10 @@ attribute labels and values 1-50.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from syncd.config.model import Display, Integration
 
@@ -21,8 +23,47 @@ MAX_LABEL = 50
 ELLIPSIS = "…"
 
 
+# "@" and the characters a client may read as one (fullwidth, small).
+_AT_SIGNS = ("@", "\uff20", "\ufe6b")
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def defuse_mentions(text: str) -> str:
+    """Event text as it may stand in a room: a zero-width space after each ``@``
+    keeps ``@all`` from pinging anyone. Only the integration's own mention
+    targets may mention; an event comes from a crashing program, or from
+    whoever can make one crash with a message of their choosing."""
+    for sign in _AT_SIGNS:
+        if sign in text:
+            text = text.replace(sign, sign + ZERO_WIDTH_SPACE)
+    return text
+
+
+def _unsafe_in_link(char: str) -> bool:
+    """What would end a link where a chat client reads one (spaces, controls,
+    format characters such as bidi overrides) or start a mention inside it."""
+    return char in _AT_SIGNS or char.isspace() or unicodedata.category(char) in ("Cc", "Cf")
+
+
+def safe_href(href: object) -> str | None:
+    """The event's link as the message and the card show it, or None when it is
+    not http(s).
+
+    A zero-width space would break the link, so the characters that could end
+    it or mention someone are percent-encoded instead: the link stays one word,
+    and ``https://x/ @all`` cannot turn into a mention after it.
+    """
+    if not isinstance(href, str) or not href.lower().startswith(("http://", "https://")):
+        return None
+    return "".join(quote(c, safe="") if _unsafe_in_link(c) else c for c in href)
+
+
 def clipped(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def _shown(text: str, limit: int) -> str:
+    return clipped(defuse_mentions(text), limit)
 
 
 def render_card(event: Mapping[str, Any], integration: Integration) -> dict[str, Any]:
@@ -32,16 +73,14 @@ def render_card(event: Mapping[str, Any], integration: Integration) -> dict[str,
         "style": "application",
         "format": "medium",
         "id": str(event.get("id") or fingerprint),
-        "title": clipped(_title(event, integration.display, fingerprint), MAX_TITLE),
+        "title": _shown(_title(event, integration.display, fingerprint), MAX_TITLE),
         "description": {
-            "value": clipped(
-                _description(event, integration.display, fingerprint), MAX_DESCRIPTION
-            ),
+            "value": _shown(_description(event, integration.display, fingerprint), MAX_DESCRIPTION),
             "format": "text",
         },
     }
-    href = event.get("href")
-    if isinstance(href, str) and href.lower().startswith(("http://", "https://")):
+    href = safe_href(event.get("href"))
+    if href is not None:
         card["url"] = href
     shown = [
         (name, value)
@@ -50,7 +89,7 @@ def render_card(event: Mapping[str, Any], integration: Integration) -> dict[str,
     ]
     if shown:
         card["attributes"] = [
-            {"label": clipped(name, MAX_LABEL), "value": {"label": clipped(value, MAX_LABEL)}}
+            {"label": _shown(name, MAX_LABEL), "value": {"label": _shown(value, MAX_LABEL)}}
             for name, value in shown
         ]
     return card

@@ -46,6 +46,7 @@ from syncd.hipchat.wire import (
     RoomTarget,
     backoff,
     classify,
+    exception_text,
     notification_body,
 )
 
@@ -65,6 +66,52 @@ USER_AGENT = f"syncd/{__version__}"
 # What may stand in an HTTP header value; anything else would make requests or
 # http.client raise an error that quotes the header, token included.
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+# The urllib3 loggers that may pass an exception holding the peer's bytes (a
+# header it could not parse, a status line) as an argument.
+_URLLIB3_LOGGERS = (
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+)
+
+
+class _PeerTextFilter(logging.Filter):
+    """Exceptions in urllib3's records become their classes and errno, and their
+    tracebacks are dropped: urllib3 warns "Failed to parse headers" with the
+    header the server sent, and a command without logging set up prints that
+    warning to the terminal as it came."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_described(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _described(arg) for key, arg in record.args.items()}
+        record.msg = _described(record.msg)
+        if record.exc_info is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.msg} ({exception_text(exc)})" if exc is not None else record.msg
+            record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _described(value: object) -> object:
+    return exception_text(value) if isinstance(value, BaseException) else value
+
+
+_PEER_TEXT = _PeerTextFilter()
+
+
+def _guard_urllib3_logs() -> None:
+    """Put the filter on urllib3's loggers, once: a logger's filters see only the
+    records made on that logger, so each is named."""
+    for name in _URLLIB3_LOGGERS:
+        logger = logging.getLogger(name)
+        if _PEER_TEXT not in logger.filters:
+            logger.addFilter(_PEER_TEXT)
 
 
 class HipChatClient:
@@ -104,6 +151,7 @@ class HipChatClient:
         self._lock = threading.Lock()
         self._closed = False
         self._proxy_cache: dict[str, str | None] = {}
+        _guard_urllib3_logs()
 
     def __enter__(self) -> HipChatClient:
         return self
@@ -242,7 +290,7 @@ class HipChatClient:
             exc, urllib3.exceptions.NewConnectionError
         ):
             kind = "Timeout"
-        detail = f"{kind}: {type(exc).__name__}: {exc}"
+        detail = f"{kind}: {exception_text(exc)}"
         return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from syncd.config.model import Display, Integration, MessageFormat
-from syncd.hipchat.card import render_card, shown_attributes
+from syncd.hipchat.card import defuse_mentions, render_card, safe_href, shown_attributes
 from syncd.hipchat.wire import Message
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,14 @@ def _html_escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _html_event_text(text: str) -> str:
+    """Event text in an HTML message: escaped, and no mention either, should a
+    client ever read mentions in HTML as it does in text."""
+    return defuse_mentions(_html_escape(text))
+
+
 def _plain(text: str) -> str:
     return text
-
-
-def _defuse_mentions(text: str) -> str:
-    """Event text in a text message: a zero-width space keeps ``@all`` from pinging a room."""
-    return text.replace("@", "@\u200b")
 
 
 def fit(raw: str, budget: int, escape: Escape) -> str:
@@ -100,8 +101,8 @@ class _Style:
         return f"{self.bold_open}{escaped}{self.bold_close}"
 
 
-_HTML = _Style(_html_escape, "<br>", "<b>", "</b>", "<pre>", "</pre>", "\n")
-_TEXT = _Style(_defuse_mentions, "\n", "", "", "", "", "\n")
+_HTML = _Style(_html_event_text, "<br>", "<b>", "</b>", "<pre>", "</pre>", "\n")
+_TEXT = _Style(defuse_mentions, "\n", "", "", "", "", "\n")
 
 
 @dataclass(frozen=True)
@@ -201,10 +202,9 @@ def _strings(value: object) -> list[str]:
 
 
 def _link(event: Mapping[str, Any], style: _Style) -> str | None:
-    href = event.get("href")
-    if not isinstance(href, str) or not href.lower().startswith(("http://", "https://")):
+    href = safe_href(event.get("href"))
+    if href is None:
         return None
-    # A URL is never a mention, and a zero-width space would break it.
     escaped = _html_escape(href) if style is _HTML else href
     if length(escaped) > _MAX_HREF:
         return None

@@ -11,8 +11,11 @@ rate-limit headers through :data:`LIMIT_HEADERS`, the one table of them.
 from __future__ import annotations
 
 import email.utils
+import errno
 import hashlib
 import json
+import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -300,3 +303,67 @@ def classify(
     if wait is None:
         wait = backoff(attempt, policy.backoff_base, policy.backoff_cap, rng)
     return DeliveryResult("retry", status, reason, retry_after=wait, rate_limited=rate_limited)
+
+
+# How far into an exception's causes a description looks, and how many of
+# their classes it names: enough for urllib3's wrappers around an OSError.
+_MAX_CAUSES = 8
+_MAX_NAMED = 3
+_SSL_REASON = re.compile(r"[A-Z0-9_]{1,64}")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (arguments, ``reason``, cause, context),
+    each once, breadth first, at most ``_MAX_CAUSES``."""
+    seen: list[BaseException] = []
+    queue = [exc]
+    while queue and len(seen) < _MAX_CAUSES:
+        current = queue.pop(0)
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        inner = [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            inner.append(reason)
+        inner.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        queue.extend(inner)
+    return seen
+
+
+def _errno_text(causes: list[BaseException]) -> str | None:
+    for cause in causes:
+        number = getattr(cause, "errno", None)
+        # An ssl.SSLError's errno is OpenSSL's error kind, not the system's.
+        if isinstance(number, int) and number > 0 and not isinstance(cause, ssl.SSLError):
+            name = errno.errorcode.get(number)
+            return f"errno {number} {name}" if name else f"errno {number}"
+    return None
+
+
+def _ssl_text(causes: list[BaseException]) -> str | None:
+    """OpenSSL's reason code (``CERTIFICATE_VERIFY_FAILED``) and verify code: names
+    from OpenSSL's own tables, never the certificate's text."""
+    for cause in causes:
+        reason = getattr(cause, "reason", None)
+        if isinstance(reason, str) and _SSL_REASON.fullmatch(reason):
+            code = getattr(cause, "verify_code", None)
+            return f"{reason}, verify code {code}" if isinstance(code, int) and code else reason
+    return None
+
+
+def exception_text(exc: BaseException) -> str:
+    """``NewConnectionError (ConnectionRefusedError, errno 111 ECONNREFUSED)``: the
+    classes of an exception and of what it wraps, and the errno, and nothing else.
+
+    An exception's text may hold what the peer sent (http.client quotes a status
+    line it cannot parse, urllib3 a header) and the peer may be any server: an
+    SMTP banner with a secret in it would reach ``/status`` and the log. Class
+    names and numbers are ours and the system's.
+    """
+    causes = _causes(exc)
+    names = list(dict.fromkeys(type(c).__name__ for c in causes[1:]))[:_MAX_NAMED]
+    names = [n for n in names if n != type(exc).__name__]
+    details = [*names, *(t for t in (_errno_text(causes), _ssl_text(causes)) if t)]
+    head = type(exc).__name__
+    return f"{head} ({', '.join(details)})" if details else head

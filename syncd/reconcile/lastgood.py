@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from syncd.config import semantics
+from syncd.config.budget import Deadline
 from syncd.config.configset import ConfigSet
 from syncd.config.discovery import PathNotFoundError
 from syncd.config.filecache import ConfigLoader
@@ -60,8 +61,12 @@ def _write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-def load(target: Path, options: semantics.Options) -> tuple[ConfigSet, str] | None:
-    """The saved set and its revision, read from one copy even while a save runs.
+def load(
+    target: Path, options: semantics.Options, deadline: Deadline | None = None
+) -> tuple[ConfigSet, str] | None:
+    """The saved set and its revision, read from one copy even while a save runs;
+    None when there is none. A load that runs past ``deadline`` is cut there and
+    gives an invalid set, which the caller does not serve.
 
     A save points the link at a new copy and then deletes the old one, so a
     reader resolves the link once and reads that copy; if the link moved
@@ -71,7 +76,7 @@ def load(target: Path, options: semantics.Options) -> tuple[ConfigSet, str] | No
         copy = _resolve(target)
         if copy is None:
             return None
-        saved = _read(copy, options)
+        saved = _read(copy, options, deadline)
         if _resolve(target) == copy and saved is not None:
             return saved
     return None
@@ -89,10 +94,15 @@ def _resolve(target: Path) -> Path | None:
     return copy if copy.is_dir() else None
 
 
-def _read(copy: Path, options: semantics.Options) -> tuple[ConfigSet, str] | None:
+def _read(
+    copy: Path, options: semantics.Options, deadline: Deadline | None
+) -> tuple[ConfigSet, str] | None:
     try:
         revision_file = copy / REVISION_FILE
         revision = revision_file.read_text().strip() if revision_file.exists() else "unknown"
-        return ConfigLoader(options).load([copy]), revision
+        loader = ConfigLoader(options)
+        if deadline is None:
+            return loader.load([copy]), revision
+        return loader.load([copy], deadline=deadline.at, clock=deadline.clock), revision
     except (OSError, PathNotFoundError):
         return None

@@ -6,52 +6,110 @@ Loading (``configset``: discovery, YAML, schema, semantics) and planning
 the one place the active set changes, all or nothing. This module runs that
 sequence, names the revision (``git``), and decides what is logged.
 
-After the first one, every reconcile runs on the watcher's worker thread,
+Every reconcile, the first included, runs on the watcher's worker thread,
 whatever asked for it (a file change, the periodic resync, SIGHUP or
-``POST /-/reload``), so a burst of requests collapses into one; a lock keeps
-the first from overlapping with one the watcher starts. :class:`Reloads`
-counts them so that a caller can wait for one that started after its request.
+``POST /-/reload``), so a burst of requests collapses into one.
+:class:`Reloads` counts them so that a caller can wait for one that started
+after its request. Each has a budget (``budget``) past which its set is
+rejected; and once the daemon stops (:meth:`Reconciler.close`), a reconcile
+still under way applies nothing: it is abandoned rather than waited for.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from syncd.config.budget import Clock, Deadline
 from syncd.config.configset import ConfigSet
 from syncd.config.diagnostics import Diagnostic
 from syncd.config.discovery import PathNotFoundError
 from syncd.config.filecache import ConfigLoader
 from syncd.reconcile import git, lastgood
+from syncd.reconcile.watchdir import fingerprint_dir
 from syncd.registry import Outcome, Registry
 
 log = logging.getLogger("syncd")
 
+# What a reconcile or fingerprint abandoned at shutdown reports as its digest.
+CLOSED = "closed"
+# How the digest of a set whose load its budget cut begins; the rest is a cheap
+# fingerprint of the files (read, not checked), which the resync compares while
+# the set stays cut, rather than spending the budget again on each resync.
+OVER_BUDGET = "over-budget:"
+DEFAULT_BUDGET = 30.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long one reconcile may spend reading and checking the config
+    (``--reconcile-timeout``). Every reconcile runs on the watcher's one thread,
+    so a set slow to check (a hostile file, or very many files) would otherwise
+    hold every later change, reload and the daemon's stop for as long as it
+    takes; past its budget the loader stops and the set is rejected."""
+
+    seconds: float = DEFAULT_BUDGET
+    clock: Clock = time.monotonic
+
+    def start(self) -> Deadline:
+        return Deadline(self.clock() + self.seconds, self.seconds, self.clock)
+
 
 class Reconciler:
     def __init__(
-        self, config_dir: Path, state_dir: Path, loader: ConfigLoader, registry: Registry
+        self,
+        config_dir: Path,
+        state_dir: Path,
+        loader: ConfigLoader,
+        registry: Registry,
+        *,
+        budget: Budget | None = None,
+        git_dir: Path | None = None,
     ) -> None:
         self.config_dir = config_dir
         self.last_known_good_dir = state_dir / "last-known-good"
         self.loader = loader
         self.registry = registry
+        self.budget = budget or Budget()
         self._loading = threading.Lock()  # the loader's cache is not thread-safe
         self._reconciling = threading.Lock()
+        # Held while a set is applied; close() takes it, so none is applied after.
+        self._applying = threading.Lock()
+        self._closed = False
         self._to_save: tuple[ConfigSet, str] | None = None
+        self._on_saved_set = False  # serving the last-known-good set, not yet the config dir's
         self.unsettled: tuple[str, ...] = ()
         # What the last reconcile read, for the watcher's resync to compare with.
         self.digest: str | None = None
-        self.revisions = git.Revisions()
+        # When the reconcile under way started (the budget's clock), for who waits on it.
+        self.running_since: float | None = None
+        self.revisions = git.Revisions(git_dir)
 
     def load(self, *, trust_stat: bool, changed: Iterable[str] | None = None) -> ConfigSet:
+        """The config dir's set, or an invalid one when it took past the budget."""
+        deadline = self.budget.start()
         try:
             with self._loading:
-                return self.loader.load([self.config_dir], trust_stat=trust_stat, changed=changed)
+                config = self.loader.load(
+                    [self.config_dir],
+                    trust_stat=trust_stat,
+                    changed=changed,
+                    deadline=deadline.at,
+                    clock=deadline.clock,
+                )
         except PathNotFoundError as exc:
             return self._unusable(str(exc))
+        if config.valid or deadline.clock() < deadline.at:
+            return config
+        # Invalid once its deadline passed: cut there, or it would have been.
+        return replace(config, digest=self._cut_digest())
+
+    def _cut_digest(self) -> str:
+        return OVER_BUDGET + fingerprint_dir(self.config_dir, self.loader.options.files)
 
     def _unusable(self, message: str) -> ConfigSet:
         """An invalid set that says what broke, so the attempt is recorded as failed."""
@@ -59,10 +117,24 @@ class Reconciler:
 
     def fingerprint(self) -> str:
         """What the watcher compares to tell a real change from a no-op."""
+        if self._closed:
+            return CLOSED
+        if self.digest is not None and self.digest.startswith(OVER_BUDGET):
+            return self._cut_digest()
         return self.load(trust_stat=False).digest
 
-    def reconcile(self, changed: Iterable[str] | None = None) -> Outcome:
-        """One attempt; whatever goes wrong in it is a failed attempt, never a dead thread.
+    def close(self, timeout: float) -> bool:
+        """From now on no reconcile applies anything. Waits up to ``timeout`` for one
+        applying a set at this moment; False if it was still at it."""
+        self._closed = True
+        if not self._applying.acquire(timeout=timeout):
+            return False
+        self._applying.release()
+        return True
+
+    def reconcile(self, changed: Iterable[str] | None = None) -> Outcome | None:
+        """One attempt; whatever goes wrong in it is a failed attempt, never a dead
+        thread. None when the daemon stopped first: nothing was applied.
 
         ``changed`` names the paths (relative to the config dir) that changed; only
         those files are read, and only their integrations' tokens resolved. None
@@ -70,44 +142,69 @@ class Reconciler:
         stats every file and resolves every token.
         """
         with self._reconciling:
-            last = self.registry.last_attempt
-            failed_before = last is not None and not last.ok
+            if self._closed:
+                return None
+            self.running_since = self.budget.clock()
             try:
-                config = self.load(trust_stat=True, changed=changed)
-                self.unsettled = config.unsettled
-                self.digest = config.digest
-                revision = self.revisions.revision(self.config_dir, config.digest)
-                outcome = self.registry.apply(
-                    config, revision, source=str(self.config_dir), reuse_tokens=changed is not None
-                )
-            except Exception as exc:
-                log.exception("reconcile failed")
-                self.digest = None
-                config = self._unusable(f"reconcile failed: {type(exc).__name__}: {exc}")
-                revision = "unknown"
-                outcome = self.registry.apply(config, revision)
-            if outcome.ok and (outcome.changed or not self.last_known_good_dir.exists()):
-                self._to_save = (config, revision)
-            self._log(outcome, failed_before)
-            return outcome
+                return self._attempt(changed)
+            finally:
+                self.running_since = None
+
+    def _attempt(self, changed: Iterable[str] | None) -> Outcome | None:
+        last = self.registry.last_attempt
+        failed_before = last is not None and not last.ok
+        try:
+            config = self.load(trust_stat=True, changed=changed)
+            self.unsettled = config.unsettled
+            self.digest = config.digest
+            revision = self.revisions.revision(self.config_dir, config.digest)
+            outcome = self._apply(config, revision, reuse_tokens=changed is not None)
+        except Exception as exc:
+            if self._closed:
+                return None
+            log.exception("reconcile failed")
+            self.digest = None
+            config = self._unusable(f"reconcile failed: {type(exc).__name__}: {exc}")
+            revision = "unknown"
+            outcome = self._apply(config, revision, reuse_tokens=False)
+        if outcome is None:
+            return None
+        if outcome.ok and (outcome.changed or not self.last_known_good_dir.exists()):
+            self._to_save = (config, revision)
+        self._log(outcome, failed_before)
+        return outcome
+
+    def _apply(self, config: ConfigSet, revision: str, *, reuse_tokens: bool) -> Outcome | None:
+        with self._applying:
+            if self._closed:
+                return None
+            return self.registry.apply(
+                config, revision, source=str(self.config_dir), reuse_tokens=reuse_tokens
+            )
 
     def _log(self, outcome: Outcome, failed_before: bool) -> None:
-        if outcome.ok and outcome.plan is not None and outcome.changed:
+        on_saved_set, self._on_saved_set = self._on_saved_set, False
+        if not outcome.ok:
+            self._log_rejected(outcome)
+        elif outcome.plan is not None and outcome.changed:
             log.info("applied %s: %s", outcome.revision, outcome.plan.done())
-        elif outcome.ok and failed_before:
+        elif failed_before:
             log.info("config %s is valid again; it matches the set in use", outcome.revision)
-        elif outcome.ok:
-            log.debug("reconciled %s: no changes", outcome.revision)
+        elif on_saved_set:
+            log.info("config %s matches the last-known-good set in use", outcome.revision)
         else:
-            serving = self.registry.snapshot.revision
-            log.error(
-                "config %s rejected%s: %d problem(s)",
-                outcome.revision,
-                f", keeping {serving}" if serving else "",
-                len(outcome.diagnostics),
-            )
-            for diagnostic in outcome.diagnostics:
-                log.error("%s", diagnostic)
+            log.debug("reconciled %s: no changes", outcome.revision)
+
+    def _log_rejected(self, outcome: Outcome) -> None:
+        serving = self.registry.snapshot.revision
+        log.error(
+            "config %s rejected%s: %d problem(s)",
+            outcome.revision,
+            f", keeping {serving}" if serving else "",
+            len(outcome.diagnostics),
+        )
+        for diagnostic in outcome.diagnostics:
+            log.error("%s", diagnostic)
 
     def save_last_known_good(self) -> None:
         """Copy the last applied set; run off the reconcile's path (a housekeeping chore)."""
@@ -120,30 +217,39 @@ class Reconciler:
         except (OSError, ValueError) as exc:
             log.warning("could not save the last-known-good config: %s", exc)
 
-    def start_on_last_known_good(self) -> Outcome | None:
-        saved = lastgood.load(self.last_known_good_dir, self.loader.options)
+    def serve_last_known_good(self) -> Outcome | None:
+        """Serve the set saved in the state dir, if there is one, it reads within the
+        budget and its tokens resolve; None otherwise."""
+        saved = lastgood.load(self.last_known_good_dir, self.loader.options, self.budget.start())
         if saved is None:
             return None
-        outcome = self.registry.restore(*saved)
+        with self._applying:
+            if self._closed:
+                return None
+            outcome = self.registry.restore(*saved)
         if not outcome.ok:
+            log.warning(
+                "the last-known-good set %s in %s cannot be served: %s",
+                saved[1],
+                self.last_known_good_dir,
+                outcome.diagnostics[0] if outcome.diagnostics else "invalid",
+            )
             return None
-        log.warning(
-            "the config in %s is invalid; started on the last-known-good set %s saved in %s",
-            self.config_dir,
-            saved[1],
-            self.last_known_good_dir,
-        )
+        self._on_saved_set = True
         return outcome
 
 
 class Reloads:
-    """Counts reconciles run on the watcher's thread, for callers that wait on one."""
+    """Counts reconciles run on the watcher's thread, for callers that wait on one.
+
+    ``on_done`` is called after each with its outcome (None: abandoned at
+    shutdown) and whether it was asked to report readiness."""
 
     def __init__(
         self,
         reconciler: Reconciler,
         trigger: Callable[[], None],
-        on_done: Callable[[bool], None],
+        on_done: Callable[[Outcome | None, bool], None],
         again: Callable[[], None] = lambda: None,
     ) -> None:
         self._reconciler = reconciler
@@ -161,9 +267,10 @@ class Reloads:
         with self._done:
             self._started += 1
             notify_ready, self._notify_ready = self._notify_ready, False
+        outcome = None
         try:
-            self._reconciler.reconcile(changed)
-            if self._reconciler.unsettled:
+            outcome = self._reconciler.reconcile(changed)
+            if outcome is not None and self._reconciler.unsettled:
                 log.info(
                     "%s changed while read; reading again after the quiet period",
                     ", ".join(self._reconciler.unsettled),
@@ -173,8 +280,8 @@ class Reloads:
             with self._done:
                 self._finished += 1
                 self._done.notify_all()
-            self._on_done(notify_ready)
-        return self._reconciler.digest
+            self._on_done(outcome, notify_ready)
+        return self._reconciler.digest if outcome is not None else CLOSED
 
     def request(self, *, notify_ready: bool = False) -> None:
         """Ask for a reconcile; with ``notify_ready``, the next one reports readiness."""

@@ -35,8 +35,11 @@ class WatchTarget:
         return (self.path, self.dev, self.ino) == (other.path, other.dev, other.ino)
 
 
-def resolve_target(path: Path) -> WatchTarget | None:
-    """The directory ``path`` leads to now, after symlinks; ``None`` if there is none."""
+def resolve_target(path: Path, git_dir: Path | None = None) -> WatchTarget | None:
+    """The directory ``path`` leads to now, after symlinks; ``None`` if there is none.
+    Its index lock is that of the checkout ``git.checkout`` finds (``git_dir``: the
+    one the operator named), never of a repository in a parent directory, which
+    anyone able to write there could hold."""
     real = Path(os.path.realpath(path))
     try:
         st = real.stat()
@@ -44,7 +47,7 @@ def resolve_target(path: Path) -> WatchTarget | None:
         return None
     if not real.is_dir():
         return None
-    return WatchTarget(str(real), st.st_dev, st.st_ino, index_lock(real))
+    return WatchTarget(str(real), st.st_dev, st.st_ino, index_lock(real, git_dir))
 
 
 def lock_identity(index_lock: str | None) -> LockIdentity | None:

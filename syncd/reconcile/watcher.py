@@ -75,6 +75,10 @@ def _event_paths(event: FileSystemEvent) -> list[str]:
     return [p for p in paths if p]
 
 
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def _swapped(current: WatchTarget | None, target: WatchTarget | None) -> bool:
     if current is None or target is None:
         return current is not target
@@ -102,6 +106,8 @@ class ConfigWatcher:
     target. Every ``resync_interval`` seconds (``<= 0`` disables it)
     ``fingerprint`` is compared with its value at the last call, catching
     changes inotify never reported; after a failed call the next resync retries.
+    ``git_dir`` is the checkout the operator named, whose index lock is waited
+    for; without it, only a checkout whose top is the config dir is.
     A git index lock that stays ``stale_lock_after`` seconds is taken for one
     left by a git that died: it is logged and no longer waited for, so config
     changes are not held forever. ``path_filter`` decides which changed paths
@@ -120,8 +126,10 @@ class ConfigWatcher:
         logger: logging.Logger | None = None,
         stale_lock_after: float = 600.0,
         path_filter: PathFilter = is_relevant,
+        git_dir: Path | None = None,
     ) -> None:
         self._path = Path(os.path.abspath(config_dir))
+        self._git_dir = git_dir
         self._on_change = on_change
         timing = WatchTiming(
             quiet=quiet,
@@ -180,37 +188,50 @@ class ConfigWatcher:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Start watching; changes from now on are seen, and the resync baseline is taken."""
+    def start(self, *, first_call: bool = False) -> None:
+        """Start watching; changes from now on are seen, and the resync baseline is taken.
+
+        With ``first_call``, the worker calls ``on_change(None)`` at once and what
+        it returns is the baseline: the caller's thread reads nothing, so a config
+        slow to read holds only the worker.
+        """
         with self._cond:
             if self._started or self._stopping:
                 raise RuntimeError("a ConfigWatcher can be started only once")
             self._started = True
-        self._target = resolve_target(self._path)
+        self._target = self._resolve()
         if self._target is None:
             self._log.warning("config dir %s does not exist yet; waiting for it", self._path)
         self._observer = self._start_observer()
-        self._last_fingerprint = self._safe_fingerprint()
+        if not first_call:
+            self._last_fingerprint = self._safe_fingerprint()
         with self._cond:
             self._reloads.resync_after(time.monotonic())
+            if first_call:
+                self._anything = True
+                self._reloads.force(time.monotonic())
         self._worker = threading.Thread(target=self._run, name="syncd-config-watcher", daemon=True)
         self._worker.start()
 
-    def stop(self) -> None:
-        """Stop and join the threads; waits for a running callback. Safe to call twice."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop and join the threads, waiting up to ``timeout`` (None: for ever) for a
+        running callback. False when one still runs: it is left to end on its own
+        (the worker is a daemon thread), and nothing is called after it. Safe to
+        call twice."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            if self._stopping:
-                return
             self._stopping = True
             self._cond.notify_all()
-        worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join()
         observer = self._observer
         if observer is not None:
             observer.stop()
-            if observer.is_alive():
-                observer.join()
+            if observer.is_alive() and observer is not threading.current_thread():
+                observer.join(_left(deadline))
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(_left(deadline))
+            return not worker.is_alive()
+        return True
 
     def trigger(self) -> None:
         """Ask for a call now (SIGHUP, a reload request), merged with any pending one."""
@@ -263,9 +284,12 @@ class ConfigWatcher:
             self._tree_handler, target.path, recursive=True, event_filter=list(_TREE_EVENTS)
         )
 
+    def _resolve(self) -> WatchTarget | None:
+        return resolve_target(self._path, self._git_dir)
+
     def _retarget(self) -> bool:
         """Follow the config path to a new directory if it was swapped; True if it was."""
-        target = resolve_target(self._path)
+        target = self._resolve()
         swapped = _swapped(self._target, target)
         # Even the same dir is taken anew: a `git init` may have added an index lock to wait for.
         self._target = target
@@ -404,7 +428,10 @@ class ConfigWatcher:
             self._log.exception("config change callback failed")
             self._last_fingerprint = None
             return
-        self._last_fingerprint = fingerprint if fingerprint else self._safe_fingerprint()
+        if fingerprint or self._stopping:  # reading everything again is no use then
+            self._last_fingerprint = fingerprint
+        else:
+            self._last_fingerprint = self._safe_fingerprint()
 
     def _resync(self) -> None:
         swapped = self._retarget()

@@ -5,6 +5,13 @@ Each handler reads the registry's snapshot and the outbox; none changes the
 active set except ``POST /-/reload``, which asks for a reconcile and waits for
 it like Alertmanager's reload endpoint. Events go through ``ingest``, which
 stores them before the 202 is sent.
+
+Every answer is bounded by the request or by the config, never by their
+product: a refusal lists at most ``MAX_LISTED`` problems; an acceptance lists
+each event's reasons only while they are few (``ingest.DETAIL_LINES``) and
+otherwise counts them per integration, at most ``MAX_SUMMARISED`` of those.
+``/status`` and ``/metrics`` read counts the store keeps, so a scrape costs the
+same with ten notifications waiting or a million.
 """
 
 from __future__ import annotations
@@ -13,22 +20,27 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from syncd.config.model import integration_to_data
 from syncd.delivery.health import RoomHealthBook
-from syncd.events.ingest import Ingest
-from syncd.events.validation import validate_events
+from syncd.events.ingest import Accepted, Busy, Ingest, TooMany
+from syncd.events.validation import Problem, check_events, event_size
 from syncd.registry import Notifier, Outcome, Registry
 from syncd.service.http import Handler, Request, Response, Routes
 from syncd.service.metrics import ConfigGauges, Metrics
-from syncd.store.contract import DeadPick, Item, Store, StoreError
+from syncd.store.contract import DeadPick, Item, Store, StoreError, StoreFull
 
 log = logging.getLogger("syncd")
 
 # One request is one write transaction; its size bounds how long it holds the lock.
 MAX_EVENTS_PER_REQUEST = 1000
 MAX_LISTED = 1000
+# One event as compact JSON: what routing searches and the outbox keeps per event.
+MAX_EVENT_BYTES = 64 << 10
+# Integrations an acceptance counts reasons for; the others are counted together.
+MAX_SUMMARISED = 100
 
 
 def item_to_data(item: Item) -> dict[str, object]:
@@ -128,6 +140,7 @@ def status_document(
     depth: dict[str, int],
     outbox_lost: str | None = None,
     dead: Mapping[tuple[str, str], int] | None = None,
+    write_problem: str | None = None,
 ) -> dict[str, object]:
     """What ``/status`` answers and ``syncd status`` shows."""
     snap = registry.snapshot
@@ -143,6 +156,8 @@ def status_document(
         "last_failure": outcome_to_data(registry.last_failure),
         "outbox_depth": sum(depth.values()),
         "outbox_lost_at_start": outbox_lost,
+        "outbox_writable": write_problem is None,
+        "outbox_write_problem": write_problem,
         "integrations": {
             uid: _notifier_status(n, health, depth.get(uid, 0), dead, totals.get(uid, 0))
             for uid, n in snap.notifiers.items()
@@ -162,6 +177,7 @@ class Api:
     ingest_token: str | None = field(default=None, repr=False)
     outbox_lost: str | None = None
     wake: Callable[[int], None] = lambda _count: None
+    max_event_bytes: int = MAX_EVENT_BYTES
 
     def routes(self) -> Routes:
         """With an ingest token set, every route but the two probes requires it."""
@@ -203,8 +219,17 @@ class Api:
             failures=reg.failures,
             config_hash=reg.snapshot.config_hash,
             outbox_lost=self.outbox_lost is not None,
+            outbox_writable=self.store.write_problem() is None,
         )
-        dead = dead_per_integration(self.store.dead_letters())
+        active = reg.snapshot.notifiers
+        # A removed integration's series go with it: its dead letters stay in the
+        # outbox (GET /v1/outbox lists them), not in a series per uid ever seen.
+        dead = {
+            uid: n
+            for uid, n in dead_per_integration(self.store.dead_letters()).items()
+            if uid in active
+        }
+        self.metrics.retain(active)
         text = self.metrics.render(gauges, sum(self.store.depth().values()), dead)
         return Response.text(200, text, "text/plain; version=0.0.4")
 
@@ -218,35 +243,57 @@ class Api:
         except (ValueError, RecursionError) as exc:
             message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             return Response.error(400, f"body is not usable JSON: {message}")
+        refused = self._refused(payload, len(request.body))
+        if refused is not None:
+            return refused
+        checked = check_events(payload)
+        if checked.problems:
+            return _invalid(checked.problems, checked.unlisted)
+        return self._take(checked.events)
+
+    def _refused(self, payload: object, body_size: int) -> Response | None:
+        """A request over a size bound: too many events, or one event too large."""
         if isinstance(payload, list) and len(payload) > MAX_EVENTS_PER_REQUEST:
             return Response.error(
                 413, f"at most {MAX_EVENTS_PER_REQUEST} events per request, got {len(payload)}"
             )
-        events, problems = validate_events(payload)
-        if problems:
-            return Response.error(
-                400,
-                "invalid event",
-                problems=[{"path": p.path, "message": p.message} for p in problems],
-            )
+        if body_size <= self.max_event_bytes:
+            return None  # no event in it can be larger than the whole body
+        events = payload if isinstance(payload, list) else [payload]
+        for index, event in enumerate(events):
+            size = event_size(event)
+            if size > self.max_event_bytes:
+                where = f"$[{index}]" if isinstance(payload, list) else "$"
+                return Response.error(
+                    413,
+                    f"the event at {where} is {size:,} bytes as compact JSON, over the "
+                    f"limit of {self.max_event_bytes:,} bytes per event",
+                )
+        return None
+
+    def _take(self, events: list[dict[str, Any]]) -> Response:
+        """Store the events: 202, or why not. No exception reaches the caller: one
+        the store did not name is logged and answered as a 500 that says nothing
+        was stored."""
         try:
             accepted = self.ingest.submit(events)
-            self.metrics.received(len(events))
+        except TooMany as exc:
+            return Response.error(413, str(exc), limit=exc.limit)
+        except Busy as exc:
+            return replace(Response.error(429, str(exc)), headers={"Retry-After": "1"})
+        except StoreFull as exc:
+            log.error("could not store %d event(s): %s", len(events), exc)
+            return Response.error(
+                503, "the state dir's disk is full: could not store the events; retry later"
+            )
         except StoreError as exc:
             log.error("could not store %d event(s): %s", len(events), exc)
             return Response.error(503, "could not store the events; retry later")
-        return Response.json(
-            202,
-            {
-                "accepted": len(accepted.ids),
-                "ids": list(accepted.ids),
-                "notifications": accepted.notifications,
-                "events": [
-                    {"id": e.id, "notifications": e.queued, "why": list(e.why)}
-                    for e in accepted.events
-                ],
-            },
-        )
+        except Exception:
+            log.exception("could not take %d event(s) in", len(events))
+            return Response.error(500, "internal error: nothing was stored; retry later")
+        self.metrics.received(len(events))
+        return Response.json(202, accepted_to_data(accepted))
 
     def _outbox(self, request: Request) -> Response:
         """Dead letters or pending notifications, oldest first; no event bodies."""
@@ -284,6 +331,9 @@ class Api:
     def _ready(self, _: Request) -> Response:
         if not self.registry.snapshot.revision:
             return Response.text(503, "not ready: no config applied yet\n")
+        problem = self.store.write_problem()
+        if problem is not None:
+            return Response.text(503, f"not ready: the outbox cannot be written: {problem}\n")
         return Response.text(200, "ready\n")
 
     def _reload(self, _: Request) -> Response:
@@ -318,5 +368,47 @@ class Api:
             self.store.depth(),
             self.outbox_lost,
             self.store.dead_letters(),
+            self.store.write_problem(),
         )
         return Response.json(200, document)
+
+
+def _invalid(problems: list[Problem], unlisted: int) -> Response:
+    listed = [{"path": p.path, "message": p.message} for p in problems]
+    if not unlisted:
+        return Response.error(400, "invalid event", problems=listed)
+    total = len(problems) + unlisted
+    return Response.error(
+        400,
+        f"invalid event: {total:,} problems, the first {len(problems)} listed",
+        problems=listed,
+        problems_not_listed=unlisted,
+    )
+
+
+def accepted_to_data(accepted: Accepted) -> dict[str, object]:
+    """The 202: ids, the count, reasons counted per integration (at most
+    ``MAX_SUMMARISED`` listed), and each event's reasons when they are few."""
+    summary = list(accepted.integrations.items())
+    data: dict[str, object] = {
+        "accepted": len(accepted.ids),
+        "ids": list(accepted.ids),
+        "notifications": accepted.notifications,
+        "integrations": {
+            uid: {"notifications": tally.notifications, "events": dict(tally.events)}
+            for uid, tally in summary[:MAX_SUMMARISED]
+        },
+    }
+    rest = summary[MAX_SUMMARISED:]
+    if rest:
+        data["integrations_not_listed"] = {
+            "integrations": len(rest),
+            "notifications": sum(tally.notifications for _, tally in rest),
+        }
+    if accepted.unserved:
+        data["no_integration"] = accepted.unserved
+    if accepted.detailed:
+        data["events"] = [
+            {"id": e.id, "notifications": e.queued, "why": list(e.why)} for e in accepted.events
+        ]
+    return data

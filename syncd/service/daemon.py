@@ -5,6 +5,11 @@ The config flow (watcher -> ``reconcile`` -> registry) and the event flow
 registry's snapshot; ``housekeeping`` owns the upkeep between them. This
 module builds them in the right order, starts them so that nothing is served
 before a set is active, and stops them so that nothing accepted is lost.
+
+A config can be slow to read and check, so nothing waits on the first
+reconcile but readiness: the probes answer before it starts, the
+last-known-good set (if any) is served while it runs on the watcher's
+thread, and a stop abandons it after the drain time at most.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import select
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Literal
@@ -27,9 +33,9 @@ from syncd.config import semantics
 from syncd.config.filecache import ConfigLoader
 from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.delivery.dispatch import DEFAULT_WORKERS, DispatchConfig, Dispatcher
-from syncd.delivery.housekeeping import Housekeeping
+from syncd.delivery.housekeeping import PRUNE_GRACE, Housekeeping
 from syncd.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Failure, UsageError
-from syncd.events.ingest import Ingest
+from syncd.events.ingest import MAX_NOTIFICATIONS, Ingest
 from syncd.hipchat.client import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
@@ -37,18 +43,21 @@ from syncd.hipchat.client import (
     HipChatClient,
 )
 from syncd.reconcile.pathfilter import relevant_to
-from syncd.reconcile.reconciler import Reconciler, Reloads
+from syncd.reconcile.reconciler import DEFAULT_BUDGET, Budget, Reconciler, Reloads
 from syncd.reconcile.watcher import ConfigWatcher
 from syncd.registry import Outcome, Registry
 from syncd.service import logs, systemd
-from syncd.service.api import Api
-from syncd.service.http import HTTPServer
+from syncd.service.api import MAX_EVENT_BYTES, Api
+from syncd.service.http import Handler, HTTPServer, Request, Response, Routes
 from syncd.service.metrics import Metrics
 from syncd.service.statedir import StateDir, create_private
 from syncd.store.contract import StoreError, StoreUnusable
 from syncd.store.sqlite import Outbox
 
 log = logging.getLogger("syncd")
+
+# How long a stop waits for a reconcile still reading the config to end by itself.
+RECONCILE_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,9 @@ class DaemonConfig:
     quiet: float = 0.15
     max_wait: float = 1.0
     resync_interval: float = 60.0
-    reload_timeout: float = 30.0
+    # How long POST /-/reload waits for its reconcile; None: the reconcile timeout.
+    reload_timeout: float | None = None
+    reconcile_timeout: float = DEFAULT_BUDGET
     workers: int = DEFAULT_WORKERS
     max_age: float = 24 * 3600.0
     drain_timeout: float = 10.0
@@ -74,6 +85,15 @@ class DaemonConfig:
     reach: Reach = DEFAULT_REACH
     max_prune: int | None = None
     exclude: tuple[str, ...] = ()
+    git_dir: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    max_notifications_per_request: int = MAX_NOTIFICATIONS
+    max_event_bytes: int = MAX_EVENT_BYTES
+    prune_grace: float = PRUNE_GRACE
+
+    @property
+    def reload_wait(self) -> float:
+        return self.reconcile_timeout if self.reload_timeout is None else self.reload_timeout
 
 
 class ConfigurationError(Failure):
@@ -140,6 +160,16 @@ class Daemon:
     def _build(self, config: DaemonConfig, ran_before: bool) -> None:
         self.outbox, outbox_lost = _open_outbox(config, ran_before)
         self._stop = threading.Event()
+        # Set once the first reconcile ended, or the daemon stopped: what start() waits for.
+        self._settled = threading.Event()
+        self._first: Outcome | None = None  # the set served after the first reconcile
+        self._first_ended = False
+        self._saved: Outcome | None = None  # the last-known-good set served at start
+        self._lifecycle = threading.Lock()  # threads start, or the daemon stops: not both
+        self._delivering = False
+        self._upkeep = False
+        self._wake: Callable[[], None] = lambda: None
+        self.nothing_to_serve = False
         self.metrics = Metrics()
         self.client = HipChatClient(
             send_timeout=config.send_timeout,
@@ -155,21 +185,34 @@ class Daemon:
                 item.uid, result, at - item.created_at
             ),
         )
-        self.ingest = Ingest(self.outbox, self.registry, on_enqueued=self.dispatcher.wake)
+        self.ingest = Ingest(
+            self.outbox,
+            self.registry,
+            on_enqueued=self.dispatcher.wake,
+            max_notifications=config.max_notifications_per_request,
+        )
         options = semantics.Options(
             allow_plaintext_tokens=config.allow_plaintext_tokens,
             reach=config.reach,
             refuse_plaintext_tokens=True,
             exclude=config.exclude,
         )
-        loader = ConfigLoader(options)
-        self.reconciler = Reconciler(config.config_dir, config.state_dir, loader, self.registry)
+        self.reconciler = Reconciler(
+            config.config_dir,
+            config.state_dir,
+            ConfigLoader(options),
+            self.registry,
+            budget=Budget(config.reconcile_timeout),
+            git_dir=config.git_dir,
+        )
         self.housekeeping = Housekeeping(
             self.outbox,
             self.ingest,
             max_age=config.max_age,
             interval=config.housekeeping_interval,
             chores=[self.reconciler.save_last_known_good],
+            prune_grace=config.prune_grace,
+            wake=self.dispatcher.wake,
         )
         self.registry.add_listener(self.housekeeping.on_applied)
         self.registry.add_listener(self.dispatcher.health.on_applied)
@@ -182,6 +225,7 @@ class Daemon:
             fingerprint=self.reconciler.fingerprint,
             logger=log,
             path_filter=relevant_to(options.files),
+            git_dir=config.git_dir,
         )
         self.reloads = Reloads(
             self.reconciler, self.watcher.trigger, self._reconciled, again=self.watcher.changed
@@ -197,20 +241,146 @@ class Daemon:
             ingest_token=config.ingest_token,
             outbox_lost=outbox_lost,
             wake=self.dispatcher.wake,
+            max_event_bytes=config.max_event_bytes,
         )
         try:
-            self.server = HTTPServer(config.host, config.port, api.routes())
+            self.server = HTTPServer(
+                config.host,
+                config.port,
+                self._routes(api.routes()),
+                allowed_hosts=config.allowed_hosts,
+                # Each delivery worker may hold a socket to HipChat besides the rest.
+                reserved_descriptors=config.workers + 64,
+            )
         except BaseException:
             self.outbox.close()
             raise
 
-    def _reconciled(self, notify_ready: bool) -> None:
-        if notify_ready:
+    def _routes(self, routes: Routes) -> Routes:
+        """The API's routes, with what only the daemon knows: whether the first
+        reconcile still runs, and why a reload is late."""
+        ready, events, reload = (routes[r] for r in (_READYZ, _EVENTS, _RELOAD))
+
+        def readyz(request: Request) -> Response:
+            return ready(request) if self.serving else _not_ready(self._first_ended)
+
+        def ingest(request: Request) -> Response:
+            return events(request) if self.serving else _not_ready(self._first_ended)
+
+        def reload_now(request: Request) -> Response:
+            answer = reload(request)
+            if answer.status != 504:
+                return answer
+            return Response.error(504, self._late_reload())
+
+        handlers: dict[tuple[str, str], Handler] = {
+            _READYZ: readyz,
+            _EVENTS: ingest,
+            _RELOAD: reload_now,
+        }
+        return {**routes, **handlers}
+
+    def _late_reload(self) -> str:
+        waited = f"reload did not finish within {self.config.reload_wait:g} s"
+        since = self.reconciler.running_since
+        if since is None:
+            return f"{waited}; it still runs, and /status will show its result"
+        running = self.reconciler.budget.clock() - since
+        return (
+            f"{waited}: a reconcile has been running for {running:.0f} s (one may take "
+            f"up to --reconcile-timeout {self.config.reconcile_timeout:g} s); the reload "
+            "runs after it, and /status will show its result"
+        )
+
+    @property
+    def serving(self) -> bool:
+        """True once a set is served: ingest and /readyz are open."""
+        return bool(self.registry.snapshot.revision)
+
+    def _reconciled(self, outcome: Outcome | None, notify_ready: bool) -> None:
+        """After each reconcile, on the watcher's thread; None: abandoned at a stop."""
+        if outcome is None or self._stop.is_set():
+            return
+        if not self._first_ended:
+            self._first_ended = True
+            self._after_first(outcome)
+        elif notify_ready:
             self.notify.ready(self.status_line())
         else:
             self.notify.status(self.status_line())
 
-    def reconcile(self) -> Outcome:
+    def _after_first(self, outcome: Outcome) -> None:
+        """Serve what the first reconcile left: its set, the last-known-good one, or
+        nothing, and then the daemon stops (``nothing_to_serve``)."""
+        served = outcome if outcome.ok else self._saved
+        if served is None:
+            self._first = outcome
+            self.nothing_to_serve = True
+            self.stop()
+            return
+        if not outcome.ok:
+            log.warning(
+                "the config in %s is invalid; started on the last-known-good set %s saved in %s",
+                self.config.config_dir,
+                served.revision,
+                self.reconciler.last_known_good_dir,
+            )
+        with self._lifecycle:
+            if self._stop.is_set():
+                return
+            # Now that the config dir's answer is in: the set served is the one to keep.
+            try:
+                self.housekeeping.cancel_removed(self.registry.snapshot)
+            except StoreError as exc:
+                log.error("could not cancel what removed integrations left queued: %s", exc)
+            self._start_delivery()
+            if not self._upkeep:
+                self._upkeep = True
+                self.housekeeping.start()
+        if self._saved is None:
+            self.notify.ready(self.status_line())
+        log.info("listening on %s, watching %s", self.server.url, self.config.config_dir)
+        self._first = served
+        self._settled.set()
+
+    def _start_delivery(self) -> None:
+        if not self._delivering:
+            self._delivering = True
+            self.dispatcher.start()
+
+    def _serve_last_known_good(self) -> None:
+        """Serve the saved set while the first reconcile runs. Delivery starts on it
+        only if it names every integration the outbox holds notifications for: a
+        worker would cancel those of one it does not know."""
+        saved = self.reconciler.serve_last_known_good()
+        if saved is None:
+            return
+        self._saved = saved
+        log.info(
+            "serving the last-known-good set %s saved in %s while the first reconcile of %s runs",
+            saved.revision,
+            self.reconciler.last_known_good_dir,
+            self.config.config_dir,
+        )
+        if self._names_every_queued_integration():
+            with self._lifecycle:
+                if not self._stop.is_set():
+                    self._start_delivery()
+        else:
+            log.info(
+                "delivery waits for the first reconcile: the outbox holds notifications "
+                "for integrations the last-known-good set lacks"
+            )
+        self.notify.ready(self.status_line())
+
+    def _names_every_queued_integration(self) -> bool:
+        try:
+            queued = self.outbox.undelivered_uids()
+        except StoreError:
+            return False
+        return queued <= set(self.registry.snapshot.notifiers)
+
+    def reconcile(self) -> Outcome | None:
         return self.reconciler.reconcile()
 
     def request_reload(self, *, notify_ready: bool = False) -> None:
@@ -219,33 +389,43 @@ class Daemon:
 
     def reload(self, timeout: float | None = None) -> Outcome | None:
         """Force a reconcile and wait for one that started after this call."""
-        return self.reloads.wait(timeout or self.config.reload_timeout)
+        return self.reloads.wait(timeout or self.config.reload_wait)
 
-    def start(self) -> Outcome:
-        """Recover the outbox and reconcile in the caller's thread, then watch and serve.
+    def begin(self) -> None:
+        """Recover the outbox, answer the probes, serve the last-known-good set if
+        there is one, and start the first reconcile on the watcher's thread;
+        returns without waiting for it.
 
-        With no valid config and no last-known-good there is nothing to serve:
-        nothing is started but the watcher, and the caller shuts down.
+        Once it ends, its set is served (or, if it was rejected, the
+        last-known-good one stays); with neither, ``nothing_to_serve`` is set and
+        the daemon stops.
         """
         recovered = self.outbox.recover()
         if recovered:
             log.info("%d notification(s) in flight at the last stop will be sent again", recovered)
-        # Watching starts first, so a change made during the first reconcile is not missed.
-        self.watcher.start()
-        outcome = self.reconcile()
-        if not outcome.ok:
-            outcome = self.reconciler.start_on_last_known_good() or outcome
-        if not outcome.ok:
-            return outcome
-        self.housekeeping.cancel_removed(self.registry.snapshot)
-        self.dispatcher.start()
-        self.housekeeping.start()
         self.server.start()
-        log.info("listening on %s, watching %s", self.server.url, self.config.config_dir)
-        return outcome
+        log.info("answering /healthz on %s; ready once a config is served", self.server.url)
+        self._serve_last_known_good()
+        self.watcher.start(first_call=True)
+
+    def start(self) -> Outcome:
+        """:meth:`begin`, then wait for the first reconcile: the set then served (the
+        config dir's, or the last-known-good one), or the failed attempt when there
+        is nothing to serve and the caller shuts down."""
+        self.begin()
+        self._settled.wait()
+        if self._first is None:
+            return Outcome(False, "", time.time())  # stopped before the first reconcile ended
+        return self._first
+
+    def on_stop(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when the daemon stops by itself, to rouse a thread waiting on it."""
+        self._wake = wake
 
     def stop(self) -> None:
         self._stop.set()
+        self._settled.set()
+        self._wake()
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once the daemon is asked to stop; False when ``timeout`` passed first."""
@@ -253,7 +433,7 @@ class Daemon:
 
     def healthy(self) -> bool:
         """What the systemd watchdog vouches for: the worker threads are alive."""
-        return self.watcher.alive and self.dispatcher.alive
+        return self.watcher.alive and (self.dispatcher.alive or not self._delivering)
 
     def status_line(self) -> str:
         snap = self.registry.snapshot
@@ -266,19 +446,36 @@ class Daemon:
         )
 
     def shutdown(self) -> None:
-        """Stop intake first, then let sends in flight finish; the rest stays queued."""
-        self._stop.set()
-        self.housekeeping.stop(self.config.drain_timeout)
+        """Stop intake first, then let sends in flight finish; the rest stays queued.
+
+        A set being applied is waited for (up to the drain time); a reconcile
+        still reading is abandoned after ``RECONCILE_GRACE`` at most: it applies
+        nothing once this began, so waiting longer would only delay the stop.
+        """
+        with self._lifecycle:
+            self.stop()
+        drain = self.config.drain_timeout
+        self.reconciler.close(drain)
+        self.housekeeping.stop(drain)
         self.server.stop()
-        self.watcher.stop()
-        if not self.dispatcher.stop(self.config.drain_timeout):
-            log.warning(
-                "sends still in flight after %.0f s; they will be retried",
-                self.config.drain_timeout,
-            )
+        if not self.watcher.stop(min(drain, RECONCILE_GRACE)):
+            log.warning("stopping with a reconcile under way: abandoned, it applies nothing")
+        if not self.dispatcher.stop(drain):
+            log.warning("sends still in flight after %.0f s; they will be retried", drain)
         self.client.close()
         self.outbox.close()
         self.state_dir.release()
+
+
+_READYZ = ("GET", "/readyz")
+_EVENTS = ("POST", "/v1/events")
+_RELOAD = ("POST", "/-/reload")
+
+
+def _not_ready(first_ended: bool) -> Response:
+    reason = "no valid config to start on" if first_ended else "first reconcile running"
+    answer = Response.text(503, f"not ready: {reason}\n")
+    return replace(answer, headers={"Retry-After": "1"})
 
 
 def install_signals(daemon: Daemon, notify: systemd.ServiceManager) -> Callable[[], int]:
@@ -309,7 +506,7 @@ def install_signals(daemon: Daemon, notify: systemd.ServiceManager) -> Callable[
 
 def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
     """Run until SIGTERM or SIGINT; a configuration the daemon cannot start on raises
-    UsageError."""
+    UsageError, and exits 1 when the first reconcile leaves nothing to serve."""
     # Everything the daemon writes (outbox, last-known-good copy) is private.
     os.umask(0o077)
     notify = systemd.ServiceManager()
@@ -317,17 +514,16 @@ def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
     daemon = Daemon(config, notify=notify)
     logs.setup(lambda: daemon.registry.snapshot.secrets(), log_format)
     exit_status = install_signals(daemon, notify)
-    first = daemon.start()
-    if not first.ok:
-        daemon.shutdown()
-        log.error("no valid config to start on; fix the errors above")
-        return EXIT_FAILED
-    notify.ready(daemon.status_line())
     try:
+        daemon.begin()
         _serve(daemon, notify)
     finally:
-        notify.stopping("draining: finishing sends in flight")
+        if not daemon.nothing_to_serve:
+            notify.stopping("draining: finishing sends in flight")
         daemon.shutdown()
+    if daemon.nothing_to_serve:
+        log.error("no valid config to start on; fix the errors above")
+        return EXIT_FAILED
     return exit_status()
 
 
@@ -342,6 +538,7 @@ def _serve(daemon: Daemon, notify: systemd.ServiceManager) -> None:
     reader.setblocking(False)
     writer.setblocking(False)
     previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    daemon.on_stop(lambda: _poke(writer))
     try:
         while not daemon.wait(0):
             select.select([reader], [], [], notify.watchdog_interval)
@@ -350,6 +547,12 @@ def _serve(daemon: Daemon, notify: systemd.ServiceManager) -> None:
             if daemon.healthy():
                 notify.watchdog()
     finally:
+        daemon.on_stop(lambda: None)
         signal.set_wakeup_fd(previous)
         reader.close()
         writer.close()
+
+
+def _poke(writer: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        writer.send(b"\0")

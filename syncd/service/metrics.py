@@ -4,6 +4,11 @@ Counters live here, fed by ingest and the dispatcher; gauges that describe
 the present (config state, outbox depth) are read at scrape time by the
 caller and passed in, so nothing is kept twice.
 
+Series labelled by integration exist only for integrations in the active set:
+a removed one's counters are dropped (:meth:`Metrics.retain`, at each scrape,
+and :meth:`Metrics.on_applied`, as a set is applied), so config churn does not
+grow the exposition with every uid ever seen.
+
 Each ``Metrics`` has its own registry: several daemons can share a process,
 and the library's global registry would also add process and
 platform metrics nobody asked for. The families are built at scrape time by
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client.exposition import generate_latest
@@ -29,7 +34,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from syncd.config.plan import Plan
 from syncd.hipchat.wire import DeliveryResult
+from syncd.registry import Snapshot
 
 _go_float: Callable[[float], str] = floatToGoString
 """The library's own ``le`` spelling, typed here because the library leaves it bare."""
@@ -73,6 +80,7 @@ class ConfigGauges:
     attempts: int = 0
     failures: int = 0
     outbox_lost: bool = False
+    outbox_writable: bool = True
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,11 @@ def _outbox_families(present: _Present) -> Iterator[Metric]:
         "1 when the outbox was missing or empty at start in a state dir that ran before.",
         int(present.config.outbox_lost),
     )
+    yield _gauge(
+        "syncd_outbox_writable",
+        "0 while the outbox cannot take new writes (disk full): ingest answers 503.",
+        int(present.config.outbox_writable),
+    )
 
 
 def _latency_family(counts: _Counts) -> HistogramMetricFamily:
@@ -245,6 +258,18 @@ class Metrics:
             else:
                 key = (uid, failure_reason(result))
                 self._failures[key] = self._failures.get(key, 0) + 1
+
+    def retain(self, uids: Collection[str]) -> None:
+        """Drop the counters of integrations not in ``uids`` (the active set)."""
+        with self._lock:
+            for uid in [u for u in self._notifications if u not in uids]:
+                del self._notifications[uid]
+            for key in [k for k in self._failures if k[0] not in uids]:
+                del self._failures[key]
+
+    def on_applied(self, plan: Plan, snapshot: Snapshot) -> None:
+        """A registry listener: a removed integration's counters go with it."""
+        self.retain(snapshot.notifiers)
 
     def _snapshot(self) -> _Counts:
         with self._lock:

@@ -20,6 +20,14 @@ added without touching ingest, rules or dispatch if it keeps these promises:
   while in flight does not revive it; only "delivered" is still recorded.
 - **Durability.** A returned call has reached stable storage as the
   implementation's durability setting promises.
+- **Counts kept, not counted.** :meth:`Store.depth` and :meth:`Store.dead_letters`
+  cost the same with ten items waiting or a million: they read counts kept as
+  items change (in the same atomic writes), never a scan of the items.
+- **Time the daemon ran.** ``--max-age`` and the fingerprints' retention count
+  the time the store was open (a monotonic clock, summed across restarts), so a
+  step of the wall clock neither ages nor rejuvenates anything; and
+  :meth:`Store.cut_waits` cuts a wait that a step back made longer than it was
+  set for (see its docstring).
 
 Only the event and what the rules decided are stored; the message is rendered
 and the token looked up at send time, so pending items go out with the
@@ -44,6 +52,11 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """Try again later: the store is busy, full or out of reach, and nothing of the
     failed call was kept. Ingest answers 503; delivery and upkeep pause and retry."""
+
+
+class StoreFull(StoreUnavailable):
+    """The store's disk is full (or the file may grow no more): nothing new can be
+    written until space is freed, though changes that need no new space may pass."""
 
 
 class StoreUnusable(StoreError):
@@ -88,6 +101,9 @@ class WindowUpdate:
     window: Window
     due_at: float | None
     last_event: Mapping[str, Any] | None = None
+    # The integration's frequency: an idle window older than this is no longer
+    # needed (the next event would find it over), so the store may forget it.
+    length: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,14 +164,22 @@ class DeadPick:
     room_id: str | None = None
 
 
-class Batch(Protocol):
-    """The reads and writes of one ingest or flush, inside one atomic batch."""
+class Reads(Protocol):
+    """What routing reads from the store: whether a fingerprint is known, and a window."""
 
-    def first_seen(self, project: str, fingerprint: str, now: float) -> bool:
-        """Record a fingerprint; True when it was not seen before."""
+    def known(self, project: str, fingerprint: str) -> bool:
+        """True when the fingerprint was seen before (and not forgotten since)."""
         ...
 
     def window(self, key: str) -> Window: ...
+
+
+class Batch(Reads, Protocol):
+    """The reads and writes of one ingest or flush, inside one atomic batch."""
+
+    def remember(self, project: str, fingerprint: str, now: float) -> None:
+        """Record a fingerprint as seen now (first seen, or seen again)."""
+        ...
 
     def save_window(self, update: WindowUpdate) -> None: ...
 
@@ -167,6 +191,11 @@ class Batch(Protocol):
 class Store(Protocol):
     def batch(self) -> AbstractContextManager[Batch]:
         """All of the batch's writes, or none of them (see the module docstring)."""
+        ...
+
+    def view(self) -> AbstractContextManager[Reads]:
+        """Reads outside any write: ingest decides a request's routing on these,
+        then checks them again inside its batch (see ``events.ingest``)."""
         ...
 
     def due_windows(self, now: float) -> list[StoredWindow]: ...
@@ -191,9 +220,31 @@ class Store(Protocol):
 
     def cancel_integration(self, uid: str, reason: str) -> int: ...
 
+    def revive(self, uid: str, reason: str, since: float) -> int:
+        """Items of ``uid`` cancelled with ``reason`` at ``since`` or later are
+        pending again, in their rooms' order; returns how many."""
+        ...
+
+    def cut_waits(self) -> int:
+        """A wait that began in the future began before the wall clock stepped back:
+        it is cut to the length it was set for, counted from now (retry times,
+        leases, throttle windows). Returns how many were cut."""
+        ...
+
+    def forget_old(self, max_age: float) -> int:
+        """Forget fingerprints not seen for ``max_age`` seconds of the daemon's running
+        time, and idle throttle windows that are over; returns how many rows went."""
+        ...
+
+    def probe(self) -> str | None:
+        """Whether something new can be written: None, or why not (disk full...)."""
+        ...
+
     def undelivered_uids(self) -> set[str]: ...
 
-    def expire(self, max_age: float) -> list[Expired]: ...
+    def expire(self, max_age: float) -> list[Expired]:
+        """Dead-letter what waited longer than ``max_age`` seconds of running time."""
+        ...
 
     def dead_letters(self) -> dict[tuple[str, str], int]: ...
 
@@ -201,7 +252,14 @@ class Store(Protocol):
 
     def prune_finished(self, older_than: float) -> int: ...
 
-    def depth(self) -> dict[str, int]: ...
+    def depth(self) -> dict[str, int]:
+        """Undelivered items per integration, from kept counts."""
+        ...
+
+    def write_problem(self) -> str | None:
+        """Why the last write failed for want of space, until a write or a probe that
+        needed new space succeeds; None when writes work."""
+        ...
 
     def get(self, item_id: int) -> Item | None: ...
 

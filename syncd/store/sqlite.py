@@ -9,10 +9,12 @@ leaves this module: callers get a :class:`SqliteBatch` inside a transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,65 +30,24 @@ from syncd.store.contract import (
     Settle,
     StoredWindow,
     StoreError,
+    StoreFull,
     StoreUnavailable,
     StoreUnusable,
     Window,
     WindowUpdate,
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    uid TEXT NOT NULL,
-    room_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    count INTEGER NOT NULL DEFAULT 1,
-    mention TEXT,
-    created_at REAL NOT NULL,
-    next_attempt_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL DEFAULT 'pending',
-    lease_until REAL,
-    reason TEXT,
-    finished_at REAL,
-    since REAL
-);
-DROP INDEX IF EXISTS outbox_room;
-CREATE INDEX IF NOT EXISTS outbox_open ON outbox (uid, room_id, id)
-    WHERE state IN ('pending', 'inflight');
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
-CREATE TABLE IF NOT EXISTS heads (
-    uid TEXT NOT NULL,
-    room_id TEXT NOT NULL,
-    item_id INTEGER NOT NULL,
-    due REAL NOT NULL,
-    PRIMARY KEY (uid, room_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS heads_due ON heads (due, item_id);
-CREATE TABLE IF NOT EXISTS fingerprints (
-    project TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    first_seen REAL NOT NULL,
-    PRIMARY KEY (project, fingerprint)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS windows (
-    key TEXT PRIMARY KEY,
-    uid TEXT NOT NULL,
-    last_sent REAL,
-    pending INTEGER NOT NULL DEFAULT 0,
-    pending_since REAL,
-    due_at REAL,
-    last_event TEXT,
-    mention TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS windows_due ON windows (due_at);
-"""
+from syncd.store.space import LOW_SPACE, RESERVE_BYTES, Space
+from syncd.store.tables import LEGACY_WINDOW_LIFE, create
 
 _POOL_SIZE = 8
+# What a probe writes and takes back: about what a batch of events needs.
+_PROBE_BYTES = 64 << 10
 _COLUMNS = (
-    "id, uid, room_id, event, count, mention, created_at, next_attempt_at, attempts, state, "
-    "lease_until, reason, finished_at, since"
+    "id, uid, room_id, coalesce(events.body, outbox.event), count, mention, created_at, "
+    "next_attempt_at, attempts, state, lease_until, reason, finished_at, since"
 )
+# Items with their event: kept once per event, however many items it caused.
+_ITEMS = "outbox LEFT JOIN events USING (event_id)"
 
 
 @dataclass
@@ -102,45 +63,18 @@ class _Call:
     error: Exception | None = None
 
 
-class SqliteBatch:
-    """The :class:`syncd.store.contract.Batch` of one write transaction."""
+class SqliteView:
+    """The :class:`syncd.store.contract.Reads` of one read transaction."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    def enqueue(self, items: Sequence[NewItem], now: float) -> list[int]:
-        ids = []
-        for item in items:
-            cursor = self._db.execute(
-                "INSERT INTO outbox (uid, room_id, event, count, mention, created_at, "
-                "next_attempt_at, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    item.uid,
-                    item.room_id,
-                    _json(item.event),
-                    item.count,
-                    _mentions_text(item.mentions),
-                    now,
-                    now,
-                    item.since,
-                ),
-            )
-            assert cursor.lastrowid is not None
-            ids.append(cursor.lastrowid)
-            self._db.execute(
-                "INSERT INTO heads (uid, room_id, item_id, due) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (item.uid, item.room_id, cursor.lastrowid, now),
-            )
-        return ids
-
-    def first_seen(self, project: str, fingerprint: str, now: float) -> bool:
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO fingerprints (project, fingerprint, first_seen) "
-            "VALUES (?, ?, ?)",
-            (project, fingerprint, now),
-        )
-        return cursor.rowcount == 1
+    def known(self, project: str, fingerprint: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM fingerprints WHERE project = ? AND fingerprint = ?",
+            (project, fingerprint),
+        ).fetchone()
+        return row is not None
 
     def window(self, key: str) -> Window:
         row = self._db.execute(
@@ -148,16 +82,109 @@ class SqliteBatch:
         ).fetchone()
         return _window(*row) if row else Window()
 
+
+# A fingerprint seen again is written back at most this often (seconds of running
+# time): its retention need not be exact, and a write per event would not be free.
+SEEN_RESOLUTION = 60.0
+
+
+class SqliteBatch(SqliteView):
+    """The :class:`syncd.store.contract.Batch` of one write transaction; ``running``
+    is the store's running clock as the batch began."""
+
+    def __init__(self, db: sqlite3.Connection, running: float) -> None:
+        super().__init__(db)
+        self._running = running
+
+    def enqueue(self, items: Sequence[NewItem], now: float) -> list[int]:
+        """Items in order, in one statement. An event is kept once, however many
+        items (integrations times rooms) it caused: a request's fan-out costs a
+        row of ids per notification, not a copy of the event. Ids follow the
+        largest one: the write lock is held, and SQLite gives a row one more than
+        the largest id when none is named. The rooms' tallies are counted here,
+        once per room (see ``tables``)."""
+        if not items:
+            return []
+        events = self._events(items)
+        (last,) = self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
+        self._db.executemany(
+            "INSERT INTO outbox (id, uid, room_id, event, event_id, count, mention, created_at, "
+            "next_attempt_at, since, ran_at, waited_at) "
+            "VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    last + n,
+                    item.uid,
+                    item.room_id,
+                    events[id(item.event)],
+                    item.count,
+                    _mentions_text(item.mentions),
+                    now,
+                    now,
+                    item.since,
+                    self._running,
+                    now,
+                )
+                for n, item in enumerate(items, 1)
+            ],
+        )
+        ids = list(range(last + 1, last + 1 + len(items)))
+        self._heads_and_tallies(items, ids, now)
+        return ids
+
+    def _events(self, items: Sequence[NewItem]) -> dict[int, int]:
+        """Each distinct event of ``items`` stored once, with how many items refer to
+        it; by the event object's identity, to its row."""
+        refs = Counter(id(item.event) for item in items)
+        rows: dict[int, int] = {}
+        for item in items:
+            key = id(item.event)
+            if key not in rows:
+                cursor = self._db.execute(
+                    "INSERT INTO events (body, refs) VALUES (?, ?)", (_json(item.event), refs[key])
+                )
+                assert cursor.lastrowid is not None
+                rows[key] = cursor.lastrowid
+        return rows
+
+    def _heads_and_tallies(self, items: Sequence[NewItem], ids: Sequence[int], now: float) -> None:
+        firsts = {
+            (item.uid, item.room_id): item_id
+            for item, item_id in zip(reversed(items), reversed(ids), strict=True)
+        }
+        self._db.executemany(
+            "INSERT INTO heads (uid, room_id, item_id, due, set_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(uid, room_id, item_id, now, now) for (uid, room_id), item_id in firsts.items()],
+        )
+        counts = Counter((item.uid, item.room_id) for item in items)
+        self._db.executemany(
+            "INSERT INTO tallies (uid, room_id, kind, n) VALUES (?, ?, 'open', ?) "
+            "ON CONFLICT DO UPDATE SET n = n + excluded.n",
+            [(uid, room_id, n) for (uid, room_id), n in counts.items()],
+        )
+
+    def remember(self, project: str, fingerprint: str, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO fingerprints (project, fingerprint, first_seen, seen_run) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET seen_run = excluded.seen_run "
+            "WHERE seen_run IS NULL OR seen_run < excluded.seen_run - ?",
+            (project, fingerprint, now, self._running, SEEN_RESOLUTION),
+        )
+
     def save_window(self, update: WindowUpdate) -> None:
         window = update.window
+        length = LEGACY_WINDOW_LIFE if update.length is None else update.length
+        expires = None if window.last_sent is None else window.last_sent + length
         self._db.execute(
             "INSERT INTO windows (key, uid, last_sent, pending, pending_since, due_at, "
-            "last_event, mention) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "last_event, mention, length, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET last_sent = excluded.last_sent, "
             "pending = excluded.pending, pending_since = excluded.pending_since, "
             "due_at = excluded.due_at, "
             "last_event = coalesce(excluded.last_event, windows.last_event), "
-            "mention = excluded.mention",
+            "mention = excluded.mention, length = excluded.length, "
+            "expires_at = excluded.expires_at",
             (
                 update.key,
                 update.uid,
@@ -167,6 +194,8 @@ class SqliteBatch:
                 update.due_at,
                 None if update.last_event is None else _json(update.last_event),
                 _mentions_text(window.mentions),
+                update.length,
+                expires,
             ),
         )
 
@@ -209,11 +238,18 @@ def _item(row: Sequence[Any]) -> Item:
     return Item(*values)
 
 
+# SQLite's words for a write that found no room: ENOSPC is "database or disk is
+# full"; a file that may grow no more (EFBIG, a quota) shows as an I/O error.
+_NO_ROOM = ("database or disk is full", "disk i/o error")
+
+
 def _store_error(exc: sqlite3.Error) -> StoreError:
     """SQLite's own exceptions never leave this module. An operational error (locked,
     disk full, I/O) may pass; any other database error means the file is not an
     outbox that can be trusted."""
     if isinstance(exc, sqlite3.OperationalError):
+        if any(words in str(exc).lower() for words in _NO_ROOM):
+            return StoreFull(str(exc))
         return StoreUnavailable(str(exc))
     if isinstance(exc, sqlite3.DatabaseError):
         return StoreUnusable(str(exc))
@@ -229,23 +265,41 @@ class Outbox:
         *,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        low_space: int = LOW_SPACE,
+        reserve: int = RESERVE_BYTES,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
         self.clock = clock
+        self._monotonic = monotonic
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._calls: list[_Call] = []
         self._calls_lock = threading.Lock()
+        self._ran_before = 0.0
+        self._opened = monotonic()
+        self.space = Space(path, low_space=low_space, reserve=reserve)
         with self._connection() as conn:
             self._check(conn)
-            conn.executescript(SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-            if "since" not in columns:  # a file from before digests said since when
-                conn.execute("ALTER TABLE outbox ADD COLUMN since REAL")
         with self._transaction() as db:
+            self._ran_before = _ran(db)
+            create(db, now=self.clock(), running=self._ran_before)
             _rebuild_heads(db)
+
+    def running(self) -> float:
+        """Seconds the store has been open, over all its runs: the clock ``--max-age``
+        and the fingerprints' retention count on, which a step of the wall clock
+        does not move. Saved now and then, so a crash loses a minute at most."""
+        return self._ran_before + (self._monotonic() - self._opened)
+
+    def _save_running(self, db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('ran', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (self.running(),),
+        )
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """SQLite's quick_check before anything is written: a damaged file is reported, not used."""
@@ -275,11 +329,19 @@ class Outbox:
             yield conn
         except sqlite3.Error as exc:
             raise _store_error(exc) from exc
+        except UnicodeDecodeError as exc:
+            # SQLite's own message about a damaged schema can hold the damage itself.
+            raise StoreUnusable(f"text in the file is not readable ({exc.reason})") from exc
         finally:
             if conn is not None:
                 self._release(conn)
 
     def _release(self, conn: sqlite3.Connection) -> None:
+        """Back to the pool, never inside a transaction: a failed COMMIT or ROLLBACK
+        must not carry one into the next caller's BEGIN."""
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         with self._lock:
             keep = len(self._idle) < _POOL_SIZE
             if keep:
@@ -293,9 +355,59 @@ class Outbox:
 
     @contextmanager
     def batch(self) -> Iterator[SqliteBatch]:
-        """One atomic batch of ingest or flush reads and writes."""
+        """One atomic batch of ingest or flush reads and writes: new data, refused
+        while the disk is full (see ``space``) so that what space is left serves
+        the settles of what is already queued."""
+        problem = self.space.problem
+        if problem is not None:
+            raise StoreFull(problem)
         with self._transaction() as db:
-            yield SqliteBatch(db)
+            yield SqliteBatch(db, self.running())
+
+    @contextmanager
+    def view(self) -> Iterator[SqliteView]:
+        """Reads in one read transaction, so they see one moment; no lock taken."""
+        with self._connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield SqliteView(conn)
+            finally:
+                conn.execute("ROLLBACK")
+
+    def write_problem(self) -> str | None:
+        return self.space.problem
+
+    def probe(self) -> str | None:
+        """Whether new data fits: free space on the file system first; after a
+        failure, room for the reserve and more, then a write of about a batch's
+        size, committed and taken back."""
+        short = self.space.short()
+        if short is not None:
+            self._full(short)
+            return short
+        problem = self.space.problem
+        if problem is None:
+            return None
+        if not self.space.room_again():
+            return problem
+        try:
+            with self._transaction() as db:
+                db.execute("INSERT INTO probe (filler) VALUES (zeroblob(?))", (_PROBE_BYTES,))
+            with self._transaction() as db:
+                db.execute("DELETE FROM probe")
+        except StoreError:
+            return self.space.problem
+        self.space.problem = None
+        return None
+
+    def _full(self, reason: str) -> None:
+        """No room: new data is refused and the reserve given back; SQLite copies its
+        log into the database now, so the log starts over rather than grow."""
+        fresh = self.space.problem is None
+        self.space.full(reason)
+        if fresh:
+            with contextlib.suppress(StoreError), self._connection() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -311,16 +423,23 @@ class Outbox:
 
     @contextmanager
     def _locked_transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        try:
+            with self._connection() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                _commit(conn)
+        except StoreFull as exc:
+            self._full(str(exc))
+            raise
 
     def close(self) -> None:
+        """Save the running clock (if the disk lets it), then close every connection."""
+        with contextlib.suppress(StoreError), self._transaction() as db:
+            self._save_running(db)
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -410,8 +529,9 @@ class Outbox:
         if done.state == "pending":
             changed = db.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
-                "lease_until = NULL, attempts = attempts - ? WHERE id = ? AND state = 'inflight'",
-                (done.retry_at, done.reason, 0 if done.attempted else 1, done.item_id),
+                "lease_until = NULL, attempts = attempts - ?, waited_at = ? "
+                "WHERE id = ? AND state = 'inflight'",
+                (done.retry_at, done.reason, 0 if done.attempted else 1, now, done.item_id),
             ).rowcount
         else:
             changed = db.execute(
@@ -445,20 +565,64 @@ class Outbox:
                 (reason, self.clock(), uid),
             ).rowcount
 
+    def revive(self, uid: str, reason: str, since: float) -> int:
+        """Items cancelled for ``reason`` since ``since`` are pending again, due now and
+        as old as they were (``--max-age`` goes on counting from their acceptance)."""
+        now = self.clock()
+        with self._transaction() as db:
+            rooms = db.execute(
+                "SELECT DISTINCT room_id FROM outbox "
+                "WHERE uid = ? AND state = 'cancelled' AND reason = ? AND finished_at >= ?",
+                (uid, reason, since),
+            ).fetchall()
+            revived = db.execute(
+                "UPDATE outbox SET state = 'pending', reason = NULL, finished_at = NULL, "
+                "next_attempt_at = ?, waited_at = ? "
+                "WHERE uid = ? AND state = 'cancelled' AND reason = ? AND finished_at >= ?",
+                (now, now, uid, reason, since),
+            ).rowcount
+            for (room_id,) in rooms:
+                _refresh_head(db, uid, room_id)
+            return revived
+
+    def cut_waits(self) -> int:
+        """Waits that began in the future, cut to the length they were set for.
+
+        A wait began in the future only if the wall clock stepped back since: a
+        retry time or lease (a room head's ``set_at``), or a throttle window
+        (its ``last_sent``). Each starts again now with its own length, so a step
+        back of a day delays nothing by a day. Costs an index look-up when
+        nothing stepped.
+        """
+        now = self.clock()
+        with self._connection() as conn:
+            stepped = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM heads WHERE set_at > ?) "
+                "OR EXISTS (SELECT 1 FROM windows WHERE last_sent > ?)",
+                (now, now),
+            ).fetchone()[0]
+        if not stepped:
+            return 0
+        with self._transaction() as db:
+            return _cut_heads(db, now) + _cut_windows(db, now)
+
     def undelivered_uids(self) -> set[str]:
         """Integrations with items still to send: those with a room head."""
         rows = self._read("SELECT DISTINCT uid FROM heads")
         return {uid for (uid,) in rows}
 
     def expire(self, max_age: float) -> list[Expired]:
-        """Dead-letter what has waited longer than ``max_age``, keeping the last reason;
-        returns what expired, per room."""
+        """Dead-letter what has waited longer than ``max_age`` seconds of the store's
+        running time (see :meth:`running`), keeping the last reason; returns what
+        expired, per room."""
         now = self.clock()
+        oldest = self.running() - max_age
         with self._transaction() as db:
+            self._save_running(db)
             rooms = db.execute(
                 "SELECT uid, room_id, count(*), min(id) FROM outbox WHERE state = 'pending' "
-                "AND created_at < ? GROUP BY uid, room_id",
-                (now - max_age,),
+                "AND ran_at < ? GROUP BY uid, room_id",
+                (oldest,),
             ).fetchall()
             # The oldest is the room's head: the one tried, with the last error.
             expired = [
@@ -473,18 +637,30 @@ class Outbox:
             db.execute(
                 "UPDATE outbox SET state = 'dead', finished_at = ?, "
                 "reason = 'expired after ' || ? || ' s: ' || coalesce(reason, 'never delivered') "
-                "WHERE state = 'pending' AND created_at < ?",
-                (now, int(max_age), now - max_age),
+                "WHERE state = 'pending' AND ran_at < ?",
+                (now, int(max_age), oldest),
             )
             for uid, room_id, _, _ in rooms:
                 _refresh_head(db, uid, room_id)
             return expired
 
+    def forget_old(self, max_age: float) -> int:
+        """Fingerprints not seen for ``max_age`` seconds of running time, and idle
+        windows whose frequency has passed since their last send (the next event
+        would find them over): both only grow otherwise, with every new
+        fingerprint and every trace-throttled one."""
+        oldest = self.running() - max_age
+        with self._transaction() as db:
+            self._save_running(db)
+            gone = db.execute("DELETE FROM fingerprints WHERE seen_run < ?", (oldest,)).rowcount
+            gone += db.execute(
+                "DELETE FROM windows WHERE due_at IS NULL AND expires_at < ?", (self.clock(),)
+            ).rowcount
+            return gone
+
     def dead_letters(self) -> dict[tuple[str, str], int]:
-        """Dead letters per integration and room."""
-        rows = self._read(
-            "SELECT uid, room_id, count(*) FROM outbox WHERE state = 'dead' GROUP BY uid, room_id"
-        )
+        """Dead letters per integration and room, from the kept tallies."""
+        rows = self._read("SELECT uid, room_id, n FROM tallies WHERE kind = 'dead'")
         return {(uid, room_id): count for uid, room_id, count in rows}
 
     def retry_dead(self, pick: DeadPick) -> list[Item]:
@@ -493,12 +669,14 @@ class Outbox:
         where, params = _dead_where(pick)
         now = self.clock()
         with self._transaction() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE {where}", params).fetchall()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM {_ITEMS} WHERE {where}", params).fetchall()
             items = [_item(r) for r in rows]
+            running = self.running()
             db.executemany(
                 "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-                "created_at = ?, finished_at = NULL, lease_until = NULL WHERE id = ?",
-                [(now, now, item.id) for item in items],
+                "created_at = ?, finished_at = NULL, lease_until = NULL, ran_at = ?, "
+                "waited_at = ? WHERE id = ?",
+                [(now, now, running, now, item.id) for item in items],
             )
             for uid, room_id in sorted({(item.uid, item.room_id) for item in items}):
                 _refresh_head(db, uid, room_id)
@@ -514,7 +692,7 @@ class Outbox:
     # reading
 
     def get(self, item_id: int) -> Item | None:
-        rows = self._read(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
+        rows = self._read(f"SELECT {_COLUMNS} FROM {_ITEMS} WHERE id = ?", (item_id,))
         return _item(rows[0]) if rows else None
 
     def items(
@@ -530,15 +708,14 @@ class Outbox:
                 params.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._read(
-            f"SELECT {_COLUMNS} FROM outbox {clause} ORDER BY id LIMIT ?", [*params, limit]
+            f"SELECT {_COLUMNS} FROM {_ITEMS} {clause} ORDER BY id LIMIT ?", [*params, limit]
         )
         return [_item(r) for r in rows]
 
     def depth(self) -> dict[str, int]:
-        """Undelivered items per integration."""
-        rows = self._read(
-            "SELECT uid, count(*) FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY uid"
-        )
+        """Undelivered items per integration, from the kept tallies: one row per room
+        is read, however many items wait."""
+        rows = self._read("SELECT uid, sum(n) FROM tallies WHERE kind = 'open' GROUP BY uid")
         return dict(rows)
 
     def next_due(self, skip: Collection[str] = ()) -> float | None:
@@ -551,12 +728,35 @@ class Outbox:
         return None
 
 
+def _commit(conn: sqlite3.Connection) -> None:
+    """COMMIT; one that fails (a full disk) may leave the transaction open, and a
+    pooled connection must not carry it into the next caller's BEGIN."""
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _ran(db: sqlite3.Connection) -> float:
+    """The running clock as the last run saved it; 0 for a file that never did."""
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'ran'").fetchone()
+    except sqlite3.OperationalError:  # a file from before the running clock
+        return 0.0
+    return float(row[0]) if row else 0.0
+
+
 # A room's head is its oldest undelivered item. It is claimable when due: a pending
 # head at its next attempt, one in flight when its lease runs out. The heads table
 # keeps one row per room, so claiming and sleeping cost the same at any depth.
+# ``set_at`` is when the head's due time was set: a due time further from it than
+# from now was set before the wall clock stepped back (see ``Outbox.cut_waits``).
 HEADS_SCAN = (
     "SELECT uid, room_id, min(id), "
-    "CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) ELSE next_attempt_at END "
+    "CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) ELSE next_attempt_at END, "
+    "coalesce(waited_at, created_at) "
     "FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY uid, room_id"
 )
 
@@ -575,13 +775,13 @@ def _dead_where(pick: DeadPick) -> tuple[str, list[Any]]:
 
 def _rebuild_heads(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM heads")
-    db.execute(f"INSERT INTO heads (uid, room_id, item_id, due) {HEADS_SCAN}")
+    db.execute(f"INSERT INTO heads (uid, room_id, item_id, due, set_at) {HEADS_SCAN}")
 
 
 def _refresh_head(db: sqlite3.Connection, uid: str, room_id: str) -> None:
     row = db.execute(
         "SELECT id, CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) "
-        "ELSE next_attempt_at END FROM outbox "
+        "ELSE next_attempt_at END, coalesce(waited_at, created_at) FROM outbox "
         "WHERE uid = ? AND room_id = ? AND state IN ('pending', 'inflight') ORDER BY id LIMIT 1",
         (uid, room_id),
     ).fetchone()
@@ -589,9 +789,9 @@ def _refresh_head(db: sqlite3.Connection, uid: str, room_id: str) -> None:
         db.execute("DELETE FROM heads WHERE uid = ? AND room_id = ?", (uid, room_id))
     else:
         db.execute(
-            "INSERT INTO heads (uid, room_id, item_id, due) VALUES (?, ?, ?, ?) "
+            "INSERT INTO heads (uid, room_id, item_id, due, set_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (uid, room_id) DO UPDATE SET item_id = excluded.item_id, "
-            "due = excluded.due",
+            "due = excluded.due, set_at = excluded.set_at",
             (uid, room_id, *row),
         )
 
@@ -612,16 +812,48 @@ def _claim(db: sqlite3.Connection, call: _Call, now: float) -> list[Item]:
         return []
     lease_until = now + call.lease
     db.executemany(
-        "UPDATE outbox SET state = 'inflight', lease_until = ?, attempts = attempts + 1 "
-        "WHERE id = ?",
-        [(lease_until, item_id) for item_id, _, _ in chosen],
+        "UPDATE outbox SET state = 'inflight', lease_until = ?, attempts = attempts + 1, "
+        "waited_at = ? WHERE id = ?",
+        [(lease_until, now, item_id) for item_id, _, _ in chosen],
     )
     db.executemany(
-        "UPDATE heads SET due = ? WHERE uid = ? AND room_id = ?",
-        [(lease_until, uid, room_id) for _, uid, room_id in chosen],
+        "UPDATE heads SET due = ?, set_at = ? WHERE uid = ? AND room_id = ?",
+        [(lease_until, now, uid, room_id) for _, uid, room_id in chosen],
     )
     marks = ",".join("?" * len(chosen))
     rows = db.execute(
-        f"SELECT {_COLUMNS} FROM outbox WHERE id IN ({marks})", [i for i, _, _ in chosen]
+        f"SELECT {_COLUMNS} FROM {_ITEMS} WHERE id IN ({marks})", [i for i, _, _ in chosen]
     ).fetchall()
     return sorted((_item(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
+
+
+def _cut_heads(db: sqlite3.Connection, now: float) -> int:
+    """Room heads whose wait began after ``now``: due as long after now as it was
+    after the wait began, the item's own retry time or lease with it."""
+    heads = db.execute(
+        "SELECT uid, room_id, item_id, max(0, due - set_at) FROM heads WHERE set_at > ?", (now,)
+    ).fetchall()
+    for uid, room_id, item_id, wait in heads:
+        db.execute(
+            "UPDATE outbox SET waited_at = ?, "
+            "next_attempt_at = CASE state WHEN 'pending' THEN ? ELSE next_attempt_at END, "
+            "lease_until = CASE state WHEN 'inflight' THEN ? ELSE lease_until END WHERE id = ?",
+            (now, now + wait, now + wait, item_id),
+        )
+        db.execute(
+            "UPDATE heads SET due = ?, set_at = ? WHERE uid = ? AND room_id = ?",
+            (now + wait, now, uid, room_id),
+        )
+    return len(heads)
+
+
+def _cut_windows(db: sqlite3.Connection, now: float) -> int:
+    """Windows whose last send is after ``now``: they start again now, a digest due
+    one frequency from now, never a day and a frequency."""
+    return db.execute(
+        "UPDATE windows SET "
+        "due_at = CASE WHEN due_at IS NULL THEN NULL ELSE ? + max(0, due_at - last_sent) END, "
+        "expires_at = ? + coalesce(length, expires_at - last_sent), "
+        "pending_since = min(pending_since, ?), last_sent = ? WHERE last_sent > ?",
+        (now, now, now, now, now),
+    ).rowcount

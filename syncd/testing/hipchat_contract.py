@@ -8,8 +8,10 @@ server in ``hipchat_server`` serves these rules.
 
 from __future__ import annotations
 
+import html
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -22,7 +24,7 @@ MAX_BODY = 1 << 20
 NOTIFY = "notification"
 RATE_LIMIT_MESSAGE = "You have exceeded the rate limit. Please wait before trying again."
 
-FaultKind = Literal["status", "slow", "reset", "headers", "trickle"]
+FaultKind = Literal["status", "slow", "reset", "headers", "trickle", "raw"]
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -35,6 +37,7 @@ class Fault:
     body: str = ""
     response_headers: Headers = ()
     seconds: float = 0.0
+    raw: bytes = b""
 
     @classmethod
     def status(
@@ -78,6 +81,12 @@ class Fault:
     def trickle(cls, seconds: float) -> Fault:
         """Answer 202 one byte every ``seconds``: each read gets data, the answer never ends."""
         return cls("trickle", seconds=seconds)
+
+    @classmethod
+    def answer_bytes(cls, raw: bytes) -> Fault:
+        """Read the request, then answer ``raw`` instead of HTTP and close: what an
+        endpoint that is not a HipChat server (a mail server, say) sends back."""
+        return cls("raw", raw=raw)
 
     @classmethod
     def reset(cls) -> Fault:
@@ -136,6 +145,11 @@ class Received:
     headers: Mapping[str, str]
     time: float
     path: str
+
+    @property
+    def mentions(self) -> tuple[str, ...]:
+        """Who this notification would ping (see :func:`mentions`)."""
+        return mentions(self.body)
 
 
 @dataclass(frozen=True)
@@ -246,3 +260,37 @@ def _card_attributes_problem(attributes: object) -> str | None:
         if not isinstance(name, str) or not 1 <= len(name) <= MAX_CARD_LABEL:
             return f"card.attributes[].label must be 1 to {MAX_CARD_LABEL} characters"
     return None
+
+
+# "@" then a name (or all, here), where a word does not go on before it: how a
+# chat client finds mentions. A zero-width space after "@" is not a name.
+_MENTION = re.compile(r"(?<!\w)@(\w+)")
+_TAG = re.compile(r"<[^>]*>")
+_CARD_KEYS_NOT_SHOWN = frozenset({"id", "style", "format"})
+
+
+def mentions(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names a notification mentions, in order, ``all`` and ``here`` among them.
+
+    Stricter than HipChat, which finds mentions in text messages only: the
+    text of an HTML message (tags left out, entities read) and every shown
+    text of the card are read too, so a test fails on a mention that a
+    client could one day start to honour.
+    """
+    message = body.get("message")
+    texts = [message] if isinstance(message, str) else []
+    if body.get("message_format", "html") == "html":
+        texts = [html.unescape(_TAG.sub(" ", t)) for t in texts]
+    texts.extend(_card_texts(body.get("card")))
+    return tuple(m.group(1) for text in texts for m in _MENTION.finditer(text))
+
+
+def _card_texts(value: object, key: str = "") -> Iterator[str]:
+    if isinstance(value, str) and key not in _CARD_KEYS_NOT_SHOWN:
+        yield html.unescape(_TAG.sub(" ", value))
+    elif isinstance(value, Mapping):
+        for inner_key, inner in value.items():
+            yield from _card_texts(inner, str(inner_key))
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _card_texts(inner, key)

@@ -187,6 +187,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "status":
             self._answer(method, room_id, fault.code, fault.body, fault.response_headers, "status")
             return True
+        if fault.kind == "raw":
+            self.state.record(self._attempt(method, room_id, None, "raw"))
+            self.close_connection = True
+            self.wfile.write(fault.raw)
+            return True
         if fault.kind == "trickle":
             self.state.record(self._attempt(method, room_id, None, "trickle"))
             self._trickle(fault.seconds)

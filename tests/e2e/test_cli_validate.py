@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from syncd.config.diagnostics import MAX_FILE_DIAGNOSTICS
 from tests.support.cli import run_cli
 from tests.support.configs import minimal
 from tests.support.paths import ROOT
+from tests.support.processes import run_syncd
 
 
 def write(root: Path, name: str, text: str) -> Path:
@@ -166,17 +168,20 @@ def test_a_directory_without_yaml_fails_unless_allowed(tmp_path: Path) -> None:
 
 def test_a_valid_file_is_checked_without_importing_jsonschema(tmp_path: Path) -> None:
     """Importing jsonschema costs more than checking a file, so a valid file never
-    pays for it; an invalid one does, for its messages."""
+    pays for it, nor one whose errors syncd finds by itself; an error below an
+    ``if``/``then`` does, for its message."""
     text = (ROOT / "examples" / "integrations.yaml").read_text()
     good = write(tmp_path, "good.yaml", text)
     bad = write(tmp_path, "bad.yaml", text.replace("state: enabled", "state: enabeld", 1))
+    mention = text.replace('regex: "^payments$", target: "@payments"', 'regex: "^payments$"')
+    branch = write(tmp_path, "branch.yaml", mention)
     probe = (
         "import sys\n"
         "from syncd.cli import main\n"
         "code = main(['validate', sys.argv[1]])\n"
         "print(code, 'jsonschema' in sys.modules)\n"
     )
-    for path, expected in ((good, "0 False"), (bad, "1 True")):
+    for path, expected in ((good, "0 False"), (bad, "1 False"), (branch, "1 True")):
         result = subprocess.run(
             [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60
         )
@@ -218,3 +223,51 @@ def test_a_build_copy_of_the_checkout_is_not_read(tmp_path: Path) -> None:
     result = run_cli("validate", "--exclude", "tests/*", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "")
     assert result.stderr == "syncd: valid (1 file checked)\n"
+
+
+def test_a_file_name_with_a_line_break_and_escapes_prints_on_one_escaped_line(
+    tmp_path: Path,
+) -> None:
+    """Such a name reached the terminal raw: a forged line, colours, a cursor moved."""
+    name = "evil\n\x1b[2Ksyncd: valid\x1b[0m\r\u2028.yaml"
+    write(tmp_path, name, minimal("a") + "    stat: enabled\n")
+    shown = "evil\\n\\x1b[2Ksyncd: valid\\x1b[0m\\r\\u2028.yaml"
+    text = run_cli("validate", ".", cwd=tmp_path)
+    assert text.stdout == (
+        f"{shown}:11:5: error: $.integrations[0].stat: unknown key 'stat' (did you mean 'state'?)\n"
+    )
+    github = run_cli("validate", ".", "--format", "github", cwd=tmp_path)
+    assert github.stdout.count("\n") == 1 and "\x1b" not in github.stdout
+    assert github.stdout.startswith("::error file=evil\\n\\x1b[2Ksyncd%3A valid\\x1b[0m\\r")
+    document = json.loads(run_cli("validate", ".", "--format", "json", cwd=tmp_path).stdout)
+    assert document["diagnostics"][0]["file"] == name
+
+
+def test_thousands_of_yaml_11_traps_are_checked_in_linear_time_and_listed_up_to_the_cap(
+    tmp_path: Path,
+) -> None:
+    """8 KB of ``no`` took 120 s of CPU, each trap a copy of the whole document checked
+    again; a fresh process, as a pre-commit hook runs it."""
+    write(tmp_path, "a.yaml", "version: 1\nintegrations: [" + ", ".join(["no"] * 2000) + "]\n")
+    result = run_syncd("validate", "a.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == MAX_FILE_DIAGNOSTICS + 1
+    assert lines[0] == (
+        "a.yaml:2:16: error: $.integrations[0]: YAML 1.1 reads the unquoted no as the boolean "
+        "false, not the text 'no'; neither is valid here: expected a mapping, got a string ('no')"
+    )
+    assert lines[-1].startswith("a.yaml:2:416: error: and 1,900 more problems in this file")
+    assert result.stderr == "syncd: 2,000 errors in 1 file, 1,900 not listed (1 file checked)\n"
+
+
+def test_four_thousand_copies_of_a_uid_give_a_short_answer(tmp_path: Path) -> None:
+    """60 KB gave 787 MB of memory and 252 MB of output."""
+    write(tmp_path, "a.yaml", "version: 1\nintegrations:\n" + "  - {uid: a}\n" * 4600)
+    for fmt in ("text", "github", "json"):
+        result = run_syncd("validate", "--format", fmt, "a.yaml", cwd=tmp_path)
+        assert result.returncode == 1
+        assert len(result.stdout) < 32 * 1024, fmt
+    document = json.loads(result.stdout)
+    assert (document["errors"], document["not_listed"]) == (4 * 4600, 4 * 4600 - 100)
+    assert len(document["diagnostics"]) == MAX_FILE_DIAGNOSTICS + 1

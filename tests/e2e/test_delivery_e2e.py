@@ -165,9 +165,14 @@ def test_bad_events_get_400_and_change_nothing(
             "path": "$[2].timestamp",
             "message": "not an RFC 3339 date-time with an offset, such as 2026-11-26T09:14:03Z",
         } in problems
-        garbage = requests.post(proc.url + "/v1/events", data=b"{not json", timeout=5)
+        json_type = {"Content-Type": "application/json"}
+        garbage = requests.post(
+            proc.url + "/v1/events", data=b"{not json", headers=json_type, timeout=5
+        )
         assert garbage.status_code == 400
-        huge = requests.post(proc.url + "/v1/events", data=b"x" * (2 << 20), timeout=5)
+        huge = requests.post(
+            proc.url + "/v1/events", data=b"x" * (2 << 20), headers=json_type, timeout=5
+        )
         assert huge.status_code == 413
         assert proc.status()["outbox_depth"] == 0
     finally:

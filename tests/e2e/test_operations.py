@@ -53,8 +53,12 @@ def test_invalid_config_at_start_runs_on_the_last_known_good_set(tmp_path: Path)
         shown = run_syncd("status", "--url", proc.url, cwd=tmp_path)
         assert shown.returncode == 1
         assert "last reconcile:     FAILED" in shown.stdout
-        rejected = next(line for line in proc.lines if "rejected" in line)
-        assert "keeping" not in rejected  # nothing was served yet when it was rejected
+        # The saved set was served before the config dir's first reconcile ended.
+        saved_revision = status["applied_revision"]
+        served = next(i for i, line in enumerate(proc.lines) if "serving the last-known" in line)
+        rejected = next(i for i, line in enumerate(proc.lines) if "rejected" in line)
+        assert served < rejected
+        assert f"rejected, keeping {saved_revision}" in proc.lines[rejected]
         assert "started on the last-known-good set" in proc.log
     finally:
         proc.stop()

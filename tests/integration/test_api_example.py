@@ -75,5 +75,11 @@ def test_every_route_answers_on_the_example(
     rig: tuple[Daemon, Example], method: str, path: str, body: object
 ) -> None:
     daemon, _ = rig
-    answer = requests.request(method, daemon.server.url + path, json=body, timeout=30)
+    answer = requests.request(
+        method,
+        daemon.server.url + path,
+        json=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
     assert answer.status_code < 300, answer.text

@@ -188,19 +188,19 @@ def test_a_token_is_read_with_its_file_and_on_reload(
 
     wait_for(lambda: tokens()["b"] == "rotated-token", what="b's new token")
     assert tokens()["a"] == "daemon-test-token"
-    assert requests.post(daemon.server.url + "/-/reload", timeout=10).status_code == 200
+    assert requests.post(daemon.server.url + "/-/reload", json={}, timeout=10).status_code == 200
     assert tokens() == {"a": "rotated-token", "b": "rotated-token"}
 
 
 def test_reload_endpoint(config_dir: Path, running: tuple[Daemon, Recorder]) -> None:
     daemon, _ = running
     attempts = daemon.registry.attempts
-    ok = requests.post(daemon.server.url + "/-/reload", timeout=10)
+    ok = requests.post(daemon.server.url + "/-/reload", json={}, timeout=10)
     assert ok.status_code == 200
     assert ok.json()["ok"] is True
     assert daemon.registry.attempts == attempts + 1
     (config_dir / "a.yaml").write_text("version: 1\nintegrations: [\n")
-    bad = requests.post(daemon.server.url + "/-/reload", timeout=10)
+    bad = requests.post(daemon.server.url + "/-/reload", json={}, timeout=10)
     assert bad.status_code == 500
     body = bad.json()["error"]
     assert body["message"] == "config rejected; last-known-good stays active"
@@ -234,7 +234,9 @@ def test_reload_requests_during_a_reconcile_share_the_next_one(
     results: list[int] = []
 
     def post() -> None:
-        results.append(requests.post(daemon.server.url + "/-/reload", timeout=30).status_code)
+        results.append(
+            requests.post(daemon.server.url + "/-/reload", json={}, timeout=30).status_code
+        )
 
     threads = [threading.Thread(target=post) for _ in range(8)]
     threads[0].start()

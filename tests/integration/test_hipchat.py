@@ -531,3 +531,41 @@ def test_retry_after_zero_still_waits_a_second(
     server.inject(Fault.rate_limited("0"))
     result = client.send(target(server), message())
     assert (result.outcome, result.retry_after) == ("retry", 1.0)
+
+
+# What a server that is not HipChat may answer; each holds bytes that must never
+# be repeated: not in a reason, not in a log line.
+NOT_HTTP = {
+    "smtp banner": b"220 mail.example.com ESMTP peer-secret-SMTP ready\r\n",
+    "binary blob": bytes(range(256)) * 4 + b"peer-secret-BLOB",
+    "http/0.9 body": b"peer-secret-H09 <html>hello</html>\n",
+    "bad status": b"HTTP/1.1 2x0 peer-secret-STATUS\r\n\r\n",
+    "bad header": b"HTTP/1.1 200 OK\r\n peer-secret-HEADER\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_HTTP))
+def test_an_answer_that_is_not_http_is_its_class_and_never_its_bytes(
+    server: HipChatServer, client: HipChatClient, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server.inject(Fault.answer_bytes(NOT_HTTP[name]))
+    result = client.send(target(server), message())
+    shown = [result.reason, caplog.text]
+    for text in shown:
+        assert "peer-secret" not in text and "ESMTP" not in text and "\\x" not in text
+        assert all(c.isprintable() for c in text.replace("\n", "")), text
+    if result.ok:
+        return  # http.client reads a header it cannot parse as the end of the headers
+    assert (result.outcome, result.status) == ("retry", None)
+    assert result.reason.startswith("ConnectionError: ProtocolError"), result.reason
+
+
+def test_a_transport_error_names_its_class_and_errno(client: HipChatClient) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = client.send(RoomTarget(f"http://127.0.0.1:{port}", "1", TOKEN), message())
+    assert result.reason == (
+        "ConnectionError: NewConnectionError (ConnectionRefusedError, errno 111 ECONNREFUSED)"
+    )

@@ -266,3 +266,29 @@ def test_a_card_missing_what_the_api_requires_is_refused(
     assert answer.status_code == 400
     assert answer.json()["error"]["message"].startswith(problem)
     assert server.messages == []
+
+
+def test_it_finds_mentions_as_a_chat_client_would_and_stricter(server: HipChatServer) -> None:
+    card = {
+        "style": "application",
+        "id": "@not-shown",
+        "title": "@cardtitle",
+        "description": {"value": "x &#64;entity", "format": "html"},
+        "attributes": [{"label": "@label", "value": {"label": "a@b.example"}}],
+    }
+    bodies = [
+        {"message": "@all hi @\u200bhere a@b.example https://x/@path", "message_format": "text"},
+        {"message": "<b>@here</b> &#64;html", "message_format": "html", "card": card},
+    ]
+    for body in bodies:
+        assert post(server, body).status_code == 204
+    found = [m.mentions for m in server.messages]
+    assert found == [("all", "path"), ("here", "html", "cardtitle", "entity", "label")]
+
+
+def test_it_answers_bytes_that_are_not_http_when_asked(server: HipChatServer) -> None:
+    server.inject(Fault.answer_bytes(b"220 mail.example.com ESMTP\r\n"))
+    with pytest.raises(requests.ConnectionError):
+        post(server, {"message": "hi"})
+    assert [(a.status, a.fault) for a in server.attempts] == [(None, "raw")]
+    assert post(server, {"message": "hi"}).status_code == 204

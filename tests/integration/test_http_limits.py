@@ -20,6 +20,7 @@ from syncd.errors import UsageError
 from syncd.service.http import (
     LISTEN_BACKLOG,
     MAX_HEADER_BYTES,
+    MAX_HEADER_FIELDS,
     STOP_GRACE,
     THREADS,
     HTTPServer,
@@ -31,6 +32,7 @@ from tests.support.daemons import running_daemon
 from tests.support.waiting import wait_for
 
 MAX_BODY = 1000
+JSON = {"Content-Type": "application/json"}
 
 
 class Gate:
@@ -141,41 +143,75 @@ def test_a_duplicate_or_odd_content_length_is_a_400(server: HTTPServer, lengths:
 # --- connections ----------------------------------------------------------------
 
 
-def test_connections_beyond_the_cap_get_a_503_and_the_others_keep_working(
-    server: HTTPServer,
+def test_connections_beyond_the_cap_get_a_503_while_all_are_busy(
+    server: HTTPServer, gate: Gate
 ) -> None:
-    idle = [socket.create_connection(server.address, timeout=10) for _ in range(2)]
-    try:
-        answer = requests.post(server.url + "/echo", data=b"{}", timeout=10)
+    with ThreadPoolExecutor(2) as pool:
+        busy = [pool.submit(requests.get, server.url + "/slow", timeout=30) for _ in range(2)]
+        wait_for(lambda: gate.waiting == 2, what="both slots to be busy")
+        answer = requests.post(server.url + "/echo", data=b"{}", headers=JSON, timeout=10)
         assert answer.status_code == 503
         assert answer.headers["Retry-After"] == "1"
         assert answer.json()["error"]["message"] == "too many connections; retry later"
-    finally:
-        for sock in idle:
-            sock.close()
+        gate.open.set()
+        assert [b.result().status_code for b in busy] == [200, 200]
 
     def served() -> bool:
-        return requests.post(server.url + "/echo", data=b"{}", timeout=10).status_code == 200
+        answer = requests.post(server.url + "/echo", data=b"{}", headers=JSON, timeout=10)
+        return answer.status_code == 200
 
     wait_for(served, what="a connection slot to free up")
 
 
-def test_a_flood_beyond_the_cap_is_refused_and_the_server_recovers(server: HTTPServer) -> None:
-    idle = [socket.create_connection(server.address, timeout=10) for _ in range(2)]
-    try:
+def test_a_flood_beyond_the_cap_is_refused_and_the_server_recovers(
+    server: HTTPServer, gate: Gate
+) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(2):
+            pool.submit(requests.get, server.url + "/slow", timeout=30)
+        wait_for(lambda: gate.waiting == 2, what="both slots to be busy")
         flood = [socket.create_connection(server.address, timeout=10) for _ in range(50)]
         for sock in flood:
             with sock:
                 answer = sock.recv(65536)
                 assert answer.startswith(b"HTTP/1.1 503 "), answer
-    finally:
-        for sock in idle:
-            sock.close()
+        gate.open.set()
 
     def healthy() -> bool:
         return requests.get(server.url + "/healthz", timeout=10).status_code == 200
 
-    wait_for(healthy, what="/healthz once the idle connections closed")
+    wait_for(healthy, what="/healthz once the slow requests were answered")
+
+
+def test_a_newcomer_takes_the_slot_of_the_connection_waiting_longest(
+    server: HTTPServer,
+) -> None:
+    oldest = socket.create_connection(server.address, timeout=10)
+    trickling = socket.create_connection(server.address, timeout=10)
+    trickling.sendall(b"GET /healthz HTTP/1.1\r\n")
+    with oldest, trickling, requests.Session() as kept_alive:
+        assert kept_alive.get(server.url + "/healthz", timeout=10).status_code == 200
+        assert closed_by_server(oldest)
+        assert not closed_by_server(trickling)
+        # The kept-alive connection sent its last request after the trickling one began its own.
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+        assert closed_by_server(trickling)
+        assert kept_alive.get(server.url + "/healthz", timeout=10).status_code == 200
+
+
+def test_a_run_of_connections_beyond_the_cap_is_logged_once(
+    server: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    idle = [socket.create_connection(server.address, timeout=10) for _ in range(2)]
+    with caplog.at_level(logging.INFO, logger="syncd.service.http"):
+        for _ in range(20):
+            assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+    for sock in idle:
+        sock.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "all 2 connection slots in use: a new connection takes the slot of the one waiting "
+        "longest without a whole request, or is answered 503"
+    ]
 
 
 def test_the_listen_backlog_absorbs_bursts() -> None:
@@ -186,7 +222,7 @@ def test_the_listen_backlog_absorbs_bursts() -> None:
 
 
 def test_a_body_of_exactly_the_limit_is_taken(small: HTTPServer) -> None:
-    answer = requests.post(small.url + "/echo", data=b"x" * MAX_BODY, timeout=10)
+    answer = requests.post(small.url + "/echo", data=b"x" * MAX_BODY, headers=JSON, timeout=10)
     assert answer.json() == {"got": MAX_BODY}
 
 
@@ -213,7 +249,7 @@ def test_a_chunked_body_under_the_limit_is_read(small: HTTPServer) -> None:
         yield b"x" * 300
         yield b"y" * 300
 
-    answer = requests.post(small.url + "/echo", data=body(), timeout=10)
+    answer = requests.post(small.url + "/echo", data=body(), headers=JSON, timeout=10)
     assert answer.json() == {"got": 600}
 
 
@@ -225,8 +261,31 @@ def test_headers_over_the_limit_are_a_431_without_waiting_for_their_end(
 ) -> None:
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (MAX_HEADER_BYTES + 1000)
     answer, closed = answer_then_close(small.address, head)
-    assert status_and_error(answer)[0] == 431
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert status_and_error(answer) == (
+        431,
+        f"request line and headers over {MAX_HEADER_BYTES} bytes",
+    )
     assert closed
+
+
+def fields(count: int) -> bytes:
+    return b"".join(b"X-Field-%d: v\r\n" % n for n in range(count))
+
+
+def test_more_header_fields_than_the_limit_are_a_431(small: HTTPServer) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields(MAX_HEADER_FIELDS) + b"\r\n"
+    answer, closed = answer_then_close(small.address, head)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert status_and_error(answer) == (431, f"more than {MAX_HEADER_FIELDS} header fields")
+    assert closed
+
+
+def test_as_many_header_fields_as_the_limit_are_taken(small: HTTPServer) -> None:
+    head = b"GET /healthz HTTP/1.1\r\n" + fields(MAX_HEADER_FIELDS - 2)
+    head += b"Host: x\r\nConnection: close\r\n\r\n"
+    answer, _ = answer_then_close(small.address, head)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
 
 
 def test_headers_under_the_limit_are_taken(small: HTTPServer) -> None:
@@ -271,6 +330,99 @@ def test_a_slow_handler_is_not_cut_by_the_timeout(small: HTTPServer, gate: Gate)
         assert slow.result().status_code == 200
 
 
+def trickle(
+    address: tuple[str, int], sent: bytes, *, every: float = 0.05, prefix: bytes = b""
+) -> tuple[bytes, float]:
+    """Send ``prefix`` at once, then ``sent`` one byte per ``every`` seconds (the wait
+    for an answer paces it); what the server answered, and after how long."""
+    began = time.monotonic()
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(prefix)
+        sock.settimeout(every)
+        for byte in sent:
+            sock.sendall(bytes([byte]))
+            with contextlib.suppress(TimeoutError):
+                if answer := sock.recv(65536):
+                    sock.settimeout(5)
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                    return answer, time.monotonic() - began
+            assert time.monotonic() - began < 10, "the server never cut the client"
+    raise AssertionError("everything was sent and nothing answered")
+
+
+ENDLESS_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100_000
+
+
+@contextlib.contextmanager
+def paced(gate: Gate, header_timeout: float, min_rate: float = 1024) -> Iterator[HTTPServer]:
+    server = HTTPServer(
+        "127.0.0.1", 0, routes(gate), header_timeout=header_timeout, min_rate=min_rate
+    )
+    with started(server) as running:
+        yield running
+
+
+def test_a_client_trickling_its_headers_is_cut_at_the_header_deadline(gate: Gate) -> None:
+    # Twenty bytes a second pass a minimum rate of one; only the deadline stops them.
+    with paced(gate, header_timeout=1, min_rate=1) as server:
+        answer, took = trickle(server.address, ENDLESS_HEAD)
+    assert status_and_error(answer) == (408, "request line and headers not received within 1 s")
+    assert 1 <= took < 3.5
+
+
+def test_a_client_below_the_minimum_rate_is_cut_before_the_header_deadline(gate: Gate) -> None:
+    with paced(gate, header_timeout=4, min_rate=1000) as server:
+        answer, took = trickle(server.address, ENDLESS_HEAD)
+    assert status_and_error(answer) == (408, "request sent slower than 1000 bytes/s")
+    assert 2 <= took < 4
+
+
+def test_a_body_trickled_below_the_minimum_rate_is_cut(gate: Gate) -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n"
+    with paced(gate, header_timeout=1, min_rate=100) as server:
+        answer, took = trickle(server.address, b"x" * 900, prefix=head)
+    assert status_and_error(answer) == (408, "request sent slower than 100 bytes/s")
+    assert took < 5
+
+
+def test_a_connection_that_never_sends_is_closed_without_an_answer(gate: Gate) -> None:
+    with paced(gate, header_timeout=1) as server:
+        began = time.monotonic()
+        answer, closed = answer_then_close(server.address, b"")
+    assert (answer, closed) == (b"", True)
+    assert time.monotonic() - began < 3
+
+
+def test_a_request_sent_in_pieces_at_a_fair_pace_is_served(gate: Gate) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with paced(gate, header_timeout=2, min_rate=100) as server:
+        answer, _ = trickle(server.address, head, every=0.02)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+
+
+def test_a_kept_alive_connection_idle_past_the_header_deadline_is_kept(gate: Gate) -> None:
+    """The deadline counts from a request's first byte; between requests only the
+    idle timeout (``request_timeout``) does."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with (
+        paced(gate, header_timeout=1) as server,
+        socket.create_connection(server.address, timeout=10) as sock,
+    ):
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        began = time.monotonic()
+
+        def still_open_past_the_deadline() -> bool:
+            assert not closed_by_server(sock), "the idle connection was cut"
+            return time.monotonic() - began > 2
+
+        wait_for(still_open_past_the_deadline, what="the header deadline to pass")
+        sock.settimeout(10)
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
 # --- threads --------------------------------------------------------------------
 
 
@@ -290,7 +442,8 @@ def test_a_kept_alive_connection_is_not_held_up_by_delayed_acks(small: HTTPServe
         assert session.get(small.url + "/healthz", timeout=10).status_code == 200
         began = time.monotonic()
         for _ in range(20):
-            assert session.post(small.url + "/echo", data=b"{}", timeout=10).status_code == 200
+            answer = session.post(small.url + "/echo", data=b"{}", headers=JSON, timeout=10)
+            assert answer.status_code == 200
             assert session.get(small.url + "/healthz", timeout=10).status_code == 200
         took = time.monotonic() - began
     # About 40 ms an answer when Nagle waits for the delayed ACK.
@@ -374,6 +527,11 @@ def test_ipv6_works(gate: Gate) -> None:
     with started(HTTPServer("::1", 0, routes(gate))) as server:
         assert re.fullmatch(r"http://\[::1\]:\d+", server.url)
         assert requests.get(server.url + "/healthz", timeout=10).text == "ok\n"
+        # Host [::1]:PORT names the listener; 127.0.0.1:PORT does not.
+        assert requests.get(server.url + "/query", timeout=10).status_code == 200
+        port = server.address[1]
+        wrong = {"Host": f"127.0.0.1:{port}"}
+        assert requests.get(server.url + "/query", headers=wrong, timeout=10).status_code == 421
 
 
 # --- the daemon -----------------------------------------------------------------

@@ -44,7 +44,12 @@ def served() -> Iterator[Served]:
     def record(request: Request) -> Response:
         return holder[0].record(request)
 
-    server = HTTPServer("127.0.0.1", 0, {("POST", "/echo"): record, ("GET", "/smuggled"): record})
+    server = HTTPServer(
+        "127.0.0.1",
+        0,
+        {("POST", "/echo"): record, ("GET", "/smuggled"): record},
+        allowed_hosts=["x"],
+    )
     holder.append(Served(server))
     server.start()
     try:
@@ -75,7 +80,8 @@ def exchange(served: Served, raw: bytes) -> tuple[list[bytes], bool]:
 
 
 def post(headers: bytes, body: bytes, version: bytes = b"HTTP/1.1") -> bytes:
-    return b"POST /echo " + version + b"\r\nHost: x\r\n" + headers + b"\r\n" + body
+    head = b"POST /echo " + version + b"\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return head + headers + b"\r\n" + body
 
 
 def assert_refused(served: Served, raw: bytes) -> None:

@@ -103,3 +103,21 @@ def test_unlisted_statuses_do_not_grow_the_reason_label(
     assert reasons <= FIXED_REASONS
     assert failures(m) == {(("integration", "m"), ("reason", "http_other")): 3}
     assert not any(name.endswith("_created") for name, _ in m)
+
+
+def test_a_removed_integrations_series_go_with_it(rig: tuple[Daemon, HipChatServer]) -> None:
+    """Config churn must not grow the exposition with a series per uid ever seen."""
+    daemon, server = rig
+    server.inject(Fault.server_error(500), times=1)
+    server.inject(Fault.status(404), times=1)
+    event = {"project": "p", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
+    assert requests.post(daemon.server.url + "/v1/events", json=[event] * 3, timeout=5).ok
+    wait_for(lambda: scrape(daemon).get(("syncd_notifications_total", (("integration", "m"),))))
+    wait_for(lambda: scrape(daemon).get(("syncd_outbox_dead_letters", (("integration", "m"),))))
+    config = daemon.config.config_dir / "a.yaml"
+    config.write_text(config.read_text().replace("uid: m", "uid: renamed"))
+    outcome = daemon.reload()
+    assert outcome is not None and outcome.ok, outcome
+    m = scrape(daemon)
+    assert not [labels for _, labels in m if ("integration", "m") in labels]
+    assert m[("syncd_outbox_writable", ())] == 1

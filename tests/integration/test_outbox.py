@@ -20,11 +20,20 @@ from syncd.store.contract import (
     NewItem,
     Settle,
     StoreError,
+    StoreUnusable,
     Window,
     WindowUpdate,
 )
 from syncd.store.sqlite import Outbox
-from tests.support.stores import ack, claim, dead, heads_consistent, retry
+from tests.support.stores import (
+    ack,
+    claim,
+    dead,
+    events_consistent,
+    heads_consistent,
+    retry,
+    tallies_consistent,
+)
 
 
 class Clock:
@@ -42,7 +51,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def box(tmp_path: Path, clock: Clock) -> Outbox:
-    return Outbox(tmp_path / "outbox.db", clock=clock)
+    return Outbox(tmp_path / "outbox.db", clock=clock, monotonic=clock)
 
 
 def put(box: Outbox, *items: tuple[str, str, int]) -> list[int]:
@@ -89,11 +98,11 @@ def test_expired_lease_is_claimed_again(box: Outbox, clock: Clock) -> None:
 
 
 def test_recover_after_a_crash(tmp_path: Path, clock: Clock) -> None:
-    box = Outbox(tmp_path / "o.db", clock=clock)
+    box = Outbox(tmp_path / "o.db", clock=clock, monotonic=clock)
     put(box, ("a", "1", 1))
     claim(box, limit=1, lease=300)
     box.close()
-    reopened = Outbox(tmp_path / "o.db", clock=clock)
+    reopened = Outbox(tmp_path / "o.db", clock=clock, monotonic=clock)
     assert reopened.recover() == 1
     assert [i.state for i in reopened.items()] == ["pending"]
 
@@ -123,17 +132,18 @@ def test_cancel_integration(box: Outbox) -> None:
 
 
 def test_fingerprints_and_windows_persist(tmp_path: Path, clock: Clock) -> None:
-    box = Outbox(tmp_path / "o.db", clock=clock)
+    box = Outbox(tmp_path / "o.db", clock=clock, monotonic=clock)
     with box.batch() as batch:
-        assert batch.first_seen("p", "fp", clock.now)
-        assert not batch.first_seen("p", "fp", clock.now)
-        assert batch.first_seen("other", "fp", clock.now)
+        assert not batch.known("p", "fp")
+        batch.remember("p", "fp", clock.now)
+        assert batch.known("p", "fp")
+        assert not batch.known("other", "fp")
         batch.save_window(WindowUpdate("k", "a", Window(10.0, 3, 11.0), 70.0, {"e": 1}))
     box.close()
-    again = Outbox(tmp_path / "o.db", clock=clock)
-    with again.batch() as batch:
-        assert not batch.first_seen("p", "fp", clock.now)
-        assert batch.window("k") == Window(10.0, 3, 11.0)
+    again = Outbox(tmp_path / "o.db", clock=clock, monotonic=clock)
+    with again.view() as view:
+        assert view.known("p", "fp")
+        assert view.window("k") == Window(10.0, 3, 11.0)
     (due,) = again.due_windows(now=70.0)
     assert (due.key, due.window.pending, due.last_event) == ("k", 3, {"e": 1})
     assert again.due_windows(now=69.0) == []
@@ -194,7 +204,7 @@ def test_an_outbox_written_with_one_mention_text_reads_as_lists(
     )
     conn.commit()
     conn.close()
-    box = Outbox(path, clock=clock)
+    box = Outbox(path, clock=clock, monotonic=clock)
     assert [i.mentions for i in box.items()] == [("@payments",), ("@payments", "@ops"), ()]
     # A window that already sent kept its last mention text; it is not earned again.
     windows = {w.key: w.window.mentions for w in box.due_windows(now=70.0)}
@@ -338,14 +348,14 @@ def test_heads_follow_every_kind_of_write(box: Outbox, clock: Clock) -> None:
 
 def test_a_file_written_before_the_heads_table_gets_one(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "outbox.db"
-    box = Outbox(path, clock=clock)
+    box = Outbox(path, clock=clock, monotonic=clock)
     put(box, ("a", "1", 1), ("a", "1", 2), ("b", "1", 3))
     box.close()
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE heads")
     conn.commit()
     conn.close()
-    reopened = Outbox(path, clock=clock)
+    reopened = Outbox(path, clock=clock, monotonic=clock)
     assert heads_consistent(reopened.path)
     assert sorted(i.event["n"] for i in claim(reopened, limit=10, lease=30)) == [1, 3]
 
@@ -372,7 +382,7 @@ def test_dead_letters_are_listed_counted_and_queued_again_in_order(
 def test_an_expiry_is_logged_with_its_integration_room_and_last_error(
     tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    box = Outbox(tmp_path / "outbox.db", clock=clock)
+    box = Outbox(tmp_path / "outbox.db", clock=clock, monotonic=clock)
     put(box, ("shop", "42", 1), ("shop", "42", 2))
     (item,) = claim(box, limit=1, lease=30)
     retry(box, item.id, at=clock.now + 10, reason="ConnectionError: refused")
@@ -388,12 +398,12 @@ def test_an_expiry_is_logged_with_its_integration_room_and_last_error(
 
 def test_a_file_from_before_digest_times_gains_the_column(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "outbox.db"
-    put(Outbox(path, clock=clock), ("a", "1", 1))
+    put(Outbox(path, clock=clock, monotonic=clock), ("a", "1", 1))
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE outbox DROP COLUMN since")
     conn.commit()
     conn.close()
-    reopened = Outbox(path, clock=clock)
+    reopened = Outbox(path, clock=clock, monotonic=clock)
     with reopened.batch() as batch:
         batch.enqueue([NewItem("a", "1", {"n": 2}, count=3, since=clock.now - 60)], clock.now)
     assert [(i.count, i.since) for i in reopened.items()] == [(1, None), (3, clock.now - 60)]
@@ -416,3 +426,156 @@ def test_stopping_housekeeping_waits_for_a_chore_under_way(box: Outbox, clock: C
     assert started.wait(10)
     chores.stop(timeout=10)
     assert finished.is_set()
+
+
+def test_kept_counts_match_a_full_scan_through_every_kind_of_write_and_a_restart(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """What /status and /metrics read: counts kept as items change, never a scan."""
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, clock=clock, monotonic=clock)
+    rng = random.Random(11)
+    rooms = [(uid, room) for uid in "abc" for room in "12"]
+    for step in range(400):
+        action = rng.randrange(9)
+        if action <= 1:
+            put(box, *[(*rng.choice(rooms), n) for n in range(rng.randrange(1, 5))])
+        elif action == 2:
+            for item in claim(box, limit=rng.randrange(1, 4), lease=rng.choice([5, 30])):
+                state = rng.choice(["delivered", "dead", "cancelled", "pending"])
+                box.settle(
+                    Settle(item.id, state, "r", clock.now + 3 if state == "pending" else None)
+                )
+        elif action == 3:
+            box.cancel_integration(rng.choice("abc"), "integration removed")
+        elif action == 4:
+            box.expire(max_age=rng.choice([15, 40]))
+        elif action == 5:
+            box.retry_dead(DeadPick(uid=rng.choice("abc")))
+        elif action == 6:
+            box.revive(rng.choice("abc"), "integration removed", clock.now - 20)
+        elif action == 7:
+            box.prune_finished(older_than=rng.choice([0, 30]))
+        else:
+            clock.now += rng.randrange(1, 10)
+        if step % 100 == 99:
+            box.close()
+            box = Outbox(path, clock=clock, monotonic=clock)
+            box.recover()
+        assert tallies_consistent(path), step
+        assert events_consistent(path), step
+    scan = {}
+    for item in box.items():
+        if item.state in ("pending", "inflight"):
+            scan[item.uid] = scan.get(item.uid, 0) + 1
+    assert box.depth() == scan
+    dead_scan: dict[tuple[str, str], int] = {}
+    for item in box.items("dead"):
+        dead_scan[(item.uid, item.room_id)] = dead_scan.get((item.uid, item.room_id), 0) + 1
+    assert box.dead_letters() == dead_scan
+
+
+def test_a_file_from_before_kept_counts_gets_them_from_one_scan(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, clock=clock, monotonic=clock)
+    put(box, ("a", "1", 1), ("a", "1", 2), ("b", "2", 3))
+    (first, _) = claim(box, limit=2, lease=30)
+    dead(box, first.id, "HTTP 404")
+    box.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE tallies")
+    again = Outbox(path, clock=clock, monotonic=clock)
+    assert tallies_consistent(path)
+    assert again.depth() == {"a": 1, "b": 1}
+    assert again.dead_letters() == {("a", "1"): 1}
+
+
+def test_old_fingerprints_and_idle_windows_are_forgotten(box: Outbox, clock: Clock) -> None:
+    with box.batch() as batch:
+        batch.remember("p", "old", clock.now)
+        batch.save_window(WindowUpdate("idle", "a", Window(last_sent=clock.now), None, None, 60))
+        waiting = Window(last_sent=clock.now, pending=2, pending_since=clock.now)
+        batch.save_window(WindowUpdate("waiting", "a", waiting, clock.now + 60, {"e": 1}, 60))
+    clock.now += 61
+    with box.batch() as batch:
+        batch.remember("p", "fresh", clock.now)
+    assert box.forget_old(max_age=3600) == 1  # the idle window is over: the next event sends
+    clock.now += 3600
+    with box.batch() as batch:
+        batch.remember("p", "fresh", clock.now)  # seen again: kept
+    assert box.forget_old(max_age=3600) == 1
+    with box.view() as view:
+        assert (view.known("p", "old"), view.known("p", "fresh")) == (False, True)
+        assert view.window("idle") == Window()
+        assert view.window("waiting").pending == 2  # a window still holding events stays
+
+
+def test_housekeeping_forgets_what_only_grows(box: Outbox, clock: Clock) -> None:
+    with box.batch() as batch:
+        for n in range(50):
+            batch.remember("p", f"fp{n}", clock.now)
+    clock.now += 2 * 3600
+    Housekeeping(box, Ingest(box, Registry(), clock=clock), max_age=3600).tick()
+    with box.view() as view:
+        assert not any(view.known("p", f"fp{n}") for n in range(50))
+
+
+def test_revived_items_are_pending_again_in_their_rooms_order(box: Outbox, clock: Clock) -> None:
+    put(box, ("a", "1", 1), ("a", "1", 2), ("a", "2", 3), ("b", "1", 4))
+    clock.now += 5
+    assert box.cancel_integration("a", "integration removed") == 3
+    since = clock.now
+    clock.now += 5
+    assert box.revive("a", "integration removed", since) == 3
+    assert box.depth() == {"a": 3, "b": 1}
+    assert sorted(i.event["n"] for i in claim(box, limit=10, lease=30)) == [1, 3, 4]
+    assert heads_consistent(box.path)
+    assert tallies_consistent(box.path)
+
+
+def test_a_failed_write_for_want_of_space_is_told_until_a_probe_fits(
+    box: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert box.write_problem() is None and box.probe() is None
+    full = sqlite3.OperationalError("database or disk is full")
+
+    def refuse(conn: sqlite3.Connection) -> None:
+        raise full
+
+    monkeypatch.setattr("syncd.store.sqlite._commit", refuse)
+    with pytest.raises(StoreError), box.batch() as batch:
+        batch.enqueue([NewItem("a", "1", {})], 0.0)
+    assert box.write_problem() == "database or disk is full"
+    assert box.probe() == "database or disk is full"
+    monkeypatch.undo()
+    assert box.probe() is None
+    assert box.write_problem() is None
+    assert box.items() == []
+
+
+def test_a_file_system_short_of_space_is_told_before_a_write_fails(
+    tmp_path: Path, clock: Clock
+) -> None:
+    box = Outbox(tmp_path / "outbox.db", clock=clock, low_space=1 << 62)
+    problem = box.probe()
+    assert problem is not None and problem.endswith(
+        f"bytes free on the state dir's file system, under the {1 << 62} it needs to take events in"
+    )
+    assert box.write_problem() == problem
+
+
+def test_a_file_whose_schema_is_damaged_is_unusable_not_a_crash(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """SQLite's message about a damaged schema can quote the damage: bytes that are
+    not UTF-8 once escaped the store as a UnicodeDecodeError."""
+    path = tmp_path / "outbox.db"
+    Outbox(path, clock=clock, monotonic=clock).close()
+    damaged = bytearray(path.read_bytes())
+    for offset in range(4096, len(damaged), 509):
+        damaged[offset] = 0xAB
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(StoreUnusable):
+        Outbox(path, clock=clock, monotonic=clock)

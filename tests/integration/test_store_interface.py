@@ -17,10 +17,11 @@ class MemoryBatch:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
 
-    def first_seen(self, project: str, fingerprint: str, now: float) -> bool:
-        new = (project, fingerprint) not in self.store.seen
+    def known(self, project: str, fingerprint: str) -> bool:
+        return (project, fingerprint) in self.store.seen
+
+    def remember(self, project: str, fingerprint: str, now: float) -> None:
         self.store.seen.add((project, fingerprint))
-        return new
 
     def window(self, key: str) -> Window:
         stored = self.store.windows.get(key)
@@ -71,6 +72,10 @@ class MemoryStore:
 
     @contextmanager
     def batch(self) -> Iterator[MemoryBatch]:
+        yield MemoryBatch(self)
+
+    @contextmanager
+    def view(self) -> Iterator[MemoryBatch]:
         yield MemoryBatch(self)
 
     def due_windows(self, now: float) -> list[StoredWindow]:

@@ -609,12 +609,18 @@ def test_context_manager_and_stop_are_idempotent(cfg: Path, logger: logging.Logg
         watcher.start()
 
 
-def test_index_lock_is_found_for_subdirs_and_worktrees(tmp_path: Path) -> None:
+def test_index_lock_is_the_config_dir_s_own_or_that_of_the_checkout_named(
+    tmp_path: Path,
+) -> None:
+    """A repository in a parent directory is not the config dir's unless the operator
+    names it: whoever can write there could otherwise hold every reload."""
     (tmp_path / "repo" / ".git").mkdir(parents=True)
     (tmp_path / "repo" / "integrations").mkdir()
-    assert git_index_lock(tmp_path / "repo" / "integrations") == str(
+    assert git_index_lock(tmp_path / "repo" / "integrations") is None
+    assert git_index_lock(tmp_path / "repo" / "integrations", tmp_path / "repo") == str(
         tmp_path / "repo" / ".git" / "index.lock"
     )
+    assert git_index_lock(tmp_path / "repo") == str(tmp_path / "repo" / ".git" / "index.lock")
     worktree = tmp_path / "worktrees" / "rev-1"
     worktree.mkdir(parents=True)
     (worktree / ".git").write_text("gitdir: ../../repo/.git/worktrees/rev-1\n")

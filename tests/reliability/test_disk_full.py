@@ -7,9 +7,13 @@ again to "free space"), with ``SIGXFSZ`` ignored so a write fails with EFBIG.
 
 While full, ``POST /v1/events`` answers 503 with a JSON error (never 500, never a
 202 for events that were not stored), the daemon keeps running and says in its
-log what is wrong; once space is back it takes events again, and everything it
+log what is wrong; ``/readyz`` says not ready (it once said ready throughout),
+``/status`` says ``outbox_writable: false`` and ``syncd_outbox_writable`` is 0;
+once space is back it takes events again and says ready, and everything it
 accepted, before and after, is delivered; the database passes its integrity check.
-Nor does a full disk flood the log (it once logged a traceback every 5 ms per worker).
+What was queued before the disk filled is delivered while it is full: settling
+a send needs no new space. Nor does a full disk flood the log (it once logged a
+traceback every 5 ms per worker).
 """
 
 from __future__ import annotations
@@ -118,6 +122,30 @@ def post(proc: Proc, events: list[dict[str, object]]) -> requests.Response:
     return requests.post(proc.url + "/v1/events", json=events, timeout=60)
 
 
+def readiness(proc: Proc) -> tuple[int, str]:
+    answer = requests.get(proc.url + "/readyz", timeout=10)
+    return answer.status_code, answer.text
+
+
+def writable_gauge(proc: Proc) -> float:
+    text = requests.get(proc.url + "/metrics", timeout=10).text
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("syncd_outbox_writable ")]
+    return float(line.split()[1])
+
+
+def says_not_ready(proc: Proc, named: str) -> None:
+    """Readiness, /status and the metric all say the outbox cannot be written."""
+    wait_for(lambda: readiness(proc)[0] == 503, timeout=10, what="/readyz to say not ready")
+    _, text = readiness(proc)
+    assert text.startswith("not ready: the outbox cannot be written: "), text
+    assert named in text or "bytes free on the state dir's file system" in text, text
+    assert requests.get(proc.url + "/healthz", timeout=10).status_code == 200
+    document = proc.status()
+    assert document["outbox_writable"] is False
+    assert document["outbox_write_problem"] == text.split(": ", 2)[2].strip()
+    assert writable_gauge(proc) == 0
+
+
 def run_scenario(tmp_path: Path, disk_for: Callable[[Path], Disk]) -> None:
     config = tmp_path / "config"
     config.mkdir()
@@ -164,6 +192,7 @@ def run_scenario(tmp_path: Path, disk_for: Callable[[Path], Disk]) -> None:
             # ENOSPC is SQLite's "database or disk is full"; EFBIG (the rlimit) its
             # "disk I/O error".
             named = "database or disk is full" if disk.tmpfs else "disk I/O error"
+            says_not_ready(proc, named)
             wait_for(
                 lambda: any(
                     "could not store" in line and named in line for line in proc.lines[log_mark:]
@@ -186,6 +215,9 @@ def run_scenario(tmp_path: Path, disk_for: Callable[[Path], Disk]) -> None:
                 return answer.status_code == 202
 
             wait_for(ingest_works, timeout=20, what="ingest to work again once space is back")
+            wait_for(lambda: readiness(proc) == (200, "ready\n"), timeout=10, what="ready")
+            assert proc.status()["outbox_writable"] is True
+            assert writable_gauge(proc) == 1
             answer = post(proc, numbered_events(n, 20))
             assert answer.status_code == 202, answer.text
             accepted.update(range(n, n + 20))
@@ -259,3 +291,40 @@ def test_a_full_disk_does_not_flood_the_log(tmp_path: Path) -> None:
             )
         finally:
             terminate(proc)
+
+
+def test_what_was_queued_is_delivered_while_the_disk_is_full(tmp_path: Path) -> None:
+    """A full file system, not a file-size limit: under ``RLIMIT_FSIZE`` SQLite's
+    log cannot grow whatever space is free, and settling a send needs it to."""
+    config = tmp_path / "config"
+    config.mkdir()
+    state = tmp_path / "state"
+    with small_tmpfs(state, FS_SIZE) as mounted, HipChatServer(TOKENS, limits=None) as hipchat:
+        if not mounted:
+            pytest.skip("mounting a small tmpfs needs root")
+        (config / "shop.yaml").write_text(trace_config(hipchat.url, TOKENS))
+        hipchat.inject(Fault.server_error(503), times=100_000)
+        proc = wait_listening(spawn(config, state, *FAST_RETRY, env=token_env(TOKENS)))
+        disk = Disk(state, tmpfs=True)
+        try:
+            assert post(proc, numbered_events(0, 30)).status_code == 202
+            wait_for(lambda: len(hipchat.attempts) >= 2, timeout=20, what="failed attempts")
+            disk.make_full()
+            refused = post(proc, numbered_events(30, 10, hostname="h", classifiers=[BIG]))
+            assert refused.status_code == 503, refused.text
+            says_not_ready(proc, "database or disk is full")
+            hipchat.clear_faults()
+            wait_for(
+                lambda: all(sorted(set(numbers(hipchat, r))) == list(range(30)) for r in TOKENS),
+                timeout=60,
+                what="what was queued, delivered while the disk is full",
+            )
+            wait_for(lambda: proc.status()["outbox_depth"] == 0, timeout=30, what="empty outbox")
+            assert readiness(proc)[0] == 503, "space came back by itself"
+            disk.free()
+            wait_for(lambda: readiness(proc)[0] == 200, timeout=20, what="ready again")
+            assert post(proc, numbered_events(40, 5)).status_code == 202
+        finally:
+            code = terminate(proc)
+        assert code == 0, proc.log[-5000:]
+        assert integrity(state / "outbox.db") == "ok"

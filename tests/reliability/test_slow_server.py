@@ -3,6 +3,7 @@ delivery workers, so the integrations on another server are still delivered."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -82,3 +83,60 @@ def test_a_server_that_is_down_is_not_asked_once_per_room(tmp_path: Path) -> Non
             down.clear_faults()
         finally:
             assert terminate(proc) == 0, proc.log[-3000:]
+
+
+def second_name() -> str:
+    """Another name of this machine: its host name where that is a loopback name."""
+    name = socket.gethostname()
+    try:
+        addresses = {str(a[4][0]) for a in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
+    except OSError:
+        return "127.1"
+    return name if addresses and all(a.startswith("127.") for a in addresses) else "127.1"
+
+
+def test_every_way_of_writing_one_server_shares_its_one_share(tmp_path: Path) -> None:
+    """Four integrations each write the slow server another way; had each spelling
+    its own share, they would hold every worker and the other server would wait."""
+    slow = HipChatServer(SLOW, limits=None).start()
+    try:
+        port = slow.url.rsplit(":", 1)[1]
+        spellings = (
+            f"http://127.0.0.1:{port}",
+            f"http://localhost:{port}",
+            f"http://127.0.0.1:0{port}",
+            f"http://{second_name()}:{port}",
+        )
+        files = [
+            (
+                f"slow{n}.yaml",
+                trace_config(url, SLOW, uid=f"slow-{n}").replace("every error", f"spelling {n}"),
+            )
+            for n, url in enumerate(spellings)
+        ]
+        with HipChatServer(GOOD, limits=None) as good:
+            slow.inject(Fault.trickle(0.5), times=100)
+            legit = trace_config(good.url, GOOD, uid="good-trace")
+            files.append(("good.yaml", legit.replace("project: shop", "project: other")))
+            config = write_files(tmp_path / "config", *files)
+            env = token_env({**SLOW, **GOOD})
+            proc = start(
+                config, tmp_path / "state", "--workers", "4", "--send-timeout", "600", env=env
+            )
+            try:
+                assert proc.post_events([event("shop")]).status_code == 202
+                wait_for(lambda: len(slow.attempts) == 2, timeout=20, what="the share taken")
+                posted = time.monotonic()
+                assert proc.post_events([event("other")]).status_code == 202
+                wait_for(
+                    lambda: len(good.messages) == 1,
+                    timeout=20,
+                    what="the other server's notification, with the slow one holding its share",
+                )
+                assert time.monotonic() - posted < 5.0
+                assert len(slow.attempts) == 2  # no spelling got past the share
+            finally:
+                slow.close()
+                assert terminate(proc) == 0, proc.log[-3000:]
+    finally:
+        slow.close()

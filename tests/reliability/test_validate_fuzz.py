@@ -31,9 +31,11 @@ import yaml
 from hypothesis import event, given, reject, settings
 from hypothesis import strategies as st
 
+from syncd.config import schemawalk
 from syncd.config.configset import ConfigSet, assemble, check_file
 from syncd.config.diagnostics import Diagnostic
 from syncd.config.loader import LoadedFile, load_bytes
+from syncd.config.schema import INTEGRATIONS
 from syncd.config.semantics import DEFAULT_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +125,9 @@ def check_bytes(raw: bytes) -> ConfigSet | None:
 
 
 def fuzz(raw: bytes) -> None:
-    """``check_bytes`` inside a property; records what kind of input it was."""
+    """``check_bytes`` inside a property; records what kind of input it was. The
+    schema's errors are the same walked as checked whole."""
+    same_errors_walking(raw)
     config = check_bytes(raw)
     if config is None:
         reject()
@@ -457,3 +461,50 @@ def test_symlink_loop_is_walked_once(tmp_path: Path) -> None:
     config = load_config_set([tmp_path])
     assert config.files == (str(tmp_path / "a.yaml"),)
     assert config.valid
+
+
+def _errors_found_whole(loaded: LoadedFile) -> list[str]:
+    """The schema errors of the whole document as jsonschema finds them, less those at or
+    below a value the loader reported: what syncd listed before it walked the document."""
+    found = []
+    for top in INTEGRATIONS.validator().iter_errors(loaded.data):
+        for error in schemawalk.leaves(top):
+            path = tuple(error.absolute_path)
+            if not any(path[:depth] in loaded.reported_paths for depth in range(1, len(path) + 1)):
+                found.append(repr((path, error.validator, error.validator_value)))
+    return sorted(set(found))  # jsonschema's required: one error per missing key, all alike
+
+
+def _errors_found_walking(loaded: LoadedFile) -> list[str]:
+    found = []
+    for path, error in schemawalk.failures(
+        INTEGRATIONS, loaded.data, loaded.reported_paths.__contains__
+    ):
+        if not any(path[:depth] in loaded.reported_paths for depth in range(1, len(path) + 1)):
+            found.append(repr((path, error.validator, error.validator_value)))
+    return sorted(set(found))
+
+
+def same_errors_walking(raw: bytes) -> None:
+    loaded = load_bytes(raw, NAME)
+    if not loaded.ok or INTEGRATIONS.certainly_valid(loaded.data):
+        return
+    assert _errors_found_walking(loaded) == _errors_found_whole(loaded)
+
+
+@FUZZ
+@given(example_with_values_replaced(), _style)
+def test_walking_the_document_finds_the_errors_checking_it_whole_finds(
+    doc: object, style: tuple[bool | None, bool]
+) -> None:
+    """The walk checks only what the compiled check fails, each value against its own
+    subschema: the same errors, in time linear in the document."""
+    same_errors_walking(dump(doc, *style))
+
+
+@FUZZ
+@given(perturbed_example(), _style)
+def test_walking_a_perturbed_document_finds_the_same_errors(
+    doc: object, style: tuple[bool | None, bool]
+) -> None:
+    same_errors_walking(dump(doc, *style))

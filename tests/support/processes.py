@@ -137,3 +137,27 @@ def terminate(proc: Proc, timeout: float = 30) -> int:
     except Exception:
         proc.stop()
         raise
+
+
+def _proc_status(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == field_name:
+            return int(value.split()[0]) * 1024
+    raise LookupError(f"{field_name} not in /proc/{pid}/status")
+
+
+def rss_bytes(pid: int) -> int:
+    """A running process's resident memory now (Linux)."""
+    return _proc_status(pid, "VmRSS")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The most resident memory a running process has had since it started (Linux)."""
+    return _proc_status(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a running process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

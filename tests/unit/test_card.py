@@ -9,6 +9,7 @@ from syncd.config.model import Display, HipChat, Integration, Room
 from syncd.config.secrets import SecretRef
 from syncd.hipchat.card import render_card
 from syncd.hipchat.render import render_message
+from syncd.testing.hipchat_contract import mentions
 
 HIPCHAT = HipChat(
     endpoint="https://hipchat.example.com",
@@ -88,3 +89,24 @@ def test_the_message_carries_the_card_and_stays_the_fallback() -> None:
     assert message.card is not None and message.card["id"] == "e-1"
     assert message.text.startswith("<b>Error in shop: KeyError</b>")
     assert render_message(event(), replace(OPS, hipchat=replace(HIPCHAT, card=False))).card is None
+
+
+def test_no_text_of_the_event_mentions_anyone_on_the_card() -> None:
+    says = "@all @here @name"
+    hostile = event(
+        project=says,
+        fingerprint=says,
+        classifiers=[says],
+        callstack=[says],
+        attributes={says: says, "@here": "@all"},
+        hostname=says,
+        href=f"https://errors.example.com/{says} log in at https://evil.example",
+    )
+    for display in (Display(), Display(classifiers=False, callstack=False)):
+        card = render_card(hostile, replace(OPS, display=display))
+        assert mentions({"message": "-", "message_format": "text", "card": card}) == ()
+        assert card["url"] == (
+            "https://errors.example.com/%40all%20%40here%20%40name%20log%20in%20at%20"
+            "https://evil.example"
+        )
+        assert " in @\u200ball @\u200bhere @\u200bname: @\u200ball" in card["title"]

@@ -174,3 +174,84 @@ def test_unchanged_files_are_not_even_stated_when_paths_are_named(tmp_path: Path
     config = loader.load([tmp_path], changed=["a.yaml"])
     assert [i.state for i in config.integrations] == ["stopped", "enabled"]
     assert [i.state for i in loader.load([tmp_path]).integrations] == ["stopped", "stopped"]
+
+
+class _Clock:
+    """A monotonic clock that moves one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _files(root: Path, count: int) -> None:
+    for n in range(count):
+        (root / f"f{n:02}.yaml").write_text(minimal(f"u{n}"))
+
+
+def test_a_load_past_its_deadline_is_rejected_whole_in_one_diagnostic(tmp_path: Path) -> None:
+    """The daemon keeps its set when a load runs too long: the set it is given is
+    invalid and says why."""
+    _files(tmp_path, 10)
+    clock = _Clock()
+    config = ConfigLoader().load([tmp_path], deadline=5.0, clock=clock)
+    assert not config.valid and not config.integrations
+    (only,) = config.diagnostics
+    assert only.file == str(tmp_path)
+    assert only.message.startswith("the config set took more than 4 s to load")
+    assert "rejected" in only.message
+    assert clock.now < 10  # stopped, not run to the end and judged after
+
+
+def test_a_load_within_its_deadline_is_the_set_a_load_without_one_gives(tmp_path: Path) -> None:
+    _files(tmp_path, 10)
+    config = ConfigLoader().load([tmp_path], deadline=1000.0, clock=_Clock())
+    _same(config, load_config_set([tmp_path]))
+
+
+def test_after_a_stopped_load_the_next_gives_the_whole_set(tmp_path: Path) -> None:
+    """A stopped load leaves the loader's lists behind its files: the next load walks,
+    keeping what the stopped one read, even when told only one path changed."""
+    _files(tmp_path, 10)
+    loader = ConfigLoader()
+    loader.load([tmp_path])
+    (tmp_path / "f03.yaml").write_text(minimal("u3") + "    state: stopped\n")
+    (tmp_path / "f07.yaml").unlink()
+    assert not loader.load([tmp_path], deadline=5.0, clock=_Clock()).valid
+    (tmp_path / "f09.yaml").write_text(minimal("u9") + "    state: disabled\n")
+    config = loader.load([tmp_path], changed=["f09.yaml"])
+    _same(config, load_config_set([tmp_path]))
+    assert len(config.integrations) == 9
+    assert {i.uid: i.state for i in config.integrations}["u3"] == "stopped"
+
+
+def test_a_named_change_load_past_its_deadline_is_rejected(tmp_path: Path) -> None:
+    _files(tmp_path, 3)
+    loader = ConfigLoader()
+    loader.load([tmp_path])
+    (tmp_path / "f01.yaml").write_text(minimal("u1") + "    state: stopped\n")
+    stopped = loader.load([tmp_path], changed=["f01.yaml"], deadline=0.0, clock=_Clock())
+    assert not stopped.valid
+    _same(loader.load([tmp_path], changed=["f01.yaml"]), load_config_set([tmp_path]))
+
+
+def test_load_config_set_takes_a_deadline_too(tmp_path: Path) -> None:
+    _files(tmp_path, 10)
+    config = load_config_set([tmp_path], deadline=5.0, clock=_Clock())
+    (only,) = config.diagnostics
+    assert "took more than" in only.message
+    assert load_config_set([tmp_path], deadline=100.0, clock=_Clock()).valid
+
+
+def test_the_walk_of_a_deep_tree_stops_at_the_deadline(tmp_path: Path) -> None:
+    deep = tmp_path
+    for n in range(30):
+        deep = deep / f"d{n}"
+    deep.mkdir(parents=True)
+    clock = _Clock()
+    config = load_config_set([tmp_path], deadline=10.0, clock=clock)
+    assert "took more than" in config.diagnostics[0].message
+    assert clock.now < 15

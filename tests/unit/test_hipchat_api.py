@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import http.client
 import json
 import random
+import ssl
 
 import pytest
+import urllib3
 
 from syncd.hipchat.pacing import Pacing
 from syncd.hipchat.wire import (
@@ -15,6 +19,7 @@ from syncd.hipchat.wire import (
     RoomTarget,
     classify,
     error_text,
+    exception_text,
     server_wait,
 )
 
@@ -98,3 +103,33 @@ def test_backoff_uses_the_random_source_given() -> None:
     rng = random.Random(7)
     first = classify(Answer(500, {}, ""), now=NOW, attempt=0, policy=POLICY, rng=rng)
     assert first.retry_after is not None and 0 <= first.retry_after <= 1.0
+
+
+def test_an_exception_is_its_classes_and_errno_never_its_text() -> None:
+    banner = http.client.BadStatusLine("220 mail.example.com ESMTP secret-in-banner\r\n")
+    aborted = urllib3.exceptions.ProtocolError("Connection aborted.", banner)
+    assert exception_text(aborted) == "ProtocolError (BadStatusLine)"
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    try:
+        connection = urllib3.connection.HTTPConnection("127.0.0.1")
+        raise urllib3.exceptions.NewConnectionError(connection, "failed: secret") from refused
+    except urllib3.exceptions.NewConnectionError as exc:
+        text = exception_text(exc)
+    assert text == "NewConnectionError (ConnectionRefusedError, errno 111 ECONNREFUSED)"
+    assert exception_text(ValueError("secret")) == "ValueError"
+
+
+def test_a_tls_failure_keeps_openssls_reason_code() -> None:
+    failure = ssl.SSLCertVerificationError(1, "certificate verify failed: secret")
+    failure.reason = "CERTIFICATE_VERIFY_FAILED"
+    failure.verify_code = 18
+    wrapped = urllib3.exceptions.SSLError(failure)
+    assert exception_text(wrapped) == (
+        "SSLError (SSLCertVerificationError, CERTIFICATE_VERIFY_FAILED, verify code 18)"
+    )
+
+
+def test_a_cycle_of_causes_ends() -> None:
+    first, second = OSError("a"), OSError("b")
+    first.__context__, second.__context__ = second, first
+    assert exception_text(first) == "OSError"

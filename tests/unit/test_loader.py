@@ -169,6 +169,54 @@ def test_explicit_tag_is_rejected(check: Callable[..., ConfigSet]) -> None:
     assert out.startswith("a.yaml:11:12: error: $.integrations[0].state: YAML tag ")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\nintegrations: !!python/object/apply:os.system\n  - uid: a\n",
+            "a.yaml:2:15: error: $.integrations: "
+            "YAML tag tag:yaml.org,2002:python/object/apply:os.system is not supported",
+        ),
+        (
+            "version: 1\nintegrations: !!python/object/apply:os.system [ls]\n",
+            "a.yaml:2:15: error: $.integrations: "
+            "YAML tag tag:yaml.org,2002:python/object/apply:os.system is not supported",
+        ),
+        (
+            minimal().replace("      rooms:\n", "      rooms: !whatever\n"),
+            "a.yaml:8:14: error: $.integrations[0].hipchat.rooms: "
+            "YAML tag !whatever is not supported",
+        ),
+        (
+            minimal().replace("  - uid:", "  - !thing\n    uid:"),
+            "a.yaml:3:5: error: $.integrations[0]: YAML tag !thing is not supported",
+        ),
+        (
+            "!root\nversion: 1\nintegrations: []\n",
+            "a.yaml:1:1: error: $: YAML tag !root is not supported",
+        ),
+        (
+            "version: 1\nintegrations: !!set {a: null}\n",
+            "a.yaml:2:15: error: $.integrations: YAML tag tag:yaml.org,2002:set is not supported",
+        ),
+    ],
+)
+def test_a_tag_on_a_mapping_or_list_is_refused_at_the_tag(
+    check: Callable[..., ConfigSet], text: str, expected: str
+) -> None:
+    """Another YAML reader may act on such a tag (``!!python/object/apply`` runs a
+    command): a repository that validates must hold none."""
+    assert only_error(check(("a.yaml", text))) == expected
+
+
+def test_a_mapping_or_list_tagged_as_what_it_is_is_accepted(
+    check: Callable[..., ConfigSet],
+) -> None:
+    """As ``!!str`` on a text: the tag says what YAML reads anyway."""
+    text = minimal().replace("integrations:\n", "integrations: !!seq\n")
+    assert check(("a.yaml", text.replace("    hipchat:", "    hipchat: !!map"))).valid
+
+
 def test_merge_key(check: Callable[..., ConfigSet]) -> None:
     out = only_error(check(("a.yaml", minimal() + "    <<: {state: enabled}\n")))
     assert out.startswith("a.yaml:11:5: error: $.integrations[0]: merge keys (<<)")

@@ -3,14 +3,15 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from syncd.config.model import Display, HipChat, Integration, Room, Trigger
 from syncd.config.secrets import SecretRef
 from syncd.hipchat.render import ELLIPSIS, MAX_MESSAGE_CHARS, fit, length, render_message
-from syncd.hipchat.wire import Message
+from syncd.hipchat.wire import Message, notification_body
+from syncd.testing.hipchat_contract import mentions
 
 HOSTILE = "&<>\"'"
 # Every tag render_message() may emit; anything else that looks like markup is a bug.
@@ -141,7 +142,44 @@ def test_event_text_cannot_mention_anyone_in_a_text_message() -> None:
     assert "@all" not in msg.text and "@here" not in msg.text
     assert "user: @\u200ball" in msg.text
     assert msg.text.startswith("@payments\n")
-    assert msg.text.endswith("https://errors.example.com/@team/1")
+    assert msg.text.endswith("https://errors.example.com/%40team/1")
+
+
+MENTIONS = "@all @here @name \uff20all"
+
+
+def every_field_mentioning() -> dict[str, Any]:
+    """Each text an event carries, each saying ``@all @here @name``."""
+    return event(
+        project=MENTIONS,
+        fingerprint=MENTIONS,
+        timestamp=MENTIONS,
+        classifiers=[MENTIONS, "@here"],
+        callstack=[MENTIONS, "@all"],
+        attributes={MENTIONS: MENTIONS, "@all": "@here", "hostname": "@name"},
+        hostname=MENTIONS,
+        href=f"https://errors.example.com/{MENTIONS} production is down, log in at "
+        "https://evil.example @all\n@here\t@name",
+        id=MENTIONS,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["text", "html"])
+@pytest.mark.parametrize("targets", [(), ("@payments", "@here")])
+def test_only_the_integrations_own_targets_mention_whatever_the_event_says(
+    fmt: Literal["text", "html"], targets: tuple[str, ...]
+) -> None:
+    shown = Display(include_hostname=True)
+    hc = {"message_format": fmt, "card": True}
+    msg = render_message(
+        every_field_mentioning(), integration(display=shown, hipchat=hc), list(targets)
+    )
+    body = notification_body(msg)
+    assert mentions(body) == tuple(t.lstrip("@") for t in targets)
+    assert "https://errors.example.com/%40all%20%40here%20%40name%20%EF%BC%A0all" in msg.text
+    assert "evil.example%20%40all%0A%40here%09%40name" in msg.text
+    for needle in ("@all", "@here", "@name"):
+        assert msg.text.count(needle) == (targets.count(needle) if targets else 0)
 
 
 def test_mentions_force_text_and_lead_the_message() -> None:

@@ -72,6 +72,11 @@ EXPECTED: dict[str, tuple[str, str, frozenset[str]]] = {
         "1 when the outbox was missing or empty at start in a state dir that ran before.",
         frozenset(),
     ),
+    "syncd_outbox_writable": (
+        "gauge",
+        "0 while the outbox cannot take new writes (disk full): ingest answers 503.",
+        frozenset(),
+    ),
     "syncd_delivery_latency_seconds": (
         "histogram",
         "Time from an event's acceptance to its notification's delivery.",
@@ -273,3 +278,18 @@ def test_each_render_shows_the_state_passed_to_it() -> None:
     after = samples(render(metrics, depth=0, dead={}))
     assert after[("syncd_outbox_depth", ())] == 0
     assert not any(name == "syncd_outbox_dead_letters" for name, _ in after)
+
+
+def test_a_removed_integrations_counters_are_dropped() -> None:
+    metrics = busy_metrics()
+    metrics.retain({"b"})
+    m = samples(render(metrics, dead={"b": 1}))
+    assert not [labels for _, labels in m if ("integration", "a") in labels]
+    assert m[("syncd_notifications_total", (("integration", "b"),))] == 5
+    assert m[("syncd_delivery_latency_seconds_count", ())] == 6  # not per integration: kept
+
+
+def test_a_full_outbox_shows_as_not_writable() -> None:
+    full = ConfigGauges(True, 1.0, "ab", outbox_writable=False)
+    assert samples(render(Metrics(), full))[("syncd_outbox_writable", ())] == 0
+    assert samples(render(Metrics()))[("syncd_outbox_writable", ())] == 1

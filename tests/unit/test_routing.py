@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from syncd.config.model import Integration, integration_from_data
-from syncd.events.routing import Judged, Routing, judge, route_event, route_flush, window_keys
+from syncd.config.model import Integration, Trigger, integration_from_data
+from syncd.events.routing import (
+    Judged,
+    Routing,
+    Why,
+    judge,
+    route_event,
+    route_flush,
+    window_keys,
+)
 from syncd.store.contract import StoredWindow, Window
 
 
@@ -76,7 +85,7 @@ def test_a_filtered_event_neither_queues_nor_touches_a_window() -> None:
         trigger={"event": "group", "frequency": "5m"},
     )
     assert route([filtered], attributes={"env": "staging"}) == Routing(
-        notes=("ops: filtered by actions[0]",)
+        whys=(Why("ops", "filtered by actions[0]"),)
     )
 
 
@@ -218,3 +227,29 @@ def test_a_pattern_that_backtracks_exponentially_elsewhere_is_judged_at_once() -
     hostile = integration(actions=[{"action": "filter", "attribute": "x", "regex": "^(a+)+$"}])
     judged = judge(event(attributes={"x": "a" * 40 + "!"}), [hostile])
     assert [(j.integration.uid, j.notify) for j in judged] == [("ops", True)]
+
+
+def test_a_disabled_integrations_actions_are_not_judged() -> None:
+    off = integration(
+        "off", state="disabled", actions=[{"action": "filter", "attribute": "*", "regex": "x"}]
+    )
+    (judged,) = judge(event(attributes={"a": "x"}), [off])
+    assert judged == Judged(off)
+    assert route([off], attributes={"a": "x"}).notes == ("off: disabled, nothing is queued",)
+
+
+def test_an_integration_whose_routing_raises_is_skipped_and_the_others_route() -> None:
+    broken = replace(integration("broken"), trigger=Trigger("trace", 10**400))
+    result = route([broken, integration("fine", rooms=1)])
+    assert [i.uid for i in result.items] == ["fine"]
+    assert result.notes == (
+        "broken: skipped: routing failed (see the log)",
+        "fine: queued for 1 room(s)",
+    )
+    assert result.whys[0].failed == "OverflowError: int too large to convert to float"
+
+
+def test_a_due_time_no_calendar_holds_is_still_said() -> None:
+    huge = replace(integration(), trigger=Trigger("trace", 10**17))
+    held = route([huge], windows={"ops\0fp": Window(last_sent=900.0)})
+    assert held.notes == ("ops: throttled until 100000000000000896 s after 1970",)

@@ -17,6 +17,7 @@ from syncd.events.rules import (
     is_candidate,
     on_event,
     window_key,
+    within_clock,
 )
 from syncd.store.contract import Window
 
@@ -174,3 +175,17 @@ def test_window_keys() -> None:
     trace, group = make("trace"), make("group")
     assert window_key(trace, "fp1") != window_key(trace, "fp2")
     assert window_key(group, "fp1") == window_key(group, "fp2")
+
+
+def test_a_window_last_sent_after_now_starts_again_now() -> None:
+    """The wall clock stepped back: the window lasts its frequency from now, not the
+    step and its frequency."""
+    trigger = Trigger(event="trace", frequency=300)
+    sent_tomorrow = Window(last_sent=1000.0 + 86_400)
+    decision = on_event(trigger, sent_tomorrow, 1000.0, candidate=True)
+    assert decision.kind == "aggregate"
+    assert decision.window.last_sent == 1000.0
+    assert due_at(trigger, decision.window) == 1300.0
+    waiting = Window(last_sent=1000.0 + 86_400, pending=2, pending_since=1010.0 + 86_400)
+    assert flush(trigger, waiting, 1000.0).window == Window(1000.0, 2, 1000.0)
+    assert within_clock(Window(last_sent=900.0), 1000.0) == Window(last_sent=900.0)

@@ -52,3 +52,16 @@ def test_a_parser_built_for_one_command_defines_it_as_the_full_one_does() -> Non
     full = build_parser()
     for name in _COMMANDS:
         assert command_help(build_parser(name), name) == command_help(full, name)
+
+
+def test_the_cli_defaults_for_the_reconcile_budget_and_git_dir_are_the_daemon_s() -> None:
+    from syncd.cli import build_parser
+    from syncd.service.daemon import DaemonConfig
+
+    args = build_parser().parse_args(["run", "--config", "x"])
+    default = DaemonConfig(Path("x"))
+    assert (args.reconcile_timeout, args.git_dir) == (30.0, None)
+    assert (default.reconcile_timeout, default.git_dir) == (30.0, None)
+    # A reload waits as long as one reconcile may take, unless told otherwise.
+    assert default.reload_wait == 30.0
+    assert DaemonConfig(Path("x"), reconcile_timeout=5).reload_wait == 5

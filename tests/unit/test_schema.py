@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from syncd.config.configset import ConfigSet
+from syncd.config.model import parse_duration
 from syncd.config.patterns import compile_pattern
 from syncd.config.schema import INTEGRATIONS
 from syncd.events.validation import EVENT
@@ -146,6 +147,50 @@ def test_value_errors(check: Callable[..., ConfigSet], old: str, new: str, expec
 )
 def test_more_value_errors(check: Callable[..., ConfigSet], extra: str, expected: str) -> None:
     assert one(check(("a.yaml", minimal() + extra))) == expected
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        (
+            "frequency: 3000000d",
+            "'3000000d' is longer than 7 days (604800 seconds), the most allowed",
+        ),
+        ("frequency: 7d1s", "'7d1s' is longer than 7 days (604800 seconds), the most allowed"),
+        ("frequency: 168h1m", "'168h1m' is longer than 7 days (604800 seconds), the most allowed"),
+        (
+            "frequency: " + "9" * 5000 + "s",
+            "the duration is longer than 7 days (604800 seconds), the most allowed",
+        ),
+        (
+            "frequency: 604801",
+            "604801 is more than the maximum, 7 days (604800 seconds, 7d)",
+        ),
+        (
+            "{frequency: 1m, threshold: 1000001}",
+            "1000001 is more than the maximum, 1000000",
+        ),
+    ],
+)
+def test_frequency_and_threshold_are_bounded_at_the_value(
+    check: Callable[..., ConfigSet], trigger: str, expected: str
+) -> None:
+    """A frequency of 3,000,000 days overflowed a date at ingest: at most a week, and a
+    threshold at most a million, written as text or as a number."""
+    flow = trigger.startswith("{")
+    text = minimal() + (f"    trigger: {trigger}\n" if flow else f"    trigger:\n      {trigger}\n")
+    out = one(check(("a.yaml", text)))
+    assert out.split(": ", 3)[-1] == expected
+    assert ".trigger." in out
+
+
+@pytest.mark.parametrize("frequency", ["7d", "604800", "6d23h59m60s", "0", "10080m"])
+def test_a_frequency_up_to_a_week_is_valid(check: Callable[..., ConfigSet], frequency: str) -> None:
+    text = minimal() + f"    trigger: {{frequency: {frequency}, threshold: 1000000}}\n"
+    config = check(("a.yaml", text))
+    assert config.valid, [str(d) for d in config.diagnostics]
+    written = int(frequency) if frequency.isdigit() else frequency
+    assert config.integrations[0].trigger.frequency == parse_duration(written) <= 7 * 86400
 
 
 def test_sender_label_is_0_to_64_characters(check: Callable[..., ConfigSet]) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from syncd.config.configset import ConfigSet
-from tests.support.configs import errors, minimal
+from syncd.config.configset import ConfigSet, load_config_set
+from syncd.config.diagnostics import MAX_FILE_DIAGNOSTICS
+from syncd.config.semantics import Options
+from tests.support.configs import errors, minimal, write_files
 
 
 def test_a_duplicate_uid_is_reported_in_every_file_naming_the_others(
@@ -145,6 +148,18 @@ def test_an_endpoint_that_names_part_of_the_api_is_an_error_with_the_fix(
     assert "syncd adds /v2" in error.message
 
 
+@pytest.mark.parametrize(
+    "written", ["https://[hipchat.example.com", "https://hipchat.example.com:99999", "https://h:x"]
+)
+def test_an_endpoint_no_client_can_parse_is_an_error_not_a_crash(
+    check: Callable[..., ConfigSet], written: str
+) -> None:
+    config = check(("a.yaml", minimal().replace("https://hipchat.example.com", written)))
+    (error,) = config.diagnostics
+    assert (error.severity, error.line, error.col) == ("error", 7, 17)
+    assert "is not a URL a client can send to" in error.message
+
+
 @pytest.mark.parametrize("frequency", ["", "      frequency: 0s\n"])
 def test_a_threshold_without_a_frequency_is_a_warning_at_the_threshold(
     check: Callable[..., ConfigSet], frequency: str
@@ -210,10 +225,52 @@ def test_many_copies_name_a_few_others_each_so_the_output_grows_linearly(
     assert len(errors(config)) == 6
 
 
-def test_a_thousand_copies_in_one_file_cost_a_line_each(check: Callable[..., ConfigSet]) -> None:
+def test_a_thousand_copies_in_one_file_cost_a_short_line_each_up_to_the_file_cap(
+    check: Callable[..., ConfigSet],
+) -> None:
     item = "\n".join(minimal("ops").splitlines()[2:]) + "\n"
     items = [item.replace("name: ops", f"name: n{n}") for n in range(1000)]
     config = check(("a.yaml", "version: 1\nintegrations:\n" + "".join(items)))
     found = errors(config)
-    assert len(found) == 1000
+    assert len(found) == MAX_FILE_DIAGNOSTICS + 1
     assert max(len(str(d)) for d in found) < 200
+    assert config.found.errors == 1000
+    assert found[-1].message.startswith("and 900 more problems in this file (900 errors)")
+
+
+def _with_actions(count: int, regex: str = "^x$") -> str:
+    action = f'      - {{action: submit, attribute: env, regex: "{regex}"}}\n'
+    return minimal() + "    state: disabled\n    actions:\n" + action * count
+
+
+def test_an_integrations_actions_are_bounded_in_number(check: Callable[..., ConfigSet]) -> None:
+    """Every event is matched against every action: a disabled integration's 133 KB of
+    actions cut ingest from 14,191 to 38 events a second."""
+    assert check(("a.yaml", _with_actions(100))).valid
+    out = [str(d) for d in errors(check(("a.yaml", _with_actions(101))))]
+    assert out == [
+        "a.yaml:12:5: error: $.integrations[0].actions: 101 actions; an integration may "
+        "have at most 100 (the operator's --max-actions)"
+    ]
+
+
+def test_an_integrations_regexes_are_bounded_in_size(check: Callable[..., ConfigSet]) -> None:
+    regex = "a" * 1024
+    assert check(("a.yaml", _with_actions(64, regex))).valid
+    out = [str(d) for d in errors(check(("a.yaml", _with_actions(65, regex))))]
+    assert out == [
+        "a.yaml:12:5: error: $.integrations[0].actions: the regexes of these actions total "
+        "66,560 bytes; an integration may have at most 65,536 (the operator's "
+        "--max-pattern-bytes)"
+    ]
+
+
+def test_the_operator_sets_the_action_bounds(tmp_path: Path) -> None:
+    write_files(tmp_path, ("a.yaml", _with_actions(3, "abcd")))
+    assert load_config_set([tmp_path], Options(max_actions=3, max_pattern_bytes=12)).valid
+    tight = load_config_set([tmp_path], Options(max_actions=2, max_pattern_bytes=11))
+    assert [d.message for d in errors(tight)] == [
+        "3 actions; an integration may have at most 2 (the operator's --max-actions)",
+        "the regexes of these actions total 12 bytes; an integration may have at most 11 "
+        "(the operator's --max-pattern-bytes)",
+    ]

@@ -46,9 +46,10 @@ Check = Callable[[object], bool]
 _INT64 = range(-(2**63), 2**63)
 
 
-def _compile(schema: Mapping[str, Any], formats: Mapping[str, FormatCheck]) -> Check:
-    """``check(document)``: True when the document is certainly valid; False when it
-    is not, or is not judged here."""
+def compiled_check(schema: Mapping[str, Any], formats: Mapping[str, FormatCheck]) -> Check:
+    """``check(document)`` for a document :func:`judgeable` already passed: True when
+    it is valid, False when it is not or the compiled side refuses it. For a caller
+    that judges one document once and checks many of its parts (the config walk)."""
     import jsonschema_rs
 
     compiled = jsonschema_rs.validator_for(
@@ -56,8 +57,6 @@ def _compile(schema: Mapping[str, Any], formats: Mapping[str, FormatCheck]) -> C
     )
 
     def check(document: object) -> bool:
-        if not _judgeable(document):
-            return False
         try:
             return compiled.is_valid(document)
         except (ValueError, TypeError, UnicodeError, OverflowError):
@@ -66,7 +65,7 @@ def _compile(schema: Mapping[str, Any], formats: Mapping[str, FormatCheck]) -> C
     return check
 
 
-def _judgeable(document: object) -> bool:
+def judgeable(document: object) -> bool:
     """Only the values whose verdict is the same on both sides; see the module text."""
     stack = [document]
     while stack:
@@ -114,6 +113,15 @@ class Schema:
         :meth:`validator` for its errors."""
         return _compiled(self)(data)
 
+    def count_errors(self, data: Any) -> int:
+        """How many errors :meth:`validator` would report, counted without building
+        their messages (which cost five times the check)."""
+        try:
+            return sum(1 for _ in _counter(self).iter_errors(data))
+        except (ValueError, TypeError, UnicodeError, OverflowError):
+            # Not a document the compiled side takes: jsonschema counts it.
+            return sum(1 for _ in self.validator().iter_errors(data))
+
     def validator(self) -> jsonschema.protocols.Validator:
         """Built once per schema, and jsonschema imported only then: its import
         costs more than checking a file."""
@@ -129,7 +137,17 @@ def _load(name: str) -> dict[str, Any]:
 
 @cache
 def _compiled(schema: Schema) -> Check:
-    return _compile(schema.document(), dict(schema.formats))
+    check = compiled_check(schema.document(), dict(schema.formats))
+    return lambda document: judgeable(document) and check(document)
+
+
+@cache
+def _counter(schema: Schema) -> Any:
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(
+        schema.document(), formats=dict(schema.formats), validate_formats=bool(schema.formats)
+    )
 
 
 @cache

@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from syncd.config import keywords
 from syncd.config.keywords import comparable
 from syncd.config.loader import DataPath, PathPart
-from syncd.schemacheck import Schema, _judgeable
+from syncd.schemacheck import Check, Schema, compiled_check, judgeable
 
 if TYPE_CHECKING:
     import jsonschema
-    import jsonschema_rs
     from jsonschema.exceptions import ValidationError
 
 # Keywords that may judge a value below the one they stand on, other than by
@@ -104,11 +103,9 @@ def _tree(schema: Schema) -> _Node:
 
 
 @cache
-def _compiled(schema: Schema, shape: Shape, own: bool) -> jsonschema_rs.Validator:
+def _compiled(schema: Schema, shape: Shape, own: bool) -> Check:
     """The subschema at ``shape`` compiled as ``syncd.schemacheck`` compiles a whole one."""
-    import jsonschema_rs
-
-    return jsonschema_rs.validator_for(dict(_subschema(schema, shape, own)), validate_formats=False)
+    return compiled_check(_subschema(schema, shape, own), {})
 
 
 def _subschema(schema: Schema, shape: Shape, own: bool) -> Mapping[str, Any]:
@@ -129,12 +126,7 @@ def _find(node: _Node, shape: Shape) -> _Node:
 def _fails(schema: Schema, node: _Node, value: object, judged: bool, *, own: bool) -> bool:
     """Whether ``value`` may fail the subschema: only a value the compiled check can
     judge (``judged``) is passed by it."""
-    if not judged:
-        return True
-    try:
-        return not _compiled(schema, node.shape, own).is_valid(value)
-    except (ValueError, TypeError, UnicodeError, OverflowError):
-        return True
+    return not (judged and _compiled(schema, node.shape, own)(value))
 
 
 @cache
@@ -217,7 +209,7 @@ def failures(
     """Every error jsonschema finds in ``data`` (the leaves of a combinator's), with
     the path of the value it is about, but those at or below a ``reported`` path.
     ``data`` is known to fail the compiled check of the whole schema."""
-    judged = _judgeable(data)
+    judged = judgeable(data)
     yield from _walk(schema, _tree(schema), data, (), reported, judged, failed=judged)
 
 
@@ -231,7 +223,7 @@ def _walk(
     *,
     failed: bool = False,
 ) -> Iterator[Failure]:
-    judged = judged or _judgeable(value)
+    judged = judged or judgeable(value)
     if not failed and not _fails(schema, node, value, judged, own=False):
         return
     if node.own is None or node.leaf or not isinstance(value, dict | list):

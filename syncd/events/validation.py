@@ -16,7 +16,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from syncd.config.diagnostics import json_path
@@ -66,7 +65,7 @@ def check_events(payload: Any, *, listed: int | None = MAX_LISTED) -> Checked:
             continue
         room = None if listed is None else listed - len(problems)
         if room is not None and room <= 0:
-            unlisted += _count(event)
+            unlisted += EVENT.count_errors(event)
             continue
         prefix: tuple[str | int, ...] = (index,) if isinstance(payload, list) else ()
         found = list(_problems(event, prefix))
@@ -93,27 +92,6 @@ def _message(error: jsonschema.ValidationError) -> str:
     if "propertyNames" in error.relative_schema_path:
         message = f"an attribute name {message}"
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
-
-
-def _count(event: Any) -> int:
-    """Problems of an event past the listed ones, counted without their messages:
-    jsonschema builds each message, which costs five times the check."""
-    compiled = _counter()
-    try:
-        found: int = sum(1 for _ in compiled.iter_errors(event))
-    except (ValueError, TypeError, UnicodeError, OverflowError):
-        # Not a document the compiled side takes (see ``schemacheck``).
-        found = sum(1 for _ in EVENT.validator().iter_errors(event))
-    return found
-
-
-@cache
-def _counter() -> Any:
-    import jsonschema_rs
-
-    return jsonschema_rs.validator_for(
-        EVENT.document(), formats={"date-time": is_rfc3339}, validate_formats=True
-    )
 
 
 def event_size(event: object) -> int:

@@ -39,7 +39,14 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
 }
 
 # Modules of the standard library or of dependencies that one part alone may use.
-OWNED: Mapping[str, str] = {"sqlite3": "store", "waitress": "service", "watchdog": "reconcile"}
+OWNED: Mapping[str, str] = {
+    "sqlite3": "store",
+    "psycopg": "store",
+    "psycopg_pool": "store",
+    "waitress": "service",
+    "watchdog": "reconcile",
+    "jsonschema_rs": "schemacheck",
+}
 
 
 def sources(root: Path = ROOT / "syncd") -> dict[str, str]:

@@ -19,17 +19,18 @@ user, as git itself would demand; a named one may belong to another user
 (systemd's ``DynamicUser=``), since the operator vouched for it. Either way a
 repository whose own config names a command git could run is refused, and git
 runs with no system or global config, no hooks, no fsmonitor and no optional
-index writes.
+index writes (``gitcommand``, shared with the fetches of a remote).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from syncd.reconcile import gitcommand
 
 TIMEOUT = 10.0
 
@@ -167,53 +168,20 @@ def names_a_command(key: str) -> bool:
     return (section, name) in _COMMAND_KEYS
 
 
-def _environment(top: Path) -> Mapping[str, str]:
-    """The daemon's environment without git's own variables (which could point git
-    at another repository or config), and git's system and global config off."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_ATTR_NOSYSTEM="1",
-        GIT_TERMINAL_PROMPT="0",
-        GIT_CEILING_DIRECTORIES=str(top.parent),
-    )
-    return env
-
-
 def _git(found: Checkout, *args: str) -> str:
-    options = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+    options = ["--no-optional-locks", "--literal-pathspecs"]
     if found.named:
         # The operator vouched for this checkout, which may belong to another user.
         options += ["-c", f"safe.directory={found.top}"]
-    command = [
-        "git",
-        "--no-pager",
-        "--no-optional-locks",
-        "--literal-pathspecs",
-        *options,
-        "-C",
-        str(found.top),
-        *args,
-    ]
+    call = gitcommand.Call(
+        (*options, "-C", str(found.top), *args),
+        gitcommand.environment(ceiling=found.top.parent),
+        TIMEOUT,
+    )
     try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-            env=_environment(found.top),
-            stdin=subprocess.DEVNULL,
-        )
-    except FileNotFoundError:
-        raise GitUnusable("git is not installed") from None
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GitUnusable(f"git {args[0]} failed: {exc}") from None
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
-        raise GitUnusable(f"git {args[0]} failed: {lines[0]}")
-    return result.stdout
+        return gitcommand.run(call).decode("utf-8", "surrogateescape")
+    except gitcommand.GitError as exc:
+        raise GitUnusable(str(exc)) from None
 
 
 def describe(found: Checkout, config_dir: Path) -> tuple[str, bool]:

@@ -1,21 +1,25 @@
 """The storage interface of the event flow, and the records it keeps.
 
-Ingest, housekeeping and delivery speak only to a :class:`Store`; the SQLite
-outbox (``syncd.store.sqlite``) is one implementation. A second one, say a shared
-server database that several daemons on several hosts use together, can be
-added without touching ingest, rules or dispatch if it keeps these promises:
+Ingest, housekeeping and delivery speak only to a :class:`Store`. The SQLite
+outbox (``syncd.store.sqlite``) serves one daemon; the PostgreSQL one
+(``syncd.store.postgresql``) a database that several daemons on several hosts
+share. Both keep these promises, the second across daemons as the first across
+one daemon's threads:
 
 - **Atomic batches.** Everything done inside one :meth:`Store.batch` is
   committed together or not at all, and batches are serialisable: an event's
   "is this fingerprint new?" and its throttle window are read and written
-  without another batch interleaving. An event whose batch committed is never
-  lost; one whose batch failed left no trace.
+  without another batch interleaving, whichever daemon runs it. An event whose
+  batch committed is never lost; one whose batch failed left no trace.
 - **Leased claims.** :meth:`Store.settle_and_claim` hands out each room's
   *head* (its oldest undelivered item) only, never two items of one room at
   once, so a room is delivered in order. Finding the due heads costs the same
   however many items wait behind them. A claimed item is leased; when the
   lease runs out without a settle (a crashed worker or host) it is claimable
-  again: delivery is at least once.
+  again: delivery is at least once. A shared store leases a claim to its
+  daemon and fences settles: a settle counts only while the claim it ends is
+  still the item's latest, so a daemon that stalled past its lease cannot
+  undo the work of the daemon that claimed the item since.
 - **Settles that respect cancellation.** Settling an item that was cancelled
   while in flight does not revive it; only "delivered" is still recorded.
 - **Durability.** A returned call has reached stable storage as the
@@ -23,9 +27,15 @@ added without touching ingest, rules or dispatch if it keeps these promises:
 - **Counts kept, not counted.** :meth:`Store.depth` and :meth:`Store.dead_letters`
   cost the same with ten items waiting or a million: they read counts kept as
   items change (in the same atomic writes), never a scan of the items.
+- **Chores once.** :meth:`Store.due_windows`, :meth:`Store.expire`,
+  :meth:`Store.forget_old`, :meth:`Store.prune_finished` and
+  :meth:`Store.cut_waits` do their work on one daemon at a time and answer
+  "nothing" on the others, so each digest is flushed and each expiry logged
+  once; when that daemon goes, another takes over.
 - **Time the daemon ran.** ``--max-age`` and the fingerprints' retention count
-  the time the store was open (a monotonic clock, summed across restarts), so a
-  step of the wall clock neither ages nor rejuvenates anything; and
+  the time the store was open (a monotonic clock, summed across restarts; with
+  several daemons, the time at least one had it open), so a step of the wall
+  clock neither ages nor rejuvenates anything; and
   :meth:`Store.cut_waits` cuts a wait that a step back made longer than it was
   set for (see its docstring).
 
@@ -201,7 +211,9 @@ class Store(Protocol):
     def due_windows(self, now: float) -> list[StoredWindow]: ...
 
     def recover(self) -> int:
-        """At start-up, items in flight at the last stop are pending again."""
+        """At start-up, items in flight that no one holds any more are pending again:
+        for a store of one daemon, all that was in flight at its last stop; for a
+        shared one, those whose lease ran out (a live daemon's leases are its own)."""
         ...
 
     def settle_and_claim(

@@ -420,6 +420,11 @@ class Ingest:
                 )
                 routing = Routing(drop=(due.key,))
             with self.store.batch() as batch:
+                # An event taken since the listing (another thread, another daemon)
+                # changed the window: its own batch saw the window as it now is, so
+                # the listed copy is stale and the next pass judges it again.
+                if batch.window(due.key) != due.window:
+                    continue
                 queued += _write(batch, routing, now)
         if queued:
             self.on_enqueued(queued)

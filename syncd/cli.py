@@ -15,8 +15,9 @@ from typing import cast
 
 from syncd import __version__
 from syncd.config.diagnostics import OutputFormat
-from syncd.config.reach import Reach
-from syncd.errors import handled
+from syncd.config.reach import DEFAULT_CA_DIRS, Reach
+from syncd.config.scopes import Scope
+from syncd.errors import UsageError, handled
 from syncd.service.logs import LogFormat
 
 Command = Callable[[argparse.Namespace], int]
@@ -69,20 +70,104 @@ def _add_reach(parser: argparse.ArgumentParser) -> None:
         help="{file: PATH} must resolve inside one (repeatable; default /run/secrets)",
     )
     parser.add_argument(
+        "--credential-prefix",
+        action="append",
+        metavar="PREFIX",
+        help="{credential: NAME} must start with one (repeatable; default hipchat; "
+        "never syncd, syncd-..., nor the ingest token's credential)",
+    )
+    parser.add_argument(
+        "--max-actions",
+        type=int,
+        metavar="N",
+        help="most actions one integration may have (default 100)",
+    )
+    parser.add_argument(
+        "--max-pattern-bytes",
+        type=int,
+        metavar="BYTES",
+        help="most bytes of regexes one integration's actions may hold in all (default 65536)",
+    )
+    parser.add_argument(
         "--allow-endpoint",
         action="append",
         metavar="URL_PREFIX",
-        help="every endpoint must start with one (repeatable; default: any)",
+        help="every endpoint must start with one, e.g. https://hipchat.example.com "
+        "(repeatable); `syncd run` needs it or --allow-any-endpoint",
+    )
+    parser.add_argument(
+        "--allow-any-endpoint",
+        action="store_true",
+        help="send room tokens to any endpoint a config names (what validate does "
+        "without --allow-endpoint)",
+    )
+    parser.add_argument(
+        "--allow-http-endpoint",
+        action="store_true",
+        help="accept plain http:// endpoints, loopback included (tokens then travel unencrypted)",
+    )
+    parser.add_argument(
+        "--allow-link-local-endpoint",
+        action="store_true",
+        help="accept endpoints on link-local and cloud metadata addresses "
+        "(169.254.0.0/16, fe80::/10, metadata.google.internal...)",
+    )
+    parser.add_argument(
+        "--scope",
+        action="append",
+        metavar="PATH_GLOB=PREFIX",
+        help="files matching the glob (below the config dir) may use only env and "
+        "credential names starting with PREFIX, or with PREFIX starting with /, files "
+        "inside it; files in no scope only what no scope claims "
+        "(repeatable; e.g. teams/payments/**=HIPCHAT_PAYMENTS_)",
+    )
+    parser.add_argument(
+        "--ca-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="hipchat.tls.ca_file must resolve inside one, a regular file (repeatable; default "
+        + ", ".join(str(d) for d in DEFAULT_CA_DIRS)
+        + ")",
     )
 
 
-def _reach(args: argparse.Namespace) -> Reach:
+def _reach(args: argparse.Namespace, roots: tuple[Path, ...]) -> Reach:
+    """``roots``: the directories ``--scope`` globs are relative to."""
     defaults = Reach()
+    if args.allow_any_endpoint and args.allow_endpoint:
+        raise UsageError("--allow-any-endpoint and --allow-endpoint contradict: give one")
     return Reach(
         token_env_prefixes=tuple(args.token_env_prefix or defaults.token_env_prefixes),
         secrets_dirs=tuple(args.secrets_dir or defaults.secrets_dirs),
+        credential_prefixes=tuple(args.credential_prefix or defaults.credential_prefixes),
         allowed_endpoints=tuple(args.allow_endpoint or ()),
+        any_endpoint=args.allow_any_endpoint,
+        allow_http=args.allow_http_endpoint,
+        allow_link_local=args.allow_link_local_endpoint,
+        scopes=tuple(Scope.parse(text) for text in args.scope or ()),
+        scope_roots=roots,
+        ca_dirs=tuple(args.ca_dir or defaults.ca_dirs),
+        max_actions=_positive("--max-actions", args.max_actions, defaults.max_actions),
+        max_pattern_bytes=_positive(
+            "--max-pattern-bytes", args.max_pattern_bytes, defaults.max_pattern_bytes
+        ),
     )
+
+
+def _positive(flag: str, given: int | None, default: int) -> int:
+    if given is None:
+        return default
+    if given < 1:
+        raise UsageError(f"{flag} wants 1 or more, got {given}")
+    return given
+
+
+def _validate_roots(paths: list[Path]) -> tuple[Path, ...]:
+    """A directory given is the top its files' scopes are matched from; a file named
+    on its own (as pre-commit names them) is matched from the current directory."""
+    dirs = tuple(path for path in paths if path.is_dir())
+    return dirs + ((Path.cwd(),) if len(dirs) < len(paths) else ())
 
 
 def _add_url(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +198,7 @@ def _validate(args: argparse.Namespace) -> int:
         fmt=cast(OutputFormat | None, args.format),
         strict=args.strict,
         allow_plaintext_tokens=args.allow_plaintext_tokens,
-        reach=_reach(args),
+        reach=_reach(args, _validate_roots(args.paths)),
         exclude=tuple(args.exclude),
         allow_empty=args.allow_empty,
     )
@@ -159,7 +244,7 @@ def _plan(args: argparse.Namespace) -> int:
         args.config,
         against=args.against,
         token=_client_token(args),
-        reach=_reach(args),
+        reach=_reach(args, (args.config,)),
         exclude=tuple(args.exclude),
     )
 
@@ -196,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
             resync_interval=args.resync_interval,
             allow_plaintext_tokens=args.allow_plaintext_tokens,
             log_format=cast(LogFormat, args.log_format),
-            reach=_reach(args),
+            reach=_reach(args, (args.config,)),
             max_prune=args.max_prune,
             exclude=tuple(args.exclude),
             reconcile_timeout=args.reconcile_timeout,
@@ -368,7 +453,7 @@ def _test(args: argparse.Namespace) -> int:
         uids=args.uid,
         send=args.send,
         allow_plaintext_tokens=args.allow_plaintext_tokens,
-        reach=_reach(args),
+        reach=_reach(args, (args.config,)),
         exclude=tuple(args.exclude),
     )
 
@@ -587,7 +672,13 @@ def _add_rules(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _hipchat_server(args: argparse.Namespace) -> int:
     from syncd.commands.hipchat_server import serve
 
-    return serve(args.listen, args.rooms, latency_ms=args.latency, fail_rate=args.fail_rate)
+    return serve(
+        args.listen,
+        args.rooms,
+        latency_ms=args.latency,
+        fail_rate=args.fail_rate,
+        rate_limits=args.rate_limits,
+    )
 
 
 def _add_hipchat_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -621,6 +712,14 @@ def _add_hipchat_server(commands: argparse._SubParsersAction[argparse.ArgumentPa
         default=0.0,
         metavar="R",
         help="answer 503 to this fraction of requests, 0 to 1 (default 0)",
+    )
+    server.add_argument(
+        "--rate-limits",
+        choices=("hipchat", "server", "none"),
+        default="none",
+        help="enforce HipChat's limits (30 messages a minute per room, 500 requests per "
+        "5 minutes per token, 429 past either), HipChat Server's (100 requests per 5 "
+        "minutes per token, 403), or none (default)",
     )
     server.set_defaults(handler=_hipchat_server)
 

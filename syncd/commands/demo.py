@@ -3,7 +3,9 @@
 The shipped example is copied with its endpoints pointed at a local
 HipChat-compatible server and its tokens replaced by throwaway ones; the
 daemon runs on it in this process, a few sample events go in through its
-HTTP API, and the messages the server received are printed.
+HTTP API, and the messages the server received are printed. It states its
+endpoint policy as an operator would: tokens go to that server only, over
+plain http since it is on loopback.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import requests
 import yaml
 
+from syncd.config.reach import Reach
 from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing.hipchat_server import HipChatServer
 
@@ -147,7 +150,9 @@ def run(out: Out = print, timeout: float = 30.0) -> int:
         config_dir.mkdir()
         (config_dir / "integrations.yaml").write_text(text)
         with _environ(env):
-            daemon = Daemon(DaemonConfig(config_dir, state_dir=Path(tmp) / "state", port=0))
+            reach = Reach(allowed_endpoints=(server.url,), allow_http=True)
+            state_dir = Path(tmp) / "state"
+            daemon = Daemon(DaemonConfig(config_dir, state_dir=state_dir, port=0, reach=reach))
             try:
                 outcome = daemon.start()
                 if not outcome.ok:

@@ -17,6 +17,7 @@ from types import FrameType
 from syncd.commands.run import parse_listen
 from syncd.errors import EXIT_OK, UsageError
 from syncd.testing import Attempt, HipChatServer, Received
+from syncd.testing.hipchat_contract import RateLimitMode
 
 MAX_SHOWN = 200
 
@@ -47,7 +48,12 @@ def describe(attempt: Attempt, received: Received | None) -> str:
 
 
 def serve(
-    listen: str, rooms: Sequence[str], *, latency_ms: float = 0.0, fail_rate: float = 0.0
+    listen: str,
+    rooms: Sequence[str],
+    *,
+    latency_ms: float = 0.0,
+    fail_rate: float = 0.0,
+    rate_limits: RateLimitMode = "none",
 ) -> int:
     """Serve until SIGTERM or Ctrl-C; exit 0 after SIGTERM."""
     address = parse_listen(listen)
@@ -55,7 +61,9 @@ def serve(
         raise UsageError(f"--fail-rate wants 0 to 1, got {fail_rate:g}")
     if not latency_ms >= 0:
         raise UsageError(f"--latency wants 0 or more milliseconds, got {latency_ms:g}")
-    server = HipChatServer(parse_rooms(rooms), limits=None, host=address.host, port=address.port)
+    server = HipChatServer(
+        parse_rooms(rooms), limits=rate_limits, host=address.host, port=address.port
+    )
     server.misbehave(latency=latency_ms / 1000, fail_rate=fail_rate)
     server.on_request(lambda attempt, received: print(describe(attempt, received), flush=True))
     try:

@@ -20,6 +20,7 @@ from typing import Any
 from syncd.commands.configdir import load_valid
 from syncd.config import semantics
 from syncd.config.model import ANY_ATTRIBUTE, Action, Integration
+from syncd.config.reach import Reach
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
 from syncd.events.routing import judge, route_event
 from syncd.events.rules import find_match
@@ -54,7 +55,9 @@ def test_event(
     exclude: tuple[str, ...] = (),
 ) -> int:
     """Exit 0 when the event would notify through at least one integration, 1 when not."""
-    options = semantics.Options(allow_plaintext_tokens=True, exclude=exclude)
+    # Nothing is sent: where the config's tokens could go is the daemon's question.
+    reach = Reach(allow_http=True, allow_link_local=True)
+    options = semantics.Options(allow_plaintext_tokens=True, reach=reach, exclude=exclude)
     config = load_valid(config_dir, options)
     event = read_event(event_file)
     chosen = _chosen(config.integrations, event["project"], uids)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from syncd.commands.tokens import read_token
@@ -79,6 +80,7 @@ def run(options: RunOptions) -> int:
         )
     check_git_dir(options.git_dir, options.config_dir)
     _check_bounds(options)
+    check_endpoint_policy(options.reach)
     config = daemon.DaemonConfig(
         config_dir=options.config_dir,
         state_dir=options.state_dir,
@@ -92,7 +94,7 @@ def run(options: RunOptions) -> int:
         retry_cap=options.retry_max_delay,
         send_timeout=options.send_timeout,
         max_age=options.max_age,
-        reach=options.reach,
+        reach=daemon_reach(options),
         max_prune=options.max_prune,
         exclude=options.exclude,
         reconcile_timeout=options.reconcile_timeout,
@@ -125,3 +127,38 @@ def check_git_dir(git_dir: Path | None, config_dir: Path) -> None:
         raise UsageError(f"--git-dir {git_dir} is not the top of a git checkout (no .git in it)")
     if not config_dir.resolve().is_relative_to(git_dir.resolve()):
         raise UsageError(f"--config {config_dir} is not inside --git-dir {git_dir}")
+
+
+NO_ENDPOINT_POLICY = (
+    "no endpoint policy: say which HipChat servers may receive room tokens with "
+    "--allow-endpoint URL_PREFIX (repeatable), e.g. --allow-endpoint "
+    "https://hipchat.example.com, or accept whatever endpoint a config names with "
+    "--allow-any-endpoint"
+)
+
+
+def check_endpoint_policy(reach: Reach) -> None:
+    """Where room tokens may go is the operator's to say: by default any committer
+    could name a server of their own beside another team's token."""
+    if not reach.endpoints_decided:
+        raise UsageError(NO_ENDPOINT_POLICY)
+
+
+def daemon_reach(options: RunOptions) -> Reach:
+    """The flags' bounds, with what only the daemon knows: where its config and the
+    copy it may start on (``last-known-good``, a link to it) lie, and its own
+    ingest token's file, never a room's token."""
+    own_files: tuple[Path, ...] = ()
+    own_credentials: frozenset[str] = frozenset()
+    if options.ingest_token_file is not None:
+        own_files = (options.ingest_token_file,)
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        token = Path(os.path.realpath(options.ingest_token_file))
+        if credentials and token.parent == Path(os.path.realpath(credentials)):
+            own_credentials = frozenset({token.name})
+    return replace(
+        options.reach,
+        scope_roots=(options.config_dir, options.state_dir / "last-known-good"),
+        own_files=own_files,
+        own_credentials=own_credentials,
+    )

@@ -36,7 +36,7 @@ def test(
     if missing:
         raise UsageError(f"no integration {', '.join(sorted(missing))}")
     failed = 0
-    with HipChatClient() as client:
+    with HipChatClient(allow_link_local=reach.allow_link_local) as client:
         for check in check_rooms(chosen, client, send=send):
             print(check, flush=True)
             failed += not check.ok

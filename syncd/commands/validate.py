@@ -28,8 +28,6 @@ def validate(
     reach: Reach = DEFAULT_REACH,
     exclude: tuple[str, ...] = (),
     allow_empty: bool = False,
-    max_actions: int = semantics.DEFAULT_MAX_ACTIONS,
-    max_pattern_bytes: int = semantics.DEFAULT_MAX_PATTERN_BYTES,
 ) -> int:
     # Loaded data has no reference cycles: the cyclic collector only costs time
     # here (a third of it on 2,000 files) and frees no memory.
@@ -39,8 +37,6 @@ def validate(
             allow_plaintext_tokens=allow_plaintext_tokens,
             reach=reach,
             exclude=exclude,
-            max_actions=max_actions,
-            max_pattern_bytes=max_pattern_bytes,
         )
         return _validate(paths, fmt or default_format(), strict, options, allow_empty)
     finally:

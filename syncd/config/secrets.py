@@ -77,13 +77,24 @@ class SecretRef:
         return _read_secret_file(Path(base) / self.name, self.describe())
 
 
+# A token is a few dozen bytes; a file much larger is not one.
+MAX_SECRET_BYTES = 64 * 1024
+
+
 def _read_secret_file(path: Path, what: str) -> str:
+    """A regular file only, opened without blocking: a FIFO or a device in a secrets
+    dir would otherwise hold the reconcile for ever."""
+    from syncd.config.loader import read_regular  # YAML's import, only where tokens are read
+
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        raw = read_regular(path, MAX_SECRET_BYTES + 1)
+        value = raw.decode("utf-8").strip()
     except OSError as exc:
         raise SecretError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise SecretError(f"{what}: {path} is not UTF-8 text") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise SecretError(f"{what}: {path} is larger than a token ({MAX_SECRET_BYTES} bytes)")
     if not value:
         raise SecretError(f"{what}: {path} is empty")
     return value

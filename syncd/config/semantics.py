@@ -1,9 +1,10 @@
 """Config flow step 4: rules a JSON Schema cannot express.
 
-Within one file (regexes compile, rooms listed once, tokens not in plain text,
-https endpoints that name the server and not part of its API, settings that
-would silently do nothing or hide something: a threshold without a frequency,
-a card over mentions), kept with the file's cached result; across files
+Within one file (regexes compile, rooms listed once, tokens not in plain text
+and within the operator's bounds and the file's scope, endpoints that name the
+server and not part of its API, settings that would silently do nothing or
+hide something: a threshold without a frequency, a card over mentions), kept
+with the file's cached result; across files
 (``uid`` unique, ``name`` unique within a project), checked again on every load.
 """
 
@@ -23,23 +24,19 @@ from syncd.config.patterns import PatternError, compile_pattern
 from syncd.config.reach import (
     DEFAULT_REACH,
     Reach,
+    ca_file_problem,
+    credential_problem,
     endpoint_problem,
     env_problem,
     file_problem,
+    http_problem,
     path_problem,
+    well_formed,
 )
+from syncd.config.scopes import place_of, scope_problem
 
+# Plain http the operator allowed still warns where the tokens cross a network.
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-# Every event is matched against every action of its project's integrations, and
-# a set compiles every regex: these bound the cost of one event per integration
-# and of loading one. A hundred actions is several times what a rule list holds
-# in practice; 64 KiB of patterns leaves 650 bytes to each of a hundred (an
-# alternation of a hundred service names), and keeps an integration's compiled
-# RE2 programs to a few MiB.
-DEFAULT_MAX_ACTIONS = 100
-DEFAULT_MAX_PATTERN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,10 +47,6 @@ class Options:
     refuse_plaintext_tokens: bool = False
     # Globs of files discovery leaves out (--exclude); discovery.Glob says how they match.
     exclude: tuple[str, ...] = ()
-    # An integration's actions: how many (--max-actions), and their regexes' total
-    # size in UTF-8 bytes (--max-pattern-bytes).
-    max_actions: int = DEFAULT_MAX_ACTIONS
-    max_pattern_bytes: int = DEFAULT_MAX_PATTERN_BYTES
 
     @property
     def files(self) -> ConfigFiles:
@@ -212,8 +205,10 @@ def _clash_worded(what: str, here: Place, places: list[Place]) -> list[Diagnosti
 def check_file_rules(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
     """The rules that need only one file; their result can be kept until it changes."""
     out: list[Diagnostic] = []
+    scopes = options.reach.scopes
+    place = place_of(loaded.path, options.reach.scope_roots) if scopes else None
     for index, item in _integrations(loaded):
-        out.extend(_check_integration(loaded, ("integrations", index), item, options))
+        out.extend(_check_integration(loaded, ("integrations", index), item, options, place))
     return out
 
 
@@ -224,8 +219,13 @@ def _at(where: tuple[LoadedFile, DataPath]) -> str:
 
 
 def _check_integration(
-    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
+    loaded: LoadedFile,
+    base: tuple[str, int],
+    item: dict[str, Any],
+    options: Options,
+    place: tuple[str, ...] | None,
 ) -> Iterator[Diagnostic]:
+    """``place``: the file's path below the config dir, for ``--scope``."""
     over = list(_check_actions_bound(loaded, base, item, options))
     yield from over
     if not over:  # past a bound, compiling every regex is the cost the bound spares
@@ -235,12 +235,12 @@ def _check_integration(
     hipchat = _as_dict(item.get("hipchat"))
     yield from _check_card(loaded, base, item, hipchat)
     yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat, options.reach)
-    yield from _check_ca_file(loaded, (*base, "hipchat"), hipchat)
+    yield from _check_ca_file(loaded, (*base, "hipchat"), hipchat, options.reach)
     rooms: DataPath = (*base, "hipchat", "rooms")
     seen_rooms: dict[str, int] = {}
     for r, room in enumerate(_as_list(hipchat.get("rooms"))):
         yield from _check_listed_once(loaded, rooms, r, _as_dict(room), seen_rooms)
-        yield from _check_token(loaded, (*rooms, r), _as_dict(room), options)
+        yield from _check_token(loaded, (*rooms, r), _as_dict(room), options, place)
 
 
 def _check_actions_bound(
@@ -251,20 +251,20 @@ def _check_actions_bound(
     if not isinstance(actions, list):
         return
     where = (*base, "actions")
-    if len(actions) > options.max_actions:
+    if len(actions) > options.reach.max_actions:
         yield loaded.diagnostic(
             where,
             f"{len(actions):,} actions; an integration may have at most "
-            f"{options.max_actions:,} (the operator's --max-actions)",
+            f"{options.reach.max_actions:,} (the operator's --max-actions)",
             at_key=True,
         )
     regexes = (_as_dict(action).get("regex") for action in actions)
     size = sum(len(r.encode("utf-8", "surrogatepass")) for r in regexes if isinstance(r, str))
-    if size > options.max_pattern_bytes:
+    if size > options.reach.max_pattern_bytes:
         yield loaded.diagnostic(
             where,
             f"the regexes of these actions total {size:,} bytes; an integration may have "
-            f"at most {options.max_pattern_bytes:,} (the operator's --max-pattern-bytes)",
+            f"at most {options.reach.max_pattern_bytes:,} (the operator's --max-pattern-bytes)",
             at_key=True,
         )
 
@@ -359,20 +359,30 @@ def _check_endpoint(
         yield loaded.diagnostic(where, f"{endpoint} is not a URL a client can send to: {exc}")
         return
     read = read_endpoint(endpoint)
-    # One error per endpoint: a path to rewrite, then the API path, then the prefix.
-    problem = path_problem(endpoint) or _api_path_problem(read) or endpoint_problem(endpoint, reach)
+    # One error per endpoint: a path to rewrite, then the API path, then a host never
+    # allowed or not in the prefixes, then plain http.
+    problem = (
+        path_problem(endpoint)
+        or _api_path_problem(read)
+        or endpoint_problem(endpoint, reach)
+        or http_problem(endpoint, reach)
+    )
     if problem is not None:
         yield loaded.diagnostic(where, problem)
-    elif read.version_dropped:
+        return
+    if read.version_dropped:
         yield loaded.diagnostic(
             where, f"the API version is added by syncd; {read.root} is used", severity="warning"
         )
-    if not endpoint.startswith("http://"):
-        return
-    if (urlsplit(endpoint).hostname or "") not in _LOCAL_HOSTS:
+    if _http_across_a_network(endpoint):
         yield loaded.diagnostic(
             where, "plain http sends room tokens unencrypted; use https", severity="warning"
         )
+
+
+def _http_across_a_network(endpoint: str) -> bool:
+    parts = urlsplit(endpoint)
+    return parts.scheme.lower() == "http" and (parts.hostname or "") not in _LOCAL_HOSTS
 
 
 def _api_path_problem(read: Endpoint) -> str | None:
@@ -385,47 +395,40 @@ def _api_path_problem(read: Endpoint) -> str | None:
 
 
 def _check_ca_file(
-    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any]
+    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any], reach: Reach
 ) -> Iterator[Diagnostic]:
     """The CA bundle must be there and hold certificates, or every send would fail later."""
     tls = hipchat.get("tls")
     ca_file = tls.get("ca_file") if isinstance(tls, dict) else None
     if not isinstance(ca_file, str) or not ca_file.startswith("/"):
         return  # the schema reports it
-    problem = ca_bundle_problem(ca_file)
+    problem = ca_file_problem(ca_file, reach)
     if problem is not None:
         yield loaded.diagnostic((*path, "tls", "ca_file"), problem)
 
 
-def ca_bundle_problem(ca_file: str) -> str | None:
-    import ssl  # only a config that names a CA file pays for the import
-
-    try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except FileNotFoundError:
-        return f"no such file: {ca_file}"
-    except ssl.SSLError:
-        return f"{ca_file} holds no PEM certificates"
-    except OSError as exc:
-        return f"cannot read {ca_file}: {exc.strerror or exc}"
-    if not context.get_ca_certs():
-        return f"{ca_file} holds no CA certificates"
-    return None
+_REACH_CHECKS = (("env", env_problem), ("file", file_problem), ("credential", credential_problem))
 
 
 def _check_reach(
-    loaded: LoadedFile, path: DataPath, ref: dict[str, Any], reach: Reach
+    loaded: LoadedFile,
+    path: DataPath,
+    ref: dict[str, Any],
+    reach: Reach,
+    place: tuple[str, ...] | None,
 ) -> Iterator[Diagnostic]:
-    """A token reference the operator's flags do not allow is an error at its value.
+    """A token reference the operator's flags do not allow is an error at its value:
+    first the daemon's bounds, then the file's ``--scope``.
 
     Only a reference the schema accepts is judged; the schema reports the rest.
     """
     if len(ref) != 1:
         return
-    checks = (("env", env_problem), ("file", file_problem))
-    for kind, problem_of in checks:
+    for kind, problem_of in _REACH_CHECKS:
         value = ref.get(kind)
-        problem = problem_of(value, reach) if isinstance(value, str) and value else None
+        if not isinstance(value, str) or not well_formed(kind, value):
+            continue
+        problem = problem_of(value, reach) or scope_problem(kind, value, place, reach.scopes)
         if problem is not None:
             yield loaded.diagnostic((*path, kind), problem)
 
@@ -450,11 +453,15 @@ def _check_listed_once(
 
 
 def _check_token(
-    loaded: LoadedFile, path: DataPath, room: dict[str, Any], options: Options
+    loaded: LoadedFile,
+    path: DataPath,
+    room: dict[str, Any],
+    options: Options,
+    place: tuple[str, ...] | None,
 ) -> Iterator[Diagnostic]:
     token = room.get("token")
     if isinstance(token, dict):
-        yield from _check_reach(loaded, (*path, "token"), token, options.reach)
+        yield from _check_reach(loaded, (*path, "token"), token, options.reach, place)
     if isinstance(token, str) and not options.allow_plaintext_tokens:
         refuse = options.refuse_plaintext_tokens
         yield loaded.diagnostic(

@@ -11,6 +11,14 @@ nothing a room notification needs. Tokens travel only in the
 ``Authorization`` header, and every text this module produces (results, log
 lines) is redacted first, because urllib3 and http.client put URLs and header
 values into their errors.
+
+A config's endpoint is judged as written when the set is loaded; here, the
+address a connection actually reached is judged too, before a byte is sent:
+a name that resolves to a link-local or cloud metadata address (see
+``syncd.config.reach``), at the first look-up or after a DNS answer changed,
+is a permanent failure unless the operator allowed such endpoints. Through a
+proxy, the proxy resolves the name and only the endpoint as written is
+judged.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import logging
 import os
 import random
 import re
+import socket
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -33,6 +43,7 @@ import requests
 import urllib3
 
 from syncd import __version__
+from syncd.config.reach import address_problem
 from syncd.config.secrets import redact
 from syncd.hipchat.deadlines import Deadlines
 from syncd.hipchat.pacing import Pacing
@@ -114,12 +125,61 @@ def _guard_urllib3_logs() -> None:
             logger.addFilter(_PEER_TEXT)
 
 
+class RefusedAddress(Exception):
+    """A connection reached an address tokens never go to; nothing was sent on it.
+
+    Not an ``OSError``: urllib3 would wrap it as a connection error to retry."""
+
+    def __init__(self, host: str, address: str, why: str) -> None:
+        super().__init__(host, address)
+        self.reason = (
+            f"refused: {host} resolves to {address}, {why}; nothing was sent "
+            "(the daemon's --allow-link-local-endpoint allows it)"
+        )
+
+
+def _peer_address(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return ""
+
+
+class _AddressCheck(urllib3.connection.HTTPConnection):
+    """Checks the address each new socket is connected to, before the request goes out."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        address = _peer_address(sock)
+        why = address_problem(address)
+        if why is not None:
+            sock.close()
+            raise RefusedAddress(self.host, address, why)
+        return sock
+
+
+def _checked_pools(
+    pools: Mapping[str, type[urllib3.HTTPConnectionPool]],
+) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """``pools`` whose connections run :class:`_AddressCheck` first (names kept: they
+    show in connection errors)."""
+    checked: dict[str, type[urllib3.HTTPConnectionPool]] = {}
+    for scheme, pool in pools.items():
+        base = pool.ConnectionCls
+        connection = type(base.__name__, (_AddressCheck, base), {})
+        checked[scheme] = type(pool.__name__, (pool,), {"ConnectionCls": connection})
+    return checked
+
+
 class HipChatClient:
     """Posts room notifications; thread-safe, connections kept alive and shared.
 
     The environment is read once: proxies (``HTTPS_PROXY``, ``NO_PROXY``...) per
     host, the CA bundle (``REQUESTS_CA_BUNDLE``, else certifi's, as requests does) at creation;
     ``.netrc`` never, so nothing can replace a room's bearer token.
+
+    ``allow_link_local``: send to link-local and metadata addresses too
+    (``--allow-link-local-endpoint``).
     """
 
     def __init__(
@@ -133,8 +193,10 @@ class HipChatClient:
         rng: RandomSource | None = None,
         clock: Clock = time.time,
         pacing: Pacing | None = None,
+        allow_link_local: bool = False,
     ) -> None:
         self.timeout = timeout
+        self.allow_link_local = allow_link_local
         self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self.send_timeout = send_timeout
         self._deadlines = Deadlines()
@@ -186,6 +248,8 @@ class HipChatClient:
                     else urllib3.PoolManager(**options)
                 )
                 self._deadlines.watch(manager)
+                if not proxy and not self.allow_link_local:
+                    manager.pool_classes_by_scheme = _checked_pools(manager.pool_classes_by_scheme)
                 self._managers[key] = manager
             return manager
 
@@ -248,6 +312,9 @@ class HipChatClient:
             "Content-Type": "application/json",
         }
         url = target.url + ("?auth_test=true" if auth_test else "")
+        ca_problem = _ca_file_problem(target.ca_file)
+        if ca_problem is not None:
+            return DeliveryResult("permanent", None, ca_problem)
         try:
             manager = self._manager(self._proxy(target.url), target.ca_file or self._ca_bundle)
             response = manager.urlopen(
@@ -262,6 +329,8 @@ class HipChatClient:
             )
         except urllib3.exceptions.HTTPError as exc:
             return self._from_exception(exc, attempt)
+        except RefusedAddress as exc:
+            return DeliveryResult("permanent", None, exc.reason)
         except (ValueError, OSError) as exc:
             return DeliveryResult("permanent", None, f"request failed: {type(exc).__name__}")
         try:
@@ -312,6 +381,19 @@ class HipChatClient:
         if result.rate_limited and result.retry_after is not None:
             self.pacing.block(target, now + result.retry_after)
         return result
+
+
+def _ca_file_problem(ca_file: str | None) -> str | None:
+    """The CA file checked when its set was loaded must still be a regular file:
+    the TLS library opens it blocking, and a FIFO put in its place would hold the
+    worker for ever."""
+    if ca_file is None:
+        return None
+    try:
+        regular = stat.S_ISREG(os.stat(ca_file).st_mode)
+    except OSError as exc:
+        return f"cannot read CA file {ca_file}: {exc.strerror or exc}"
+    return None if regular else f"CA file {ca_file} is no longer a regular file"
 
 
 def _read_capped(response: urllib3.BaseHTTPResponse) -> str:

@@ -175,6 +175,7 @@ class Daemon:
             send_timeout=config.send_timeout,
             backoff_base=config.retry_base,
             backoff_cap=config.retry_cap,
+            allow_link_local=config.reach.allow_link_local,
         )
         self.dispatcher = Dispatcher(
             self.outbox,

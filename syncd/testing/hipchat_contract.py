@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -23,6 +24,10 @@ MAX_FROM = 64
 MAX_BODY = 1 << 20
 NOTIFY = "notification"
 RATE_LIMIT_MESSAGE = "You have exceeded the rate limit. Please wait before trying again."
+# HipChat Server's answer past a budget: the 403 of HipChat's first API, with this message.
+SERVER_RATE_LIMIT_MESSAGE = (
+    "You have exceeded the rate limit. See https://www.hipchat.com/docs/api/rate_limiting"
+)
 
 FaultKind = Literal["status", "slow", "reset", "headers", "trickle", "raw"]
 Headers = tuple[tuple[str, str], ...]
@@ -69,8 +74,8 @@ class Fault:
 
     @classmethod
     def flood_control(cls, *, headers: Mapping[str, str] | None = None) -> Fault:
-        """The 403 some HipChat servers answer when a room gets too many messages."""
-        return cls.status(403, RATE_LIMIT_MESSAGE, headers=headers)
+        """The 403 HipChat Server answers past a budget (see ``SERVER_LIMITS``)."""
+        return cls.status(403, SERVER_RATE_LIMIT_MESSAGE, headers=headers)
 
     @classmethod
     def slow(cls, seconds: float) -> Fault:
@@ -114,17 +119,126 @@ def error_body(code: int, message: str) -> str:
     return json.dumps({"error": {"code": code, "message": message, "type": phrase(code)}})
 
 
+RateLimitMode = Literal["hipchat", "server", "none"]
+RATE_LIMIT_MODES: tuple[RateLimitMode, ...] = ("hipchat", "server", "none")
+
+
 @dataclass(frozen=True)
 class Limits:
-    """HipChat's documented budgets: per token per window, per room per window."""
+    """HipChat's budgets (per token, per room) and how it refuses a request past one.
+
+    Each budget is a fixed window, opened by the first request after the last
+    one closed: HipChat reports one reset time per budget ("the next time the
+    limit will be updated"), when the whole budget comes back, which a sliding
+    window, freeing one request at a time, would not have.
+    """
 
     rate: int = 500
     rate_window: float = 300.0
     flood: int = 30
     flood_window: float = 60.0
+    refusal: int = 429
+    message: str = RATE_LIMIT_MESSAGE
+    retry_after: bool = True
+
+    def steady_rate(self, rooms_per_token: Iterable[int]) -> float:
+        """Requests a second these budgets allow for long, one count of rooms per token:
+        each token's own budget or its rooms' flood budgets, whichever is less."""
+        token = self.rate / self.rate_window
+        room = self.flood / self.flood_window
+        return sum(min(token, rooms * room) for rooms in rooms_per_token)
 
 
+# HipChat (the cloud service): 500 API requests per 5 minutes per token and 30
+# messages a minute per room, each answered 429 past its budget.
 HIPCHAT_LIMITS = Limits()
+# HipChat Server: 100 requests per 5 minutes per token by default, refused with a 403.
+SERVER_LIMITS = Limits(rate=100, refusal=403, message=SERVER_RATE_LIMIT_MESSAGE, retry_after=False)
+
+
+def limits_for(mode: str) -> Limits | None:
+    """The budgets of a ``--rate-limits`` mode: ``hipchat``, ``server`` or ``none``."""
+    modes: dict[str, Limits | None] = {
+        "hipchat": HIPCHAT_LIMITS,
+        "server": SERVER_LIMITS,
+        "none": None,
+    }
+    if mode not in modes:
+        raise ValueError(f"rate limits are one of {', '.join(modes)}, not {mode!r}")
+    return modes[mode]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One budget's fixed window: the requests counted in it, and when it closes (unix time)."""
+
+    used: int
+    ends: float
+
+
+@dataclass(frozen=True)
+class Spent:
+    """One request judged against one budget: the window after it, and whether it may pass."""
+
+    window: Window
+    limit: int
+    allowed: bool
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.window.used, 0)
+
+    @property
+    def reset(self) -> int:
+        """The unix second the window closes, as the reset headers give it."""
+        return math.ceil(self.window.ends)
+
+    def retry_after(self, now: float) -> int:
+        """Whole seconds until the window closes: never 0, or a client asks again at once."""
+        return max(1, math.ceil(self.window.ends - now))
+
+
+def spend(
+    window: Window | None, now: float, budget: int, length: float, *, count: bool = True
+) -> Spent:
+    """Judge one request against a budget of ``budget`` per ``length`` seconds.
+
+    A window that has closed (or none yet) is replaced by one opened ``now``. A
+    request within the budget is counted; one past it is not, so that refused
+    requests never push the reset further. ``count=False`` only looks: the
+    current counts, for an answer that spent nothing of this budget.
+    """
+    if window is None or window.ends <= now:
+        window = Window(0, now + length)
+    allowed = window.used < budget
+    if allowed and count:
+        window = Window(window.used + 1, window.ends)
+    return Spent(window, budget, allowed)
+
+
+RATE_HEADERS = "X-Ratelimit"
+FLOOD_HEADERS = "X-FloodControl"
+
+
+def limit_headers(prefix: str, spent: Spent) -> Headers:
+    """``{prefix}-Limit``, ``-Remaining`` and ``-Reset``, as every answer past the token
+    check carries them: a client paces on them instead of learning the limit by a refusal."""
+    return (
+        (f"{prefix}-Limit", str(spent.limit)),
+        (f"{prefix}-Remaining", str(spent.remaining)),
+        (f"{prefix}-Reset", str(spent.reset)),
+    )
+
+
+def refusal(limits: Limits, spent: Spent, now: float) -> tuple[int, str, Headers]:
+    """The status, body and extra headers of a request past ``spent``'s budget.
+
+    HipChat answers 429 and, here, a ``Retry-After`` until the budget's window
+    closes; HipChat Server answers 403 with its own message and no wait but the
+    reset headers.
+    """
+    extra: Headers = (("Retry-After", str(spent.retry_after(now))),) if limits.retry_after else ()
+    return limits.refusal, error_body(limits.refusal, limits.message), extra
 
 
 @dataclass(frozen=True)

@@ -22,24 +22,29 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from syncd.testing.hipchat_contract import (
     AUTH_TEST_ANSWER,
-    HIPCHAT_LIMITS,
+    FLOOD_HEADERS,
     MAX_BODY,
     NOTIFY,
-    RATE_LIMIT_MESSAGE,
+    RATE_HEADERS,
     Attempt,
     Fault,
     FaultKind,
     Headers,
     Limits,
+    RateLimitMode,
     Received,
     ServerRoom,
+    Spent,
     error_body,
+    limit_headers,
+    limits_for,
     parse_notification,
+    refusal,
 )
 from syncd.testing.hipchat_state import ServerState
 
@@ -233,34 +238,67 @@ class _Handler(BaseHTTPRequestHandler):
         fault: Fault | None,
         extra: Headers,
     ) -> None:
-        limit_headers = self._spend_rate(method, token, room)
-        if limit_headers is None:
+        """Count the request against the token, then a notification against the room;
+        every answer from here on carries both budgets as they stand."""
+        now = self.state.clock()
+        rate = self._budget("token", token, now)
+        if rate is not None and not rate.allowed:
+            self._refuse(method, room, rate, now, self._headers(rate, room, now))
             return
         if query.get("auth_test") == ["true"]:
-            self._answer(method, room.id, 202, AUTH_TEST_ANSWER, limit_headers + extra)
+            headers = self._headers(rate, room, now)
+            self._answer(method, room.id, 202, AUTH_TEST_ANSWER, headers + extra)
             return
         data, problem = parse_notification(raw, self.headers.get("Content-Type", ""))
         if problem is not None:
-            self._error(method, room.id, 400, problem, limit_headers)
+            self._error(method, room.id, 400, problem, self._headers(rate, room, now))
             return
-        flood_headers = self._spend_flood(room, limit_headers)
-        if flood_headers is None:
+        flood = self._budget("room", room.id, now)
+        headers = self._headers(rate, room, now, flood)
+        if flood is not None and not flood.allowed:
+            self._refuse(method, room, flood, now, headers)
             return
         received = Received(
-            room=room.id,
-            body=data,
-            headers=dict(self.headers.items()),
-            time=self.state.clock(),
-            path=self.path,
+            room=room.id, body=data, headers=dict(self.headers.items()), time=now, path=self.path
         )
         self._answer(
             method,
             room.id,
             204,
-            headers=limit_headers + flood_headers + extra,
+            headers=headers + extra,
             fault=fault.kind if fault else None,
             received=received,
         )
+
+    def _budget(
+        self, scope: Literal["token", "room"], key: str, now: float, *, count: bool = True
+    ) -> Spent | None:
+        """The request judged against the token's or the room's budget; None without limits."""
+        limits = self.state.limits
+        if limits is None:
+            return None
+        if scope == "token":
+            return self.state.spend(scope, key, limits.rate, limits.rate_window, now, count=count)
+        return self.state.spend(scope, key, limits.flood, limits.flood_window, now, count=count)
+
+    def _headers(
+        self, rate: Spent | None, room: ServerRoom, now: float, flood: Spent | None = None
+    ) -> Headers:
+        """Both budgets' headers; the room's as it stands when this request spent none of it."""
+        if rate is None:
+            return ()
+        if flood is None:
+            flood = self._budget("room", room.id, now, count=False)
+        assert flood is not None, "limits hold both budgets"
+        return limit_headers(RATE_HEADERS, rate) + limit_headers(FLOOD_HEADERS, flood)
+
+    def _refuse(
+        self, method: str, room: ServerRoom, spent: Spent, now: float, headers: Headers
+    ) -> None:
+        limits = self.state.limits
+        assert limits is not None, "only a budget refuses"
+        code, body, extra = refusal(limits, spent, now)
+        self._answer(method, room.id, code, body, headers + extra)
 
     def _token(self, query: Mapping[str, list[str]]) -> str | None:
         header = self.headers.get("Authorization", "")
@@ -270,38 +308,6 @@ class _Handler(BaseHTTPRequestHandler):
         if query.get("auth_token"):
             return query["auth_token"][0]
         return None
-
-    def _spend_rate(self, method: str, token: str, room: ServerRoom) -> Headers | None:
-        limits = self.state.limits
-        if limits is None:
-            return ()
-        limit, remaining, reset = self.state.spend("token", token, limits.rate, limits.rate_window)
-        headers = (
-            ("X-Ratelimit-Limit", str(limit)),
-            ("X-Ratelimit-Remaining", str(max(remaining - 1, 0))),
-            ("X-Ratelimit-Reset", str(reset)),
-        )
-        if remaining <= 0:
-            self._error(method, room.id, 429, RATE_LIMIT_MESSAGE, headers)
-            return None
-        return headers
-
-    def _spend_flood(self, room: ServerRoom, limit_headers: Headers) -> Headers | None:
-        limits = self.state.limits
-        if limits is None:
-            return ()
-        limit, remaining, reset = self.state.spend(
-            "room", room.id, limits.flood, limits.flood_window
-        )
-        headers = (
-            ("X-FloodControl-Limit", str(limit)),
-            ("X-FloodControl-Remaining", str(max(remaining - 1, 0))),
-            ("X-FloodControl-Reset", str(reset)),
-        )
-        if remaining <= 0:
-            self._error("POST", room.id, 429, RATE_LIMIT_MESSAGE, limit_headers + headers)
-            return None
-        return headers
 
     def _trickle(self, seconds: float) -> None:
         self.close_connection = True
@@ -335,17 +341,20 @@ class HipChatServer:
     """A HipChat look-alike on 127.0.0.1 (port chosen by the OS); use it as a context manager.
 
     ``rooms`` maps a room ID (digits) or name to its token, or lists
-    :class:`ServerRoom` values. ``limits`` enables HipChat's budgets and their
-    headers (default: the documented 500 per 5 minutes per token and 30 a
-    minute per room); pass ``None`` for neither, e.g. in a bulk benchmark.
-    ``tls`` serves HTTPS with that server context.
+    :class:`ServerRoom` values. ``limits`` sets the budgets, their headers and
+    the refusal past them: a mode, ``"hipchat"`` (the default: 500 requests per
+    5 minutes per token and 30 messages a minute per room, 429 with
+    ``Retry-After`` past either), ``"server"`` (HipChat Server: 100 per 5
+    minutes per token, 403 past a budget) or ``"none"`` (or ``None``), or
+    :class:`Limits` of a test's own. The windows count on ``clock``, so a test
+    moves time instead of waiting. ``tls`` serves HTTPS with that server context.
     """
 
     def __init__(
         self,
         rooms: Mapping[str, str] | Iterable[ServerRoom],
         *,
-        limits: Limits | None = HIPCHAT_LIMITS,
+        limits: Limits | RateLimitMode | None = "hipchat",
         allow_query_token: bool = False,
         clock: Callable[[], float] = time.time,
         host: str = "127.0.0.1",
@@ -359,12 +368,18 @@ class HipChatServer:
             )
         else:
             listed = tuple(rooms)
-        self._state = ServerState(listed, limits, allow_query_token, clock)
+        budgets = limits_for(limits) if isinstance(limits, str) else limits
+        self._state = ServerState(listed, budgets, allow_query_token, clock)
         self._host = host
         self._port = port
         self._tls = tls
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def limits(self) -> Limits | None:
+        """The budgets this server enforces; None when it enforces none."""
+        return self._state.limits
 
     @property
     def url(self) -> str:

@@ -5,7 +5,6 @@ consistent record while requests keep arriving.
 
 from __future__ import annotations
 
-import math
 import random
 import socket
 import threading
@@ -13,13 +12,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.testing.hipchat_contract import Attempt, Fault, Limits, Received, ServerRoom
-
-
-@dataclass
-class _Window:
-    used: int
-    ends: float
+from syncd.testing.hipchat_contract import (
+    Attempt,
+    Fault,
+    Limits,
+    Received,
+    ServerRoom,
+    Spent,
+    Window,
+    spend,
+)
 
 
 @dataclass
@@ -47,7 +49,7 @@ class ServerState:
         self.received: list[Received] = []
         self.attempts: list[Attempt] = []
         self.faults: dict[str | None, deque[_Queued]] = {}
-        self.windows: dict[tuple[str, str], _Window] = {}
+        self.windows: dict[tuple[str, str], Window] = {}
         self.connections: set[socket.socket] = set()
         self.listeners: list[Callable[[Attempt, Received | None], None]] = []
         self.latency = 0.0
@@ -90,18 +92,16 @@ class ServerState:
                     return queued.fault
         return None
 
-    def spend(self, kind: str, key: str, budget: int, window: float) -> tuple[int, int, int]:
-        """Count one use; returns (limit, remaining before this use, reset unix time)."""
-        now = self.clock()
+    def spend(
+        self, kind: str, key: str, budget: int, length: float, now: float, *, count: bool = True
+    ) -> Spent:
+        """Judge one request at ``now`` against the ``kind`` budget of ``key`` (a token
+        or a room); ``count=False`` only reads the current counts."""
         with self.lock:
-            current = self.windows.get((kind, key))
-            if current is None or current.ends <= now:
-                current = _Window(0, now + window)
-                self.windows[(kind, key)] = current
-            remaining = budget - current.used
-            if remaining > 0:
-                current.used += 1
-            return budget, remaining, math.ceil(current.ends)
+            spent = spend(self.windows.get((kind, key)), now, budget, length, count=count)
+            if count:
+                self.windows[(kind, key)] = spent.window
+        return spent
 
     def record(self, attempt: Attempt, received: Received | None = None) -> None:
         with self.lock:

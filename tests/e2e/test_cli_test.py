@@ -8,6 +8,9 @@ from syncd.testing.hipchat_server import HipChatServer
 from tests.support.cli import run_cli
 
 GOOD, WRONG = "good-room-token-1", "wrong-room-token-2"
+# The HipChat test server speaks plain http, which a config may use only where the
+# operator allows it.
+HTTP = "--allow-http-endpoint"
 
 
 def write_config(tmp_path: Path, endpoint: str) -> Path:
@@ -43,7 +46,7 @@ def test_each_room_is_checked_and_nothing_is_posted(tmp_path: Path) -> None:
     with HipChatServer({"11": GOOD, "12": "the-real-token-12"}, limits=None) as server:
         config = write_config(tmp_path, server.url)
         env = {"HIPCHAT_GOOD_TOKEN": GOOD, "HIPCHAT_WRONG_TOKEN": WRONG}
-        result = run_cli("test", "--config", str(config), cwd=tmp_path, env=env)
+        result = run_cli("test", "--config", str(config), HTTP, cwd=tmp_path, env=env)
         assert result.returncode == 1
         lines = result.stdout.splitlines()
         assert lines[0] == "OK   ops room 11: token accepted"
@@ -62,7 +65,7 @@ def test_each_room_is_checked_and_nothing_is_posted(tmp_path: Path) -> None:
 def test_a_server_that_cannot_be_reached_is_not_a_rejected_token(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9")
     env = {"HIPCHAT_GOOD_TOKEN": GOOD, "HIPCHAT_WRONG_TOKEN": WRONG}
-    result = run_cli("test", "--config", str(config), "--uid", "other", cwd=tmp_path, env=env)
+    result = run_cli("test", "--config", str(config), HTTP, "--uid", "other", cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert result.stdout.startswith("FAIL other room 11: server unreachable: ConnectionError")
 
@@ -84,12 +87,14 @@ integrations:
         - {{id: 11, token: {GOOD}}}
 """
         )
-        refused = run_cli("test", "--config", str(config), cwd=tmp_path)
+        refused = run_cli("test", "--config", str(config), HTTP, cwd=tmp_path)
         assert refused.returncode == 2
         assert "error: $.integrations[0].hipchat.rooms[0].token: plaintext token" in refused.stdout
         assert "--allow-plaintext-tokens" in refused.stdout
         assert GOOD not in refused.stdout + refused.stderr
-        allowed = run_cli("test", "--config", str(config), "--allow-plaintext-tokens", cwd=tmp_path)
+        allowed = run_cli(
+            "test", "--config", str(config), HTTP, "--allow-plaintext-tokens", cwd=tmp_path
+        )
         assert allowed.returncode == 0, allowed.stdout
         assert allowed.stdout == "OK   ops room 11: token accepted\n"
 
@@ -101,6 +106,7 @@ def test_send_posts_a_test_notification_to_the_chosen_integration(tmp_path: Path
             "test",
             "--config",
             str(config),
+            HTTP,
             "--uid",
             "other",
             "--send",
@@ -111,5 +117,5 @@ def test_send_posts_a_test_notification_to_the_chosen_integration(tmp_path: Path
         assert result.stdout == "OK   other room 11: test notification sent\n"
         (message,) = server.messages
         assert message.body["message"] == "syncd test notification for other (other)"
-        unknown = run_cli("test", "--config", str(config), "--uid", "nope", cwd=tmp_path)
+        unknown = run_cli("test", "--config", str(config), HTTP, "--uid", "nope", cwd=tmp_path)
         assert unknown.returncode == 2

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.support.configs import minimal, write_files
-from tests.support.processes import run_syncd, spawn, terminate, wait_listening
+from tests.support.processes import TEST_POLICY, run_syncd, spawn, terminate, wait_listening
 
 ENV = {"HIPCHAT_TOKEN": "t0ken-for-the-usage-tests"}
 
@@ -21,7 +21,9 @@ def config(tmp_path: Path) -> Path:
 
 
 def run(config: Path, *flags: str) -> tuple[int, str]:
-    result = run_syncd("run", "--config", str(config), *flags, cwd=config.parent, env=ENV)
+    result = run_syncd(
+        "run", "--config", str(config), *TEST_POLICY, *flags, cwd=config.parent, env=ENV
+    )
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     return result.returncode, result.stderr
 

@@ -271,3 +271,19 @@ def test_four_thousand_copies_of_a_uid_give_a_short_answer(tmp_path: Path) -> No
     document = json.loads(result.stdout)
     assert (document["errors"], document["not_listed"]) == (4 * 4600, 4 * 4600 - 100)
     assert len(document["diagnostics"]) == MAX_FILE_DIAGNOSTICS + 1
+
+
+def test_the_operator_sets_the_action_bounds_on_the_command_line(tmp_path: Path) -> None:
+    actions = "    actions:\n" + "".join(
+        f'      - {{action: filter, attribute: team, regex: "^t{i}$"}}\n' for i in range(3)
+    )
+    write(tmp_path, "a.yaml", minimal("a") + actions)
+    assert run_cli("validate", ".", cwd=tmp_path).returncode == 0
+    tight = run_cli("validate", ".", "--max-actions", "2", cwd=tmp_path)
+    assert tight.returncode == 1
+    assert "at most 2 (the operator's --max-actions)" in tight.stdout
+    small = run_cli("validate", ".", "--max-pattern-bytes", "8", cwd=tmp_path)
+    assert "at most 8 (the operator's --max-pattern-bytes)" in small.stdout
+    refused = run_cli("validate", ".", "--max-actions", "0", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "--max-actions wants 1 or more, got 0" in refused.stderr

@@ -98,13 +98,50 @@ def test_the_matched_part_shows_what_an_unanchored_regex_found(tmp_path: Path) -
 def test_a_seen_fingerprint_and_bad_input(tmp_path: Path) -> None:
     event = write_event(tmp_path)
     seen = run_cli(
-        "rules", "test", "--config", EXAMPLES, "--event", event, "--seen-before", cwd=tmp_path
+        "rules",
+        "test",
+        "--config",
+        EXAMPLES,
+        "--event",
+        event,
+        "--seen-before",
+        cwd=tmp_path,
     )
     assert seen.returncode == 1
     assert "not a new error group (trigger: group)" in seen.stdout
     (tmp_path / "bad.json").write_text('{"project": "checkout"}')
     bad = run_cli(
-        "rules", "test", "--config", EXAMPLES, "--event", str(tmp_path / "bad.json"), cwd=tmp_path
+        "rules",
+        "test",
+        "--config",
+        EXAMPLES,
+        "--event",
+        str(tmp_path / "bad.json"),
+        cwd=tmp_path,
     )
     assert bad.returncode == 2
     assert "is not a valid event: $: 'fingerprint' is a required property" in bad.stderr
+
+
+def test_a_config_with_a_plain_http_endpoint_is_tested_since_nothing_is_sent(
+    tmp_path: Path,
+) -> None:
+    """The tour's endpoint is plain http on loopback: an error for the daemon without
+    --allow-http-endpoint, but rules test sends nothing and takes no such flag."""
+    event = tmp_path / "tour-event.json"
+    event.write_text(
+        json.dumps(
+            {
+                "project": "tour",
+                "fingerprint": "f1",
+                "timestamp": "2026-11-26T12:00:00Z",
+                "classifiers": ["KeyError"],
+            }
+        )
+    )
+    result = run_cli(
+        "rules", "test", "--config", str(ROOT / "examples" / "tour"), "--event", str(event),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr

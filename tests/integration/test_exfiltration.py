@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from syncd.config.reach import Reach
 from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import HipChatServer
 from tests.support.configs import minimal
+from tests.support.daemons import TEST_REACH
 
 
 @pytest.mark.parametrize(
@@ -27,7 +28,12 @@ def test_a_token_from_outside_the_allowed_reach_is_never_sent(
         text = minimal("a").replace("https://hipchat.example.com", capture.url)
         (config / "a.yaml").write_text(text.replace("{env: HIPCHAT_TOKEN}", token))
         daemon = Daemon(
-            DaemonConfig(config, tmp_path / "state", port=0, reach=Reach(secrets_dirs=(tmp_path,)))
+            DaemonConfig(
+                config,
+                tmp_path / "state",
+                port=0,
+                reach=replace(TEST_REACH, secrets_dirs=(tmp_path,)),
+            )
         )
         try:
             outcome = daemon.start()

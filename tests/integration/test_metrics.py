@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import Fault, HipChatServer
+from tests.support.daemons import TEST_REACH
 from tests.support.metrics import FIXED_REASONS
 from tests.support.waiting import wait_for
 
@@ -33,7 +34,12 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Daemo
         )
         daemon = Daemon(
             DaemonConfig(
-                config, state_dir=tmp_path / "state", port=0, retry_base=0.01, retry_cap=0.02
+                config,
+                state_dir=tmp_path / "state",
+                port=0,
+                retry_base=0.01,
+                retry_cap=0.02,
+                reach=TEST_REACH,
             )
         )
         daemon.start()

@@ -13,6 +13,7 @@ import pytest
 from freezegun import freeze_time
 
 from syncd.config.configset import load_config_set
+from syncd.config.semantics import Options
 from syncd.delivery.dispatch import DispatchConfig, Dispatcher
 from syncd.delivery.servers import server_of
 from syncd.events.ingest import Ingest
@@ -21,6 +22,7 @@ from syncd.hipchat.client import HipChatClient
 from syncd.registry import Registry
 from syncd.store.sqlite import Outbox
 from syncd.testing import Fault, HipChatServer
+from tests.support.daemons import TEST_REACH
 from tests.support.stores import claim
 from tests.support.waiting import wait_for
 
@@ -58,7 +60,7 @@ class Rig:
     def apply(self, *integrations: str) -> None:
         path = self.config_dir / "integrations.yaml"
         path.write_text("version: 1\nintegrations:\n" + "".join(integrations))
-        config = load_config_set([self.config_dir])
+        config = load_config_set([self.config_dir], Options(reach=TEST_REACH))
         assert config.valid, [str(d) for d in config.diagnostics]
         assert self.registry.apply(config, "test").ok
 

@@ -9,6 +9,7 @@ import pytest
 
 from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal
+from tests.support.daemons import TEST_REACH
 from tests.support.waiting import wait_for
 
 
@@ -26,7 +27,7 @@ def test_pruned_integration_cancels_its_pending_notifications(tmp_path: Path) ->
     (config / "a.yaml").write_text(
         minimal("a").replace("https://hipchat.example.com", "http://127.0.0.1:9")
     )
-    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
+    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0, reach=TEST_REACH))
     daemon.start()
     try:
         event = {"project": "checkout", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}

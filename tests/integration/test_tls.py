@@ -10,6 +10,8 @@ import pytest
 import trustme
 
 from syncd.config.configset import load_config_set
+from syncd.config.reach import Reach
+from syncd.config.semantics import Options
 from syncd.hipchat.client import HipChatClient
 from syncd.hipchat.wire import Message, RoomTarget
 from syncd.service.daemon import Daemon, DaemonConfig
@@ -75,7 +77,8 @@ def test_the_daemon_delivers_through_a_private_ca(
 ) -> None:
     monkeypatch.setenv("HIPCHAT_TOKEN", TOKEN)
     config = config_with_ca(tmp_path, server.url, str(private_ca[1]))
-    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
+    reach = Reach(ca_dirs=(tmp_path,))
+    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0, reach=reach))
     assert daemon.start().ok
     try:
         event = {"project": "checkout", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
@@ -98,5 +101,8 @@ def test_a_ca_file_that_is_missing_or_not_certificates_is_an_error(
     path = tmp_path / "ca.pem"
     if content is not None:
         path.write_text(content)
-    config = load_config_set([config_with_ca(tmp_path, "https://hipchat.example.com", str(path))])
+    config = load_config_set(
+        [config_with_ca(tmp_path, "https://hipchat.example.com", str(path))],
+        Options(reach=Reach(ca_dirs=(tmp_path,))),
+    )
     assert [d.message for d in config.diagnostics] == [message.format(path=path)]

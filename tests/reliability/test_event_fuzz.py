@@ -28,6 +28,7 @@ from syncd.events.validation import event_size
 from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing.hipchat_server import HipChatServer
 from tests.support.configs import room_tokens
+from tests.support.daemons import TEST_REACH
 from tests.support.waiting import wait_for
 
 TOKENS = room_tokens("5001", "5002")
@@ -138,7 +139,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         config.mkdir()
         (config / "shop.yaml").write_text(CONFIG.format(endpoint=hipchat.url))
         daemon = Daemon(
-            DaemonConfig(config, base / "state", port=0, retry_base=0.05, retry_cap=0.2)
+            DaemonConfig(
+                config, base / "state", port=0, retry_base=0.05, retry_cap=0.2, reach=TEST_REACH
+            )
         )
         try:
             assert daemon.start().ok

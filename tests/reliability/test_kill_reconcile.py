@@ -27,6 +27,7 @@ import requests
 
 from syncd.config import semantics
 from syncd.reconcile import lastgood
+from tests.support.daemons import TEST_REACH
 from tests.support.delivery import integrity, outbox_rows
 from tests.support.processes import Proc, kill9, spawn, start, terminate
 from tests.support.waiting import wait_for
@@ -150,7 +151,7 @@ def applied_count(proc: Proc) -> int:
 
 
 def check_last_known_good(state: Path) -> set[str] | None:
-    saved = lastgood.load(state / "last-known-good", semantics.Options())
+    saved = lastgood.load(state / "last-known-good", semantics.Options(reach=TEST_REACH))
     if saved is None:
         return None
     config, revision = saved

@@ -11,12 +11,13 @@ token reference keeping its kind (env, file, credential).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from syncd.config.reach import Reach
+from tests.support.daemons import TEST_REACH
 from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "examples" / "integrations.yaml"
@@ -33,11 +34,12 @@ class Example:
 
     @property
     def reach(self) -> Reach:
-        return Reach(secrets_dirs=(self.secrets_dir,))
+        """Its secrets, and the test server's loopback http endpoint."""
+        return replace(TEST_REACH, secrets_dirs=(self.secrets_dir,))
 
     @property
     def flags(self) -> tuple[str, ...]:
-        return ("--secrets-dir", str(self.secrets_dir))
+        return ("--secrets-dir", str(self.secrets_dir), "--allow-http-endpoint")
 
 
 def example(tmp_path: Path, endpoint: str = "http://127.0.0.1:9") -> Example:

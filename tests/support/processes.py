@@ -18,6 +18,9 @@ import requests
 from tests.support.waiting import wait_for
 
 FAST_RETRY = ("--retry-base-delay", "0.05", "--retry-max-delay", "0.2")
+# What `syncd run` must be told about endpoints, for the HipChat test server on a
+# loopback port that changes per test: any endpoint, plain http included.
+TEST_POLICY = ("--allow-any-endpoint", "--allow-http-endpoint")
 
 
 def run_syncd(
@@ -64,8 +67,10 @@ def spawn(
     *extra: str,
     env: Mapping[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    policy: tuple[str, ...] = TEST_POLICY,
 ) -> Proc:
-    """``syncd run`` on a free loopback port; its output is collected line by line."""
+    """``syncd run`` on a free loopback port; its output is collected line by line.
+    ``policy``: the endpoint flags, () for a test that gives its own in ``extra``."""
     popen = subprocess.Popen(
         [
             sys.executable,
@@ -78,6 +83,7 @@ def spawn(
             str(state),
             "--listen",
             "127.0.0.1:0",
+            *policy,
             *extra,
         ],
         env={**os.environ, **(env or {})},
@@ -117,9 +123,15 @@ def wait_listening(proc: Proc) -> Proc:
     return proc
 
 
-def start(config: Path, state: Path, *extra: str, env: Mapping[str, str] | None = None) -> Proc:
+def start(
+    config: Path,
+    state: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+    policy: tuple[str, ...] = TEST_POLICY,
+) -> Proc:
     """A listening daemon with fast retries."""
-    return wait_listening(spawn(config, state, *FAST_RETRY, *extra, env=env))
+    return wait_listening(spawn(config, state, *FAST_RETRY, *extra, env=env, policy=policy))
 
 
 def kill9(proc: Proc) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from syncd.config.configset import ConfigSet, load_config_set
 from syncd.config.diagnostics import MAX_FILE_DIAGNOSTICS
+from syncd.config.reach import Reach
 from syncd.config.semantics import Options
 from tests.support.configs import errors, minimal, write_files
 
@@ -74,12 +75,28 @@ def test_plaintext_token_is_a_warning_without_the_token(check: Callable[..., Con
     assert secret not in repr(config.integrations)
 
 
-def test_plain_http_endpoint_warns_unless_local(check: Callable[..., ConfigSet]) -> None:
+def test_plain_http_endpoint_is_an_error_loopback_included(
+    check: Callable[..., ConfigSet],
+) -> None:
     remote = minimal("a").replace("https://hipchat.example.com", "http://hipchat.example.com")
     local = minimal("b").replace("https://hipchat.example.com", "http://127.0.0.1:8080")
     config = check(("a.yaml", remote), ("b.yaml", local))
+    assert [(d.file, d.severity, d.line, d.col) for d in config.diagnostics] == [
+        ("a.yaml", "error", 7, 17),
+        ("b.yaml", "error", 7, 17),
+    ]
+    assert "--allow-http-endpoint" in config.diagnostics[0].message
+
+
+def test_allowed_plain_http_endpoint_warns_unless_local(tmp_path: Path) -> None:
+    remote = minimal("a").replace("https://hipchat.example.com", "http://hipchat.example.com")
+    local = minimal("b").replace("https://hipchat.example.com", "http://127.0.0.1:8080")
+    write_files(tmp_path, ("a.yaml", remote), ("b.yaml", local))
+    config = load_config_set([tmp_path], Options(reach=Reach(allow_http=True)))
     assert config.valid
-    assert [(d.file, d.severity, d.line) for d in config.diagnostics] == [("a.yaml", "warning", 7)]
+    assert [(Path(d.file).name, d.severity, d.line) for d in config.diagnostics] == [
+        ("a.yaml", "warning", 7)
+    ]
 
 
 def test_valid_set_builds_the_model(check: Callable[..., ConfigSet]) -> None:
@@ -267,8 +284,10 @@ def test_an_integrations_regexes_are_bounded_in_size(check: Callable[..., Config
 
 def test_the_operator_sets_the_action_bounds(tmp_path: Path) -> None:
     write_files(tmp_path, ("a.yaml", _with_actions(3, "abcd")))
-    assert load_config_set([tmp_path], Options(max_actions=3, max_pattern_bytes=12)).valid
-    tight = load_config_set([tmp_path], Options(max_actions=2, max_pattern_bytes=11))
+    assert load_config_set(
+        [tmp_path], Options(reach=Reach(max_actions=3, max_pattern_bytes=12))
+    ).valid
+    tight = load_config_set([tmp_path], Options(reach=Reach(max_actions=2, max_pattern_bytes=11)))
     assert [d.message for d in errors(tight)] == [
         "3 actions; an integration may have at most 2 (the operator's --max-actions)",
         "the regexes of these actions total 12 bytes; an integration may have at most 11 "

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from syncd.config.configset import load_config_set
+from syncd.config.reach import Reach
+from syncd.config.semantics import Options
 from syncd.delivery.servers import (
     FORGET_AFTER,
     ServerAddresses,
@@ -50,7 +52,8 @@ def registry_of(tmp_path: Path, endpoints: dict[str, str]) -> Snapshot:
     for uid, endpoint in endpoints.items():
         (tmp_path / f"{uid}.yaml").write_text(minimal(uid).replace(UP, endpoint))
     registry = Registry()
-    assert registry.apply(load_config_set([tmp_path]), "r1").ok
+    options = Options(reach=Reach(allow_http=True))
+    assert registry.apply(load_config_set([tmp_path], options), "r1").ok
     return registry.snapshot
 
 

@@ -8,6 +8,9 @@ On injected clocks: ``wall`` is what ``time.time`` would say, ``mono`` what
   a day and 5 minutes later).
 - ``--max-age`` counts the time the daemon ran (``mono``, kept across
   restarts): a step forward dead-letters nothing.
+
+The store's side of these promises runs on both stores in
+``test_store_interface``; what is left here is ingest's.
 """
 
 from __future__ import annotations
@@ -21,10 +24,9 @@ from syncd.config.model import integration_from_data
 from syncd.delivery.housekeeping import Housekeeping
 from syncd.events.ingest import Ingest
 from syncd.registry import Notifier, Registry, Snapshot
-from syncd.store.contract import NewItem, Settle
+from syncd.store.contract import NewItem
 from syncd.store.sqlite import Outbox
 from tests.support.events import event
-from tests.support.stores import claim, heads_consistent, retry
 
 DAY = 86_400.0
 
@@ -81,26 +83,6 @@ def put(box: Outbox, n: int = 1) -> None:
         batch.enqueue([NewItem("a", "1", {"n": k}) for k in range(n)], box.clock())
 
 
-def test_a_window_open_when_the_clock_steps_back_a_day_sends_its_digest_on_time(
-    box: Outbox, wall: Clock, mono: Clock
-) -> None:
-    registry = throttled_registry()
-    chores = upkeep(box, wall, mono, registry)
-    ingest = chores.ingest
-    assert ingest.submit([event("shop", "f")]).notifications == 1
-    wall.now += 10
-    assert ingest.submit([event("shop", "f")]).notifications == 0  # held for 5 minutes
-    wall.now -= DAY
-    chores.tick()
-    wall.now += 299
-    chores.tick()
-    assert len(box.items()) == 1, "the digest went early"
-    wall.now += 2
-    chores.tick()
-    digest = box.items()[-1]
-    assert (digest.count, len(box.items())) == (1, 2), "the digest waited for the day"
-
-
 def test_an_event_after_the_step_back_starts_its_window_again(
     box: Outbox, wall: Clock, mono: Clock
 ) -> None:
@@ -114,72 +96,3 @@ def test_an_event_after_the_step_back_starts_its_window_again(
     wall.now += 301
     chores.tick()
     assert [i.count for i in box.items()] == [1, 1]
-
-
-def test_a_retry_set_before_a_step_back_waits_its_own_length(
-    box: Outbox, wall: Clock, mono: Clock
-) -> None:
-    put(box)
-    (item,) = claim(box, limit=1, lease=30)
-    retry(box, item.id, at=wall.now + 60, reason="HTTP 503")
-    wall.now -= DAY
-    assert box.cut_waits() == 1
-    assert heads_consistent(box.path)
-    wall.now += 59
-    assert claim(box, limit=1, lease=30) == []
-    wall.now += 1
-    (again,) = claim(box, limit=1, lease=30)
-    assert (again.id, again.next_attempt_at) == (item.id, wall.now)
-
-
-def test_a_lease_taken_before_a_step_back_runs_out_on_time(
-    box: Outbox, wall: Clock, mono: Clock
-) -> None:
-    put(box)
-    (item,) = claim(box, limit=1, lease=120)
-    wall.now -= DAY
-    upkeep(box, wall, mono).tick()
-    wall.now += 119
-    assert claim(box, limit=1, lease=120) == []
-    wall.now += 2
-    (again,) = claim(box, limit=1, lease=120)
-    assert again.id == item.id
-    box.settle(Settle(again.id, "delivered"))
-    assert heads_consistent(box.path)
-
-
-def test_nothing_is_cut_when_the_clock_only_moves_on(box: Outbox, wall: Clock) -> None:
-    put(box, 3)
-    (item,) = claim(box, limit=1, lease=30)
-    retry(box, item.id, at=wall.now + 60, reason="HTTP 503")
-    wall.now += 5
-    assert box.cut_waits() == 0
-
-
-def test_a_step_forward_of_two_days_expires_nothing(box: Outbox, wall: Clock, mono: Clock) -> None:
-    put(box, 3)
-    wall.now += 2 * DAY
-    mono.now += 5
-    chores = upkeep(box, wall, mono)
-    chores.tick()
-    assert [i.state for i in box.items()] == ["pending"] * 3
-    mono.now += DAY
-    assert [(e.uid, e.count) for e in box.expire(DAY)] == [("a", 3)]
-
-
-def test_max_age_counts_the_time_the_daemon_ran_across_restarts(
-    tmp_path: Path, wall: Clock
-) -> None:
-    path = tmp_path / "outbox.db"
-    first_mono = Clock(1000.0)
-    first = Outbox(path, clock=wall, monotonic=first_mono)
-    put(first)
-    first_mono.now += 0.6 * DAY
-    first.close()
-    wall.now += 30 * DAY  # stopped a month: not counted
-    again_mono = Clock(7.0)  # a new process, a new monotonic origin
-    again = Outbox(path, clock=wall, monotonic=again_mono)
-    assert again.expire(DAY) == []
-    again_mono.now += 0.5 * DAY
-    (expired,) = again.expire(DAY)
-    assert expired.count == 1

@@ -8,10 +8,11 @@ code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from syncd import __version__
 from syncd.config.diagnostics import OutputFormat
@@ -19,6 +20,10 @@ from syncd.config.reach import DEFAULT_CA_DIRS, Reach
 from syncd.config.scopes import Scope
 from syncd.errors import UsageError, handled
 from syncd.service.logs import LogFormat
+
+if TYPE_CHECKING:
+    from syncd.commands.run import GitOptions
+    from syncd.service.daemon import GitSettings
 
 Command = Callable[[argparse.Namespace], int]
 DEFAULT_URL = "http://127.0.0.1:8514"
@@ -264,12 +269,36 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     plan.set_defaults(handler=_plan)
 
 
+def _git_options(args: argparse.Namespace) -> GitOptions | None:
+    from syncd.commands.run import GitOptions
+
+    if args.git is None:
+        return None
+    return GitOptions(
+        url=args.git,
+        ref=args.git_ref,
+        path=args.git_path,
+        interval=args.git_interval,
+        timeout=args.git_timeout,
+        token_file=args.git_token_file,
+        ssh_key_file=args.git_ssh_key_file,
+        known_hosts=args.git_known_hosts,
+        ca_file=args.git_ca_file,
+        max_size=args.git_max_size,
+        webhook_secret_file=args.git_webhook_secret_file,
+        verify=(args.git_verify[0], Path(args.git_verify[1])) if args.git_verify else None,
+        forbid_rewrites=args.git_forbid_rewrites,
+        allow_http=args.allow_http_git,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from syncd.commands.run import RunOptions, run
 
     return run(
         RunOptions(
             config_dir=args.config,
+            git=_git_options(args),
             listen=args.listen,
             state_dir=args.state_dir,
             workers=args.workers,
@@ -281,7 +310,7 @@ def _run(args: argparse.Namespace) -> int:
             resync_interval=args.resync_interval,
             allow_plaintext_tokens=args.allow_plaintext_tokens,
             log_format=cast(LogFormat, args.log_format),
-            reach=_reach(args, (args.config,)),
+            reach=_reach(args, (args.config,) if args.config else ()),
             max_prune=args.max_prune,
             exclude=tuple(args.exclude),
             reconcile_timeout=args.reconcile_timeout,
@@ -290,7 +319,50 @@ def _run(args: argparse.Namespace) -> int:
             max_notifications_per_request=args.max_notifications_per_request,
             max_event_bytes=args.max_event_bytes,
             prune_grace=args.prune_grace,
+            store_url=args.store or os.environ.get(STORE_ENV) or None,
+            store_password_file=args.store_password_file,
+            store_password=_store_password(args),
         )
+    )
+
+
+STORE_ENV = "SYNCD_STORE_URL"
+
+
+def _store_url(args: argparse.Namespace, flag: str) -> str:
+    url: str | None = getattr(args, "store", None) or os.environ.get(STORE_ENV)
+    if not url:
+        raise UsageError(f"give {flag} postgresql://USER@HOST/DATABASE or set {STORE_ENV}")
+    return url
+
+
+def _store_password(args: argparse.Namespace) -> str | None:
+    """The store's password from ``--store-password-file`` (its last newline
+    dropped); None: the URL's, or libpq's ``PGPASSFILE``."""
+    path: Path | None = args.store_password_file
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n") or None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read --store-password-file {path}: {reason}") from None
+
+
+def _add_store_options(parser: argparse.ArgumentParser, flag: str = "--store") -> None:
+    parser.add_argument(
+        flag,
+        dest="store",
+        metavar="URL",
+        help="a PostgreSQL store that several daemons share: postgresql://USER@HOST/DATABASE "
+        f"or a libpq key=value string (default: ${STORE_ENV}); no password in it: use "
+        "--store-password-file or PGPASSFILE",
+    )
+    parser.add_argument(
+        "--store-password-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the store's password (never printed)",
     )
 
 
@@ -299,7 +371,7 @@ def _seconds(parser: argparse.ArgumentParser, flag: str, default: float, help: s
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from syncd.service.daemon import DaemonConfig
+    from syncd.service.daemon import DaemonConfig, GitSettings
 
     default = DaemonConfig(Path("."))
     run = commands.add_parser(
@@ -311,7 +383,19 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "Ctrl-C, 1 with no valid config to start on, "
         "2 on a usage error (bad flag, busy port, unusable state dir).",
     )
-    _add_config(run)
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="DIR",
+        help="the directory of integration files (*.yaml, *.yml, in subdirectories too)",
+    )
+    source.add_argument(
+        "--git",
+        metavar="URL",
+        help="follow a git remote instead: https://, ssh://, USER@HOST:PATH or file:// "
+        "(http:// and git:// with --allow-http-git); see the --git-* flags",
+    )
     run.add_argument(
         "--listen",
         default=f"{default.host}:{default.port}",
@@ -324,8 +408,10 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=Path,
         default=default.state_dir,
         metavar="DIR",
-        help=f"where the outbox lives (default {default.state_dir})",
+        help="where the lock, the last-known-good set and (without --store) the outbox "
+        f"live (default {default.state_dir})",
     )
+    _add_store_options(run)
     run.add_argument(
         "--workers",
         type=int,
@@ -441,8 +527,71 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "rooms, gets back what its removal cancelled; 0 makes removal final "
         f"(default {default.prune_grace:g})",
     )
+    _add_git(run, GitSettings(""))
     _add_reach(run)
     run.set_defaults(handler=_run)
+
+
+def _add_git(run: argparse.ArgumentParser, default: GitSettings) -> None:
+    """The flags of a git source (``--git``)."""
+    git = run.add_argument_group("git source (with --git)")
+    git.add_argument("--git-ref", metavar="REF", help="branch or tag (default: the remote's HEAD)")
+    git.add_argument(
+        "--git-path",
+        default="",
+        metavar="DIR",
+        help="the directory holding the YAML (default: top)",
+    )
+    git.add_argument(
+        "--git-interval",
+        type=float,
+        default=default.interval,
+        metavar="SECONDS",
+        help=f"fetch this often, with up to a tenth more as jitter (default {default.interval:g})",
+    )
+    git.add_argument(
+        "--git-timeout",
+        type=float,
+        default=default.timeout,
+        metavar="SECONDS",
+        help=f"longest one fetch may take (default {default.timeout:g})",
+    )
+    git.add_argument(
+        "--git-token-file", type=Path, metavar="PATH", help="HTTPS token or password (never shown)"
+    )
+    git.add_argument("--git-ssh-key-file", type=Path, metavar="PATH", help="SSH private key")
+    git.add_argument(
+        "--git-known-hosts", type=Path, metavar="PATH", help="SSH host keys (needed with ssh)"
+    )
+    git.add_argument("--git-ca-file", type=Path, metavar="PATH", help="CA bundle for https://")
+    git.add_argument(
+        "--git-max-size",
+        metavar="SIZE",
+        help="most a checkout may hold, e.g. 100M (default 100M)",
+    )
+    git.add_argument(
+        "--git-webhook-secret-file",
+        type=Path,
+        metavar="PATH",
+        help="secret of POST /v1/hooks/git (GitHub, GitLab, Gitea signatures; content type "
+        "application/json); no webhook route without it",
+    )
+    git.add_argument(
+        "--git-verify",
+        nargs=2,
+        metavar=("KIND", "FILE"),
+        help="apply only commits signed by: allowed-signers FILE (SSH) or gpg KEYRING",
+    )
+    git.add_argument(
+        "--git-forbid-rewrites",
+        action="store_true",
+        help="reject a commit that does not descend from the applied one (a force push)",
+    )
+    git.add_argument(
+        "--allow-http-git",
+        action="store_true",
+        help="fetch over http:// and git://, where anyone on the way can read or change it",
+    )
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -638,6 +787,67 @@ def _rules_test(args: argparse.Namespace) -> int:
     )
 
 
+def _store_migrate(args: argparse.Namespace) -> int:
+    from syncd.commands.store import migrate
+
+    return migrate(_store_url(args, "--store"), password=_store_password(args))
+
+
+def _store_check(args: argparse.Namespace) -> int:
+    from syncd.commands.store import check
+
+    return check(_store_url(args, "--store"), password=_store_password(args))
+
+
+def _store_copy(args: argparse.Namespace) -> int:
+    from syncd.commands.store import copy
+
+    return copy(args.source, _store_url(args, "--to"), password=_store_password(args))
+
+
+def _add_store(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    store = commands.add_parser(
+        "store",
+        help="a shared PostgreSQL store: bring its schema up to date, check it, move to it",
+        description="Work on the PostgreSQL store that several daemons share (--store or "
+        f"${STORE_ENV}): `migrate` its schema ahead of a rollout, `check` it, or `copy` a "
+        "single host's outbox into it.",
+    )
+    actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser(
+        "migrate",
+        help="bring the schema up to date (daemons do it too as they start)",
+        description="Exit 0 once the schema is up to date, 1 when the database holds a "
+        "newer schema than this syncd knows, 2 when it cannot be reached or used.",
+    )
+    _add_store_options(migrate)
+    migrate.set_defaults(handler=_store_migrate)
+    check = actions.add_parser(
+        "check",
+        help="say whether the schema is the one this syncd knows",
+        description="Exit 0 when the schema is current, 1 when it is behind (run migrate) "
+        "or newer (a later syncd migrated it), 2 when it cannot be reached.",
+    )
+    _add_store_options(check)
+    check.set_defaults(handler=_store_check)
+    copy = actions.add_parser(
+        "copy",
+        help="move a stopped daemon's outbox (sqlite:PATH) into an unused PostgreSQL store",
+        description="Move pending notifications, dead letters, throttle windows and known "
+        "fingerprints, in their order. Exit 0 once moved, 1 when the target is in use or "
+        "not empty (nothing changed), 2 when either cannot be reached or used.",
+    )
+    copy.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="sqlite:PATH",
+        help="the single host's outbox, e.g. sqlite:/var/lib/syncd/outbox.db",
+    )
+    _add_store_options(copy, "--to")
+    copy.set_defaults(handler=_store_copy)
+
+
 def _add_rules(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rules = commands.add_parser(
         "rules",
@@ -750,6 +960,7 @@ _COMMANDS = {
     "status": _add_status,
     "emit": _add_emit,
     "outbox": _add_outbox,
+    "store": _add_store,
     "rules": _add_rules,
     "hipchat-server": _add_hipchat_server,
     "demo": _add_demo,

@@ -241,6 +241,28 @@ def _reconcile_lines(last: dict[str, Any]) -> list[str]:
     ]
 
 
+def _git_lines(git: object) -> list[str]:
+    """The git source, when the daemon follows one: remote and ref, the commits
+    last fetched and applied, when it last fetched, and the last error."""
+    if not isinstance(git, dict):
+        return []
+    where = f"{git.get('remote') or '-'} {git.get('ref') or '-'}"
+    if git.get("path"):
+        where += f" (path {git['path']})"
+    lines = [
+        f"git source:         {cell(where)}",
+        f"  fetched:          {cell(git.get('fetched') or '-')}",
+        f"  applied:          {cell(git.get('applied') or '-')}",
+        f"  last fetch:       {_when(git.get('last_fetch_at'))}, last success "
+        f"{_when(git.get('last_success_at'))}",
+    ]
+    if git.get("error"):
+        failures = git.get("failures") or 0
+        tries = f" ({cell(failures)} failed in a row)" if failures else ""
+        lines.append(f"  ERROR{tries}: {cell(git['error'], 200)}")
+    return lines
+
+
 def render_status(status: dict[str, Any]) -> str:
     """The daemon's /status as a table for people."""
     rows: list[tuple[str, ...]] = [
@@ -252,6 +274,7 @@ def render_status(status: dict[str, Any]) -> str:
         f"applied revision:   {cell(status.get('applied_revision') or '-')}",
         f"attempted revision: {cell(status.get('attempted_revision') or '-')}",
         *_reconcile_lines(status.get("last_reconcile") or {}),
+        *_git_lines(status.get("git")),
         f"outbox depth:       {cell(status.get('outbox_depth', 0))}",
         *(
             [f"OUTBOX LOST:        {cell(lost)}"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syncd.commands.tokens import read_token
 from syncd.config.reach import Reach
 from syncd.errors import UsageError
 from syncd.service.logs import LogFormat
+
+if TYPE_CHECKING:
+    from syncd.service.daemon import GitSettings
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,32 @@ MAX_WORKERS = 256
 
 
 @dataclass(frozen=True)
+class GitOptions:
+    """The ``--git`` flags as given."""
+
+    url: str
+    ref: str | None
+    path: str
+    interval: float
+    timeout: float
+    token_file: Path | None
+    ssh_key_file: Path | None
+    known_hosts: Path | None
+    ca_file: Path | None
+    max_size: str | None
+    webhook_secret_file: Path | None
+    verify: tuple[str, Path] | None
+    forbid_rewrites: bool
+    allow_http: bool
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """The flags of ``syncd run`` as given. No defaults here: the command line's
     come from ``DaemonConfig``, the one place each is written."""
 
-    config_dir: Path
+    config_dir: Path | None  # None with ``git``
+    git: GitOptions | None
     listen: str
     state_dir: Path
     workers: int
@@ -59,6 +84,9 @@ class RunOptions:
     max_notifications_per_request: int
     max_event_bytes: int
     prune_grace: float
+    store_url: str | None
+    store_password_file: Path | None
+    store_password: str | None = field(repr=False)
 
 
 def run(options: RunOptions) -> int:
@@ -66,8 +94,12 @@ def run(options: RunOptions) -> int:
     from syncd.service import daemon
 
     address = parse_listen(options.listen)
-    if not options.config_dir.is_dir():
+    git = _git_settings(options.git, options.git_dir)
+    if git is not None:
+        options = replace(options, config_dir=daemon.git_config_dir(options.state_dir))
+    elif options.config_dir is None or not options.config_dir.is_dir():
         raise UsageError(f"--config {options.config_dir} is not a directory")
+    assert options.config_dir is not None
     if options.max_prune is not None and options.max_prune < 0:
         raise UsageError(f"--max-prune wants 0 or more, got {options.max_prune}")
     if not 1 <= options.workers <= MAX_WORKERS:
@@ -79,6 +111,7 @@ def run(options: RunOptions) -> int:
             f"--reconcile-timeout wants more than 0 seconds, got {options.reconcile_timeout:g}"
         )
     check_git_dir(options.git_dir, options.config_dir)
+    check_store(options.store_url)
     _check_bounds(options)
     check_endpoint_policy(options.reach)
     config = daemon.DaemonConfig(
@@ -103,8 +136,42 @@ def run(options: RunOptions) -> int:
         max_notifications_per_request=options.max_notifications_per_request,
         max_event_bytes=options.max_event_bytes,
         prune_grace=options.prune_grace,
+        store_url=options.store_url,
+        store_password=options.store_password,
+        git=git,
     )
     return daemon.run(config, options.log_format)
+
+
+def _git_settings(given: GitOptions | None, git_dir: Path | None) -> GitSettings | None:
+    from syncd.service.daemon import GitSettings
+
+    if given is None:
+        return None
+    if git_dir is not None:
+        raise UsageError("--git-dir is for a local --config checkout; --git keeps its own")
+    secret = None
+    if given.webhook_secret_file is not None:
+        text = read_token(given.webhook_secret_file, "--git-webhook-secret-file")
+        if text is None:
+            raise UsageError(f"--git-webhook-secret-file {given.webhook_secret_file} is empty")
+        secret = text.encode()
+    return GitSettings(
+        url=given.url,
+        ref=given.ref,
+        path=given.path,
+        interval=given.interval,
+        timeout=given.timeout,
+        token_file=given.token_file,
+        ssh_key_file=given.ssh_key_file,
+        known_hosts=given.known_hosts,
+        ca_file=given.ca_file,
+        max_size=given.max_size,
+        verify=given.verify,
+        forbid_rewrites=given.forbid_rewrites,
+        allow_http=given.allow_http,
+        webhook_secret=secret,
+    )
 
 
 def _check_bounds(options: RunOptions) -> None:
@@ -117,6 +184,17 @@ def _check_bounds(options: RunOptions) -> None:
         raise UsageError(f"--max-event-bytes wants 1024 or more, got {options.max_event_bytes}")
     if options.prune_grace < 0:
         raise UsageError(f"--prune-grace wants 0 or more seconds, got {options.prune_grace:g}")
+
+
+def check_store(url: str | None) -> None:
+    """``--store`` names a PostgreSQL store; the SQLite outbox is the state dir's."""
+    from syncd.service import stores
+
+    if url is not None and stores.parse(url).kind != "postgresql":
+        raise UsageError(
+            "--store takes a shared PostgreSQL store (postgresql://USER@HOST/DATABASE); "
+            "without it the outbox is the SQLite file in --state-dir"
+        )
 
 
 def check_git_dir(git_dir: Path | None, config_dir: Path) -> None:
@@ -147,18 +225,29 @@ def check_endpoint_policy(reach: Reach) -> None:
 def daemon_reach(options: RunOptions) -> Reach:
     """The flags' bounds, with what only the daemon knows: where its config and the
     copy it may start on (``last-known-good``, a link to it) lie, and its own
-    ingest token's file, never a room's token."""
-    own_files: tuple[Path, ...] = ()
-    own_credentials: frozenset[str] = frozenset()
-    if options.ingest_token_file is not None:
-        own_files = (options.ingest_token_file,)
-        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-        token = Path(os.path.realpath(options.ingest_token_file))
-        if credentials and token.parent == Path(os.path.realpath(credentials)):
-            own_credentials = frozenset({token.name})
+    secrets' files (the ingest token, the store's password, the git credentials
+    and webhook secret), never a room's token."""
+    own_files = _own_files(options)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    own_credentials = frozenset(
+        Path(os.path.realpath(own)).name
+        for own in own_files
+        if credentials and Path(os.path.realpath(own)).parent == Path(os.path.realpath(credentials))
+    )
+    roots = (options.config_dir,) if options.config_dir is not None else ()
     return replace(
         options.reach,
-        scope_roots=(options.config_dir, options.state_dir / "last-known-good"),
+        scope_roots=(*roots, options.state_dir / "last-known-good"),
         own_files=own_files,
         own_credentials=own_credentials,
     )
+
+
+def _own_files(options: RunOptions) -> tuple[Path, ...]:
+    git = options.git
+    given = (
+        options.ingest_token_file,
+        options.store_password_file,
+        *((git.token_file, git.ssh_key_file, git.webhook_secret_file) if git is not None else ()),
+    )
+    return tuple(path for path in given if path is not None)

@@ -28,6 +28,7 @@ from syncd.delivery.health import RoomHealthBook
 from syncd.events.ingest import Accepted, Busy, Ingest, TooMany
 from syncd.events.validation import Problem, check_events, event_size
 from syncd.registry import Notifier, Outcome, Registry
+from syncd.service import webhooks
 from syncd.service.http import Handler, Request, Response, Routes
 from syncd.service.metrics import ConfigGauges, Metrics
 from syncd.store.contract import DeadPick, Item, Store, StoreError, StoreFull
@@ -166,6 +167,33 @@ def status_document(
 
 
 @dataclass(frozen=True)
+class GitHook:
+    """``POST /v1/hooks/git``: a forge's push, proven by its signature (the ingest
+    token is not asked: a forge cannot send it), triggers a fetch. A refusal is
+    logged with why, never with the body."""
+
+    secret: bytes = field(repr=False)
+    watches: webhooks.Watches
+    trigger: Callable[[], None]
+
+    def __call__(self, request: Request) -> Response:
+        decision = webhooks.decide(request.headers, request.body, self.secret, self.watches)
+        if isinstance(decision, webhooks.Unauthorized):
+            log.warning("git webhook refused: %s", decision.reason)
+            return Response.error(webhooks.status(decision), "webhook signature refused")
+        if isinstance(decision, webhooks.Trigger):
+            log.info(
+                "git webhook: %s push to %s (delivery %s); fetching",
+                decision.forge,
+                decision.ref,
+                decision.delivery or "-",
+            )
+            self.trigger()
+            return Response.json(webhooks.status(decision), {"fetch": True})
+        return Response.json(webhooks.status(decision), {"fetch": False, "why": decision.reason})
+
+
+@dataclass(frozen=True)
 class Api:
     registry: Registry
     store: Store
@@ -178,6 +206,9 @@ class Api:
     outbox_lost: str | None = None
     wake: Callable[[int], None] = lambda _count: None
     max_event_bytes: int = MAX_EVENT_BYTES
+    # With a git source: its status, for /status; and the webhook, if a secret is set.
+    git: Callable[[], dict[str, Any]] | None = None
+    git_hook: GitHook | None = None
 
     def routes(self) -> Routes:
         """With an ingest token set, every route but the two probes requires it."""
@@ -190,9 +221,11 @@ class Api:
             ("GET", "/v1/outbox"): self._outbox,
             ("POST", "/v1/outbox/retry"): self._retry,
         }
+        hooks: Routes = {("POST", "/v1/hooks/git"): self.git_hook} if self.git_hook else {}
         return {
             ("GET", "/healthz"): lambda _: Response.text(200, "ok\n"),
             ("GET", "/readyz"): self._ready,
+            **hooks,
             **{route: self._guard(handler) for route, handler in guarded.items()},
         }
 
@@ -370,6 +403,8 @@ class Api:
             self.store.dead_letters(),
             self.store.write_problem(),
         )
+        if self.git is not None:
+            document["git"] = self.git()
         return Response.json(200, document)
 
 

@@ -23,13 +23,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from syncd.config import semantics
+from syncd.config.configset import ConfigSet
+from syncd.config.diagnostics import Diagnostic
 from syncd.config.filecache import ConfigLoader
 from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.delivery.dispatch import DEFAULT_WORKERS, DispatchConfig, Dispatcher
@@ -42,22 +45,101 @@ from syncd.hipchat.client import (
     DEFAULT_SEND_TIMEOUT,
     HipChatClient,
 )
+from syncd.reconcile import git
+from syncd.reconcile.gitcheckout import Checkouts
+from syncd.reconcile.gitpoller import Checkout, GitPoller, Hooks, Rejected
+from syncd.reconcile.gitsource import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_TIMEOUT,
+    VERIFY_KINDS,
+    GitSource,
+    GitSourceError,
+    Verify,
+    parse_size,
+)
 from syncd.reconcile.pathfilter import relevant_to
 from syncd.reconcile.reconciler import DEFAULT_BUDGET, Budget, Reconciler, Reloads
 from syncd.reconcile.watcher import ConfigWatcher
 from syncd.registry import Outcome, Registry
-from syncd.service import logs, systemd
-from syncd.service.api import MAX_EVENT_BYTES, Api
+from syncd.service import logs, stores, systemd
+from syncd.service.api import MAX_EVENT_BYTES, Api, GitHook
 from syncd.service.http import Handler, HTTPServer, Request, Response, Routes
 from syncd.service.metrics import Metrics
 from syncd.service.statedir import StateDir, create_private
-from syncd.store.contract import StoreError, StoreUnusable
+from syncd.store.contract import Store, StoreError, StoreUnusable
 from syncd.store.sqlite import Outbox
 
 log = logging.getLogger("syncd")
 
 # How long a stop waits for a reconcile still reading the config to end by itself.
 RECONCILE_GRACE = 1.0
+
+
+# The directory of the state dir a git source's mirror and checkouts live in.
+GIT_ROOT = "git"
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    """``--git`` and its companion flags as given; :meth:`source` checks them."""
+
+    url: str
+    ref: str | None = None
+    path: str = ""
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = DEFAULT_TIMEOUT
+    token_file: Path | None = None
+    ssh_key_file: Path | None = None
+    known_hosts: Path | None = None
+    ca_file: Path | None = None
+    max_size: str | None = None
+    verify: tuple[str, Path] | None = None
+    forbid_rewrites: bool = False
+    allow_http: bool = False
+    # The webhook's secret (``--git-webhook-secret-file``); None: no webhook route.
+    webhook_secret: bytes | None = field(default=None, repr=False)
+
+    def source(self) -> GitSource:
+        """The source these flags name; GitSourceError naming the flag to change."""
+        return GitSource(
+            self.url,
+            ref=self.ref,
+            path=self.path,
+            interval=self.interval,
+            timeout=self.timeout,
+            token_file=self.token_file,
+            ssh_key_file=self.ssh_key_file,
+            known_hosts=self.known_hosts,
+            max_size=DEFAULT_MAX_SIZE if self.max_size is None else parse_size(self.max_size),
+            verify=_verify(self.verify),
+            forbid_rewrites=self.forbid_rewrites,
+            allow_http=self.allow_http,
+            ca_file=self.ca_file,
+        )
+
+
+def _verify(given: tuple[str, Path] | None) -> Verify | None:
+    if given is None:
+        return None
+    kind, file = given
+    for known in VERIFY_KINDS:
+        if kind == known:
+            return Verify(known, file)
+    raise GitSourceError(
+        f"--git-verify {kind!r}: give allowed-signers FILE (SSH signatures) or gpg KEYRING"
+    )
+
+
+def git_root(state_dir: Path) -> Path:
+    """Where a git source's mirror and checkouts live; absolute, as git runs in
+    directories of its own."""
+    return state_dir.absolute() / GIT_ROOT
+
+
+def git_config_dir(state_dir: Path) -> Path:
+    """Where a git source's current checkout is read from: a link in the state dir."""
+    return Checkouts(git_root(state_dir)).link
 
 
 @dataclass(frozen=True)
@@ -90,6 +172,19 @@ class DaemonConfig:
     max_notifications_per_request: int = MAX_NOTIFICATIONS
     max_event_bytes: int = MAX_EVENT_BYTES
     prune_grace: float = PRUNE_GRACE
+    # A shared PostgreSQL store (``--store``); None: the SQLite outbox in the state dir.
+    store_url: str | None = field(default=None, repr=False)
+    store_password: str | None = field(default=None, repr=False)
+    # A git remote to follow (``--git``); the config dir is then its checkout's link.
+    git: GitSettings | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What the log must never show of the daemon's own flags: the store's
+        password, given by file or in the URL, and the git webhook's secret."""
+        given = _url_password(self.store_url)
+        hook = self.git.webhook_secret.decode() if self.git and self.git.webhook_secret else None
+        return tuple(s for s in (self.store_password, given, hook) if s)
 
     @property
     def reload_wait(self) -> float:
@@ -98,6 +193,16 @@ class DaemonConfig:
 
 class ConfigurationError(Failure):
     """The daemon refuses to start as configured; the message says which flag to change."""
+
+
+def _url_password(url: str | None) -> str | None:
+    """The password a ``postgresql://user:password@host`` URL carries, if any."""
+    if url is None or "://" not in url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -109,8 +214,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _open_outbox(config: DaemonConfig, ran_before: bool) -> tuple[Outbox, str | None]:
-    """The outbox, and what to report when a state dir that ran before lost it."""
+def _open_outbox(config: DaemonConfig, ran_before: bool) -> tuple[Store, str | None]:
+    """The outbox, and what to report when a state dir that ran before lost it.
+
+    With ``--store`` the queue is the shared database's; the state dir keeps the
+    lock and the last-known-good set, and nothing of the queue, so it loses none.
+    """
+    if config.store_url is not None:
+        store = stores.open_postgres(config.store_url, password=config.store_password)
+        log.info("the outbox is the shared store %s", stores.shown(config.store_url))
+        return store, None
     path = config.state_dir / "outbox.db"
     fresh = not path.exists() or path.stat().st_size == 0
     lost = None
@@ -170,7 +283,7 @@ class Daemon:
         self._upkeep = False
         self._wake: Callable[[], None] = lambda: None
         self.nothing_to_serve = False
-        self.metrics = Metrics()
+        self.metrics = Metrics(git=config.git is not None)
         self.client = HipChatClient(
             send_timeout=config.send_timeout,
             backoff_base=config.retry_base,
@@ -198,6 +311,9 @@ class Daemon:
             refuse_plaintext_tokens=True,
             exclude=config.exclude,
         )
+        self.poller = self._git_poller(config, options) if config.git is not None else None
+        if self.poller is not None:
+            config = self.config = replace(config, config_dir=self.poller.link)
         self.reconciler = Reconciler(
             config.config_dir,
             config.state_dir,
@@ -215,11 +331,13 @@ class Daemon:
             prune_grace=config.prune_grace,
             wake=self.dispatcher.wake,
         )
+        if self.poller is not None:
+            self.reconciler.revisions = _PolledRevisions(self.poller)
         self.registry.add_listener(self.housekeeping.on_applied)
         self.registry.add_listener(self.dispatcher.health.on_applied)
         self.watcher = ConfigWatcher(
             config.config_dir,
-            lambda changed: self.reloads.on_change(changed),
+            self._on_change,
             quiet=config.quiet,
             max_wait=config.max_wait,
             resync_interval=config.resync_interval,
@@ -243,6 +361,8 @@ class Daemon:
             outbox_lost=outbox_lost,
             wake=self.dispatcher.wake,
             max_event_bytes=config.max_event_bytes,
+            git=self._git_status if self.poller is not None else None,
+            git_hook=self._git_hook(config.git),
         )
         try:
             self.server = HTTPServer(
@@ -256,6 +376,53 @@ class Daemon:
         except BaseException:
             self.outbox.close()
             raise
+
+    def _git_poller(self, config: DaemonConfig, options: semantics.Options) -> GitPoller:
+        """The poller of ``--git``, its directories made; GitSourceError (a usage
+        error) when a flag names what cannot be used."""
+        assert config.git is not None
+        hooks = Hooks(
+            checked_out=self._checked_out,
+            rejected=self._rejected,
+            fetched=self.metrics.git_fetched,
+        )
+        root = git_root(config.state_dir)
+        poller = GitPoller(config.git.source(), root, hooks, files=options.files)
+        try:
+            poller.prepare()
+        except OSError as exc:
+            raise UsageError(f"cannot use --state-dir {config.state_dir}: {exc}") from None
+        return poller
+
+    def _git_status(self) -> dict[str, Any]:
+        return self.poller.status().to_data() if self.poller is not None else {}
+
+    def _git_hook(self, settings: GitSettings | None) -> GitHook | None:
+        """``POST /v1/hooks/git``, only with a webhook secret."""
+        if self.poller is None or settings is None or settings.webhook_secret is None:
+            return None
+        return GitHook(settings.webhook_secret, self.poller.source.watches, self.poller.trigger)
+
+    def _on_change(self, changed: Iterable[str] | None) -> str | None:
+        """The watcher's callback; with a git source, the config is read while no
+        checkout swap can happen, so a set is one commit's whole."""
+        if self.poller is None:
+            return self.reloads.on_change(changed)
+        with self.poller.holding():
+            return self.reloads.on_change(changed)
+
+    def _checked_out(self, checkout: Checkout) -> None:
+        """A new commit is current: reconcile it now, not after file events."""
+        self.request_reload()
+
+    def _rejected(self, rejected: Rejected) -> None:
+        """A commit not applied is a failed attempt like an invalid config: the set
+        in use stays, and /status and the metrics name the commit and why."""
+        where = f"{self.poller.source.remote.display} {rejected.ref}" if self.poller else ""
+        refused = ConfigSet((), (Diagnostic(where, 1, 1, "", rejected.reason),))
+        if rejected.kind == "unverified":
+            self.metrics.unverified()
+        self.registry.apply(refused, rejected.revision, source=where)
 
     def _routes(self, routes: Routes) -> Routes:
         """The API's routes, with what only the daemon knows: whether the first
@@ -407,7 +574,13 @@ class Daemon:
         self.server.start()
         log.info("answering /healthz on %s; ready once a config is served", self.server.url)
         self._serve_last_known_good()
-        self.watcher.start(first_call=True)
+        if self.poller is None:
+            self.watcher.start(first_call=True)
+            return
+        # The checkout a restart finds is reconciled at once; with none yet, the
+        # first fetch's checkout is.
+        self.watcher.start(first_call=self.poller.link.is_dir())
+        self.poller.start()
 
     def start(self) -> Outcome:
         """:meth:`begin`, then wait for the first reconcile: the set then served (the
@@ -434,7 +607,8 @@ class Daemon:
 
     def healthy(self) -> bool:
         """What the systemd watchdog vouches for: the worker threads are alive."""
-        return self.watcher.alive and (self.dispatcher.alive or not self._delivering)
+        polling = self.poller is None or self.poller.alive
+        return polling and self.watcher.alive and (self.dispatcher.alive or not self._delivering)
 
     def status_line(self) -> str:
         snap = self.registry.snapshot
@@ -459,6 +633,8 @@ class Daemon:
         self.reconciler.close(drain)
         self.housekeeping.stop(drain)
         self.server.stop()
+        if self.poller is not None and not self.poller.stop(min(drain, RECONCILE_GRACE)):
+            log.warning("stopping with a git fetch under way: abandoned, it applies nothing")
         if not self.watcher.stop(min(drain, RECONCILE_GRACE)):
             log.warning("stopping with a reconcile under way: abandoned, it applies nothing")
         if not self.dispatcher.stop(drain):
@@ -466,6 +642,18 @@ class Daemon:
         self.client.close()
         self.outbox.close()
         self.state_dir.release()
+
+
+class _PolledRevisions(git.Revisions):
+    """The revision of a set read from a git source: the commit its poller checked
+    out (read under the poller's hold, so it names what was read)."""
+
+    def __init__(self, poller: GitPoller) -> None:
+        super().__init__(None)
+        self._poller = poller
+
+    def revision(self, config_dir: Path, digest: str) -> str:
+        return self._poller.revision(config_dir, digest)
 
 
 _READYZ = ("GET", "/readyz")
@@ -511,9 +699,9 @@ def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
     # Everything the daemon writes (outbox, last-known-good copy) is private.
     os.umask(0o077)
     notify = systemd.ServiceManager()
-    logs.setup(list, log_format)
+    logs.setup(lambda: config.secrets, log_format)
     daemon = Daemon(config, notify=notify)
-    logs.setup(lambda: daemon.registry.snapshot.secrets(), log_format)
+    logs.setup(lambda: (*config.secrets, *daemon.registry.snapshot.secrets()), log_format)
     exit_status = install_signals(daemon, notify)
     try:
         daemon.begin()

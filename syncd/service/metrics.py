@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -37,6 +39,9 @@ from prometheus_client.utils import floatToGoString
 from syncd.config.plan import Plan
 from syncd.hipchat.wire import DeliveryResult
 from syncd.registry import Snapshot
+
+if TYPE_CHECKING:
+    from syncd.reconcile.gitpoller import FetchReport
 
 _go_float: Callable[[float], str] = floatToGoString
 """The library's own ``le`` spelling, typed here because the library leaves it bare."""
@@ -92,6 +97,22 @@ class _Present:
     dead_letters: Mapping[str, int]
 
 
+GIT_FETCH_RESULTS = ("changed", "unchanged", "rejected", "failed")
+GIT_FETCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+@dataclass(frozen=True)
+class GitCounts:
+    """The git source's fetches as of one instant; every result has a series from
+    the start, so a rate over it needs no first failure to exist."""
+
+    fetches: Mapping[str, int]
+    buckets: tuple[tuple[float, int], ...]
+    duration_sum: float
+    duration_count: int
+    last_success: float | None
+
+
 @dataclass(frozen=True)
 class _Counts:
     """The counters as of one instant, so a scrape never mixes two moments."""
@@ -103,13 +124,15 @@ class _Counts:
     """(upper bound, observations in that bucket alone), not yet cumulative."""
     latency_sum: float
     latency_count: int
+    unverified: int = 0
+    git: GitCounts | None = None
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_text, value=value)
 
 
-def _config_families(config: ConfigGauges) -> Iterator[Metric]:
+def _config_families(config: ConfigGauges, unverified: int) -> Iterator[Metric]:
     yield _gauge(
         "syncd_config_last_reload_successful",
         "Whether the last configuration reload attempt was successful.",
@@ -126,7 +149,10 @@ def _config_families(config: ConfigGauges) -> Iterator[Metric]:
         labels=["result"],
     )
     attempts.add_metric(["success"], config.attempts - config.failures)
-    attempts.add_metric(["failure"], config.failures)
+    # A commit whose signature does not verify is a failed attempt counted apart.
+    attempts.add_metric(["failure"], max(0, config.failures - unverified))
+    if unverified:
+        attempts.add_metric(["unverified"], unverified)
     yield attempts
     yield _gauge(
         "syncd_config_hash",
@@ -179,18 +205,42 @@ def _outbox_families(present: _Present) -> Iterator[Metric]:
     )
 
 
-def _latency_family(counts: _Counts) -> HistogramMetricFamily:
+def _cumulative(buckets: Iterable[tuple[float, int]], total: int) -> list[tuple[str, float]]:
     cumulative: list[tuple[str, float]] = []
     running = 0
-    for bound, count in counts.buckets:
+    for bound, count in buckets:
         running += count
         cumulative.append((_go_float(bound), running))
-    cumulative.append(("+Inf", counts.latency_count))
+    cumulative.append(("+Inf", total))
+    return cumulative
+
+
+def _latency_family(counts: _Counts) -> HistogramMetricFamily:
     return HistogramMetricFamily(
         "syncd_delivery_latency_seconds",
         "Time from an event's acceptance to its notification's delivery.",
-        buckets=cumulative,
+        buckets=_cumulative(counts.buckets, counts.latency_count),
         sum_value=counts.latency_sum,
+    )
+
+
+def _git_families(git: GitCounts) -> Iterator[Metric]:
+    fetches = CounterMetricFamily(
+        "syncd_git_fetch_total", "Fetches of the git source, by result.", labels=["result"]
+    )
+    for result in GIT_FETCH_RESULTS:
+        fetches.add_metric([result], git.fetches.get(result, 0))
+    yield fetches
+    yield HistogramMetricFamily(
+        "syncd_git_fetch_duration_seconds",
+        "Time one fetch of the git source took, checkout included.",
+        buckets=_cumulative(git.buckets, git.duration_count),
+        sum_value=git.duration_sum,
+    )
+    yield _gauge(
+        "syncd_git_last_fetch_success_timestamp_seconds",
+        "Timestamp of the last fetch of the git source that reached the remote.",
+        git.last_success or 0,
     )
 
 
@@ -219,18 +269,35 @@ class _Collector:
         present = self._present
         counts = self._counts()
         if present is not None:
-            yield from _config_families(present.config)
+            yield from _config_families(present.config, counts.unverified)
         yield from _count_families(counts)
         if present is not None:
             yield from _outbox_families(present)
         yield _latency_family(counts)
+        if counts.git is not None:
+            yield from _git_families(counts.git)
 
 
 class Metrics:
     """The daemon's counters and the registry they are scraped through."""
 
-    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
+    def __init__(
+        self,
+        buckets: Iterable[float] = LATENCY_BUCKETS,
+        *,
+        git: bool = False,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        """``git``: the daemon follows a git source, whose fetches are counted."""
         self._lock = threading.Lock()
+        self._git = git
+        self._wall = wall
+        self._unverified = 0
+        self._fetches: dict[str, int] = {}
+        self._fetch_counts = [0] * len(GIT_FETCH_BUCKETS)
+        self._fetch_sum = 0.0
+        self._fetch_count = 0
+        self._fetch_success: float | None = None
         self._bounds = tuple(sorted(buckets))
         self._events_received = 0
         self._notifications: dict[str, int] = {}
@@ -259,6 +326,34 @@ class Metrics:
                 key = (uid, failure_reason(result))
                 self._failures[key] = self._failures.get(key, 0) + 1
 
+    def unverified(self) -> None:
+        """A fetched commit rejected because its signature did not verify."""
+        with self._lock:
+            self._unverified += 1
+
+    def git_fetched(self, report: FetchReport) -> None:
+        """A git poller's ``fetched`` hook."""
+        with self._lock:
+            self._fetches[report.result] = self._fetches.get(report.result, 0) + 1
+            index = bisect.bisect_left(GIT_FETCH_BUCKETS, report.duration)
+            if index < len(self._fetch_counts):
+                self._fetch_counts[index] += 1
+            self._fetch_sum += report.duration
+            self._fetch_count += 1
+            if report.result != "failed":
+                self._fetch_success = self._wall()
+
+    def _git_counts(self) -> GitCounts | None:
+        if not self._git:
+            return None
+        return GitCounts(
+            fetches=dict(self._fetches),
+            buckets=tuple(zip(GIT_FETCH_BUCKETS, self._fetch_counts, strict=True)),
+            duration_sum=self._fetch_sum,
+            duration_count=self._fetch_count,
+            last_success=self._fetch_success,
+        )
+
     def retain(self, uids: Collection[str]) -> None:
         """Drop the counters of integrations not in ``uids`` (the active set)."""
         with self._lock:
@@ -280,6 +375,8 @@ class Metrics:
                 buckets=tuple(zip(self._bounds, self._bucket_counts, strict=True)),
                 latency_sum=self._latency_sum,
                 latency_count=self._latency_count,
+                unverified=self._unverified,
+                git=self._git_counts(),
             )
 
     def render(

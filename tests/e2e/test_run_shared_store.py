@@ -1,0 +1,220 @@
+"""``syncd run --store`` and ``syncd store``: real daemons on a real PostgreSQL,
+delivering to the HipChat test server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from syncd.store import pgschema
+from syncd.testing.hipchat_server import HipChatServer
+from tests.support import postgres
+from tests.support.cli import run_cli
+from tests.support.configs import trace_config
+from tests.support.delivery import numbers
+from tests.support.events import numbered_events
+from tests.support.postgres import postgres_url  # noqa: F401  (a fixture)
+from tests.support.processes import Proc, run_syncd, start, terminate
+from tests.support.waiting import wait_for
+
+TOKENS = {"3001": "shared-store-token-3001"}
+ENV = {"HIPCHAT_TOKEN_3001": TOKENS["3001"]}
+PASSWORD = "pw-never-printed-7f3a9c"
+
+
+@pytest.fixture
+def hipchat() -> Iterator[HipChatServer]:
+    with HipChatServer(TOKENS, limits=None) as server:
+        yield server
+
+
+@pytest.fixture
+def config(tmp_path: Path, hipchat: HipChatServer) -> Path:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    (directory / "shop.yaml").write_text(trace_config(hipchat.url, list(TOKENS)))
+    return directory
+
+
+def _password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "store-password"
+    path.write_text(PASSWORD + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_two_daemons_on_one_store_share_the_queue(
+    tmp_path: Path,
+    config: Path,
+    hipchat: HipChatServer,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    """Each daemon has its own state dir; what one takes in, the queue they share
+    delivers, and neither keeps an outbox file of its own."""
+    secret = _password_file(tmp_path)
+    store = ("--store", postgres_url, "--store-password-file", str(secret))
+    procs: list[Proc] = []
+    try:
+        procs.append(start(config, tmp_path / "state-1", *store, env=ENV))
+        procs.append(
+            start(config, tmp_path / "state-2", env={**ENV, "SYNCD_STORE_URL": postgres_url})
+        )
+        first, second = procs
+        assert first.post_events(numbered_events(0, 1)).status_code == 202
+        hipchat.wait_for_messages(1, room="3001", timeout=20)
+        answer = second.post_events(numbered_events(1, 1))
+        assert answer.status_code == 202, answer.text
+        hipchat.wait_for_messages(2, room="3001", timeout=20)
+        assert sorted(numbers(hipchat, "3001")) == [0, 1]
+        rows = postgres.execute(postgres_url, "SELECT count(*) FROM outbox")
+        assert rows[0][0] >= 2  # the items are the database's
+        for proc in procs:
+            wait_for(lambda p=proc: p.status()["outbox_depth"] == 0, timeout=20)
+        for state in ("state-1", "state-2"):
+            assert not (tmp_path / state / "outbox.db").exists()
+            assert (tmp_path / state / "lock").exists()
+    finally:
+        for proc in procs:
+            terminate(proc)
+    for proc in procs:
+        assert PASSWORD not in proc.log
+        assert "shared store" in proc.log, proc.log
+
+
+def test_a_password_in_the_url_is_not_printed(
+    tmp_path: Path,
+    config: Path,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    """The server trusts loopback, so the password is accepted and unused: what is
+    checked is that the daemon's own words never carry it."""
+    with_password = postgres_url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+    assert with_password != postgres_url
+    proc = start(config, tmp_path / "state", "--store", with_password, env=ENV)
+    try:
+        assert proc.status()["applied_revision"]
+    finally:
+        terminate(proc)
+    assert PASSWORD not in proc.log
+    assert "postgres:***@" in proc.log
+
+
+def test_an_unreachable_store_is_a_usage_error_without_the_password(
+    tmp_path: Path, config: Path
+) -> None:
+    secret = _password_file(tmp_path)
+    result = run_syncd(
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-any-endpoint",
+        "--allow-http-endpoint",
+        "--store",
+        f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/nothing?connect_timeout=2",
+        "--store-password-file",
+        str(secret),
+        cwd=tmp_path,
+        env=ENV,
+    )
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert "cannot use the store postgresql://postgres:***@127.0.0.1:1/" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_an_sqlite_store(tmp_path: Path, config: Path) -> None:
+    result = run_cli(
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--allow-any-endpoint",
+        "--store",
+        f"sqlite:{tmp_path / 'outbox.db'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == EXIT_USAGE
+    assert "--store takes a shared PostgreSQL store" in result.stderr
+
+
+def test_store_migrate_and_check_exit_codes(
+    tmp_path: Path,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    secret = str(_password_file(tmp_path))
+    behind = run_cli("store", "check", "--store", postgres_url, cwd=tmp_path)
+    assert behind.returncode == EXIT_FAILED, behind.stderr
+    assert "behind" in behind.stdout
+    migrated = run_cli(
+        "store",
+        "migrate",
+        "--store-password-file",
+        secret,
+        cwd=tmp_path,
+        env={"SYNCD_STORE_URL": postgres_url},
+    )
+    assert migrated.returncode == EXIT_OK, migrated.stderr
+    assert f"-> {pgschema.LATEST}" in migrated.stdout
+    current = run_cli(
+        "store", "check", "--store", postgres_url, "--store-password-file", secret, cwd=tmp_path
+    )
+    assert current.returncode == EXIT_OK, current.stderr
+    postgres.execute(
+        postgres_url,
+        "INSERT INTO syncd_schema (version, what, applied_by) VALUES (%s, 'later', 'test')",
+        (pgschema.LATEST + 1,),
+    )
+    newer = run_cli("store", "check", "--store", postgres_url, cwd=tmp_path)
+    assert newer.returncode == EXIT_FAILED
+    assert "newer" in newer.stdout
+    refused = run_cli("store", "migrate", "--store", postgres_url, cwd=tmp_path)
+    assert refused.returncode == EXIT_FAILED
+    for result in (behind, migrated, current, newer, refused):
+        assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_store_commands_without_a_store_or_reachable_database(tmp_path: Path) -> None:
+    missing = run_cli("store", "check", cwd=tmp_path, env={"SYNCD_STORE_URL": ""})
+    assert missing.returncode == EXIT_USAGE
+    assert "give --store postgresql://" in missing.stderr
+    unreadable = run_cli(
+        "store",
+        "check",
+        "--store",
+        "postgresql://postgres@127.0.0.1:1/x",
+        "--store-password-file",
+        str(tmp_path / "absent"),
+        cwd=tmp_path,
+    )
+    assert unreadable.returncode == EXIT_USAGE
+    assert "cannot read --store-password-file" in unreadable.stderr
+    secret = str(_password_file(tmp_path))
+    unreachable = run_cli(
+        "store",
+        "migrate",
+        "--store",
+        f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/x?connect_timeout=2",
+        "--store-password-file",
+        secret,
+        cwd=tmp_path,
+    )
+    assert unreachable.returncode == EXIT_USAGE, unreachable.stderr
+    assert PASSWORD not in unreachable.stdout + unreachable.stderr
+    no_target = run_cli(
+        "store",
+        "copy",
+        "--from",
+        f"sqlite:{tmp_path / 'x.db'}",
+        cwd=tmp_path,
+        env={"SYNCD_STORE_URL": ""},
+    )
+    assert no_target.returncode == EXIT_USAGE
+    assert "give --to postgresql://" in no_target.stderr

@@ -308,3 +308,46 @@ def test_a_minute_another_sender_spent_costs_syncd_one_429_not_a_burst(
     delivery.clock.advance(61)
     delivery.server.wait_for_messages(90, timeout=10)
     assert delivery.refusals() == 1
+
+
+@pytest.mark.parametrize("workers", [16, 64])
+def test_many_rooms_on_one_token_spend_its_budget_without_a_429(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """20 rooms share a token: 600 notifications, 500 allowed in 5 minutes. Sends in
+    flight when an answer reports the budget left must not spend it twice (before:
+    up to 6 refusals a run with 64 workers)."""
+    clock = Clock(time.time())
+    ids = [str(room) for room in range(1, 21)]
+    for room in ids:
+        monkeypatch.setenv(f"HIPCHAT_TOKEN_{room}", TOKEN)
+    server = HipChatServer(rooms(20), limits="hipchat", clock=clock).start()
+    server.misbehave(latency=0.005)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "a.yaml").write_text(trace_config(server.url, ids))
+    registry = Registry()
+    config = load_config_set([tmp_path / "config"], Options(reach=TEST_REACH))
+    assert registry.apply(config, "test").ok
+    outbox = Outbox(tmp_path / "outbox.db", clock=clock)
+    client = HipChatClient(clock=clock, backoff_base=0.01, backoff_cap=0.05)
+    dispatcher = Dispatcher(
+        outbox, registry, client, DispatchConfig(workers=workers, idle_poll=0.02), clock=clock
+    )
+    ingest = Ingest(outbox, registry, clock=clock, on_enqueued=dispatcher.wake)
+    dispatcher.start()
+    try:
+        valid, problems = validate_events(numbered_events(0, 30))
+        assert problems == []
+        assert ingest.submit(valid).notifications == 600
+        server.wait_for_messages(500, timeout=30)
+        delivery = Delivery(server, outbox, ingest, dispatcher, clock)
+        wait_for(delivery.paced, what="the 501st notification paced to the token's reset")
+        # A worker that found budget left may still be between its check and its send
+        # when another's answer spends the last of it: one 429 at most, never a burst.
+        assert delivery.refusals() <= 1
+        assert len(server.messages) == 500
+    finally:
+        dispatcher.stop(timeout=5)
+        client.close()
+        outbox.close()
+        server.close()

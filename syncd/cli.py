@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 Command = Callable[[argparse.Namespace], int]
 DEFAULT_URL = "http://127.0.0.1:8514"
+# The default of --git-timeout for validate and plan (the daemon's is DaemonConfig's).
+DEFAULT_GIT_TIMEOUT = 60.0
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -198,14 +200,19 @@ def _client_token(args: argparse.Namespace) -> str | None:
 def _validate(args: argparse.Namespace) -> int:
     from syncd.commands.validate import validate
 
+    git = _git_ref(args)
+    if git is not None and args.paths:
+        raise UsageError("with --git, name the directory to check with --git-path, not PATH")
+    paths = args.paths or [Path(".")]
     return validate(
-        args.paths,
+        paths,
         fmt=cast(OutputFormat | None, args.format),
         strict=args.strict,
         allow_plaintext_tokens=args.allow_plaintext_tokens,
-        reach=_reach(args, _validate_roots(args.paths)),
+        reach=_reach(args, _validate_roots(paths)),
         exclude=tuple(args.exclude),
         allow_empty=args.allow_empty,
+        git=git,
     )
 
 
@@ -220,7 +227,6 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "paths",
         nargs="*",
         type=Path,
-        default=[Path(".")],
         metavar="PATH",
         help="files or directories (*.yaml, *.yml; hidden directories skipped); default: .",
     )
@@ -239,6 +245,7 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_exclude(validate)
     _add_plaintext(validate)
     _add_reach(validate)
+    _add_git_ref(validate, validate)
     validate.set_defaults(handler=_validate)
 
 
@@ -249,8 +256,9 @@ def _plan(args: argparse.Namespace) -> int:
         args.config,
         against=args.against,
         token=_client_token(args),
-        reach=_reach(args, (args.config,)),
+        reach=_reach(args, (args.config,) if args.config is not None else ()),
         exclude=tuple(args.exclude),
+        git=_git_ref(args),
     )
 
 
@@ -258,15 +266,93 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     plan = commands.add_parser(
         "plan",
         help="show what a config dir would change in the running daemon",
-        description="Compare a config directory with the running daemon's registry (or an "
-        "empty one). Exit 0 when nothing would change, 1 when something would, 2 on error.",
+        description="Compare a config directory (or a git ref, with --git) with the running "
+        "daemon's registry (or an empty one). Exit 0 when nothing would change, 1 when "
+        "something would, 2 on error.",
     )
-    _add_config(plan)
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="DIR",
+        help="the directory of integration files (*.yaml, *.yml, in subdirectories too)",
+    )
     plan.add_argument("--against", metavar="URL", help=f"the daemon's base URL, e.g. {DEFAULT_URL}")
     _add_token_file(plan)
     _add_exclude(plan)
     _add_reach(plan)
+    _add_git_ref(plan, source)
     plan.set_defaults(handler=_plan)
+
+
+def _add_git_ref(parser: argparse.ArgumentParser, source: argparse._ActionsContainer) -> None:
+    """The flags of a git ref read once (``validate --git``, ``plan --git``): the
+    fetch's, without the daemon's schedule and webhook. ``source`` holds ``--git``
+    (a group, where it excludes the other source)."""
+    source.add_argument(
+        "--git",
+        metavar="URL",
+        help="check a git remote's ref instead, fetched into a temporary directory: "
+        "https://, ssh://, USER@HOST:PATH or file:// (http:// and git:// with --allow-http-git)",
+    )
+    git = parser.add_argument_group("git ref (with --git)")
+    git.add_argument("--git-ref", metavar="REF", help="branch or tag (default: the remote's HEAD)")
+    git.add_argument(
+        "--git-path",
+        default="",
+        metavar="DIR",
+        help="the directory holding the YAML (default: top)",
+    )
+    git.add_argument(
+        "--git-timeout",
+        type=float,
+        default=DEFAULT_GIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"longest the fetch may take (default {DEFAULT_GIT_TIMEOUT:g})",
+    )
+    git.add_argument(
+        "--git-token-file", type=Path, metavar="PATH", help="HTTPS token or password (never shown)"
+    )
+    git.add_argument("--git-ssh-key-file", type=Path, metavar="PATH", help="SSH private key")
+    git.add_argument(
+        "--git-known-hosts", type=Path, metavar="PATH", help="SSH host keys (needed with ssh)"
+    )
+    git.add_argument("--git-ca-file", type=Path, metavar="PATH", help="CA bundle for https://")
+    git.add_argument(
+        "--git-max-size", metavar="SIZE", help="most the fetch may bring, e.g. 100M (default 100M)"
+    )
+    git.add_argument(
+        "--git-verify",
+        nargs=2,
+        metavar=("KIND", "FILE"),
+        help="accept only a commit signed by: allowed-signers FILE (SSH) or gpg KEYRING",
+    )
+    git.add_argument(
+        "--allow-http-git",
+        action="store_true",
+        help="fetch over http:// and git://, where anyone on the way can read or change it",
+    )
+
+
+def _git_ref(args: argparse.Namespace) -> GitSettings | None:
+    """The git ref ``--git`` and its flags name, or None without ``--git``."""
+    if args.git is None:
+        return None
+    from syncd.service.daemon import GitSettings
+
+    return GitSettings(
+        url=args.git,
+        ref=args.git_ref,
+        path=args.git_path,
+        timeout=args.git_timeout,
+        token_file=args.git_token_file,
+        ssh_key_file=args.git_ssh_key_file,
+        known_hosts=args.git_known_hosts,
+        ca_file=args.git_ca_file,
+        max_size=args.git_max_size,
+        verify=(args.git_verify[0], Path(args.git_verify[1])) if args.git_verify else None,
+        allow_http=args.allow_http_git,
+    )
 
 
 def _git_options(args: argparse.Namespace) -> GitOptions | None:

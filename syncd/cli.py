@@ -408,6 +408,7 @@ def _run(args: argparse.Namespace) -> int:
             store_url=args.store or os.environ.get(STORE_ENV) or None,
             store_password_file=args.store_password_file,
             store_password=_store_password(args),
+            skew_warning=args.skew_warning,
         )
     )
 
@@ -612,6 +613,13 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "an integration removed and back within this long, with the same endpoint and "
         "rooms, gets back what its removal cancelled; 0 makes removal final "
         f"(default {default.prune_grace:g})",
+    )
+    _seconds(
+        run,
+        "--skew-warning",
+        default.skew_warning,
+        "with --store: /status warns once the daemons sharing the store have applied "
+        f"different revisions for this long (default {default.skew_warning:g})",
     )
     _add_git(run, GitSettings(""))
     _add_reach(run)

@@ -263,6 +263,28 @@ def _git_lines(git: object) -> list[str]:
     return lines
 
 
+def _cluster_lines(cluster: object) -> list[str]:
+    """The daemons sharing the store, when there are several: each one's host,
+    version and revision, and the warning when their revisions disagree too long."""
+    if not isinstance(cluster, dict):
+        return []
+    members = [m for m in cluster.get("members") or [] if isinstance(m, dict)]
+    revisions = cluster.get("revisions") or {}
+    lines = [f"cluster:            {len(members)} live, {len(revisions)} revision(s)"]
+    lines.extend(_member_line(member) for member in members)
+    if cluster.get("skew_warning"):
+        lines.append(f"  WARNING: {cell(cluster['skew_warning'], 300)}")
+    return lines
+
+
+def _member_line(member: dict[str, Any]) -> str:
+    me = " (this daemon)" if member.get("self") else ""
+    return (
+        f"  {cell(member.get('host') or '-', 40)} {cell(member.get('version') or '-', 20)} "
+        f"{cell(member.get('revision') or '-', 40)}{me}"
+    )
+
+
 def render_status(status: dict[str, Any]) -> str:
     """The daemon's /status as a table for people."""
     rows: list[tuple[str, ...]] = [
@@ -275,6 +297,7 @@ def render_status(status: dict[str, Any]) -> str:
         f"attempted revision: {cell(status.get('attempted_revision') or '-')}",
         *_reconcile_lines(status.get("last_reconcile") or {}),
         *_git_lines(status.get("git")),
+        *_cluster_lines(status.get("cluster")),
         f"outbox depth:       {cell(status.get('outbox_depth', 0))}",
         *(
             [f"OUTBOX LOST:        {cell(lost)}"]

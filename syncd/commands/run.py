@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from syncd.commands.tokens import read_token
 from syncd.config.reach import Reach
 from syncd.errors import UsageError
+from syncd.service.api import SKEW_WARNING
 from syncd.service.logs import LogFormat
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class RunOptions:
     store_url: str | None
     store_password_file: Path | None
     store_password: str | None = field(repr=False)
+    skew_warning: float = SKEW_WARNING
 
 
 def run(options: RunOptions) -> int:
@@ -138,6 +140,7 @@ def run(options: RunOptions) -> int:
         prune_grace=options.prune_grace,
         store_url=options.store_url,
         store_password=options.store_password,
+        skew_warning=options.skew_warning,
         git=git,
     )
     return daemon.run(config, options.log_format)
@@ -184,6 +187,8 @@ def _check_bounds(options: RunOptions) -> None:
         raise UsageError(f"--max-event-bytes wants 1024 or more, got {options.max_event_bytes}")
     if options.prune_grace < 0:
         raise UsageError(f"--prune-grace wants 0 or more seconds, got {options.prune_grace:g}")
+    if options.skew_warning < 0:
+        raise UsageError(f"--skew-warning wants 0 or more seconds, got {options.skew_warning:g}")
 
 
 def check_store(url: str | None) -> None:

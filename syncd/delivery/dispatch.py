@@ -8,6 +8,11 @@ passed over, so a slow, hostile or absent server cannot stop delivery to the
 others nor cost a request per room. What to do with a failure is the
 HipChat client's classification: retry at the time it says, or dead-letter a
 permanent failure and mark the room unhealthy.
+
+On a store several daemons share, the daemons may run different sets for a
+while (a rollout). An integration this daemon's set lacks but another live
+member's has is that member's to deliver: it is passed over like a resting
+server's, never claimed and cancelled here (``elsewhere``).
 """
 
 from __future__ import annotations
@@ -70,7 +75,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         on_result: Callable[[Item, DeliveryResult, float], None] = lambda *_: None,
         health: RoomHealthBook | None = None,
+        elsewhere: Callable[[bool], frozenset[str]] = lambda _fresh: frozenset(),
     ) -> None:
+        """``elsewhere``: the integrations other live daemons know (read now when
+        asked with True), for a shared store; none for a store of its own."""
         self.store = store
         self.registry = registry
         self.client = client
@@ -78,6 +86,7 @@ class Dispatcher:
         self.clock = clock
         self.on_result = on_result
         self.health = health or RoomHealthBook()
+        self._elsewhere = elsewhere
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -104,8 +113,10 @@ class Dispatcher:
 
     def _passed_over(self, snapshot: Snapshot, now: float) -> frozenset[str]:
         """Integrations whose server is full or resting, or whose delivery is stopped:
-        their items wait unclaimed, so a pause costs no attempt and no hold."""
-        return self._servers.skip(snapshot, now) | snapshot.stopped
+        their items wait unclaimed, so a pause costs no attempt and no hold; and
+        those only another daemon knows."""
+        others = self._elsewhere(False).difference(snapshot.notifiers)
+        return self._servers.skip(snapshot, now) | snapshot.stopped | others
 
     def wake(self, count: int | None = None) -> None:
         """Wake ``count`` idle workers (all when None): one per new item, not a herd."""
@@ -222,7 +233,7 @@ class Dispatcher:
     def process(self, item: Item) -> Settle:
         """Send one claimed item; returns how it ended, for the outbox to record."""
         notifier = self.registry.snapshot.notifiers.get(item.uid)
-        refused = not_deliverable(item, notifier.integration if notifier else None)
+        refused = self._not_mine(item, notifier)
         if refused is not None:
             return refused
         assert notifier is not None, "an item whose integration is gone is not deliverable"
@@ -251,6 +262,22 @@ class Dispatcher:
             if self._servers.give_back(server):
                 self._local.freed = server
         return settle
+
+    def _not_mine(self, item: Item, notifier: Notifier | None) -> Settle | None:
+        """An item of an integration this set lacks: another live daemon's to send,
+        back in its place unattempted (that daemon came in since the last look at
+        the members, or they cannot be read now); else cancelled, as
+        ``not_deliverable`` says."""
+        if notifier is None:
+            try:
+                theirs = item.uid in self._elsewhere(True)
+            except StoreError:
+                theirs = True
+            if theirs:
+                return Settle(
+                    item.id, "pending", item.reason, item.next_attempt_at, attempted=False
+                )
+        return not_deliverable(item, notifier.integration if notifier else None)
 
     def _send(self, item: Item, notifier: Notifier, target: RoomTarget) -> Settle:
         integration = notifier.integration

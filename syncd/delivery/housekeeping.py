@@ -9,7 +9,12 @@ three cancel with the same reason, decided here and nowhere else; so do the
 items of an integration that was disabled.
 
 A removal by reconcile is not final at once: a checkout that flaps, or a
-truncated file applied, would otherwise lose what was queued. For
+truncated file applied, would otherwise lose what was queued.
+
+On a store several daemons share, only a daemon that applied a removal
+cancels for it. A start on a set without an integration is no removal when
+another live daemon's set has it (a rollout under way, this daemon on the
+older or newer side): its items are left to that daemon (``elsewhere``). For
 ``prune_grace`` seconds (``--prune-grace``) the removed integration's endpoint
 and room ids are remembered; if it comes back with the same ones (and not
 disabled), what the removal cancelled is queued again, in order, as old as it
@@ -21,9 +26,10 @@ The loop itself flushes throttle windows whose time has come, dead-letters
 what waited longer than ``--max-age`` (of the daemon's running time), forgets
 old fingerprints and idle windows, cuts waits a step of the wall clock made
 too long, and forgets finished items after a week. It first asks the store
-whether new data fits; while it does not (a full disk), it does nothing else,
-so the space left serves delivery's settles. It runs on its own thread so none
-of this sits on the ingest or delivery path.
+whether new data fits; while it does not (a full disk, or a shared store out
+of reach), it does nothing else, so the space left serves delivery's settles,
+and the store's probe is what finds a lost database back. It runs on its own
+thread so none of this sits on the ingest or delivery path.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ class Housekeeping:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         wake: Callable[[int], None] = lambda _count: None,
+        elsewhere: Callable[[bool], frozenset[str]] = lambda _fresh: frozenset(),
     ) -> None:
         self.store = store
         self.ingest = ingest
@@ -97,6 +104,7 @@ class Housekeeping:
         self.clock = clock
         self.monotonic = monotonic
         self.wake = wake
+        self.elsewhere = elsewhere
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="syncd-housekeeping", daemon=True)
         self._last_expiry: float | None = None
@@ -170,9 +178,18 @@ class Housekeeping:
                 del self._removed[uid]
 
     def cancel_removed(self, snapshot: Snapshot) -> int:
-        """Cancel what is queued for integrations the active set no longer has."""
-        gone = self.store.undelivered_uids() - set(snapshot.notifiers)
-        return sum(self._cancel(uid) for uid in sorted(gone))
+        """Cancel what is queued for integrations the active set no longer has and
+        no other live daemon knows (read now, not as last seen)."""
+        lacking = self.store.undelivered_uids() - set(snapshot.notifiers)
+        known = self.elsewhere(True) & lacking if lacking else frozenset()
+        if known:
+            log.info(
+                "%d integration(s) with queued notifications are not in this set but "
+                "another daemon's (%s): left to it",
+                len(known),
+                ", ".join(sorted(known)[:5]),
+            )
+        return sum(self._cancel(uid) for uid in sorted(lacking - known))
 
     def _cancel(self, uid: str, reason: str = REMOVED) -> int:
         cancelled = self.store.cancel_integration(uid, reason)
@@ -222,13 +239,14 @@ class Housekeeping:
             self._forget_removals()
 
     def _writable(self) -> bool:
-        """Whether new data fits in the store; said once when it stops, once when back."""
+        """Whether new data fits in the store (and a shared one is in reach); said
+        once when it stops, once when back."""
         problem = self.store.probe()
         if problem is not None and self._full is None:
             log.error(
                 "the outbox cannot take new writes: %s; events are refused (503) and "
-                "/readyz says not ready until space is freed; queued notifications "
-                "are still delivered while settling them fits",
+                "/readyz says not ready until it can; queued notifications are still "
+                "delivered while settling them is possible",
                 problem,
             )
         elif problem is None and self._full is not None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from syncd.config.model import integration_to_data
 from syncd.delivery.health import RoomHealthBook
@@ -30,8 +31,11 @@ from syncd.events.validation import Problem, check_events, event_size
 from syncd.registry import Notifier, Outcome, Registry
 from syncd.service import webhooks
 from syncd.service.http import Handler, Request, Response, Routes
-from syncd.service.metrics import ConfigGauges, Metrics
+from syncd.service.metrics import ClusterGauges, ConfigGauges, Metrics
 from syncd.store.contract import DeadPick, Item, Store, StoreError, StoreFull
+
+if TYPE_CHECKING:
+    from syncd.store.postgresql import Cluster
 
 log = logging.getLogger("syncd")
 
@@ -42,6 +46,63 @@ MAX_LISTED = 1000
 MAX_EVENT_BYTES = 64 << 10
 # Integrations an acceptance counts reasons for; the others are counted together.
 MAX_SUMMARISED = 100
+# What a 503 for a store that cannot take the request asks the client to wait.
+RETRY_AFTER = "2"
+# How long the live daemons' revisions may disagree (a rollout) before /status warns.
+SKEW_WARNING = 300.0
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """What a store several daemons share adds: each daemon's row, with the set it
+    applied, and the live members as last read."""
+
+    def announce(self, version: str, revision: str, uids: Collection[str]) -> None: ...
+
+    def known_elsewhere(self, fresh: bool = False) -> frozenset[str]: ...
+
+    def cluster(self) -> Cluster: ...
+
+
+def skew_seconds(cluster: Cluster, now: float) -> float:
+    """How long the live members' revisions have disagreed; 0 while they agree."""
+    return 0.0 if cluster.skew_since is None else max(0.0, now - cluster.skew_since)
+
+
+def cluster_to_data(cluster: Cluster, now: float, skew_warning: float) -> dict[str, object]:
+    """The cluster part of ``/status``: each live member, the revisions applied,
+    and a warning once they disagree for longer than ``skew_warning``."""
+    skew = skew_seconds(cluster, now)
+    revisions = cluster.revisions
+    warning = None
+    if cluster.skew_since is not None and skew >= skew_warning:
+        warning = (
+            f"the live daemons have applied {len(revisions)} different revisions for "
+            f"{skew:.0f} s (--skew-warning {skew_warning:g} s): a rollout that has not "
+            "finished, or a daemon that cannot fetch or apply the newer one"
+        )
+    return {
+        "members": [
+            {
+                "id": m.id,
+                "host": m.host,
+                "version": m.version,
+                "revision": m.revision,
+                "integrations": len(m.uids),
+                "heartbeat_age": round(m.heartbeat_age, 3),
+                "self": m.id == cluster.me,
+            }
+            for m in cluster.members
+        ],
+        "revisions": revisions,
+        "skew_seconds": round(skew, 3),
+        "skew_warning": warning,
+    }
+
+
+def unavailable(message: str) -> Response:
+    """A 503 a client retries after ``RETRY_AFTER`` seconds: nothing was stored."""
+    return replace(Response.error(503, message), headers={"Retry-After": RETRY_AFTER})
 
 
 def item_to_data(item: Item) -> dict[str, object]:
@@ -209,6 +270,10 @@ class Api:
     # With a git source: its status, for /status; and the webhook, if a secret is set.
     git: Callable[[], dict[str, Any]] | None = None
     git_hook: GitHook | None = None
+    # With a store several daemons share: its members, for /status and /metrics.
+    shared: SharedStore | None = None
+    skew_warning: float = SKEW_WARNING
+    clock: Callable[[], float] = time.time
 
     def routes(self) -> Routes:
         """With an ingest token set, every route but the two probes requires it."""
@@ -230,10 +295,18 @@ class Api:
         }
 
     def _guard(self, handler: Handler) -> Handler:
+        """The token checked; a store out of reach is a 503 to retry, not a 500."""
+
         def guarded(request: Request) -> Response:
             if not self._authorized(request):
                 return Response.error(401, "a valid bearer token is required")
-            return handler(request)
+            try:
+                return handler(request)
+            except StoreError as exc:
+                log.warning(
+                    "%s %s: the outbox cannot answer: %s", request.method, request.path, exc
+                )
+                return unavailable(f"the outbox cannot answer now: {exc}")
 
         return guarded
 
@@ -243,8 +316,17 @@ class Api:
         given = request.headers.get("authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {self.ingest_token}".encode())
 
+    def _counts(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """The queue's depth and dead letters; none while the store cannot be read
+        (``write_problem`` then says why), so /status and /metrics still answer."""
+        try:
+            return self.store.depth(), self.store.dead_letters()
+        except StoreError:
+            return {}, {}
+
     def _metrics(self, _: Request) -> Response:
         reg = self.registry
+        depth, dead_letters = self._counts()
         gauges = ConfigGauges(
             last_reload_successful=reg.last_attempt is not None and reg.last_attempt.ok,
             last_success_time=reg.last_success.at if reg.last_success else None,
@@ -257,13 +339,9 @@ class Api:
         active = reg.snapshot.notifiers
         # A removed integration's series go with it: its dead letters stay in the
         # outbox (GET /v1/outbox lists them), not in a series per uid ever seen.
-        dead = {
-            uid: n
-            for uid, n in dead_per_integration(self.store.dead_letters()).items()
-            if uid in active
-        }
+        dead = {uid: n for uid, n in dead_per_integration(dead_letters).items() if uid in active}
         self.metrics.retain(active)
-        text = self.metrics.render(gauges, sum(self.store.depth().values()), dead)
+        text = self.metrics.render(gauges, sum(depth.values()), dead, self._cluster_gauges())
         return Response.text(200, text, "text/plain; version=0.0.4")
 
     def _events(self, request: Request) -> Response:
@@ -316,17 +394,23 @@ class Api:
             return replace(Response.error(429, str(exc)), headers={"Retry-After": "1"})
         except StoreFull as exc:
             log.error("could not store %d event(s): %s", len(events), exc)
-            return Response.error(
-                503, "the state dir's disk is full: could not store the events; retry later"
-            )
+            return unavailable("the outbox's disk is full: could not store the events; retry later")
         except StoreError as exc:
             log.error("could not store %d event(s): %s", len(events), exc)
-            return Response.error(503, "could not store the events; retry later")
+            return unavailable("could not store the events; retry later")
         except Exception:
             log.exception("could not take %d event(s) in", len(events))
             return Response.error(500, "internal error: nothing was stored; retry later")
         self.metrics.received(len(events))
         return Response.json(202, accepted_to_data(accepted))
+
+    def _cluster_gauges(self) -> ClusterGauges | None:
+        if self.shared is None:
+            return None
+        cluster = self.shared.cluster()
+        return ClusterGauges(
+            len(cluster.members), len(cluster.revisions), skew_seconds(cluster, self.clock())
+        )
 
     def _outbox(self, request: Request) -> Response:
         """Dead letters or pending notifications, oldest first; no event bodies."""
@@ -395,16 +479,21 @@ class Api:
         )
 
     def _status(self, _: Request) -> Response:
+        depth, dead = self._counts()
         document = status_document(
             self.registry,
             self.health,
-            self.store.depth(),
+            depth,
             self.outbox_lost,
-            self.store.dead_letters(),
+            dead,
             self.store.write_problem(),
         )
         if self.git is not None:
             document["git"] = self.git()
+        if self.shared is not None:
+            document["cluster"] = cluster_to_data(
+                self.shared.cluster(), self.clock(), self.skew_warning
+            )
         return Response.json(200, document)
 
 

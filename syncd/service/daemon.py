@@ -43,6 +43,7 @@ from syncd.hipchat.client import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
     DEFAULT_SEND_TIMEOUT,
+    USER_AGENT,
     HipChatClient,
 )
 from syncd.reconcile import git
@@ -63,7 +64,7 @@ from syncd.reconcile.reconciler import DEFAULT_BUDGET, Budget, Reconciler, Reloa
 from syncd.reconcile.watcher import ConfigWatcher
 from syncd.registry import Outcome, Registry
 from syncd.service import logs, stores, systemd
-from syncd.service.api import MAX_EVENT_BYTES, Api, GitHook
+from syncd.service.api import MAX_EVENT_BYTES, SKEW_WARNING, Api, GitHook, SharedStore
 from syncd.service.http import Handler, HTTPServer, Request, Response, Routes
 from syncd.service.metrics import Metrics
 from syncd.service.statedir import StateDir, create_private
@@ -71,6 +72,9 @@ from syncd.store.contract import Store, StoreError, StoreUnusable
 from syncd.store.sqlite import Outbox
 
 log = logging.getLogger("syncd")
+
+# The release a daemon tells the others it runs (the package's, as HipChat is told).
+VERSION = USER_AGENT.removeprefix("syncd/")
 
 # How long a stop waits for a reconcile still reading the config to end by itself.
 RECONCILE_GRACE = 1.0
@@ -177,6 +181,9 @@ class DaemonConfig:
     store_password: str | None = field(default=None, repr=False)
     # A git remote to follow (``--git``); the config dir is then its checkout's link.
     git: GitSettings | None = None
+    # With a shared store: how long the daemons' revisions may disagree before
+    # /status warns (``--skew-warning``).
+    skew_warning: float = SKEW_WARNING
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -272,6 +279,8 @@ class Daemon:
 
     def _build(self, config: DaemonConfig, ran_before: bool) -> None:
         self.outbox, outbox_lost = _open_outbox(config, ran_before)
+        shared = self.outbox if isinstance(self.outbox, SharedStore) else None
+        elsewhere = shared.known_elsewhere if shared is not None else _nowhere
         self._stop = threading.Event()
         # Set once the first reconcile ended, or the daemon stopped: what start() waits for.
         self._settled = threading.Event()
@@ -298,6 +307,7 @@ class Daemon:
             on_result=lambda item, result, at: self.metrics.delivery(
                 item.uid, result, at - item.created_at
             ),
+            elsewhere=elsewhere,
         )
         self.ingest = Ingest(
             self.outbox,
@@ -330,9 +340,16 @@ class Daemon:
             chores=[self.reconciler.save_last_known_good],
             prune_grace=config.prune_grace,
             wake=self.dispatcher.wake,
+            elsewhere=elsewhere,
         )
         if self.poller is not None:
             self.reconciler.revisions = _PolledRevisions(self.poller)
+        if shared is not None:
+            # Before readers see the set: another daemon reads this one's row
+            # before it claims or cancels what only this set has.
+            self.registry.add_listener(
+                lambda _plan, snap: shared.announce(VERSION, snap.revision, snap.notifiers)
+            )
         self.registry.add_listener(self.housekeeping.on_applied)
         self.registry.add_listener(self.dispatcher.health.on_applied)
         self.watcher = ConfigWatcher(
@@ -363,6 +380,8 @@ class Daemon:
             max_event_bytes=config.max_event_bytes,
             git=self._git_status if self.poller is not None else None,
             git_hook=self._git_hook(config.git),
+            shared=shared,
+            skew_warning=config.skew_warning,
         )
         try:
             self.server = HTTPServer(
@@ -614,7 +633,10 @@ class Daemon:
         snap = self.registry.snapshot
         attempt = self.registry.last_attempt
         state = "ok" if attempt is None or attempt.ok else "last reload FAILED"
-        depth = sum(self.outbox.depth().values())
+        try:
+            depth = str(sum(self.outbox.depth().values()))
+        except StoreError:
+            depth = "unreadable"
         return (
             f"{len(snap.notifiers)} integrations, revision {snap.revision[:20] or '-'}, "
             f"outbox {depth}, config {state}"
@@ -642,6 +664,11 @@ class Daemon:
         self.client.close()
         self.outbox.close()
         self.state_dir.release()
+
+
+def _nowhere(_fresh: bool = False) -> frozenset[str]:
+    """No other daemon: a store of its own."""
+    return frozenset()
 
 
 class _PolledRevisions(git.Revisions):

@@ -89,12 +89,22 @@ class ConfigGauges:
 
 
 @dataclass(frozen=True)
+class ClusterGauges:
+    """The daemons sharing a store, as this one last read them."""
+
+    members: int
+    revisions: int
+    skew_seconds: float
+
+
+@dataclass(frozen=True)
 class _Present:
     """What the caller knows at scrape time, handed to the collector for one scrape."""
 
     config: ConfigGauges
     outbox_depth: int
     dead_letters: Mapping[str, int]
+    cluster: ClusterGauges | None = None
 
 
 GIT_FETCH_RESULTS = ("changed", "unchanged", "rejected", "failed")
@@ -205,6 +215,24 @@ def _outbox_families(present: _Present) -> Iterator[Metric]:
     )
 
 
+def _cluster_families(cluster: ClusterGauges) -> Iterator[Metric]:
+    yield _gauge(
+        "syncd_cluster_members",
+        "Live daemons sharing this daemon's store (itself included).",
+        cluster.members,
+    )
+    yield _gauge(
+        "syncd_cluster_revisions",
+        "Distinct config revisions the live daemons have applied: 1 when they agree.",
+        cluster.revisions,
+    )
+    yield _gauge(
+        "syncd_cluster_revision_skew_seconds",
+        "How long the live daemons' revisions have disagreed; 0 while they agree.",
+        cluster.skew_seconds,
+    )
+
+
 def _cumulative(buckets: Iterable[tuple[float, int]], total: int) -> list[tuple[str, float]]:
     cumulative: list[tuple[str, float]] = []
     running = 0
@@ -273,6 +301,8 @@ class _Collector:
         yield from _count_families(counts)
         if present is not None:
             yield from _outbox_families(present)
+            if present.cluster is not None:
+                yield from _cluster_families(present.cluster)
         yield _latency_family(counts)
         if counts.git is not None:
             yield from _git_families(counts.git)
@@ -380,7 +410,12 @@ class Metrics:
             )
 
     def render(
-        self, config: ConfigGauges, outbox_depth: int, dead_letters: Mapping[str, int]
+        self,
+        config: ConfigGauges,
+        outbox_depth: int,
+        dead_letters: Mapping[str, int],
+        cluster: ClusterGauges | None = None,
     ) -> str:
-        present = _Present(config, outbox_depth, dict(dead_letters))
+        """``cluster``: with a shared store, its members; None with a store of its own."""
+        present = _Present(config, outbox_depth, dict(dead_letters), cluster)
         return self._collector.scrape(self.registry, present)

@@ -24,6 +24,14 @@ one daemon's threads:
   while in flight does not revive it; only "delivered" is still recorded.
 - **Durability.** A returned call has reached stable storage as the
   implementation's durability setting promises.
+- **Out of reach, said.** A store whose server is gone (a shared one: a
+  killed connection, a restart, a failover) says why in
+  :meth:`Store.write_problem` and fails every call at once with
+  :class:`StoreUnavailable`, without waiting, until :meth:`Store.probe`
+  reaches the server again; the daemon is then not ready, ingest answers
+  503, and workers keep the settle they could not record and retry it. A
+  settle recorded late still counts if no one claimed the item since (the
+  fence); one that did costs a second send, at most one per lease in flight.
 - **Counts kept, not counted.** :meth:`Store.depth` and :meth:`Store.dead_letters`
   cost the same with ten items waiting or a million: they read counts kept as
   items change (in the same atomic writes), never a scan of the items.

@@ -14,6 +14,10 @@ daemon that finds a version newer than it knows refuses to start instead of
 writing rows it does not understand. ``syncd store migrate`` runs the same
 code ahead of a rollout; ``syncd store check`` reads the version only.
 
+A migration only adds: a daemon of the release before it, on a database it
+was applied to, refuses to start (the version is newer than it knows), but
+one already running goes on, as it never touches what was added.
+
 Bookkeeping that the SQLite store keeps with triggers is kept here the same
 way, by statement-level triggers that see each statement's changed rows at
 once: the ``tallies`` (open and dead items per room) and the ``events`` rows'
@@ -182,8 +186,25 @@ CREATE TRIGGER items_deleted AFTER DELETE ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION syncd_items_deleted();
 """
 
+# Each daemon's row, written as it applies a set and at every housekeeping tick;
+# a member is live while its heartbeat (the server's clock, so hosts' clocks
+# need not agree) is recent. ``uids``: the integrations its applied set has.
+_V2 = """
+CREATE TABLE members (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    version text NOT NULL,
+    revision text NOT NULL,
+    uids text[] NOT NULL,
+    started_at double precision NOT NULL,
+    heartbeat double precision NOT NULL
+);
+CREATE INDEX members_heartbeat ON members (heartbeat);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the outbox: items, events, room heads, tallies, fingerprints, windows", _V1),
+    Migration(2, "members: each daemon, its revision and integrations, and its heartbeat", _V2),
 )
 LATEST = MIGRATIONS[-1].version
 

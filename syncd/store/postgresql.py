@@ -37,6 +37,19 @@ one daemon's threads:
 - **Time the daemon ran.** The running clock is shared: each daemon adds its
   monotonic time to the largest value any daemon saved, and saves it back at
   every probe (once a housekeeping tick).
+- **A server out of reach.** A failure that means the connection is gone
+  (a terminated backend, a restart, a refused connection, a pool that found
+  none) marks the store lost: every call fails at once until a probe gets
+  through, after checking the pool's idle connections (a terminated backend
+  leaves each broken, and each would fail one call). So the daemon turns
+  not ready and answers 503 within one call, and comes back within a
+  housekeeping tick of the server, without a restart.
+- **Members.** Each daemon keeps a row (``members``): its id (the owner of
+  its leases), host, release, the revision it applied and the integrations
+  in it, and a heartbeat on the server's clock, written at every probe. A
+  member is live while its heartbeat is under ``MEMBER_TTL`` old. What
+  other live members know is what a rollout needs: a daemon leaves their
+  integrations' items to them rather than cancel what it does not know.
 
 No psycopg exception leaves this module: failures are :class:`StoreUnavailable`
 (the server is out of reach, restarting, or a lock waited too long),
@@ -95,6 +108,22 @@ LOCK_WAIT = "30s"
 # locks) is ended by the server, and its locks with it.
 IDLE_IN_TRANSACTION = "60s"
 CONNECT_TIMEOUT = "10"
+# While the server is out of reach, how long a probe waits for a pooled connection.
+PROBE_WAIT = 2.0
+# After a failure that showed the server out of reach, calls fail at once for
+# this long (ingest answers 503 at once, workers pause instead of queueing on
+# the pool); then one may try again, with the short wait.
+LOST_HOLD = 1.0
+# A member is live while its last heartbeat (one a housekeeping tick) is this
+# recent; the rows of members silent this long are deleted.
+MEMBER_TTL = 30.0
+MEMBER_FORGET = 24 * 3600.0
+_SERVER_NOW = "extract(epoch FROM clock_timestamp())"
+_LIVE_MEMBERS = (
+    "SELECT id, host, version, revision, uids, started_at, "
+    f"{_SERVER_NOW} - heartbeat FROM members WHERE heartbeat > {_SERVER_NOW} - %s "
+    "ORDER BY started_at, id"
+)
 HELD_MAX = 100_000
 
 _COLUMNS = (
@@ -270,6 +299,10 @@ def _lock_heads(conn: Conn, where: str, params: Sequence[Any] | Mapping[str, Any
 # state (a read-only standby, an idle transaction ended), insufficient resources,
 # operator intervention (shutdown, cancel), system errors.
 _TRY_AGAIN = frozenset({"08", "25", "40", "53", "57", "58"})
+# Of those, the ones that mean the connection is gone: connection exceptions, and
+# a server that shut down, crashed, or is not yet taking connections (a
+# terminated backend, a restart, a failover).
+_CONNECTION_GONE = frozenset({"57P01", "57P02", "57P03"})
 _DISK_FULL = "53100"
 _LOCK_NOT_AVAILABLE = "55P03"
 
@@ -295,6 +328,16 @@ def store_error(exc: psycopg.Error, secrets: Collection[str] = ()) -> StoreError
     if isinstance(exc, psycopg.DataError):
         return StoreError(message)
     return StoreUnusable(message)
+
+
+def connection_lost(exc: psycopg.Error) -> bool:
+    """Whether the error means the server is out of reach (rather than one
+    statement failing): a client-side failure, a connection exception, a
+    shutdown, or a wait for a pooled connection that none came for."""
+    state = exc.sqlstate or ""
+    if state[:2] == "08" or state in _CONNECTION_GONE:
+        return True
+    return not state and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -533,6 +576,45 @@ class _Chores:
             self._drop()
 
 
+@dataclass(frozen=True)
+class Member:
+    """One daemon of the cluster, as its row says."""
+
+    id: str
+    host: str
+    version: str
+    revision: str
+    uids: frozenset[str]
+    started_at: float
+    heartbeat_age: float  # seconds since its last heartbeat, by the server's clock
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The live members as this daemon last read them, and since when (its wall
+    clock) their revisions disagree; None while they agree."""
+
+    me: str
+    members: tuple[Member, ...] = ()
+    skew_since: float | None = None
+    # The integrations another live member's applied set has (read once a claim).
+    elsewhere: frozenset[str] = frozenset()
+
+    @property
+    def revisions(self) -> dict[str, int]:
+        """Each revision applied by a live member, with how many apply it."""
+        return dict(Counter(m.revision for m in self.members if m.revision))
+
+
+@dataclass(frozen=True)
+class _Announced:
+    """What this daemon says of itself in its row."""
+
+    version: str
+    revision: str
+    uids: tuple[str, ...]
+
+
 class PostgresOutbox:
     """The shared outbox. Thread-safe: calls take a connection from a pool.
 
@@ -560,6 +642,15 @@ class PostgresOutbox:
         self._held_lock = threading.Lock()
         self._clock_lock = threading.Lock()
         self._full: str | None = None
+        # Why the server is out of reach, from the failure that showed it; calls
+        # fail at once until a probe reaches the server again.
+        self._lost: str | None = None
+        self._hold_until = 0.0
+        self._started = clock()
+        self._cluster = Cluster(self.owner)
+        self._announced: _Announced | None = None
+        self._announce_due = False
+        self._member_lock = threading.Lock()
         with self._errors():
             self._locks, self._ran_before = self._prepare(migrate)
         self._opened = monotonic()
@@ -613,21 +704,37 @@ class PostgresOutbox:
             error = store_error(exc, self._secrets)
             if isinstance(error, StoreFull):
                 self._full = str(error)
+            elif connection_lost(exc):
+                self._lost = f"the database is out of reach ({error})"
+                self._hold_until = time.monotonic() + LOST_HOLD
             raise error from None
 
+    def _reachable(self) -> None:
+        """Fail at once for ``LOST_HOLD`` after the server was found out of reach:
+        ingest answers 503 without waiting on the pool, and workers pause instead of
+        queueing on it. Then a call may try again (with the short wait); a probe
+        (once a housekeeping tick) is what says the server is back."""
+        lost = self._lost
+        if lost is not None and time.monotonic() < self._hold_until:
+            raise StoreUnavailable(lost)
+
     @contextmanager
-    def _transaction(self, pipeline: bool = False) -> Iterator[Conn]:
+    def _transaction(self, pipeline: bool = False, probing: bool = False) -> Iterator[Conn]:
         """A transaction on a pooled connection; in a pipeline, statements whose
         results are not read go with the next that is (or with the commit)."""
+        if not probing:
+            self._reachable()
+        wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
         with (
             self._errors(),
-            self._pool.connection() as conn,
+            self._pool.connection(timeout=wait) as conn,
             conn.pipeline() if pipeline else contextlib.nullcontext(),
             conn.transaction(),
         ):
             yield conn
 
     def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        self._reachable()
         with self._errors(), self._pool.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
@@ -652,6 +759,89 @@ class PostgresOutbox:
         assert row is not None
         with self._clock_lock:
             self._ran_before, self._opened = float(row[0]), at
+
+    # membership
+
+    def announce(self, version: str, revision: str, uids: Collection[str]) -> None:
+        """Record the set this daemon applied in its row: at once when the server
+        answers (a daemon starting beside it reads the rows before it cancels or
+        claims anything), else with the next heartbeat."""
+        with self._member_lock:
+            self._announced = _Announced(version, revision, tuple(sorted(uids)))
+            self._announce_due = True
+        with contextlib.suppress(StoreError), self._transaction() as conn:
+            self._heartbeat(conn)
+
+    def _heartbeat(self, conn: Conn) -> None:
+        """This daemon's row: its heartbeat, and what it applied when that changed
+        (a set's uids are written once, not once a tick); then the live rows
+        read, and those of members long silent deleted."""
+        with self._member_lock:
+            announced, due = self._announced, self._announce_due
+        if announced is not None:
+            beaten = self._write_member(conn, announced, whole=due)
+            with self._member_lock:
+                # A row that was not there (deleted while this daemon was away)
+                # is written whole at the next heartbeat.
+                if self._announced is announced:
+                    self._announce_due = not beaten
+        conn.execute(f"DELETE FROM members WHERE heartbeat < {_SERVER_NOW} - %s", (MEMBER_FORGET,))
+        self._keep(conn.execute(_LIVE_MEMBERS, (MEMBER_TTL,)).fetchall())
+
+    def _write_member(self, conn: Conn, announced: _Announced, whole: bool) -> bool:
+        """The row written whole, or its heartbeat only; False when there was no
+        row to beat."""
+        if not whole:
+            beat = f"UPDATE members SET heartbeat = {_SERVER_NOW} WHERE id = %s"
+            return bool(conn.execute(beat, (self.owner,)).rowcount)
+        return bool(
+            conn.execute(
+                "INSERT INTO members AS m (id, host, version, revision, uids, started_at, "
+                f"heartbeat) VALUES (%s, %s, %s, %s, %s, %s, {_SERVER_NOW}) "
+                "ON CONFLICT (id) DO UPDATE SET version = excluded.version, "
+                "revision = excluded.revision, uids = excluded.uids, "
+                "heartbeat = excluded.heartbeat",
+                (
+                    self.owner,
+                    socket.gethostname(),
+                    announced.version,
+                    announced.revision,
+                    list(announced.uids),
+                    self._started,
+                ),
+            ).rowcount
+        )
+
+    def _keep(self, rows: Sequence[Any]) -> Cluster:
+        """The live members read, kept for :meth:`cluster`; revisions that disagree
+        are dated from the first read that found them so."""
+        members = tuple(
+            Member(r[0], r[1], r[2], r[3], frozenset(r[4]), float(r[5]), max(0.0, float(r[6])))
+            for r in rows
+        )
+        skewed = len({m.revision for m in members if m.revision}) > 1
+        with self._member_lock:
+            since = (self._cluster.skew_since or self.clock()) if skewed else None
+            elsewhere = frozenset().union(*(m.uids for m in members if m.id != self.owner))
+            self._cluster = Cluster(self.owner, members, since, elsewhere)
+            return self._cluster
+
+    def members(self) -> Cluster:
+        """The live members, read now (and kept for :meth:`cluster`)."""
+        return self._keep(self._read(_LIVE_MEMBERS, (MEMBER_TTL,)))
+
+    def cluster(self) -> Cluster:
+        """The live members as the last heartbeat (or :meth:`members`) read them."""
+        with self._member_lock:
+            return self._cluster
+
+    def known_elsewhere(self, fresh: bool = False) -> frozenset[str]:
+        """Integrations another live member applies: as last read, or read now (a
+        :class:`StoreError` when the server does not answer: what to cancel is
+        never decided on an old read)."""
+        if fresh:
+            return self.members().elsewhere
+        return self.cluster().elsewhere
 
     # ingest
 
@@ -693,6 +883,7 @@ class PostgresOutbox:
         return self._chore("windows", due, [])
 
     def _chore(self, chore: str, work: Callable[[Conn], T], skipped: T) -> T:
+        self._reachable()
         with self._errors():
             return self._chores.run(chore, work, skipped)
 
@@ -728,6 +919,21 @@ class PostgresOutbox:
         ).rowcount
         conn.execute(_REFRESH_HEADS, _rooms([(h[0], h[1]) for h in heads]))
         return released
+
+    def _release_unknown(self, conn: Conn) -> int:
+        """After the server was out of reach: claims of this daemon that no worker
+        holds (the connection went as the claim committed, so the worker never
+        got the item) are pending again at once, not after their lease; a room
+        must not wait a lease for a claim nobody will send."""
+        with self._held_lock:
+            held = list(self._held)
+        unknown = "owner = %s AND NOT (id = ANY(%s::bigint[]))"
+        heads = _lock_heads(
+            conn,
+            f"h.item_id IN (SELECT id FROM outbox WHERE state = 'inflight' AND {unknown})",
+            (self.owner, held),
+        )
+        return self._release(conn, heads, unknown, (self.owner, held))
 
     def settle_and_claim(
         self, done: Settle | None, limit: int, lease: float, skip: Collection[str] = ()
@@ -894,19 +1100,37 @@ class PostgresOutbox:
     def probe(self) -> str | None:
         """Whether new data can be written: the running clock is saved (every daemon
         does, once a housekeeping tick, in a transaction of its own: a chore that
-        holds its rows for long holds no daemon's tick up); a full disk is told,
-        other failures raised."""
+        holds its rows for long holds no daemon's tick up). A full disk, or a
+        server out of reach, is told; other failures raised.
+
+        While the server is out of reach, the pool's connections are checked
+        first (a terminated backend leaves them broken, and each would fail one
+        call) and the wait for one is short; the write that succeeds is what
+        lets every other call through again.
+        """
+        lost = self._lost
+        if lost is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._pool.check()
         try:
-            with self._transaction() as conn:
+            with self._transaction(probing=True) as conn:
                 self._save_running(conn)
+                self._heartbeat(conn)
+                if lost is not None:
+                    self._release_unknown(conn)
         except StoreFull as exc:
             self._full = str(exc)
             return self._full
-        self._full = None
+        except StoreUnavailable:
+            if self._lost is None:
+                raise
+            return self._lost
+        self._full = self._lost = None
         return None
 
     def write_problem(self) -> str | None:
-        return self._full
+        """Why nothing new can be written: a full disk, or a server out of reach."""
+        return self._lost or self._full
 
     def dead_letters(self) -> dict[tuple[str, str], int]:
         rows = self._read("SELECT uid, room_id, n FROM tallies WHERE kind = 'dead' AND n > 0")
@@ -991,6 +1215,7 @@ class PostgresOutbox:
             )
             self._release(conn, heads, "owner = %s", (self.owner,))
             self._save_running(conn)
+            conn.execute("DELETE FROM members WHERE id = %s", (self.owner,))
         with self._held_lock:
             self._held.clear()
         self._chores.close()

@@ -396,14 +396,20 @@ def test_a_stopped_daemon_leaves_its_chores_to_the_others(daemon: Daemons, clock
     assert [e.room_id for e in second.expire(50)] == ["1"]
 
 
-def retried(call: Callable[[], Any], tries: int = 5) -> Any:
-    """A call made again after the server dropped the connection it used."""
-    for _ in range(tries - 1):
+def retried(call: Callable[[], Any], within: float = 10.0) -> Any:
+    """A call made again after the server dropped the connection it used: calls fail
+    at once for a short hold, then a fresh connection is taken."""
+    answer: list[Any] = []
+
+    def once() -> bool:
         try:
-            return call()
+            answer.append(call())
         except StoreUnavailable:
-            continue
-    return call()
+            return False
+        return True
+
+    wait_for(once, timeout=within, what="the call on a fresh connection")
+    return answer[-1]
 
 
 # The running clock, shared.
@@ -486,11 +492,15 @@ def test_connections_the_server_ended_fail_a_call_then_are_replaced(
     put(store, clock, ("a", "1", 1))
     postgres.terminate(postgres_url)
     outcomes: list[Any] = []
-    for _ in range(5):
+
+    def replaced() -> bool:
         try:
             outcomes.append(store.depth())
         except StoreError as exc:  # the contract's error, never psycopg's
             outcomes.append(type(exc))
+        return bool(outcomes[-1] == {"a": 1})
+
+    wait_for(replaced, timeout=10, what="a fresh connection once the short hold is over")
     assert outcomes[0] is StoreUnavailable, outcomes
     assert all(o in (StoreUnavailable, {"a": 1}) for o in outcomes), outcomes
     assert outcomes[-1] == {"a": 1}

@@ -294,14 +294,11 @@ class HipChatClient:
             )
         now = self._clock()
         self.pacing.note_send(target, now)
-        try:
-            with self._deadlines.bounded(self.send_timeout) as watch:
-                result = self._exchange(target, body, attempt, auth_test)
-        finally:
-            self.pacing.note_done(target)
-        if watch.expired and result.status is None:
-            reason = f"no complete answer within {self.send_timeout:g} s"
-            result = DeliveryResult("retry", None, reason, retry_after=self._backoff(attempt))
+        with self._deadlines.bounded(self.send_timeout) as watch:
+            result = self._exchange(target, body, attempt, auth_test)
+            if watch.expired and result.status is None:
+                reason = f"no complete answer within {self.send_timeout:g} s"
+                result = DeliveryResult("retry", None, reason, retry_after=self._backoff(attempt))
         return self._finish(target, result, secrets)
 
     def _exchange(

@@ -29,42 +29,25 @@ class Pacing:
         self._lock = threading.Lock()
         self._windows: dict[str, _Window] = {}
         self._blocked: dict[str, float] = {}
-        # Sends noted and not yet done, per budget: an answer's remaining count does
-        # not know about the ones still on their way.
-        self._in_flight: dict[str, int] = {}
 
     def observe(self, target: RoomTarget, headers: Mapping[str, str], now: float) -> None:
-        """Take in the ``X-Ratelimit-*`` and ``X-FloodControl-*`` headers of a response
-        to a send still noted: the other sends in flight on a budget are taken from
-        what the header says is left, since each will spend one of them."""
+        """Take in the ``X-Ratelimit-*`` and ``X-FloodControl-*`` headers of a response."""
         with self._lock:
             for limit in LIMIT_HEADERS:
                 remaining = header_number(headers, limit.remaining)
                 reset = header_number(headers, limit.reset)
                 if remaining is not None and reset is not None:
-                    key = target.key(limit.scope)
-                    others = max(0, self._in_flight.get(key, 0) - 1)
-                    self._windows[key] = _Window(remaining - others, reset_time(reset, now))
+                    self._windows[target.key(limit.scope)] = _Window(
+                        remaining, reset_time(reset, now)
+                    )
 
     def note_send(self, target: RoomTarget, now: float) -> None:
-        """Count a request about to go out, so that concurrent senders share the budget;
-        :meth:`note_done` once it has an answer or none will come."""
+        """Count a request about to go out, so that concurrent senders share the budget."""
         with self._lock:
             for key in (target.token_key, target.room_key):
-                self._in_flight[key] = self._in_flight.get(key, 0) + 1
                 window = self._windows.get(key)
                 if window is not None and window.reset_at > now:
                     window.remaining -= 1
-
-    def note_done(self, target: RoomTarget) -> None:
-        """The request noted by :meth:`note_send` is over, answered or not."""
-        with self._lock:
-            for key in (target.token_key, target.room_key):
-                left = self._in_flight.get(key, 0) - 1
-                if left > 0:
-                    self._in_flight[key] = left
-                else:
-                    self._in_flight.pop(key, None)
 
     def block(self, target: RoomTarget, until: float) -> None:
         """Hold every send to this room until ``until`` (after a rate-limit answer)."""

@@ -208,7 +208,8 @@ def test_a_run_of_connections_beyond_the_cap_is_logged_once(
             assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
     for sock in idle:
         sock.close()
-    assert [r.getMessage() for r in caplog.records] == [
+    # waitress may add its own "Task queue depth" warning under load: not ours to count.
+    assert [r.getMessage() for r in caplog.records if r.name == "syncd.service.http"] == [
         "all 2 connection slots in use: a new connection takes the slot of the one waiting "
         "longest without a whole request, or is answered 503"
     ]

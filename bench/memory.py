@@ -1,10 +1,22 @@
-"""Peak memory of loading and applying many integrations.
+"""Peak memory of the daemon, and of loading and applying many integrations.
 
-Run: python bench/memory.py [--files 1000] [--per-file 10] [--repeat 3]
+Run: python bench/memory.py [--sizes 10000,50000] [--edits 100] [--resyncs 10]
+                            [--before DIR] [--quick]
+     python bench/memory.py --loader [--files 1000] [--per-file 10] [--repeat 3]
 
-Generates ``--files`` files of ``--per-file`` integrations each (shaped like
-bench/reconcile.py's template; 10,000 integrations by default), then measures,
-each in a fresh interpreter, the peak RSS (``resource.getrusage`` ``ru_maxrss``):
+By default, the daemon itself: a real ``syncd run`` (``run_args``) on a
+directory of one-integration files (bench/corpus.py's shape), its own peak RSS
+read from ``/proc/PID/status`` (``VmHWM``) when it is ready (it logs
+"listening on"), after ``--edits`` edits (one file rewritten, each waited for
+until the daemon logs it applied), and after ``--resyncs`` more resyncs (the
+daemon runs with ``--resync-interval 2``; each resync is seen as an open of the
+config dir, bench/dirwatch.py). ``--before DIR`` runs another checkout of syncd
+the same way. ``--quick``: 2,000 and 10,000 files, 20 edits, 3 resyncs.
+
+With ``--loader``, the loader alone in a bare interpreter instead:
+generates ``--files`` files of ``--per-file`` integrations each (10,000
+integrations by default), then measures, each in a fresh interpreter, the peak
+RSS (``resource.getrusage`` ``ru_maxrss``):
 
 - baseline: the interpreter with syncd's loader and registry imported;
 - syncd: ``ConfigLoader().load([DIR])`` applied to a ``Registry``, with the
@@ -30,10 +42,16 @@ import time
 from pathlib import Path
 
 from corpus import INTEGRATION
+from dirwatch import DirOpens
 from host import machine
+from running import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_MIB = 150.0
+DAEMON_GOAL_MIB = 250.0  # at 50,000 files, at ready and after the resyncs
+# The endpoint every generated integration names; nothing is sent to it.
+ENDPOINT = "https://hipchat.example.com"
+RESYNC_INTERVAL = 2.0
 
 
 def generate(directory: Path, files: int, per_file: int) -> None:
@@ -137,12 +155,160 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--per-file", type=int, default=10, help="integrations per file")
-    parser.add_argument("--repeat", type=int, default=3, help="fresh processes each (median)")
+    parser.add_argument("--loader", action="store_true", help="the loader alone, no daemon")
+    parser.add_argument("--sizes", help="files (one integration each; default 10000,50000)")
+    parser.add_argument("--edits", type=int, help="edits before the second reading (100)")
+    parser.add_argument("--resyncs", type=int, help="resyncs before the third reading (10)")
+    parser.add_argument("--before", type=Path, help="another checkout of syncd to measure too")
+    parser.add_argument("--quick", action="store_true", help="2,000 and 10,000 files, fewer")
+    parser.add_argument("--files", type=int, default=1000, help="--loader: files")
+    parser.add_argument("--per-file", type=int, default=10, help="--loader: integrations per file")
+    parser.add_argument("--repeat", type=int, default=3, help="--loader: fresh processes (median)")
     args = parser.parse_args()
+    if args.loader:
+        loader_main(args)
+    else:
+        daemon_main(args)
+
+
+# The daemon: its own peak RSS.
+
+
+def run_args(config: Path, state: Path) -> list[str]:
+    """Every ``syncd run`` of this bench, built here alone: a free loopback port,
+    text logs (the bench reads them), a short resync period, and the endpoint
+    policy the generated integrations need."""
+    return [
+        sys.executable,
+        "-m",
+        "syncd",
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(state),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "text",
+        "--resync-interval",
+        f"{RESYNC_INTERVAL:g}",
+        "--allow-endpoint",
+        ENDPOINT,
+        # A first load of 50,000 files takes longer than the default 30 s on 2 cores.
+        "--reconcile-timeout",
+        "600",
+    ]
+
+
+def generate_one_each(directory: Path, files: int) -> None:
+    for n in range(files):
+        uid = f"integration-{n:05}"
+        text = INTEGRATION.format(uid=uid, project=n % 50, state="enabled", room=1000 + n)
+        (directory / f"{uid}.yaml").write_text("version: 1\nintegrations:\n" + text)
+
+
+def edit(directory: Path, n: int, threshold: int) -> None:
+    uid = f"integration-{n:05}"
+    text = INTEGRATION.format(uid=uid, project=n % 50, state="enabled", room=1000 + n)
+    text = text.replace("threshold: 50", f"threshold: {threshold}")
+    (directory / f"{uid}.yaml").write_text("version: 1\nintegrations:\n" + text)
+
+
+def measure_daemon(source: Path, files: int, edits: int, resyncs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="syncd-memory-") as tmp:
+        config = Path(tmp) / "config"
+        config.mkdir()
+        generate_one_each(config, files)
+        opens = DirOpens(config)
+        started = time.monotonic()
+        daemon = Daemon(
+            run_args(config, Path(tmp) / "state"),
+            source,
+            {"HIPCHAT_BENCH_TOKEN": "bench-token"},
+            Path(tmp),
+        )
+        try:
+            daemon.wait_count("listening on", 1, timeout=1800)
+            figures = {"ready_s": time.monotonic() - started, "ready": daemon.status("VmHWM")}
+            at_start = opens.drain()  # the first reconcile's walk
+            applied = daemon.count(" applied ")
+            for e in range(edits):
+                edit(config, (e * 7919) % files, 1000 + e)
+                daemon.wait_count(" applied ", applied + e + 1, timeout=600)
+            figures["edits"] = daemon.status("VmHWM")
+            figures["resyncs_by_then"] = opens.drain() - at_start
+            target = opens.count + resyncs
+            # A resync that re-reads every file (an older syncd) takes minutes at 50,000.
+            deadline = time.monotonic() + resyncs * (RESYNC_INTERVAL + 300)
+            while opens.count < target:
+                if not opens.wait(max(0.0, deadline - time.monotonic())):
+                    raise SystemExit(f"fewer than {resyncs} resyncs:\n{daemon.log[-2000:]}")
+            time.sleep(0.2)  # the last one's comparison, after its walk
+            figures["resyncs"] = daemon.status("VmHWM")
+            figures["rss_now"] = daemon.status("VmRSS")
+            figures["resyncs_seen"] = opens.drain() - at_start
+        finally:
+            daemon.stop()
+            opens.close()
+    return figures
+
+
+def daemon_main(args: argparse.Namespace) -> None:
+    sizes = [
+        int(n) for n in (args.sizes or ("2000,10000" if args.quick else "10000,50000")).split(",")
+    ]
+    edits = args.edits if args.edits is not None else (20 if args.quick else 100)
+    resyncs = args.resyncs if args.resyncs is not None else (3 if args.quick else 10)
+    sources = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
+    print(f"machine: {machine()}")
+    print(
+        f"syncd run --resync-interval {RESYNC_INTERVAL:g} --log-format text --allow-endpoint "
+        f"{ENDPOINT} --reconcile-timeout 600 (every other flag at its default), one "
+        "integration per file; peak RSS is the daemon's own VmHWM from /proc/PID/status"
+    )
+    for files in sizes:
+        results = {
+            label: measure_daemon(source, files, edits, resyncs) for label, source in sources
+        }
+        print(f"\n{files:,} files")
+        rows = [["", *results]]
+        rows.append(["ready after", *(f"{r['ready_s']:.1f} s" for r in results.values())])
+        rows.append(["peak RSS at ready", *(mib(r["ready"]) + " MiB" for r in results.values())])
+        rows.append(
+            [f"peak RSS after {edits} edits", *(mib(r["edits"]) + " MiB" for r in results.values())]
+        )
+        rows.append(
+            [
+                f"peak RSS after {resyncs} more resyncs",
+                *(mib(r["resyncs"]) + " MiB" for r in results.values()),
+            ]
+        )
+        rows.append(["RSS at the end", *(mib(r["rss_now"]) + " MiB" for r in results.values())])
+        rows.append(
+            [
+                "resyncs seen (by the edits' end / in all)",
+                *(
+                    f"{r['resyncs_by_then']:.0f} / {r['resyncs_seen']:.0f}"
+                    for r in results.values()
+                ),
+            ]
+        )
+        print_table(rows)
+        if files == 50_000:
+            after = results["after"]
+            worst = max(after["ready"], after["resyncs"]) / (1 << 20)
+            verdict = "met" if worst < DAEMON_GOAL_MIB else "NOT met"
+            goal = f"peak RSS < {DAEMON_GOAL_MIB:.0f} MiB at ready and after the resyncs"
+            print(f"goal: {goal}: {verdict}")
+
+
+# The loader alone.
+
+
+def loader_main(args: argparse.Namespace) -> None:
     if min(args.files, args.per_file, args.repeat) < 1:
-        parser.error("--files, --per-file and --repeat must be at least 1")
+        raise SystemExit("--files, --per-file and --repeat must be at least 1")
     total = args.files * args.per_file
 
     print(f"machine: {machine()}")

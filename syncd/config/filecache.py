@@ -6,18 +6,30 @@ other 49,999. The watcher names the paths that changed, and what depends on
 every file is kept as an index updated one file at a time: the order of the
 files, the keys that must be unique across them (``semantics.UniqueIndex``),
 the files with diagnostics, and the set's digest, a sum of per-file shares.
-A load without named paths (at start, on SIGHUP, at a resync) walks the
-directory, stats every file and reads the ones whose stat changed (every
-one, without ``trust_stat``). A load past its deadline (``budget``) stops
-between two files and gives an invalid set; what it read is kept, and the
-next load walks.
+A load without named paths (at start, on SIGHUP) walks the directory, stats
+every file and reads the ones whose stat changed (every one, without
+``trust_stat``). A load past its deadline (``budget``) stops between two
+files and gives an invalid set; what it read is kept, and the next load
+walks.
+
+The periodic resync never holds the loader while it walks: under the
+caller's lock, :meth:`ConfigLoader.baseline` copies each file's fingerprint
+(in C, a few milliseconds at 50,000 files); then
+:meth:`ConfigLoader.differences` walks the directory as discovery does,
+stats each file, compares it with the copy and names the few that differ,
+touching no state of the loader, on the resync's own thread beside reloads.
+A fingerprint is inode, size, mtime and ctime: an edit that restores size
+and mtime (``cp -p``, ``touch -d``, a checkout) still moves the ctime, which
+no user can set.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -27,25 +39,64 @@ from syncd.config.configset import (
     Changes,
     ConfigSet,
     FileResult,
-    StatKey,
     file_mark,
     read_file,
     set_diagnostics,
     set_digest,
-    stat_key,
 )
-from syncd.config.discovery import Found, find
+from syncd.config.discovery import ConfigFiles, Found, find, inside, is_yaml_name
 from syncd.config.model import Integration
 
 # Where a file sorts: the index of the path it was found under, then its
 # directories, each (1, name), then (0, its name): discovery's own order.
 Order = tuple[int, tuple[tuple[int, str], ...]]
 
+# What one load changed: each file's result before and after (None: absent).
+FileChanges = dict[str, tuple[FileResult | None, FileResult | None]]
+
+# A file's st_ino, st_size, st_mtime_ns and st_ctime_ns in one number, a quarter
+# of the memory of a tuple of four (one is kept per file); for a link whose
+# target is gone, the link's own, with bit 256 set.
+Fingerprint = int
+_BITS64 = (1 << 64) - 1
+
+# A file whose ctime is this close to the moment it was read may be written
+# again within the same tick of the file system's clock, leaving the same
+# fingerprint over other bytes: it is read again at the next resync. Linux
+# stamps files from a clock that moves every 1-10 ms.
+RACY_NS = 50_000_000
+
+
+def _no_tick() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a walk of one directory found: each config file's fingerprint, keyed
+    as the loader keys its files (files gone by the time they were looked at are
+    left out), and whether a directory was reached through a link."""
+
+    root: Path
+    files: dict[str, Fingerprint]
+    linked_dirs: bool
+
+
+@dataclass
+class Baseline:
+    """What a resync compares the disk with: the one directory loaded (None when
+    the last load was of something else), a copy of each file's fingerprint as
+    read (None: read it again whatever it is), and whether a load can be handed
+    the names of changed files. The walk that compares uses up ``stats``."""
+
+    root: Path | None
+    stats: dict[str, Fingerprint | None]
+    named: bool
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     order: Order
-    stat: StatKey | None
     result: FileResult
     mark: int
 
@@ -53,20 +104,37 @@ class _Entry:
 class ConfigLoader:
     """Loads a config set, keeping each file's result until its content changes.
 
-    A file is trusted unchanged when its mtime, size and inode are; otherwise
-    it is read and hashed, and checked again only when the hash differs.
+    A file is trusted unchanged when its fingerprint is; otherwise it is read
+    and hashed, and checked again only when the hash differs. ``reads`` counts
+    the files read since the loader was made; :meth:`take_changes` says which
+    files the loads since the last call changed, for a caller whose own cost
+    must follow the change, like the last-known-good copy.
+    ``wall`` is the clock a file's ctime is compared with (nanoseconds, the
+    epoch's).
     """
 
-    def __init__(self, options: semantics.Options = semantics.DEFAULT_OPTIONS) -> None:
+    def __init__(
+        self,
+        options: semantics.Options = semantics.DEFAULT_OPTIONS,
+        *,
+        wall: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.options = options
+        self.reads = 0
+        self._changes: FileChanges | None = None
+        self._wall = wall
         self._reset(None)
 
     def _reset(self, paths: tuple[Path, ...] | None) -> None:
         self._paths = paths
+        self._changes = None
         self._root: Path | None = None  # the one directory loaded, resolved
         self._linked_dirs = False
         # Keyed by the path as text: a Path hashes and compares in Python code.
         self._entries: dict[str, _Entry] = {}
+        # Each file's fingerprint when read (None: read it again whatever it is),
+        # apart from the entries so that a resync compares two dicts in C.
+        self._stats: dict[str, Fingerprint | None] = {}
         # Three lists in discovery order, kept in step: where each file sorts,
         # its name and its result, so that a set is one copy of a list.
         self._order: list[tuple[Order, str]] = []
@@ -178,18 +246,29 @@ class ConfigLoader:
     ) -> None:
         name = str(path)
         old = self._entries.get(name)
-        stat = stat_key(path)
-        if old is not None and trust_stat and stat is not None and old.stat == stat:
+        looked = _look(name)
+        if trust_stat and old is not None and self._known(name, looked):
             return
+        self.reads += 1
         result = read_file(path, root, self.options, old.result if old else None)
-        if result.loaded.unsettled:
-            stat = None  # read it again next time, whatever its stat says
+        self._stats[name] = self._kept(looked, result)
         if old is not None and old.result is result:
-            self._entries[name] = _Entry(order, stat, result, old.mark)
+            self._entries[name] = _Entry(order, result, old.mark)
             return
-        self._set(name, _Entry(order, stat, result, file_mark(result.loaded)), old)
+        self._set(name, _Entry(order, result, file_mark(result.loaded)), old)
         if insert:  # a walk lays the lists out afresh
             self._place(name, order, result, old)
+
+    def _known(self, name: str, looked: tuple[Fingerprint, int] | None) -> bool:
+        """The file was read with this fingerprint, and may be trusted to hold it."""
+        return looked is not None and self._stats.get(name) == looked[0]
+
+    def _kept(self, looked: tuple[Fingerprint, int] | None, result: FileResult) -> int | None:
+        """The fingerprint to trust the file by; None when it changed while read, or
+        was read so soon after a write that it could change again unseen (racy)."""
+        if looked is None or result.loaded.unsettled or self._wall() - looked[1] < RACY_NS:
+            return None
+        return looked[0]
 
     def _place(self, name: str, order: Order, result: FileResult, old: _Entry | None) -> None:
         """Keep the lists in step with one file read outside a walk."""
@@ -205,6 +284,7 @@ class ConfigLoader:
 
     def _set(self, name: str, entry: _Entry, old: _Entry | None) -> None:
         self._entries[name] = entry
+        _note(self._changes, name, old.result if old else None, entry.result)
         self._marks += entry.mark - (old.mark if old else 0)
         self._unique.put(name, entry.order, entry.result.loaded)
         entry.result.loaded.drop_data()
@@ -212,9 +292,11 @@ class ConfigLoader:
         _mark_if(self._unsettled, name, entry.result.loaded.unsettled)
 
     def _drop(self, name: str) -> None:
+        self._stats.pop(name, None)
         old = self._entries.pop(name, None)
         if old is None:
             return
+        _note(self._changes, name, old.result, None)
         self._marks -= old.mark
         self._unique.put(name, old.order, None)
         self._noted.discard(name)
@@ -225,6 +307,61 @@ class ConfigLoader:
             del self._order[at]
             del self._names[at]
             del self._results[at]
+
+    def take_changes(self) -> FileChanges | None:
+        """Each file the loads since the last call changed, with its result before
+        them and after (None: absent); None when they cannot be told: at the
+        first call, or after a load of other paths. Nothing is recorded before
+        the first call, so a loader whose changes nobody takes keeps none."""
+        changes, self._changes = self._changes, {}
+        return changes
+
+    def scan(self, path: Path, tick: Callable[[], None] = _no_tick) -> Scan:
+        """Every config file under ``path`` with its fingerprint, found as a load
+        finds them; reads no file and no state of the loader."""
+        files: dict[str, Fingerprint] = {}
+        walk = _Walk(path, self.options.files, tick, files.__setitem__)
+        walk.run()
+        return Scan(path, files, walk.linked_dirs)
+
+    def baseline(self) -> Baseline:
+        """What :meth:`differences` compares with; under the caller's lock, since a
+        load changes it, and cheap: the copy is made in C."""
+        paths = self._paths
+        one = paths is not None and len(paths) == 1 and self._root is not None
+        root = paths[0] if paths is not None and one else None
+        named = root is not None and not self._stale and not self._linked_dirs
+        return Baseline(root, dict(self._stats), named)
+
+    def differences(
+        self, directory: Path, baseline: Baseline, tick: Callable[[], None] = _no_tick
+    ) -> frozenset[str] | None:
+        """The files under ``directory`` whose fingerprint is not the one in
+        ``baseline``, and those added or removed since, as paths relative to it:
+        what a load given them as ``changed`` reads. Empty when nothing differs
+        (or the directory is gone, which the watcher follows); None when something
+        does but only a walk can apply it (another directory, a directory reached
+        through a link, a load cut at its deadline).
+
+        Walks as discovery does and reads no file and no state of the loader, so it
+        runs on any thread while a load runs; ``tick``, called at each directory
+        and every thousand files, may raise to stop it.
+        """
+        stats = baseline.stats
+        changed: list[str] = []
+
+        def visit(name: str, stat: Fingerprint) -> None:
+            if stats.pop(name, None) != stat:
+                changed.append(name)
+
+        walk = _Walk(directory, self.options.files, tick, visit)
+        walk.run()
+        changed.extend(stats)  # not found: removed
+        if not changed or not directory.is_dir():
+            return frozenset()
+        if baseline.root != directory or not baseline.named or walk.linked_dirs:
+            return None
+        return frozenset(_relative(name, str(directory)) for name in changed)
 
     def _assemble(self, changes: Changes | None) -> ConfigSet:
         noted = (self._entries[name].result for name in self._noted)
@@ -237,6 +374,156 @@ class ConfigLoader:
             changes=changes,
             counts=counts,
         )
+
+
+def _fingerprint(st: os.stat_result, dangling: bool = False) -> Fingerprint:
+    return (
+        st.st_ino
+        | st.st_size << 64
+        | (st.st_mtime_ns & _BITS64) << 128
+        | (st.st_ctime_ns & _BITS64) << 192
+        | dangling << 256
+    )
+
+
+def _look(name: str) -> tuple[Fingerprint, int] | None:
+    """The file's fingerprint and ctime (its target's, for a link); None once gone."""
+    try:
+        st, dangling = os.stat(name), False
+    except OSError:
+        try:
+            st, dangling = os.lstat(name), True
+        except OSError:
+            return None
+    return _fingerprint(st, dangling), st.st_ctime_ns
+
+
+class _Walk:
+    """Discovery's walk of one directory (``discovery.find``: links followed
+    inside it only, each directory once, the same files, in the same order),
+    handing ``visit`` each config file's name, keyed as the loader keys it, and
+    its fingerprint. Built on ``os.scandir``, whose entries carry what the walk
+    needs, so a resync at 50,000 files is mostly the stat calls themselves."""
+
+    def __init__(
+        self,
+        directory: Path,
+        files: ConfigFiles,
+        tick: Callable[[], None],
+        visit: Callable[[str, Fingerprint], object],
+    ) -> None:
+        self.directory = directory
+        self.files = files
+        self.tick = tick
+        self.visit = visit
+        self.linked_dirs = False
+        self._visited: set[tuple[int, int]] = set()
+
+    def run(self) -> None:
+        if not self.directory.is_dir():
+            return
+        root = self.directory.resolve()
+        stack = [str(self.directory)]
+        while stack:
+            self.tick()
+            top = stack.pop()
+            if self._enter(top, root):
+                stack.extend(reversed(self._one(top)))
+
+    def _one(self, top: str) -> list[str]:
+        """One directory's config files visited; returns its subdirectories."""
+        dirs: list[str] = []
+        prefix = str(Path(top))
+        prefix = "" if prefix == "." else prefix.rstrip("/") + "/"
+        parts = Path(top).relative_to(self.directory).parts if self.files.exclude else ()
+        # Unreadable, or gone meanwhile: skipped, as discovery does.
+        with contextlib.suppress(OSError), os.scandir(top) as entries:
+            self._entries(entries, prefix, parts, dirs)
+        dirs = sorted(d for d in dirs if self.files.enters(d))
+        self.linked_dirs = self.linked_dirs or any(
+            os.path.islink(os.path.join(top, d)) for d in dirs
+        )
+        return [os.path.join(top, d) for d in dirs]
+
+    def _entries(
+        self,
+        entries: Iterator[os.DirEntry[str]],
+        prefix: str,
+        parts: tuple[str, ...],
+        dirs: list[str],
+    ) -> None:
+        visit, tick, exclude = self.visit, self.tick, self.files.exclude
+        for count, entry in enumerate(entries, 1):
+            if count % 1000 == 0:
+                tick()
+            name = entry.name
+            if _is_dir(entry):
+                dirs.append(name)
+            elif is_yaml_name(name) and (not exclude or self._kept(parts, name)):
+                stat = _entry_fingerprint(entry)
+                if stat is not None:
+                    visit(prefix + name, stat)
+
+    def _kept(self, parts: tuple[str, ...], name: str) -> bool:
+        return self.files.holds(PurePosixPath(*parts, name))
+
+    def _enter(self, top: str, root: Path) -> bool:
+        """Not a symlink loop, a directory linked twice, nor one outside the root."""
+        try:
+            st = os.stat(top)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) in self._visited or not inside(Path(top), root):
+            return False
+        self._visited.add((st.st_dev, st.st_ino))
+        return True
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # a link to a directory too: discovery follows it
+    except OSError:
+        return False
+
+
+def _entry_fingerprint(entry: os.DirEntry[str]) -> Fingerprint | None:
+    try:
+        return _fingerprint(entry.stat())
+    except OSError:
+        try:
+            return _fingerprint(entry.stat(follow_symlinks=False), dangling=True)
+        except OSError:
+            return None
+
+
+def _relative(name: str, base: str) -> str:
+    prefix = "" if base == "." else base.rstrip("/") + "/"
+    if prefix and name.startswith(prefix):
+        return name[len(prefix) :]
+    return os.path.relpath(name, base)
+
+
+def _note(
+    changes: FileChanges | None, name: str, before: FileResult | None, after: FileResult | None
+) -> None:
+    if changes is None:
+        return
+    first = changes.get(name, (before, after))[0]
+    if first is after:
+        del changes[name]  # back to what it was
+    else:
+        changes[name] = (first, after)
+
+
+def merge_changes(first: FileChanges | None, then: FileChanges | None) -> FileChanges | None:
+    """What ``first`` and then ``then`` changed, as one: each file from its result
+    before the first to its result after the last."""
+    if first is None or then is None:
+        return None
+    merged = dict(first)
+    for name, (before, after) in then.items():
+        _note(merged, name, before, after)
+    return merged
 
 
 def _mark_if(marked: set[str], name: str, yes: bool) -> None:

@@ -8,7 +8,10 @@ sequence, names the revision (``git``), and decides what is logged.
 
 Every reconcile, the first included, runs on the watcher's worker thread,
 whatever asked for it (a file change, the periodic resync, SIGHUP or
-``POST /-/reload``), so a burst of requests collapses into one.
+``POST /-/reload``), so a burst of requests collapses into one. The resync
+itself (:meth:`Reconciler.resync`) runs on the watcher's resync thread: it
+walks and stats the files without the loader, and takes the loader only to
+compare, so an edit is applied while a resync walks 50,000 files.
 :class:`Reloads` counts them so that a caller can wait for one that started
 after its request. Each has a budget (``budget``) past which its set is
 rejected; and once the daemon stops (:meth:`Reconciler.close`), a reconcile
@@ -17,6 +20,7 @@ still under way applies nothing: it is abandoned rather than waited for.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -30,17 +34,18 @@ from syncd.config.diagnostics import Diagnostic
 from syncd.config.discovery import PathNotFoundError
 from syncd.config.filecache import ConfigLoader
 from syncd.reconcile import git, lastgood
-from syncd.reconcile.watchdir import fingerprint_dir
 from syncd.registry import Outcome, Registry
 
 log = logging.getLogger("syncd")
 
 # What a reconcile or fingerprint abandoned at shutdown reports as its digest.
 CLOSED = "closed"
-# How the digest of a set whose load its budget cut begins; the rest is a cheap
-# fingerprint of the files (read, not checked), which the resync compares while
+# How the digest of a set whose load its budget cut begins; the rest is a digest
+# of the files' fingerprints (stat, not read), which the resync compares while
 # the set stays cut, rather than spending the budget again on each resync.
 OVER_BUDGET = "over-budget:"
+# What fingerprint() answers once a resync found a difference: never a digest.
+DIFFERS = "differs"
 DEFAULT_BUDGET = 30.0
 
 
@@ -80,7 +85,8 @@ class Reconciler:
         # Held while a set is applied; close() takes it, so none is applied after.
         self._applying = threading.Lock()
         self._closed = False
-        self._to_save: tuple[ConfigSet, str] | None = None
+        self._last_good = lastgood.LastGood(self.last_known_good_dir)
+        self._unsaved = lastgood.Pending()
         self._on_saved_set = False  # serving the last-known-good set, not yet the config dir's
         self.unsettled: tuple[str, ...] = ()
         # What the last reconcile read, for the watcher's resync to compare with.
@@ -94,13 +100,16 @@ class Reconciler:
         deadline = self.budget.start()
         try:
             with self._loading:
-                config = self.loader.load(
-                    [self.config_dir],
-                    trust_stat=trust_stat,
-                    changed=changed,
-                    deadline=deadline.at,
-                    clock=deadline.clock,
-                )
+                try:
+                    config = self.loader.load(
+                        [self.config_dir],
+                        trust_stat=trust_stat,
+                        changed=changed,
+                        deadline=deadline.at,
+                        clock=deadline.clock,
+                    )
+                finally:
+                    self._unsaved.note(self.loader.take_changes())
         except PathNotFoundError as exc:
             return self._unusable(str(exc))
         if config.valid or deadline.clock() < deadline.at:
@@ -109,19 +118,54 @@ class Reconciler:
         return replace(config, digest=self._cut_digest())
 
     def _cut_digest(self) -> str:
-        return OVER_BUDGET + fingerprint_dir(self.config_dir, self.loader.options.files)
+        files = self.loader.scan(self.config_dir).files
+        digest = hashlib.sha256()
+        for name in sorted(files):
+            digest.update(f"{name}\0{files[name]}\0".encode("utf-8", "surrogateescape"))
+        return OVER_BUDGET + digest.hexdigest()
 
     def _unusable(self, message: str) -> ConfigSet:
         """An invalid set that says what broke, so the attempt is recorded as failed."""
         return ConfigSet((), (Diagnostic(str(self.config_dir), 1, 1, "", message),))
 
+    def resync(self) -> frozenset[str] | None:
+        """What the periodic resync must read: the files whose stat fingerprint is
+        not the one the loader read them with, and those added or removed (paths
+        relative to the config dir; empty: nothing); None when everything must be
+        read (the last reconcile failed outright, or the loader cannot name them).
+
+        The loader is held only while its fingerprints are copied, a few
+        milliseconds at 50,000 files; the walk that compares holds nothing.
+        """
+        if self._closed:
+            return frozenset()
+        digest = self.digest
+        if digest is None:
+            return None
+        if digest.startswith(OVER_BUDGET):
+            return frozenset() if self._cut_digest() == digest else None
+        with self._loading:
+            baseline = self.loader.baseline()
+        try:
+            return self.loader.differences(self.config_dir, baseline, self._check_open)
+        except (OSError, _Closed):
+            return frozenset()  # stopping, or a directory went: the next resync looks
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _Closed
+
     def fingerprint(self) -> str:
-        """What the watcher compares to tell a real change from a no-op."""
+        """The resync for a watcher that compares a value with the one its callback
+        returned (``Reloads.on_change`` returns the digest): the digest while
+        nothing differs, else a value no digest takes, after which the watcher
+        reads everything. :meth:`resync` names the files instead."""
         if self._closed:
             return CLOSED
-        if self.digest is not None and self.digest.startswith(OVER_BUDGET):
-            return self._cut_digest()
-        return self.load(trust_stat=False).digest
+        found = self.resync()
+        if found == frozenset() and self.digest is not None:
+            return self.digest
+        return DIFFERS
 
     def close(self, timeout: float) -> bool:
         """From now on no reconcile applies anything. Waits up to ``timeout`` for one
@@ -169,8 +213,8 @@ class Reconciler:
             outcome = self._apply(config, revision, reuse_tokens=False)
         if outcome is None:
             return None
-        if outcome.ok and (outcome.changed or not self.last_known_good_dir.exists()):
-            self._to_save = (config, revision)
+        if outcome.ok and (outcome.changed or not self._last_good.current):
+            self._unsaved.put(config, revision, self.config_dir)
         self._log(outcome, failed_before)
         return outcome
 
@@ -207,36 +251,43 @@ class Reconciler:
             log.error("%s", diagnostic)
 
     def save_last_known_good(self) -> None:
-        """Copy the last applied set; run off the reconcile's path (a housekeeping chore)."""
-        pending, self._to_save = self._to_save, None
+        """Save the last applied set; run off the reconcile's path (a housekeeping
+        chore). What it costs is what changed since the last save."""
+        pending = self._unsaved.take()
         if pending is None:
             return
-        config, revision = pending
         try:
-            lastgood.save(self.last_known_good_dir, config, revision, self.config_dir)
+            self._last_good.save(pending.config, pending.revision, pending.source, pending.changes)
         except (OSError, ValueError) as exc:
             log.warning("could not save the last-known-good config: %s", exc)
 
     def serve_last_known_good(self) -> Outcome | None:
         """Serve the set saved in the state dir, if there is one, it reads within the
         budget and its tokens resolve; None otherwise."""
-        saved = lastgood.load(self.last_known_good_dir, self.loader.options, self.budget.start())
+        saved = lastgood.read(self.last_known_good_dir, self.loader.options, self.budget.start())
         if saved is None:
             return None
         with self._applying:
             if self._closed:
                 return None
-            outcome = self.registry.restore(*saved)
+            outcome = self.registry.restore(saved.config, saved.revision)
         if not outcome.ok:
             log.warning(
                 "the last-known-good set %s in %s cannot be served: %s",
-                saved[1],
+                saved.revision,
                 self.last_known_good_dir,
                 outcome.diagnostics[0] if outcome.diagnostics else "invalid",
             )
             return None
         self._on_saved_set = True
+        if saved.legacy is not None:
+            # Saved in the older layout: the next save writes it in this one.
+            self._unsaved.put(saved.config, saved.revision, saved.legacy)
         return outcome
+
+
+class _Closed(Exception):
+    """The daemon stopped while a resync walked: the walk ends there."""
 
 
 class Reloads:

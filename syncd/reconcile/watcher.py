@@ -3,9 +3,11 @@
 The callback is handed the files that changed in the burst, so that one edit
 among thousands costs one file; when the watcher cannot name them (a
 directory moved, the config dir swapped, a forced reload) it hands None and
-the callback reads the whole set. A periodic content comparison (the resync)
-covers whatever inotify misses (queue overflow, changes made through another
-path to the same inode, a swap of an ancestor symlink).
+the callback reads the whole set. A periodic comparison (the resync) covers
+whatever inotify misses (queue overflow, changes made through another path to
+the same inode, a swap of an ancestor symlink). It runs on a thread of its
+own, so a resync that walks 50,000 files never holds back a change's call;
+given ``resync``, it hands on the files that differ, and the call reads those.
 
 This module is the I/O side: watchdog's observer, the worker thread and the
 resync. What counts as a change is ``pathfilter``'s; when to act on it is
@@ -97,15 +99,19 @@ class _Handler(FileSystemEventHandler):
 class ConfigWatcher:
     """Calls ``on_change(changed)`` once a burst of changes under ``config_dir`` has
     settled. It returns the fingerprint of what it read, which the next resync
-    compares with (None: the watcher takes one itself).
+    compares with (None: the watcher takes one itself); with ``resync``, what it
+    returns is not used.
 
     ``on_change`` runs on one worker thread, so it never overlaps itself, and
     whatever changes while it runs leads to exactly one more call. ``config_dir``
     may be a symlink that gets atomically replaced (git-sync, kubelet volumes):
     the link's parent directory is watched too and the watch follows the new
-    target. Every ``resync_interval`` seconds (``<= 0`` disables it)
-    ``fingerprint`` is compared with its value at the last call, catching
-    changes inotify never reported; after a failed call the next resync retries.
+    target. Every ``resync_interval`` seconds (``<= 0`` disables it), on the
+    resync thread, ``resync()`` names the files that changed unreported (empty:
+    none; None: read everything) and the call that follows reads them; without
+    ``resync``, ``fingerprint`` is compared with its value at the last call, and
+    a difference has everything read. After a failed call the next resync reads
+    everything.
     ``git_dir`` is the checkout the operator named, whose index lock is waited
     for; without it, only a checkout whose top is the config dir is.
     A git index lock that stays ``stale_lock_after`` seconds is taken for one
@@ -123,6 +129,7 @@ class ConfigWatcher:
         max_wait: float = 1.0,
         resync_interval: float = 60.0,
         fingerprint: Callable[[], str] | None = None,
+        resync: Callable[[], Changed] | None = None,
         logger: logging.Logger | None = None,
         stale_lock_after: float = 600.0,
         path_filter: PathFilter = is_relevant,
@@ -139,6 +146,7 @@ class ConfigWatcher:
         )
         self._reloads = ReloadSchedule(timing)
         self._fingerprint = fingerprint or (lambda: fingerprint_dir(self._path))
+        self._resync_changes = resync
         self._path_filter = path_filter
         self._log = logger or logging.getLogger(__name__)
         self._cond = threading.Condition()
@@ -151,7 +159,11 @@ class ConfigWatcher:
         self._tree_handler = _Handler(self._on_tree_event)
         self._link_handler = _Handler(self._on_link_event)
         self._worker: threading.Thread | None = None
+        self._resyncer: threading.Thread | None = None
+        self._resync_due = False
+        self._fires = 0  # calls begun, for a resync to tell whether one ran meanwhile
         self._last_fingerprint: str | None = None
+        self._retry = False  # the last call failed: the next resync reads everything
         self._changes: set[str] = set()
         self._anything = False  # a change no path names: the next call reads everything
 
@@ -203,7 +215,7 @@ class ConfigWatcher:
         if self._target is None:
             self._log.warning("config dir %s does not exist yet; waiting for it", self._path)
         self._observer = self._start_observer()
-        if not first_call:
+        if not first_call and self._resync_changes is None:
             self._last_fingerprint = self._safe_fingerprint()
         with self._cond:
             self._reloads.resync_after(time.monotonic())
@@ -212,6 +224,11 @@ class ConfigWatcher:
                 self._reloads.force(time.monotonic())
         self._worker = threading.Thread(target=self._run, name="syncd-config-watcher", daemon=True)
         self._worker.start()
+        if self._reloads.timing.resync_interval is not None:
+            self._resyncer = threading.Thread(
+                target=self._resyncs, name="syncd-config-resync", daemon=True
+            )
+            self._resyncer.start()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop and join the threads, waiting up to ``timeout`` (None: for ever) for a
@@ -227,11 +244,12 @@ class ConfigWatcher:
             observer.stop()
             if observer.is_alive() and observer is not threading.current_thread():
                 observer.join(_left(deadline))
-        worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(_left(deadline))
-            return not worker.is_alive()
-        return True
+        stopped = True
+        for thread in (self._worker, self._resyncer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(_left(deadline))
+                stopped = stopped and not thread.is_alive()
+        return stopped
 
     def trigger(self) -> None:
         """Ask for a call now (SIGHUP, a reload request), merged with any pending one."""
@@ -406,44 +424,108 @@ class ConfigWatcher:
 
     def _run(self) -> None:
         while (action := self._next_action()) is not None:
+            handed_on = False
             try:
                 if action == "fire":
                     self._fire()
                 else:
-                    self._resync()
+                    handed_on = self._begin_resync()
             except Exception:
                 self._log.exception("config watcher: %s failed", action)
-            with self._cond:
-                self._reloads.resync_after(time.monotonic())
+            if not handed_on:  # else the resync thread starts the period when done
+                with self._cond:
+                    self._reloads.resync_after(time.monotonic())
 
     def _fire(self) -> None:
         with self._cond:
             changed = None if self._anything else frozenset(self._changes)
             self._changes, self._anything = set(), False
+            self._fires += 1
         if self._retarget():
             changed = None
         try:
             fingerprint = self._on_change(changed)
         except Exception:
             self._log.exception("config change callback failed")
-            self._last_fingerprint = None
+            with self._cond:
+                self._last_fingerprint = None
+                self._retry = True
             return
-        if fingerprint or self._stopping:  # reading everything again is no use then
+        if changed is None:
+            with self._cond:
+                self._retry = False
+        if self._resync_changes is not None:
+            return  # the resync compares with what the call read, not with a value
+        if not (fingerprint or self._stopping):  # reading everything again is no use then
+            fingerprint = self._safe_fingerprint()
+        with self._cond:
             self._last_fingerprint = fingerprint
-        else:
-            self._last_fingerprint = self._safe_fingerprint()
 
-    def _resync(self) -> None:
+    def _begin_resync(self) -> bool:
+        """On the worker thread, which alone moves the watch: follow a swapped config
+        path at once, else hand the comparison to the resync thread (True)."""
         swapped = self._retarget()
         with self._cond:
-            if self._reloads.pending and not swapped:
-                return  # the coming call takes a fresh fingerprint anyway
-        fingerprint = self._safe_fingerprint()
-        if swapped or (fingerprint is not None and fingerprint != self._last_fingerprint):
-            self._log.info("resync: config changed without a file event; reloading")
-            with self._cond:
+            if swapped:
+                self._log.info("resync: config dir swapped without a file event; reloading")
                 self._anything = True
                 self._reloads.force(time.monotonic())
+                return False
+            if self._resync_changes is None and self._reloads.pending:
+                return False  # the coming call takes a fresh fingerprint anyway
+            self._resync_due = True
+            self._cond.notify_all()
+            return True
+
+    # resync thread
+
+    def _resyncs(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._resync_due or self._stopping)
+                if self._stopping:
+                    return
+                self._resync_due = False
+                fires = self._fires
+            try:
+                self._resync(fires)
+            except Exception:
+                self._log.exception("config watcher: resync failed")
+            with self._cond:
+                self._reloads.resync_after(time.monotonic())
+                self._cond.notify_all()
+
+    def _resync(self, fires: int) -> None:
+        found = self._found(fires)
+        if found is not None and not found:
+            self._log.debug("resync: no change")
+            return
+        with self._cond:
+            if self._stopping:
+                return
+            if found is None:
+                self._log.info("resync: config changed without a file event; reloading")
+                self._anything = True
+            else:
+                self._log.info(
+                    "resync: %d file(s) changed without a file event; reading them", len(found)
+                )
+                self._changes.update(found)
+            self._reloads.force(time.monotonic())
+            self._cond.notify_all()
+
+    def _found(self, fires: int) -> Changed:
+        """What the resync must have read: the files named, empty for nothing, None
+        for everything."""
+        if self._resync_changes is not None:
+            return None if self._retry else self._resync_changes()
+        fingerprint = self._safe_fingerprint()
+        with self._cond:
+            if self._fires != fires or self._reloads.pending or fingerprint is None:
+                # A call ran meanwhile, or one is coming: either takes a fresh
+                # baseline, which the next resync compares with.
+                return frozenset()
+            return frozenset() if fingerprint == self._last_fingerprint else None
 
     def _safe_fingerprint(self) -> str | None:
         try:

@@ -9,6 +9,7 @@ import requests
 
 from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal
+from tests.support.lastgood import holds, saved_files
 from tests.support.processes import run_syncd, spawn, wait_listening
 from tests.support.waiting import wait_for
 
@@ -29,10 +30,10 @@ def test_invalid_config_at_start_runs_on_the_last_known_good_set(tmp_path: Path)
     assert daemon.start().ok
     saved = state / "last-known-good"
     try:
-        wait_for(lambda: (saved / "b.yaml").exists(), what="the last-known-good copy")
+        wait_for(lambda: holds(saved, "b.yaml"), what="the last-known-good copy")
     finally:
         daemon.shutdown()
-    assert sorted(p.name for p in saved.iterdir()) == [".revision", "a.yaml", "b.yaml"]
+    assert sorted(saved_files(saved)) == ["a.yaml", "b.yaml"]
 
     (config / "b.yaml").write_text(minimal("b").replace("1234567", "0"))
     proc = wait_listening(spawn(config, state, env=ENV))

@@ -18,6 +18,7 @@ import requests
 
 from tests.support.cli import run_cli
 from tests.support.configs import minimal, write_files
+from tests.support.lastgood import holds
 from tests.support.processes import Proc, spawn, terminate, wait_listening
 from tests.support.waiting import wait_for
 
@@ -84,7 +85,7 @@ def test_a_restart_with_a_slow_config_serves_the_last_known_good_set_at_once(
     state = tmp_path / "state"
     first = wait_listening(spawn(config, state, env=ENV))
     try:
-        wait_for(lambda: (state / "last-known-good" / "a.yaml").exists(), what="the copy")
+        wait_for(lambda: holds(state / "last-known-good", "a.yaml"), what="the copy")
     finally:
         assert terminate(first) == 0, first.log
     slow_set(config / "bulk")

@@ -19,6 +19,7 @@ from syncd.config.plan import Plan
 from syncd.registry import Snapshot
 from syncd.service.daemon import Daemon, DaemonConfig
 from tests.support.configs import minimal, write_files
+from tests.support.lastgood import holds
 from tests.support.waiting import wait_for
 
 EVENT = {"project": "checkout", "fingerprint": "f1", "timestamp": "2026-11-26T12:00:00Z"}
@@ -73,7 +74,7 @@ def saved_last_known_good(config: Path, state: Path) -> None:
     """One run that applied ``config`` and saved it as the last-known-good set."""
     with shut_down_after(daemon_on(config, state)) as first:
         assert first.start().ok
-        wait_for(lambda: (state / "last-known-good" / "a.yaml").exists(), what="the copy")
+        wait_for(lambda: holds(state / "last-known-good", "a.yaml"), what="the copy")
 
 
 def test_probes_answer_while_the_first_reconcile_runs_and_nothing_is_served_before_it(

@@ -122,7 +122,7 @@ def test_the_loader_is_handed_the_deadline_and_clock_of_the_budget(tmp_path: Pat
     rec = reconciler(tmp_path, loader, clock)
     rec.reconcile()
     clock.now = 2000.0
-    rec.fingerprint()
+    rec.reconcile()
     assert loader.handed == [(1030.0, clock), (2030.0, clock)]
 
 

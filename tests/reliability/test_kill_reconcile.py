@@ -338,9 +338,10 @@ BROKEN = "version: 1\nintegrations:\n  - uid: [\n"
 def test_a_crash_in_the_middle_of_saving_the_last_known_good_copy_leaves_the_old_one(
     tmp_path: Path,
 ) -> None:
-    """What a kill -9 inside ``lastgood.save`` leaves: a half-filled new copy, and a
-    link to it not yet renamed over ``last-known-good``. A start on a broken config
-    uses the old copy; the next save clears the debris."""
+    """What a kill -9 inside a save of the older layout (a directory of copies per
+    set) left: a half-filled new copy, and a link to it not yet renamed over
+    ``last-known-good``. A start on a broken config uses the saved set; the next
+    save clears the debris. (Kills inside today's save: test_kill_lastgood.)"""
     config = tmp_path / "config"
     config.mkdir()
     state = tmp_path / "state"

@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.config.configset import ConfigSet, load_config_set
-from syncd.config.filecache import ConfigLoader
+from syncd.config.discovery import find
+from syncd.config.filecache import RACY_NS, ConfigLoader
 from syncd.config.semantics import Options
 from tests.support.configs import minimal
+from tests.support.filetimes import later_wall, next_tick
 
 
 def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
@@ -44,16 +46,34 @@ def test_touched_but_identical_file_keeps_its_result(tmp_path: Path) -> None:
     assert config.integrations[0] is before
 
 
-def test_without_trusting_stat_a_same_size_same_mtime_edit_is_seen(tmp_path: Path) -> None:
+def test_a_same_size_same_mtime_edit_is_seen_through_the_ctime(tmp_path: Path) -> None:
     path = tmp_path / "a.yaml"
     path.write_text(minimal("a") + "    state: stopped\n")
-    loader = ConfigLoader()
+    loader = ConfigLoader(wall=later_wall)
     assert loader.load([tmp_path]).integrations[0].state == "stopped"
     st = path.stat()
+    next_tick(path)
     path.write_text(minimal("a") + "    state: enabled\n")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert loader.load([tmp_path]).integrations[0].state == "stopped"
-    assert loader.load([tmp_path], trust_stat=False).integrations[0].state == "enabled"
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert loader.load([tmp_path]).integrations[0].state == "enabled"
+
+
+def test_a_file_read_as_it_was_written_is_read_again(tmp_path: Path) -> None:
+    """Written again within the same tick of the file system's clock, it would keep
+    its fingerprint over other bytes: it is not trusted until read a while later."""
+    path = tmp_path / "a.yaml"
+    path.write_text(minimal("a"))
+    ctime = path.stat().st_ctime_ns
+    wall = [ctime + RACY_NS - 1]
+    loader = ConfigLoader(wall=lambda: wall[0])
+    loader.load([tmp_path])
+    loader.load([tmp_path])
+    assert loader.reads == 2  # racy when read: read again
+    wall[0] = ctime + RACY_NS
+    loader.load([tmp_path])
+    loader.load([tmp_path])
+    assert loader.reads == 3  # then trusted
 
 
 def test_deleted_files_leave_the_set(tmp_path: Path) -> None:
@@ -255,3 +275,133 @@ def test_the_walk_of_a_deep_tree_stops_at_the_deadline(tmp_path: Path) -> None:
     config = load_config_set([tmp_path], deadline=10.0, clock=clock)
     assert "took more than" in config.diagnostics[0].message
     assert clock.now < 15
+
+
+def test_a_scan_finds_the_files_a_load_finds(tmp_path: Path) -> None:
+    """The resync's walk and discovery agree on every rule: hidden and build
+    directories, --exclude, links inside and outside the directory, a loop, a
+    dangling link, names that are not YAML."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.yaml").write_text(minimal("o"))
+    root = tmp_path / "config"
+    for name in ["a.yaml", "b.yml", "notes.txt", ".h.yaml", ".hidden/f.yaml", "skip/g.yaml"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(minimal("x"))
+    for name in ["build/x.yaml", "sub/c.yaml", "sub/deep/d.yaml", "team/skip/h.yaml"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(minimal("x"))
+    (root / "linked").symlink_to("sub")
+    (root / "out").symlink_to(outside)
+    (root / "sub" / "loop").symlink_to("..")
+    (root / "dangling.yaml").symlink_to("nowhere.yaml")
+    options = Options(exclude=("/skip/*",))
+    scan = ConfigLoader(options).scan(root)
+    assert set(scan.files) == {str(path) for path in find([root], options.files).files}
+    assert str(root / "team" / "skip" / "h.yaml") in scan.files
+    assert scan.linked_dirs
+    assert scan.files[str(root / "dangling.yaml")] >> 256 == 1  # the link's own, marked
+
+
+def test_differences_name_the_files_that_changed_and_only_those(tmp_path: Path) -> None:
+    for name in "abc":
+        (tmp_path / f"{name}.yaml").write_text(minimal(name))
+    loader = ConfigLoader(wall=later_wall)
+    loader.load([tmp_path])
+    assert loader.differences(tmp_path, loader.baseline()) == frozenset()
+    reads = loader.reads
+
+    b = tmp_path / "b.yaml"
+    st = b.stat()
+    next_tick(b)
+    b.write_text(minimal("b").replace("checkout", "checkoup"))  # same size
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+    (tmp_path / "c.yaml").unlink()
+    (tmp_path / "d.yaml").write_text(minimal("d"))
+    (tmp_path / "notes.txt").write_text("not config")
+    found = loader.differences(tmp_path, loader.baseline())
+    assert found == {"b.yaml", "c.yaml", "d.yaml"}
+    assert loader.reads == reads  # a scan and a comparison read nothing
+
+    config = loader.load([tmp_path], changed=found)
+    assert sorted(i.uid for i in config.integrations) == ["a", "b", "d"]
+    assert loader.reads == reads + 2
+    assert loader.differences(tmp_path, loader.baseline()) == frozenset()
+
+
+def test_differences_ask_for_a_walk_when_names_cannot_be_applied(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(minimal("a"))
+    loader = ConfigLoader(wall=later_wall)
+    assert loader.differences(tmp_path, loader.baseline()) is None  # nothing loaded yet
+    loader.load([tmp_path])
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "b.yaml").write_text(minimal("b"))
+    (tmp_path / "linked").symlink_to("real")
+    assert loader.differences(tmp_path, loader.baseline()) is None  # a file with two paths
+    loader.load([tmp_path])
+    assert loader.differences(tmp_path, loader.baseline()) == frozenset()
+    other = tmp_path / "real"
+    assert loader.differences(other, loader.baseline()) is None  # not the directory loaded
+
+
+def test_take_changes_says_what_the_loads_since_changed(tmp_path: Path) -> None:
+    for name in "ab":
+        (tmp_path / f"{name}.yaml").write_text(minimal(name))
+    loader = ConfigLoader()
+    first = loader.load([tmp_path])
+    assert loader.take_changes() is None  # the first load: everything changed
+    a_before, b_before = first.results
+
+    (tmp_path / "a.yaml").write_text(minimal("a") + "    state: stopped\n")
+    (tmp_path / "b.yaml").unlink()
+    (tmp_path / "c.yaml").write_text(minimal("c"))
+    second = loader.load([tmp_path], changed=["a.yaml", "b.yaml", "c.yaml"])
+    a_after, c_after = second.results
+    assert loader.take_changes() == {
+        str(tmp_path / "a.yaml"): (a_before, a_after),
+        str(tmp_path / "b.yaml"): (b_before, None),
+        str(tmp_path / "c.yaml"): (None, c_after),
+    }
+    (tmp_path / "c.yaml").unlink()
+    loader.load([tmp_path], changed=["c.yaml"])
+    (tmp_path / "c.yaml").write_text(minimal("c"))
+    loader.load([tmp_path], changed=["c.yaml"])
+    assert list(loader.take_changes() or {}) == [str(tmp_path / "c.yaml")]
+    loader.load([tmp_path / "a.yaml"])
+    assert loader.take_changes() is None  # other paths: everything changed
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["write", "delete", "rename"]),
+            st.sampled_from(NAMES + IGNORED),
+            st.sampled_from(NAMES),
+            st.sampled_from(["a", "b", "c", "shared", "broken", "dupname"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_what_a_resync_names_gives_the_set_a_fresh_load_gives(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, str, str, str]]
+) -> None:
+    """Changes no event reported: the resync's comparison must name every file a
+    load needs to read again to agree with a load that reads everything."""
+    root = tmp_path_factory.mktemp("config")
+    options = Options(exclude=("skip/*",))
+    loader = ConfigLoader(options)
+    loader.load([root])
+    for number, (kind, name, other, uid) in enumerate(steps):
+        path = root / name
+        if kind == "write":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_text(uid, number))
+        elif kind == "delete":
+            path.unlink(missing_ok=True)
+        elif path.exists():
+            (root / other).parent.mkdir(parents=True, exist_ok=True)
+            path.rename(root / other)
+        found = loader.differences(root, loader.baseline())
+        _same(loader.load([root], changed=found), load_config_set([root], options))

@@ -290,7 +290,10 @@ class Dispatcher:
         if result.ok:
             self.health.delivered(item.uid, item.room_id, done)
             self._servers.outcome(server_of(target.endpoint), result, done)
-            return Settle(item.id, "delivered")
+            # The answer spent the room's minute (or the token's budget): the room's
+            # next item waits in the queue, for whichever daemon claims it.
+            rest = self.client.delay_before_send(target, done)
+            return Settle(item.id, "delivered", room_rest_until=done + rest if rest > 0 else None)
         if result.outcome == "retry":
             wait = result.retry_after if result.retry_after is not None else 1.0
             failures = self.health.failed(

@@ -161,6 +161,10 @@ class Settle:
     # False: the item went back unsent (its server had no free slot), so the claim
     # does not count as an attempt.
     attempted: bool = True
+    # A delivered item whose answer said the room (or its token) takes nothing
+    # more before this time: the room's next item waits until then in the queue
+    # itself, so that whichever daemon claims it next waits too.
+    room_rest_until: float | None = None
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,15 @@ _REFRESH_HEADS = _REFRESH.replace(
 )
 # The same for the room of one item (a settle knows the item, not its room).
 _REFRESH_HEAD_OF = _REFRESH.replace("ROOMS", "SELECT uid, room_id FROM outbox WHERE id = %(item)s")
+# A delivered item's room rests: its next pending item not before ``until``.
+_REST_ROOM_OF = """
+UPDATE outbox SET next_attempt_at = %(until)s, waited_at = %(now)s
+WHERE id = (
+    SELECT min(o.id) FROM outbox o
+    WHERE (o.uid, o.room_id) = (SELECT uid, room_id FROM outbox WHERE id = %(item)s)
+    AND o.state = 'pending'
+) AND next_attempt_at < %(until)s
+"""
 _LOCK_HEAD_OF = (
     "SELECT 1 FROM heads h WHERE (h.uid, h.room_id) = "
     "(SELECT uid, room_id FROM outbox WHERE id = %s) FOR UPDATE OF h"
@@ -1007,6 +1016,11 @@ class PostgresOutbox:
                 "UPDATE outbox SET state = 'delivered', reason = %s, finished_at = %s "
                 f"{where} AND state = 'cancelled'",
                 (reason, now, *fence),
+            )
+        if done.room_rest_until is not None:
+            # What HipChat said holds whichever claim this was: no fence.
+            conn.execute(
+                _REST_ROOM_OF, {"item": done.item_id, "until": done.room_rest_until, "now": now}
             )
         conn.execute(_REFRESH_HEAD_OF, {"item": done.item_id})
 

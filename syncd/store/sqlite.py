@@ -549,6 +549,8 @@ class Outbox:
             row = db.execute(
                 "SELECT uid, room_id FROM outbox WHERE id = ?", (done.item_id,)
             ).fetchone()
+            if done.room_rest_until is not None:
+                _rest_room(db, row, done.room_rest_until, now)
             _refresh_head(db, *row)
 
     def cancel_integration(self, uid: str, reason: str) -> int:
@@ -794,6 +796,16 @@ def _refresh_head(db: sqlite3.Connection, uid: str, room_id: str) -> None:
             "due = excluded.due, set_at = excluded.set_at",
             (uid, room_id, *row),
         )
+
+
+def _rest_room(db: sqlite3.Connection, room: tuple[str, str], until: float, now: float) -> None:
+    """The room's next pending item not before ``until`` (never brought forward)."""
+    db.execute(
+        "UPDATE outbox SET next_attempt_at = ?, waited_at = ? WHERE id = ("
+        "SELECT min(id) FROM outbox WHERE uid = ? AND room_id = ? AND state = 'pending') "
+        "AND next_attempt_at < ?",
+        (until, now, *room, until),
+    )
 
 
 def _claim(db: sqlite3.Connection, call: _Call, now: float) -> list[Item]:

@@ -228,6 +228,26 @@ def test_a_room_behind_a_waiting_head_is_not_due(box: Store, clock: Clock) -> No
     assert box.next_due() == clock.now + 45  # in flight: claimable when the lease runs out
 
 
+def test_a_room_whose_minute_is_spent_waits_whichever_daemon_claims_it_next(
+    kind: Kind, clock: Clock
+) -> None:
+    """HipChat said the room takes nothing more before its reset: the delivered
+    settle says so, and the room's next item waits in the shared queue, so a
+    daemon whose own client never heard the answer does not spend a 429 on it."""
+    first, second = kind.open(clock), kind.open(clock)
+    put(first, clock, ("a", "1", 1), ("a", "1", 2), ("a", "1", 3), ("b", "1", 4))
+    (head,) = claim(first, limit=1, lease=30)
+    first.settle(Settle(head.id, "delivered", room_rest_until=clock.now + 40))
+    (other_room,) = claim(second, limit=10, lease=30)
+    assert other_room.event["n"] == 4
+    ack(second, other_room.id)
+    assert second.next_due(skip={"b"}) == clock.now + 40
+    clock.now += 40
+    (next_one,) = claim(second, limit=10, lease=30)
+    assert (next_one.event["n"], next_one.attempts) == (2, 1)
+    assert kind.consistent()
+
+
 def test_skipped_integrations_are_passed_over(box: Store, clock: Clock) -> None:
     put(box, clock, ("slow", "1", 1), ("slow", "2", 2), ("fast", "1", 3))
     (item,) = claim(box, limit=10, lease=30, skip={"slow"})

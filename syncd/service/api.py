@@ -341,7 +341,13 @@ class Api:
         # outbox (GET /v1/outbox lists them), not in a series per uid ever seen.
         dead = {uid: n for uid, n in dead_per_integration(dead_letters).items() if uid in active}
         self.metrics.retain(active)
-        text = self.metrics.render(gauges, sum(depth.values()), dead, self._cluster_gauges())
+        degraded = {
+            uid: sum(self.health.of(uid, room.id).degraded for room in n.integration.rooms)
+            for uid, n in active.items()
+        }
+        text = self.metrics.render(
+            gauges, sum(depth.values()), dead, self._cluster_gauges(), degraded
+        )
         return Response.text(200, text, "text/plain; version=0.0.4")
 
     def _events(self, request: Request) -> Response:

@@ -7,7 +7,11 @@ caller and passed in, so nothing is kept twice.
 Series labelled by integration exist only for integrations in the active set:
 a removed one's counters are dropped (:meth:`Metrics.retain`, at each scrape,
 and :meth:`Metrics.on_applied`, as a set is applied), so config churn does not
-grow the exposition with every uid ever seen.
+grow the exposition with every uid ever seen. Each integration of that set has
+its delivered and dead-letter series from the start, at 0: Prometheus' ``rate``
+and an alert on dead letters rising see the first one, which a series born at
+1 would hide. Failures by reason are not: ten reasons per integration would be
+kept for the few that ever fail.
 
 Each ``Metrics`` has its own registry: several daemons can share a process,
 and the library's global registry would also add process and
@@ -36,6 +40,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from syncd import __version__
 from syncd.config.plan import Plan
 from syncd.hipchat.wire import DeliveryResult
 from syncd.registry import Snapshot
@@ -46,7 +51,14 @@ if TYPE_CHECKING:
 _go_float: Callable[[float], str] = floatToGoString
 """The library's own ``le`` spelling, typed here because the library leaves it bare."""
 
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+"""From one quick HipChat answer to ``--send-timeout``'s worth of slow ones.
+
+A bound past a minute would only sort deliveries that waited on retries or a
+paused integration, which the queue depth and dead letters already show; what
+is over 60 s is the ``+Inf`` bucket less the ``le="60.0"`` one, and a p99
+estimated from these buckets reads 60 then, which a threshold under it sees.
+"""
 
 _NAMED_STATUSES = frozenset({400, 401, 403, 404, 408, 413})
 FAILURE_REASONS = (
@@ -105,6 +117,7 @@ class _Present:
     outbox_depth: int
     dead_letters: Mapping[str, int]
     cluster: ClusterGauges | None = None
+    rooms_degraded: Mapping[str, int] | None = None
 
 
 GIT_FETCH_RESULTS = ("changed", "unchanged", "rejected", "failed")
@@ -136,10 +149,31 @@ class _Counts:
     latency_count: int
     unverified: int = 0
     git: GitCounts | None = None
+    active: frozenset[str] = frozenset()
+    """The active set as last retained: its integrations' series start at 0."""
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_text, value=value)
+
+
+def _build_family() -> GaugeMetricFamily:
+    info = GaugeMetricFamily(
+        "syncd_build_info", "The running syncd's release, always 1.", labels=["version"]
+    )
+    info.add_metric([__version__], 1)
+    return info
+
+
+def _per_integration(
+    name: str, help_text: str, values: Mapping[str, int], active: Collection[str]
+) -> GaugeMetricFamily:
+    """One sample per integration of the active set (0 when it has none) and per
+    integration ``values`` names."""
+    family = GaugeMetricFamily(name, help_text, labels=["integration"])
+    for uid in sorted({*active, *values}):
+        family.add_metric([uid], values.get(uid, 0))
+    return family
 
 
 def _config_families(config: ConfigGauges, unverified: int) -> Iterator[Metric]:
@@ -178,8 +212,8 @@ def _count_families(counts: _Counts) -> Iterator[Metric]:
     delivered = CounterMetricFamily(
         "syncd_notifications_total", "Notifications delivered to HipChat.", labels=["integration"]
     )
-    for uid, count in sorted(counts.notifications.items()):
-        delivered.add_metric([uid], count)
+    for uid in sorted({*counts.active, *counts.notifications}):
+        delivered.add_metric([uid], counts.notifications.get(uid, 0))
     yield delivered
     failed = CounterMetricFamily(
         "syncd_notifications_failed_total",
@@ -191,18 +225,18 @@ def _count_families(counts: _Counts) -> Iterator[Metric]:
     yield failed
 
 
-def _outbox_families(present: _Present) -> Iterator[Metric]:
+def _outbox_families(present: _Present, active: Collection[str]) -> Iterator[Metric]:
     yield _gauge(
         "syncd_outbox_depth", "Notifications waiting to be delivered.", present.outbox_depth
     )
-    dead = GaugeMetricFamily(
+    # An outbox that cannot be written may not have been read either: its zeros
+    # would be guesses, and the counts coming back after them a false rise.
+    yield _per_integration(
         "syncd_outbox_dead_letters",
         "Notifications given up on (permanent failure or --max-age), by integration.",
-        labels=["integration"],
+        present.dead_letters,
+        active if present.config.outbox_writable else (),
     )
-    for uid, count in sorted(present.dead_letters.items()):
-        dead.add_metric([uid], count)
-    yield dead
     yield _gauge(
         "syncd_outbox_lost_at_start",
         "1 when the outbox was missing or empty at start in a state dir that ran before.",
@@ -213,6 +247,13 @@ def _outbox_families(present: _Present) -> Iterator[Metric]:
         "0 while the outbox cannot take new writes (disk full): ingest answers 503.",
         int(present.config.outbox_writable),
     )
+    if present.rooms_degraded is not None:
+        yield _per_integration(
+            "syncd_rooms_degraded",
+            "Rooms with 3 or more failed sends in a row and no delivery since, by integration.",
+            present.rooms_degraded,
+            active,
+        )
 
 
 def _cluster_families(cluster: ClusterGauges) -> Iterator[Metric]:
@@ -296,11 +337,12 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         present = self._present
         counts = self._counts()
+        yield _build_family()
         if present is not None:
             yield from _config_families(present.config, counts.unverified)
         yield from _count_families(counts)
         if present is not None:
-            yield from _outbox_families(present)
+            yield from _outbox_families(present, counts.active)
             if present.cluster is not None:
                 yield from _cluster_families(present.cluster)
         yield _latency_family(counts)
@@ -335,6 +377,7 @@ class Metrics:
         self._bucket_counts = [0] * len(self._bounds)
         self._latency_sum = 0.0
         self._latency_count = 0
+        self._active: frozenset[str] = frozenset()
         self._collector = _Collector(self._snapshot)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self._collector)
@@ -385,8 +428,10 @@ class Metrics:
         )
 
     def retain(self, uids: Collection[str]) -> None:
-        """Drop the counters of integrations not in ``uids`` (the active set)."""
+        """Drop the counters of integrations not in ``uids`` (the active set), and
+        show those of ``uids`` from 0 until they count."""
         with self._lock:
+            self._active = frozenset(uids)
             for uid in [u for u in self._notifications if u not in uids]:
                 del self._notifications[uid]
             for key in [k for k in self._failures if k[0] not in uids]:
@@ -407,6 +452,7 @@ class Metrics:
                 latency_count=self._latency_count,
                 unverified=self._unverified,
                 git=self._git_counts(),
+                active=self._active,
             )
 
     def render(
@@ -415,7 +461,11 @@ class Metrics:
         outbox_depth: int,
         dead_letters: Mapping[str, int],
         cluster: ClusterGauges | None = None,
+        rooms_degraded: Mapping[str, int] | None = None,
     ) -> str:
-        """``cluster``: with a shared store, its members; None with a store of its own."""
-        present = _Present(config, outbox_depth, dict(dead_letters), cluster)
+        """``cluster``: with a shared store, its members; None with a store of its own.
+        ``rooms_degraded``: per integration, its rooms that delivery finds degraded;
+        None leaves the family out rather than claim every room is well."""
+        degraded = None if rooms_degraded is None else dict(rooms_degraded)
+        present = _Present(config, outbox_depth, dict(dead_letters), cluster, degraded)
         return self._collector.scrape(self.registry, present)

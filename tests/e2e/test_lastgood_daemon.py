@@ -59,8 +59,10 @@ def test_a_start_on_a_copy_in_the_older_layout_serves_it_and_converts_it(
         assert sorted(names(proc)) == ["a", "b"]
         assert "started on the last-known-good set abc123" in proc.log, proc.log
         wait_for(
-            lambda: sorted(p.name for p in state.glob("last-known-good*"))
-            == ["last-known-good", "last-known-good.store"],
+            lambda: (
+                sorted(p.name for p in state.glob("last-known-good*"))
+                == ["last-known-good", "last-known-good.store"]
+            ),
             what="the copy converted and the old one gone",
         )
         assert os.readlink(state / "last-known-good") == "last-known-good.store"

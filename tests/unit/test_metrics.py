@@ -12,6 +12,7 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncd import __version__
 from syncd.hipchat.wire import DeliveryResult
 from syncd.service.metrics import (
     FAILURE_REASONS,
@@ -34,6 +35,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 # name: (type, help, label names of its samples other than ``le``)
 EXPECTED: dict[str, tuple[str, str, frozenset[str]]] = {
+    "syncd_build_info": ("gauge", "The running syncd's release, always 1.", frozenset({"version"})),
     "syncd_config_last_reload_successful": (
         "gauge",
         "Whether the last configuration reload attempt was successful.",
@@ -130,31 +132,38 @@ def test_families_have_the_documented_names_types_help_and_labels() -> None:
             assert set(sample.labels) - {"le"} == labels, sample
 
 
+def by_label(m: Samples, name: str, label: str) -> dict[str, float]:
+    """The samples of ``name``, keyed by their ``label``."""
+    return {dict(labels)[label]: value for (n, labels), value in m.items() if n == name}
+
+
 def test_values_read_back() -> None:
     m = samples(render(busy_metrics()))
-    assert m[("syncd_config_last_reload_successful", ())] == 1
-    assert m[("syncd_config_last_reload_success_timestamp_seconds", ())] == 1_764_158_400.25
-    assert m[("syncd_config_reload_attempts_total", (("result", "success"),))] == 3
-    assert m[("syncd_config_reload_attempts_total", (("result", "failure"),))] == 1
-    assert m[("syncd_config_hash", ())] == int("abcdef012345", 16)
-    assert m[("syncd_events_received_total", ())] == 5
-    assert m[("syncd_notifications_total", (("integration", "a"),))] == 1
-    assert m[("syncd_notifications_total", (("integration", "b"),))] == 5
-    fails = {
-        dict(labels)["reason"]: value
-        for (name, labels), value in m.items()
-        if name == "syncd_notifications_failed_total"
+    unlabelled = {name: value for (name, labels), value in m.items() if not labels}
+    assert unlabelled | {"syncd_delivery_latency_seconds_sum": 0} == {
+        "syncd_config_last_reload_successful": 1,
+        "syncd_config_last_reload_success_timestamp_seconds": 1_764_158_400.25,
+        "syncd_config_hash": int("abcdef012345", 16),
+        "syncd_events_received_total": 5,
+        "syncd_outbox_depth": 3,
+        "syncd_outbox_lost_at_start": 0,
+        "syncd_outbox_writable": 1,
+        "syncd_delivery_latency_seconds_count": 6,
+        "syncd_delivery_latency_seconds_sum": 0,
     }
-    assert fails == {
+    assert by_label(m, "syncd_config_reload_attempts_total", "result") == {
+        "success": 3,
+        "failure": 1,
+    }
+    assert by_label(m, "syncd_notifications_total", "integration") == {"a": 1, "b": 5}
+    assert by_label(m, "syncd_notifications_failed_total", "reason") == {
         "server_error": 1,
         "http_404": 1,
         "http_other": 1,
         "connection": 1,
         "rate_limited": 1,
     }
-    assert m[("syncd_outbox_depth", ())] == 3
-    assert m[("syncd_outbox_dead_letters", (("integration", "a"),))] == 2
-    assert m[("syncd_outbox_lost_at_start", ())] == 0
+    assert by_label(m, "syncd_outbox_dead_letters", "integration") == {"a": 2, "b": 1}
 
 
 def test_a_fresh_daemon_reports_zeros_and_no_created_samples() -> None:
@@ -174,20 +183,17 @@ def test_a_fresh_daemon_reports_zeros_and_no_created_samples() -> None:
 def test_histogram_buckets_are_cumulative_and_end_at_the_count() -> None:
     m = samples(render(busy_metrics()))
     buckets = sorted(
-        (float(dict(labels)["le"]), value)
-        for (name, labels), value in m.items()
-        if name == "syncd_delivery_latency_seconds_bucket"
+        (float(le), value)
+        for le, value in by_label(m, "syncd_delivery_latency_seconds_bucket", "le").items()
     )
     assert [bound for bound, _ in buckets] == [*LATENCY_BUCKETS, float("inf")]
     counts = [value for _, value in buckets]
     assert counts == sorted(counts)
     by_bound = dict(buckets)
-    assert by_bound[0.05] == 2  # a bound is inclusive: 0.05 falls in le="0.05"
-    assert by_bound[0.5] == 3
-    assert by_bound[1.0] == 4
-    assert by_bound[10.0] == 5
-    assert by_bound[3600.0] == 5  # 5000 s is above every finite bound
-    assert by_bound[float("inf")] == 6 == m[("syncd_delivery_latency_seconds_count", ())]
+    # A bound is inclusive: 0.05 falls in le="0.05"; 5000 s is above every finite bound.
+    expected = {0.05: 2, 0.5: 3, 1.0: 4, 10.0: 5, 60.0: 5, float("inf"): 6}
+    assert {bound: by_bound[bound] for bound in expected} == expected
+    assert m[("syncd_delivery_latency_seconds_count", ())] == 6
     assert m[("syncd_delivery_latency_seconds_sum", ())] == pytest.approx(5008.36)
 
 
@@ -293,3 +299,53 @@ def test_a_full_outbox_shows_as_not_writable() -> None:
     full = ConfigGauges(True, 1.0, "ab", outbox_writable=False)
     assert samples(render(Metrics(), full))[("syncd_outbox_writable", ())] == 0
     assert samples(render(Metrics()))[("syncd_outbox_writable", ())] == 1
+
+
+def test_latency_buckets_span_hipchats_answer_times() -> None:
+    """From a quick answer (50 ms) to a slow one (a minute), and no further: a p99
+    past the last bound reads as that bound, so an alert threshold under it fires."""
+    assert LATENCY_BUCKETS[0] == 0.05
+    assert LATENCY_BUCKETS[-1] == 60.0
+    assert list(LATENCY_BUCKETS) == sorted(set(LATENCY_BUCKETS))
+
+
+def test_build_info_names_the_release() -> None:
+    m = samples(render(Metrics(), dead={}))
+    assert m[("syncd_build_info", (("version", __version__),))] == 1
+    assert [name for name, _ in m if name == "syncd_build_info"] == ["syncd_build_info"]
+
+
+def test_the_active_sets_integrations_start_at_zero() -> None:
+    """A series born at 1 hides the first delivery from rate() and the first dead
+    letter from an alert on their rise; the active set's start at 0."""
+    metrics = Metrics()
+    metrics.delivery("gone", DELIVERED, 0.1)
+    metrics.retain({"quiet", "busy"})
+    metrics.delivery("busy", DELIVERED, 0.1)
+    m = samples(render(metrics, dead={"busy": 2}))
+    assert by_label(m, "syncd_notifications_total", "integration") == {"busy": 1, "quiet": 0}
+    assert by_label(m, "syncd_outbox_dead_letters", "integration") == {"busy": 2, "quiet": 0}
+    assert not any(n == "syncd_notifications_failed_total" for n, _ in m)
+
+
+def test_degraded_rooms_show_only_when_the_caller_counts_them() -> None:
+    metrics = Metrics()
+    metrics.retain({"a", "b"})
+    absent = samples(render(metrics))
+    assert not any(name == "syncd_rooms_degraded" for name, _ in absent)
+    text = metrics.render(GAUGES, 0, {}, None, {"a": 2})
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["syncd_rooms_degraded"].type == "gauge"
+    m = samples(text)
+    assert m[("syncd_rooms_degraded", (("integration", "a"),))] == 2
+    assert m[("syncd_rooms_degraded", (("integration", "b"),))] == 0
+
+
+def test_no_zero_dead_letters_are_guessed_while_the_outbox_cannot_be_written() -> None:
+    """Counts that could not be read come as none; zeros then, and the real counts
+    after, would look like dead letters rising."""
+    metrics = Metrics()
+    metrics.retain({"a", "b"})
+    unwritable = ConfigGauges(True, 1.0, "ab", outbox_writable=False)
+    m = samples(render(metrics, unwritable, dead={"a": 3}))
+    assert by_label(m, "syncd_outbox_dead_letters", "integration") == {"a": 3}

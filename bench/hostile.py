@@ -28,7 +28,8 @@ what a request queues stays queued and is measured, and nothing is sent.
    integrations (and a one-event POST for another project meanwhile); a
    0.91 MB POST for a project of 200 integrations; 20,000 events for a
    project no integration serves.
-4. a 0.87 MB request of invalid events (99,000 problems): the 400's size.
+4. a 0.87 MB request of invalid events (99,000 problems): the 400's cost and
+   size; beyond the issue, the same size of 340 bad classifiers an event.
 5. a 0.96 MB event (route time); an event at the size bound against the most
    actions allowed; ingest events/s beside a disabled integration holding the
    largest actions list allowed, and the validate error a 133 KB one gets.
@@ -1041,9 +1042,10 @@ def fan_out(bench: Bench, proc: Daemon, state: Path, setup: str) -> Section:
         "up to 19 s",
     )
     if h.first.status == 413:
+        said = h.first.json()["error"]["message"].partition("; nothing was stored")[0]
         section.notes.append(
-            "The fan-out POST is refused (413, nothing stored) once routing reaches the "
-            "limit: its figures are the refusal's cost against the well-formed request's."
+            "The fan-out POST is refused (413, nothing stored): its figures are the "
+            f"refusal's cost against the well-formed request's. It says: \"{said}; ...\""
         )
 
     # 0.91 MB for a project of 200 integrations: 50 events x 200 = 10,000
@@ -1145,12 +1147,23 @@ def invalid_events(bench: Bench, proc: Daemon, state: Path, setup: str) -> Secti
         ratio(h.first.size, w.first.size),
         "10.4 MB",
     )
+    # Beyond the issue: as many problems as a body of that size can hold, a
+    # classifier of two bytes each (340 an event, over the 100 allowed).
+    dense = sized([event("single", n, classifiers=[1] * 340) for n in range(1000)], 870 * KB)
+    hd, wd = sent_pair(bench, proc, dense, good)
+    section.add(
+        f"beyond the issue: {size(len(dense))}, 340 bad classifiers each: daemon CPU per POST "
+        f"({len(hd.answers)} / {len(wd.answers)} sent)",
+        f"{hd.first.status}, {ms(hd.cpu)}",
+        f"{wd.first.status}, {ms(wd.cpu)}",
+        ratio(hd.cpu, wd.cpu),
+        extra=True,
+    )
     if h.first.status == 400:
         error = h.first.json()["error"]
         section.notes.append(
-            f"The 400 lists {len(error['problems'])} problems and counts "
-            f"{error.get('problems_not_listed', 0):,} more: the refusal against taking "
-            "the well-formed request."
+            f"The 400 lists {len(error['problems'])} problems and says "
+            f'"{error["message"]}": the refusal against taking the well-formed request.'
         )
     return section
 

@@ -4,6 +4,13 @@ was not acknowledged left no trace.
 
 What one request may cost is bounded before anything is written:
 
+- **Refused for what parsing it costs.** Each event's part of the count is
+  bounded from its project's integrations, counted once per published set:
+  exactly, for an integration without actions or frequency (a notification
+  per room when its trigger takes the event), and at most its rooms for the
+  others. A request whose events certainly store more than
+  ``max_notifications`` is refused before any event is routed; one that only
+  might is routed, and refused only if routing goes over.
 - **Decided, then written.** Routing is pure, so a whole request is routed
   first, on reads of the store plus what its own earlier events decided; only
   then is its notification count known, and a request over
@@ -63,15 +70,18 @@ FAILURE_LOG_INTERVAL = 60.0
 
 
 class TooMany(Exception):
-    """A request would store more than the limit: nothing of it was stored."""
+    """A request would store more than the limit: nothing of it was stored.
+    ``count`` is exact, or when not ``exact`` what those events store at least
+    (refused before routing, where actions or windows could only add more)."""
 
-    def __init__(self, limit: int, count: int, events: int) -> None:
-        self.limit, self.count, self.events = limit, count, events
+    def __init__(self, limit: int, count: int, events: int, *, exact: bool = True) -> None:
+        self.limit, self.count, self.events, self.exact = limit, count, events, exact
+        least = "" if exact else "at least "
         super().__init__(
             f"over the limit of {limit:,} notifications per request: the first "
-            f"{events:,} event(s) alone would store {count:,} (notifications queued, "
-            "and throttle windows left holding events); nothing was stored. Send fewer "
-            "events per request (the operator sets the limit with "
+            f"{events:,} event(s) alone would store {least}{count:,} (notifications "
+            "queued, and throttle windows left holding events); nothing was stored. "
+            "Send fewer events per request (the operator sets the limit with "
             "--max-notifications-per-request)"
         )
 
@@ -118,6 +128,46 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class _Fanout:
+    """What one event of a project adds to a request's count (notifications
+    queued, windows left holding events), from its integrations alone. ``sure``:
+    the rooms of those without actions or frequency, whose part is fixed;
+    ``more``: at most what the others add, their rooms or a window holding the
+    event. Split by trigger: a group trigger takes only a new group's events."""
+
+    trace_sure: int = 0
+    group_sure: int = 0
+    trace_more: int = 0
+    group_more: int = 0
+
+    @classmethod
+    def of(cls, active: Sequence[Integration]) -> _Fanout:
+        def part(trace: bool, fixed: bool) -> int:
+            return sum(
+                len(i.rooms) if fixed else max(1, len(i.rooms))
+                for i in active
+                if (i.trigger.event == "trace") == trace
+                and (not i.actions and not i.trigger.frequency) == fixed
+            )
+
+        return cls(part(True, True), part(False, True), part(True, False), part(False, False))
+
+    @property
+    def groups(self) -> bool:
+        """Whether an event's part depends on whether it is a new group."""
+        return bool(self.group_sure or self.group_more)
+
+    def least(self, new_group: bool | None) -> int:
+        """Certainly added by an event (``new_group`` None: not known yet)."""
+        return self.trace_sure + (self.group_sure if new_group else 0)
+
+    def most(self, new_group: bool | None) -> int:
+        """At most added by an event."""
+        groups = 0 if new_group is False else self.group_sure + self.group_more
+        return self.trace_sure + self.trace_more + groups
+
+
+@dataclass(frozen=True)
 class _Project:
     """A project's integrations. ``judged`` holds, for each active one without
     actions, its judgement, the same for every event: judging is then free."""
@@ -125,6 +175,7 @@ class _Project:
     everyone: tuple[Integration, ...]  # in the set's order, disabled ones too
     active: tuple[Integration, ...]  # enabled or stopped: those that are routed
     judged: tuple[Judged | None, ...] = ()
+    fanout: _Fanout = _Fanout()
 
     def judge(self, event: Mapping[str, Any]) -> tuple[Judged, ...]:
         attributes = event.get("attributes") or {}
@@ -146,7 +197,7 @@ def by_project(snapshot: Snapshot) -> dict[str, _Project]:
     for project, found in everyone.items():
         active = tuple(i for i in found if i.state != "disabled")
         judged = tuple(None if i.actions else Judged(i) for i in active)
-        table[project] = _Project(tuple(found), active, judged)
+        table[project] = _Project(tuple(found), active, judged, _Fanout.of(active))
     return table
 
 
@@ -193,12 +244,45 @@ class _Plan:
         self.windows: dict[str, WindowUpdate] = {}
         self.items: list[NewItem] = []
         self.holding = 0
+        self.new_groups: dict[int, bool] = {}  # by the event's index in the request
 
-    def route(self, event: Mapping[str, Any], judged: Sequence[Judged]) -> Routing:
+    def refuse_early(self, request: _Request) -> None:
+        """Raise :class:`TooMany` before any event is routed when the request's
+        events certainly store more than the limit, naming the first that takes
+        it over; exactly when every one of those adds a fixed part. Whether an
+        event is a new group is read only for a project with a group trigger,
+        and routing then uses what was read."""
+        flags = (event.get("new_group") for event in request.events)
+        most = sum(
+            project.fanout.most(None if flag is None else bool(flag))
+            for project, flag in zip(request.projects, flags, strict=True)
+        )
+        if most <= self.limit:
+            return
+        least, exact = 0, True
+        for index, (event, project) in enumerate(
+            zip(request.events, request.projects, strict=True)
+        ):
+            fanout = project.fanout
+            new_group = self.new_group(index, event) if fanout.groups else None
+            part = fanout.least(new_group)
+            least, exact = least + part, exact and part == fanout.most(new_group)
+            if least > self.limit:
+                raise TooMany(self.limit, least, index + 1, exact=exact)
+
+    def new_group(self, index: int, event: Mapping[str, Any]) -> bool:
+        """Whether the event opens a new error group: as its sender says, else as
+        the store and the request's earlier events say. Read once per event."""
+        found = self.new_groups.get(index)
+        if found is None:
+            seen_first = self._first(event["project"], event["fingerprint"])
+            flagged = event.get("new_group")
+            found = self.new_groups[index] = seen_first if flagged is None else bool(flagged)
+        return found
+
+    def route(self, index: int, event: Mapping[str, Any], judged: Sequence[Judged]) -> Routing:
         fingerprint = event["fingerprint"]
-        seen_first = self._first(event["project"], fingerprint)
-        flagged = event.get("new_group")
-        new_group = seen_first if flagged is None else bool(flagged)
+        new_group = self.new_group(index, event)
         windows = {key: self._window(key) for key in window_keys(judged, fingerprint, new_group)}
         routing = route_event(event, judged, new_group=new_group, windows=windows, now=self.now)
         for update in routing.windows:
@@ -263,7 +347,8 @@ class _Plan:
 class _Request:
     """A request's events and ids, each event's project, and how its answer is
     shaped. Events are judged as routing reaches them, once each: a request
-    refused at its eleventh event has judged eleven."""
+    refused by routing at its eleventh event has judged eleven, one refused
+    before routing none."""
 
     events: tuple[Mapping[str, Any], ...]
     ids: tuple[str, ...]
@@ -370,9 +455,10 @@ class Ingest:
 
     def _plan(self, reads: Reads, request: _Request, now: float) -> _Plan:
         plan = _Plan(reads, now, self.max_notifications, request.detailed)
+        plan.refuse_early(request)
         for index, event in enumerate(request.events):
             if request.projects[index].active:
-                plan.account(plan.route(event, request.judgement(index)))
+                plan.account(plan.route(index, event, request.judgement(index)))
                 plan.check(index + 1)
             else:
                 plan.account(Routing(unserved=str(event["project"])))

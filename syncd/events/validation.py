@@ -6,7 +6,10 @@ before anything else is looked at.
 What a refusal costs is bounded by the request, not by how wrong it is: at
 most ``MAX_LISTED`` problems are listed, each message cut to
 ``MAX_MESSAGE`` characters (jsonschema repeats the offending value, which may
-be a megabyte), and the rest are only counted.
+be a megabyte). Past them an event is only judged, valid or not, by the
+compiled check, which builds no error: the events with problems are counted,
+their problems are not, since counting a problem means building it, and a
+megabyte of ``[1, 1, ...]`` holds half a million.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from syncd.config.diagnostics import json_path
@@ -36,11 +40,25 @@ class Problem:
 
 @dataclass(frozen=True)
 class Checked:
-    """The events, the first problems found, and how many more there were."""
+    """The events; the first problems found, each named by its event's index and
+    field path; how many events have problems; and whether the problems listed
+    are all there are (when not, the others are not counted)."""
 
     events: list[dict[str, Any]]
     problems: list[Problem]
-    unlisted: int = 0
+    invalid: int = 0
+    complete: bool = True
+
+    @property
+    def summary(self) -> str:
+        """What the refusal says before its list of problems."""
+        if self.complete:
+            return "invalid event"
+        return (
+            f"invalid event: {self.invalid:,} of {len(self.events):,} event(s) have "
+            f"problems; the first {len(self.problems)} problems are listed, the others "
+            "not counted"
+        )
 
 
 _EXAMPLE_TIME = "2026-11-26T09:14:03Z"
@@ -54,24 +72,40 @@ def validate_events(payload: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
 
 def check_events(payload: Any, *, listed: int | None = MAX_LISTED) -> Checked:
     """One event or a list of events against ``event.schema.json``: the first
-    ``listed`` problems (all when None), and the count of the others."""
+    ``listed`` problems (all when None), and how many events have problems."""
     events = payload if isinstance(payload, list) else [payload]
-    problems: list[Problem] = []
-    unlisted = 0
-    if not events:
-        problems.append(Problem("$", "expected an event or a non-empty list of events"))
+    problems = [] if events else [Problem("$", "expected an event or a non-empty list of events")]
+    invalid, complete = 0, True
     for index, event in enumerate(events):
-        if EVENT.certainly_valid(event):
+        verdict = EVENT.verdict(event)
+        if verdict:
             continue
         room = None if listed is None else listed - len(problems)
-        if room is not None and room <= 0:
-            unlisted += EVENT.count_errors(event)
-            continue
         prefix: tuple[str | int, ...] = (index,) if isinstance(payload, list) else ()
-        found = list(_problems(event, prefix))
-        problems.extend(found[:room])
-        unlisted += 0 if room is None else max(0, len(found) - room)
-    return Checked(events, problems, unlisted)
+        found, more = _first_problems(event, prefix, room, verdict)
+        problems.extend(found)
+        invalid += bool(found) or more
+        complete = complete and not more
+    return Checked(events, problems, invalid, complete)
+
+
+def _first_problems(
+    event: Any, prefix: tuple[str | int, ...], room: int | None, verdict: bool | None
+) -> tuple[list[Problem], bool]:
+    """Up to ``room`` of the event's problems (all when None), and whether it has
+    others: with no room left, only whether it has any."""
+    if room is not None and room <= 0:
+        return [], not _valid(event, verdict)
+    found = list(islice(_problems(event, prefix), None if room is None else room + 1))
+    return found[:room], room is not None and len(found) > room
+
+
+def _valid(event: Any, verdict: bool | None) -> bool:
+    """The compiled check's verdict where it has one, else jsonschema's, which
+    stops at the event's first problem."""
+    if verdict is not None:
+        return verdict
+    return bool(EVENT.validator().is_valid(event))
 
 
 def _problems(event: Any, prefix: tuple[str | int, ...]) -> Iterator[Problem]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from syncd.config.model import integration_to_data
 from syncd.delivery.health import RoomHealthBook
 from syncd.events.ingest import Accepted, Busy, Ingest, TooMany
-from syncd.events.validation import Problem, check_events, event_size
+from syncd.events.validation import Checked, check_events, event_size
 from syncd.registry import Notifier, Outcome, Registry
 from syncd.service import webhooks
 from syncd.service.http import Handler, Request, Response, Routes
@@ -365,7 +365,7 @@ class Api:
             return refused
         checked = check_events(payload)
         if checked.problems:
-            return _invalid(checked.problems, checked.unlisted)
+            return _invalid(checked)
         return self._take(checked.events)
 
     def _refused(self, payload: object, body_size: int) -> Response | None:
@@ -503,16 +503,12 @@ class Api:
         return Response.json(200, document)
 
 
-def _invalid(problems: list[Problem], unlisted: int) -> Response:
-    listed = [{"path": p.path, "message": p.message} for p in problems]
-    if not unlisted:
-        return Response.error(400, "invalid event", problems=listed)
-    total = len(problems) + unlisted
+def _invalid(checked: Checked) -> Response:
+    listed = [{"path": p.path, "message": p.message} for p in checked.problems]
+    if checked.complete:
+        return Response.error(400, checked.summary, problems=listed)
     return Response.error(
-        400,
-        f"invalid event: {total:,} problems, the first {len(problems)} listed",
-        problems=listed,
-        problems_not_listed=unlisted,
+        400, checked.summary, problems=listed, events_with_problems=checked.invalid
     )
 
 

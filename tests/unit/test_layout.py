@@ -28,7 +28,17 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "hipchat": frozenset({"config", "__init__"}),
     "delivery": frozenset({"config", "store", "registry", "events", "hipchat"}),
     "service": frozenset(
-        {"config", "errors", "store", "registry", "reconcile", "events", "hipchat", "delivery"}
+        {
+            "config",
+            "errors",
+            "store",
+            "registry",
+            "reconcile",
+            "events",
+            "hipchat",
+            "delivery",
+            "__init__",
+        }
     ),
     "commands": frozenset(
         {"config", "errors", "events", "hipchat", "service", "testing", "__init__"}

@@ -648,6 +648,10 @@ class PostgresOutbox:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._conninfo, self._secrets = conninfo(url, password, application_name(self.owner))
         self._held: dict[int, int] = {}  # item id -> the lease generation this store's claim got
+        # Claim calls under way (a key -> the clock as each began), and since when a
+        # lost connection may have left claims no worker knows of.
+        self._claiming: dict[int, float] = {}
+        self._unknown_since: float | None = None
         self._held_lock = threading.Lock()
         self._clock_lock = threading.Lock()
         self._full: str | None = None
@@ -716,6 +720,8 @@ class PostgresOutbox:
             elif connection_lost(exc):
                 self._lost = f"the database is out of reach ({error})"
                 self._hold_until = time.monotonic() + LOST_HOLD
+                with self._held_lock:
+                    self._unknown_since = self.clock()
             raise error from None
 
     def _reachable(self) -> None:
@@ -935,14 +941,22 @@ class PostgresOutbox:
         got the item) are pending again at once, not after their lease; a room
         must not wait a lease for a claim nobody will send."""
         with self._held_lock:
+            since = self._unknown_since
+            if since is None or any(began <= since for began in self._claiming.values()):
+                return 0  # a claim from before the loss may still be recorded: next probe
             held = list(self._held)
-        unknown = "owner = %s AND NOT (id = ANY(%s::bigint[]))"
+        unknown = "owner = %s AND waited_at <= %s AND NOT (id = ANY(%s::bigint[]))"
+        params = (self.owner, since, held)
         heads = _lock_heads(
             conn,
             f"h.item_id IN (SELECT id FROM outbox WHERE state = 'inflight' AND {unknown})",
-            (self.owner, held),
+            params,
         )
-        return self._release(conn, heads, unknown, (self.owner, held))
+        released = self._release(conn, heads, unknown, params)
+        with self._held_lock:
+            if self._unknown_since == since:
+                self._unknown_since = None
+        return released
 
     def settle_and_claim(
         self, done: Settle | None, limit: int, lease: float, skip: Collection[str] = ()
@@ -951,6 +965,18 @@ class PostgresOutbox:
         transaction sent as one pipeline: a round trip for the work, one for the
         commit (see the module docstring for the fence and the claim)."""
         now = self.clock()
+        key = id(threading.current_thread())
+        with self._held_lock:
+            self._claiming[key] = now
+        try:
+            return self._settle_and_claim(done, limit, lease, skip, now)
+        finally:
+            with self._held_lock:
+                self._claiming.pop(key, None)
+
+    def _settle_and_claim(
+        self, done: Settle | None, limit: int, lease: float, skip: Collection[str], now: float
+    ) -> list[Item]:
         generation = None if done is None else self._generation(done.item_id)
         rows: list[Any] = []
         with self._transaction(pipeline=True) as conn:
@@ -967,8 +993,19 @@ class PostgresOutbox:
                 # Planned for its values each time, never prepared: a generic plan
                 # reads every due head and sorts them, not the first by index.
                 rows = conn.execute(CLAIM, params, prepare=False).fetchall()
+        self._record(done, generation, rows)
+        return sorted((_item(row[1:]) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
+
+    def _record(self, done: Settle | None, generation: int | None, rows: list[Any]) -> None:
+        """The claims this store holds: the settled one gone (if it was this claim's),
+        the new ones in. A settle of an item this store no longer knows changes
+        nothing here, and never keeps the new claims out."""
         with self._held_lock:
-            if done is not None and self._held.get(done.item_id) == generation:
+            if (
+                done is not None
+                and generation is not None
+                and (self._held.get(done.item_id) == generation)
+            ):
                 del self._held[done.item_id]
             for row in rows:
                 self._held[row[1]] = row[0]
@@ -976,7 +1013,6 @@ class PostgresOutbox:
             # its late settle is then fenced off, and the item is sent again.
             while len(self._held) > HELD_MAX:
                 del self._held[next(iter(self._held))]
-        return sorted((_item(row[1:]) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
     def _generation(self, item_id: int) -> int | None:
         with self._held_lock:
@@ -1130,7 +1166,7 @@ class PostgresOutbox:
             with self._transaction(probing=True) as conn:
                 self._save_running(conn)
                 self._heartbeat(conn)
-                if lost is not None:
+                if self._unknown_since is not None:
                     self._release_unknown(conn)
         except StoreFull as exc:
             self._full = str(exc)

@@ -3,7 +3,6 @@ syncd's own delivery paces on them instead of spending requests on refusals."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from syncd.registry import Registry
 from syncd.store.sqlite import Outbox
 from syncd.testing import HipChatServer
 from syncd.testing.hipchat_contract import SERVER_LIMITS, SERVER_RATE_LIMIT_MESSAGE
+from tests.support.clocks import Clock
 from tests.support.configs import trace_config
 from tests.support.daemons import TEST_REACH
 from tests.support.events import numbered_events
@@ -39,22 +39,6 @@ LIMIT_HEADERS = (
     "X-FloodControl-Remaining",
     "X-FloodControl-Reset",
 )
-
-
-class Clock:
-    """The server's (and the daemon's) time: it moves only when the test moves it."""
-
-    def __init__(self, now: float) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 def rooms(count: int, token: str = TOKEN, first: int = 1) -> dict[str, str]:

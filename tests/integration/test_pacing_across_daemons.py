@@ -4,7 +4,6 @@ minute still waits for its reset, because the wait is kept in the queue."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from syncd.hipchat.wire import RoomTarget
 from syncd.registry import Registry
 from syncd.store.postgresql import PostgresOutbox
 from syncd.testing import HipChatServer
+from tests.support.clocks import Clock
 from tests.support.configs import trace_config
 from tests.support.daemons import TEST_REACH
 from tests.support.events import numbered_events
@@ -29,22 +29,6 @@ from tests.support.stores import claim
 from tests.support.waiting import wait_for
 
 TOKEN = "shared-token-0001"
-
-
-class Clock:
-    """Every daemon's and the server's time: it moves only when the test moves it."""
-
-    def __init__(self, now: float) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 class Member:

@@ -76,4 +76,5 @@ def test_a_scrape_reads_no_item(daemon: Daemon, statements: list[str]) -> None:
         steps = plan(daemon.outbox.path, sql)
         assert "outbox" not in steps.lower(), f"{sql!r} reads the items: {steps}"
     status = requests.get(daemon.server.url + "/status", timeout=10).json()
-    assert status["outbox_depth"] == 20_000 - 10
+    # The daemon's senders take items meanwhile (more of them on a loaded machine).
+    assert 20_000 - 10 - 200 < status["outbox_depth"] <= 20_000 - 10

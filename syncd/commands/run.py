@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from syncd.commands.tokens import read_token
 from syncd.config.reach import Reach
@@ -15,6 +15,10 @@ from syncd.service.logs import LogFormat
 
 if TYPE_CHECKING:
     from syncd.service.daemon import GitSettings
+
+    # The name the command line builds the git flags under: the service's own
+    # settings, not a copy (see __getattr__).
+    GitOptions = GitSettings
 
 
 @dataclass(frozen=True)
@@ -38,24 +42,15 @@ def parse_listen(value: str) -> Listen:
 MAX_WORKERS = 256
 
 
-@dataclass(frozen=True)
-class GitOptions:
-    """The ``--git`` flags as given."""
+def __getattr__(name: str) -> Any:
+    """``GitOptions``: the service's ``GitSettings`` under the name the command line
+    imports it by, looked up only when asked, so that importing this module does
+    not import the daemon."""
+    if name == "GitOptions":
+        from syncd.service.daemon import GitSettings
 
-    url: str
-    ref: str | None
-    path: str
-    interval: float
-    timeout: float
-    token_file: Path | None
-    ssh_key_file: Path | None
-    known_hosts: Path | None
-    ca_file: Path | None
-    max_size: str | None
-    webhook_secret_file: Path | None
-    verify: tuple[str, Path] | None
-    forbid_rewrites: bool
-    allow_http: bool
+        return GitSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ class RunOptions:
     come from ``DaemonConfig``, the one place each is written."""
 
     config_dir: Path | None  # None with ``git``
-    git: GitOptions | None
+    git: GitSettings | None  # as given: the webhook's secret not read yet
     listen: str
     state_dir: Path
     workers: int
@@ -146,35 +141,18 @@ def run(options: RunOptions) -> int:
     return daemon.run(config, options.log_format)
 
 
-def _git_settings(given: GitOptions | None, git_dir: Path | None) -> GitSettings | None:
-    from syncd.service.daemon import GitSettings
-
+def _git_settings(given: GitSettings | None, git_dir: Path | None) -> GitSettings | None:
+    """The git flags checked against the others, with the webhook's secret read."""
     if given is None:
         return None
     if git_dir is not None:
         raise UsageError("--git-dir is for a local --config checkout; --git keeps its own")
-    secret = None
-    if given.webhook_secret_file is not None:
-        text = read_token(given.webhook_secret_file, "--git-webhook-secret-file")
-        if text is None:
-            raise UsageError(f"--git-webhook-secret-file {given.webhook_secret_file} is empty")
-        secret = text.encode()
-    return GitSettings(
-        url=given.url,
-        ref=given.ref,
-        path=given.path,
-        interval=given.interval,
-        timeout=given.timeout,
-        token_file=given.token_file,
-        ssh_key_file=given.ssh_key_file,
-        known_hosts=given.known_hosts,
-        ca_file=given.ca_file,
-        max_size=given.max_size,
-        verify=given.verify,
-        forbid_rewrites=given.forbid_rewrites,
-        allow_http=given.allow_http,
-        webhook_secret=secret,
-    )
+    if given.webhook_secret_file is None:
+        return given
+    text = read_token(given.webhook_secret_file, "--git-webhook-secret-file")
+    if text is None:
+        raise UsageError(f"--git-webhook-secret-file {given.webhook_secret_file} is empty")
+    return replace(given, webhook_secret=text.encode())
 
 
 def _check_bounds(options: RunOptions) -> None:

@@ -21,6 +21,14 @@ touching no state of the loader, on the resync's own thread beside reloads.
 A fingerprint is inode, size, mtime and ctime: an edit that restores size
 and mtime (``cp -p``, ``touch -d``, a checkout) still moves the ctime, which
 no user can set.
+
+A link swapped to another directory whose unchanged files are hard links of
+the ones loaded (a git checkout) is a move the caller states, with the files
+that differ (``load(changed=..., moved=True)``): those are read, and the
+others keep their results unread. Their fingerprints are marked to be
+compared without the ctime, which a hard link made or removed anywhere moves
+(the checkout written, the old one pruned): the next resync reads none of
+them, yet still reads one whose inode, size or mtime is not the one read.
 """
 
 from __future__ import annotations
@@ -56,9 +64,12 @@ FileChanges = dict[str, tuple[FileResult | None, FileResult | None]]
 
 # A file's st_ino, st_size, st_mtime_ns and st_ctime_ns in one number, a quarter
 # of the memory of a tuple of four (one is kept per file); for a link whose
-# target is gone, the link's own, with bit 256 set.
+# target is gone, the link's own, with bit 256 set. Bit 257 marks one compared
+# without its ctime (a file a stated move linked), whose ctime bits are then 0.
 Fingerprint = int
 _BITS64 = (1 << 64) - 1
+_CTIME = _BITS64 << 192
+_LINKED = 1 << 257
 
 # A file whose ctime is this close to the moment it was read may be written
 # again within the same tick of the file system's clock, leaving the same
@@ -157,17 +168,22 @@ class ConfigLoader:
         *,
         trust_stat: bool = True,
         changed: Iterable[str] | None = None,
+        moved: bool = False,
         deadline: float | None = None,
         clock: budget.Clock = time.monotonic,
     ) -> ConfigSet:
         """``changed``: the paths, relative to the one directory loaded, that may
         have changed since the last load; None when anything may have.
+        ``moved`` (with ``changed``): the one directory loaded is a link that may
+        now name another directory, in which each file ``changed`` does not name
+        is a hard link of the file loaded under its name. Those are not read; a
+        resync compares them without their ctime (see the module's notes).
         ``deadline``: a time on ``clock`` (monotonic) past which the load stops, and
         the set is rejected with one diagnostic that says so."""
         roots = tuple(paths)
         limit = budget.Deadline.start(deadline, clock)
         try:
-            return self._load(roots, trust_stat, changed, limit)
+            return self._load(roots, trust_stat, changed, moved, limit)
         except budget.OverBudget:
             assert limit is not None
             self._stale = True
@@ -178,12 +194,13 @@ class ConfigLoader:
         roots: tuple[Path, ...],
         trust_stat: bool,
         changed: Iterable[str] | None,
+        moved: bool,
         limit: budget.Deadline | None,
     ) -> ConfigSet:
         since = set_digest(self._marks)
         self._before, self._after = [], []
         named = changed is not None and roots == self._paths and not self._stale
-        if not (named and changed is not None and self._update(changed, limit)):
+        if not (named and changed is not None and self._update(changed, moved, limit)):
             self._walk(roots, trust_stat, limit)
             self._stale = False
             return self._assemble(None)
@@ -211,19 +228,36 @@ class ConfigLoader:
         self._root = paths[0].resolve() if len(paths) == 1 and paths[0].is_dir() else None
         return found
 
-    def _update(self, changed: Iterable[str], limit: budget.Deadline | None) -> bool:
+    def _update(self, changed: Iterable[str], moved: bool, limit: budget.Deadline | None) -> bool:
         """Apply the named changes; False when only a walk can tell what they did: a
         directory changed, or a directory is reached through a link."""
         if self._paths is None or self._root is None or self._linked_dirs:
             return False
         base, root = self._paths[0], self._root
-        if base.resolve() != root:
-            return False  # the directory is a link, moved to another target
-        for name in set(changed):
+        names = set(changed)
+        if moved and base.is_dir():
+            root = self._move(base, names)
+        elif base.resolve() != root:
+            return False  # the directory is a link, moved to another target, unsaid
+        for name in names:
             budget.check(limit)
             if not self._named(base, root, name):
                 return False
+        self._stale = False
         return True
+
+    def _move(self, base: Path, names: set[str]) -> Path:
+        """Take the link's new target as the root, and mark every file it does not
+        name as linked. Stale until the named files are applied too: a load that
+        fails between walks."""
+        self._stale = True
+        self._root = root = base.resolve()
+        kept = {str(base.joinpath(*PurePosixPath(name).parts)) for name in names}
+        stats = self._stats
+        for name, stat in stats.items():
+            if stat is not None and name not in kept:
+                stats[name] = (stat & ~_CTIME) | _LINKED
+        return root
 
     def _named(self, base: Path, root: Path, name: str) -> bool:
         """One named path; False when it needs a walk."""
@@ -261,7 +295,7 @@ class ConfigLoader:
 
     def _known(self, name: str, looked: tuple[Fingerprint, int] | None) -> bool:
         """The file was read with this fingerprint, and may be trusted to hold it."""
-        return looked is not None and self._stats.get(name) == looked[0]
+        return looked is not None and _same(self._stats.get(name), looked[0])
 
     def _kept(self, looked: tuple[Fingerprint, int] | None, result: FileResult) -> int | None:
         """The fingerprint to trust the file by; None when it changed while read, or
@@ -351,7 +385,8 @@ class ConfigLoader:
         changed: list[str] = []
 
         def visit(name: str, stat: Fingerprint) -> None:
-            if stats.pop(name, None) != stat:
+            known = stats.pop(name, None)
+            if known != stat and not _same(known, stat):
                 changed.append(name)
 
         walk = _Walk(directory, self.options.files, tick, visit)
@@ -384,6 +419,14 @@ def _fingerprint(st: os.stat_result, dangling: bool = False) -> Fingerprint:
         | (st.st_ctime_ns & _BITS64) << 192
         | dangling << 256
     )
+
+
+def _same(known: Fingerprint | None, stat: Fingerprint) -> bool:
+    """Whether a file with fingerprint ``stat`` is the one read as ``known``: equal,
+    or, for a file marked linked, equal but for the ctime."""
+    if known is None or not known & _LINKED:
+        return known == stat
+    return known == (stat & ~_CTIME) | _LINKED
 
 
 def _look(name: str) -> tuple[Fingerprint, int] | None:

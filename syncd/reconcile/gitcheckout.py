@@ -5,14 +5,22 @@ git's own checkout runs what the repository and the user's config ask of it:
 ``.gitattributes`` filters (a smudge command), hooks (``post-checkout``), LFS.
 None of that is needed to read YAML, so syncd does not check out: it lists
 the commit's tree below ``--git-path`` (``git ls-tree``) and copies the blobs
-out (``git cat-file --batch``), which run nothing. Only what discovery would
-read is written: regular files with config names, in directories it enters;
-a symlink or submodule where a config file would be refuses the commit (its
-target is outside the commit), others are passed over. Names that leave the
-directory (``..``), or ``.git`` (where git would look for a repository's
-config), are refused or passed over before anything is written; files are
-created new (``O_EXCL | O_NOFOLLOW``) in directories made here, so nothing
-written can follow a link. The sizes come from the tree, so a commit over
+out (``git cat-file --batch``), which run nothing. A push changes a few files
+of thousands, so a file whose blob is the one at the same path in the current
+checkout (written by this process: one left by another may be short, or of
+other flags) is a hard link of it rather than a copy; the checkout is still a
+whole tree of its own, and the old one can go (the data stays while a link
+does). The blobs left to copy are all asked for at once, from a thread, while
+the answers are read: one round trip, not one per file.
+
+Only what discovery would read is written: regular files with config names,
+in directories it enters; a symlink or submodule where a config file would be
+refuses the commit (its target is outside the commit), others are passed
+over. Names that leave the directory (``..``), or ``.git`` (where git would
+look for a repository's config), are refused or passed over before anything
+is written; files are created new (``O_EXCL | O_NOFOLLOW``, or a link, which
+never replaces what is there) in directories made here, so nothing written
+can follow a link. The sizes come from the tree, so a commit over
 ``--git-max-size`` is refused before a byte is read.
 
 The daemon reads the config through ``current``, a symlink to one complete
@@ -24,18 +32,21 @@ removed afterwards, and at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from syncd.config.diagnostics import printable
+from syncd.config.diagnostics import Diagnostic, printable
 from syncd.config.discovery import ConfigFiles
-from syncd.reconcile.gitcommand import Call, GitError, Repo, read_exactly, streaming
+from syncd.config.model import Integration
+from syncd.reconcile.gitcommand import Call, GitFailed, Repo, read_exactly, streaming
 
 LINK = "current"
 CHECKOUTS = "checkouts"
@@ -51,9 +62,12 @@ class TreeRefused(Exception):
     """The commit's tree cannot be applied as it is; the text says which path and why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """A blob in the commit's tree, its path relative to ``--git-path``."""
+    """A blob in the commit's tree, its path relative to ``--git-path``. One is
+    made per file at each fetch, so it is small: slots, and its path checked as
+    text (a push at 10,000 files must not leave 30,000 objects for the garbage
+    collector to walk)."""
 
     mode: str
     oid: str
@@ -77,18 +91,25 @@ def parse_tree(listing: bytes) -> list[Entry]:
     return entries
 
 
-def select(entries: Iterable[Entry], files: ConfigFiles, max_size: int) -> list[Entry]:
+def select(
+    entries: Iterable[Entry],
+    files: ConfigFiles,
+    max_size: int,
+    known: Container[str] = (),
+) -> list[Entry]:
     """The entries to write: the config files discovery would read. Raises
     TreeRefused for a name that leaves the directory, a link or submodule where a
-    config file would be, an unknown mode, or more than ``max_size`` bytes."""
+    config file would be, an unknown mode, or more than ``max_size`` bytes.
+    ``known``: paths ``files`` is known to hold (the current checkout's, chosen
+    by the same flags), which it is not asked again."""
     chosen = []
     total = 0
     for entry in entries:
-        if not _safe_parts(entry.parts):
+        if not _safe_path(entry.path):
             raise TreeRefused(f"{printable(entry.path)}: not a path a checkout can hold")
-        if any(part.lower() == ".git" for part in entry.parts):
+        if "/.git/" in f"/{entry.path.lower()}/":
             continue  # where git looks for a repository's config; never config itself
-        if not _wanted(entry, files):
+        if not _wanted(entry, entry.path in known or files.holds(PurePosixPath(entry.path))):
             continue
         total += entry.size
         if total > max_size:
@@ -99,12 +120,14 @@ def select(entries: Iterable[Entry], files: ConfigFiles, max_size: int) -> list[
     return chosen
 
 
-def _safe_parts(parts: Sequence[str]) -> bool:
-    return all(part not in ("", ".", "..") for part in parts)
+def _safe_path(path: str) -> bool:
+    """No part of ``path`` is empty, ``.`` or ``..``."""
+    bounded = f"/{path}/"
+    return bool(path) and not any(bad in bounded for bad in ("//", "/./", "/../"))
 
 
-def _wanted(entry: Entry, files: ConfigFiles) -> bool:
-    config = files.holds(PurePosixPath(entry.path))
+def _wanted(entry: Entry, config: bool) -> bool:
+    """Whether to write the entry, ``config`` saying whether its path is config."""
     if entry.mode in _FILE_MODES:
         return config
     kind = {_LINK_MODE: "a symlink", _SUBMODULE_MODE: "a submodule"}.get(entry.mode)
@@ -119,30 +142,100 @@ def _wanted(entry: Entry, files: ConfigFiles) -> bool:
 
 def list_tree(repo: Repo, commit: str, path: str, timeout: float) -> list[Entry]:
     """The blobs below ``path`` in ``commit``; TreeRefused when ``path`` is no
-    directory there."""
-    tree = f"{commit}:{path}"
+    directory there (git lists only a tree: a file, a submodule or nothing there
+    fails the call)."""
     try:
-        kind = repo.text("cat-file", "-t", tree, timeout=timeout)
-    except GitError:
-        kind = "nothing"
-    if kind != "tree":
-        raise TreeRefused(f"--git-path {printable(path)} is not a directory in the commit")
-    return parse_tree(repo.run("ls-tree", "-r", "-l", "-z", tree, timeout=timeout))
+        listing = repo.run("ls-tree", "-r", "-l", "-z", f"{commit}:{path}", timeout=timeout)
+    except GitFailed:
+        raise TreeRefused(
+            f"--git-path {printable(path)} is not a directory in the commit"
+        ) from None
+    return parse_tree(listing)
 
 
-def write_tree(repo: Repo, entries: Sequence[Entry], target: Path, timeout: float) -> None:
-    """Copy each entry's blob to ``target`` (made here, 0700; files 0600)."""
+@dataclass(frozen=True)
+class Tree:
+    """A checkout this process wrote, and the blob at each of its paths: what the
+    next checkout links from."""
+
+    directory: Path
+    blobs: Mapping[str, str] = field(repr=False)
+
+    @classmethod
+    def of(cls, directory: Path, entries: Iterable[Entry]) -> Tree:
+        return cls(directory, {entry.path: entry.oid for entry in entries})
+
+
+@dataclass(frozen=True)
+class Written:
+    """How a checkout's files came to be: copied out of git, or linked."""
+
+    written: int
+    linked: int
+
+
+def write_tree(
+    repo: Repo,
+    entries: Sequence[Entry],
+    target: Path,
+    timeout: float,
+    current: Tree | None = None,
+) -> Written:
+    """Copy each entry's blob to ``target`` (made here, 0700; files 0600), or link
+    it from ``current`` when its blob is the one there under the same path."""
     target.mkdir(mode=0o700)
-    call = repo.call("cat-file", "--batch", timeout=timeout)
+    made: set[tuple[str, ...]] = set()
+    copied = []
+    # Plain strings: at 10,000 files a Path per file costs more than its link.
+    blobs = current.blobs if current is not None else {}
+    source, dest = f"{current.directory if current else ''}/", f"{target}/"
+    for entry in entries:
+        if "/" in entry.path:
+            _make_parents(target, entry.parts[:-1], made)
+        if blobs.get(entry.path) != entry.oid or not _link(source, dest, entry):
+            copied.append(entry)
+    _copy_blobs(repo, copied, target, timeout)
+    return Written(len(copied), len(entries) - len(copied))
+
+
+def _link(source: str, dest: str, entry: Entry) -> bool:
+    """Link the entry's file from the current checkout (``source``, its blob the
+    same); False when it must be copied: the link failed (another file system,
+    none there)."""
+    try:
+        os.link(source + entry.path, dest + entry.path, follow_symlinks=False)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError):
+        raise TreeRefused(f"{printable(entry.path)}: the tree names it twice") from None
+    except OSError:
+        return False
+    return True
+
+
+def _copy_blobs(repo: Repo, entries: Sequence[Entry], target: Path, timeout: float) -> None:
+    """Ask ``cat-file`` for every blob from a thread while the answers are read
+    here: each side drains the other's pipe, so neither blocks for good. Past an
+    error git's group is killed on leaving the block, which ends the thread's
+    write too."""
+    if not entries:
+        return
+    asks = b"".join(entry.oid.encode("ascii") + b"\n" for entry in entries)
+    call = repo.call("cat-file", "--batch", "--buffer", timeout=timeout)
     with streaming(call) as proc:
         assert proc.stdin is not None and proc.stdout is not None
-        made: set[tuple[str, ...]] = set()
+        asking = threading.Thread(target=_send, args=(proc.stdin, asks), daemon=True)
+        asking.start()
         for entry in entries:
-            _make_parents(target, entry.parts[:-1], made)
-            proc.stdin.write(entry.oid.encode("ascii") + b"\n")
-            proc.stdin.flush()
             _copy_blob(proc.stdout, entry, target.joinpath(*entry.parts), call)
-        proc.stdin.close()
+        asking.join()  # git answered every request: all were written
+
+
+def _send(stream: IO[bytes], data: bytes) -> None:
+    """Write the requests and close the pipe (git answers the rest then ends); a
+    git that died first is found by the reader."""
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(data)
+    with contextlib.suppress(OSError, ValueError):
+        stream.close()
 
 
 def _make_parents(target: Path, parts: tuple[str, ...], made: set[tuple[str, ...]]) -> None:
@@ -172,6 +265,51 @@ def _copy_blob(out: IO[bytes], entry: Entry, dest: Path, call: Call) -> None:
             file.write(chunk)
             left -= len(chunk)
     read_exactly(out, 1, call)  # the newline after each object
+
+
+@dataclass(frozen=True)
+class RepoNames:
+    """A checkout's files as the repository names them: ``top`` (a checkout, or
+    the link to one) is the directory ``label`` of the repository ("" for its
+    top). A checkout's path means nothing to whoever reads a problem (CI, an
+    operator in ``/status``); ``integrations/shop.yaml:3:5`` is where they find
+    it in the repository, and what a pull request's annotations point at."""
+
+    top: Path
+    label: str
+
+    def name(self, file: str) -> str:
+        top = str(self.top)
+        if file == top:
+            return self._top()
+        if file.startswith(top + "/"):
+            return self._prefix() + file[len(top) + 1 :]
+        return file
+
+    def relabel(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+        """``diagnostics`` with the checkout's path replaced by the repository's."""
+        top = str(self.top)
+        return [
+            replace(
+                d,
+                file=self.name(d.file),
+                message=d.message.replace(top + "/", self._prefix()).replace(top, self._top()),
+            )
+            for d in diagnostics
+        ]
+
+    def relabel_integration(self, integration: Integration) -> Integration:
+        """``integration`` with its declaration named as the repository names it."""
+        where = integration.source
+        if where is None:
+            return integration
+        return replace(integration, source=replace(where, file=self.name(where.file)))
+
+    def _prefix(self) -> str:
+        return self.label + "/" if self.label else ""
+
+    def _top(self) -> str:
+        return self.label or "."
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,24 @@ class Mirror:
             timeout=LOCAL_TIMEOUT,
         )
 
+    def changed(self, old: str, new: str, path: str) -> frozenset[str]:
+        """The paths below ``path`` (relative to it) whose blob or mode differs
+        between commits ``old`` and ``new``: ``git diff-tree`` of their trees there,
+        a rename being a removal and an addition. GitError when git cannot tell (a
+        commit no longer in the mirror, no such directory in one)."""
+        listing = self.repo.run(
+            "diff-tree",
+            "-r",
+            "-z",
+            "--name-only",
+            "--no-renames",
+            "--end-of-options",
+            f"{old}:{path}",
+            f"{new}:{path}",
+            timeout=LOCAL_TIMEOUT,
+        )
+        return frozenset(os.fsdecode(name) for name in listing.split(b"\0") if name)
+
     def descends(self, base: str, commit: str) -> bool:
         """Whether ``commit`` descends from ``base`` (or is it), as far as the
         mirror's history shows."""

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from syncd.config.discovery import ConfigFiles
 from syncd.config.secrets import redact
 from syncd.reconcile import gitcheckout, gitcredential
-from syncd.reconcile.gitcheckout import Checkouts, TreeRefused
+from syncd.reconcile.gitcheckout import Checkouts, Tree, TreeRefused, Written
 from syncd.reconcile.gitcommand import GitError, Repo
 from syncd.reconcile.gitmirror import LOCAL_TIMEOUT, Fetched, Mirror
 from syncd.reconcile.gitsource import GitSource
@@ -100,13 +100,16 @@ class PollSchedule:
 @dataclass(frozen=True)
 class Checkout:
     """A commit checked out and made current; the daemon reconciles ``link`` (or
-    ``directory``, the checkout it names now)."""
+    ``directory``, the checkout it names now). ``written`` files were copied out
+    of git, ``linked`` ones linked from the checkout it replaced."""
 
     commit: str
     ref: str
     directory: Path
     link: Path
     ancestry: Ancestry = "first"
+    written: int = 0
+    linked: int = 0
 
     @property
     def revision(self) -> str:
@@ -200,6 +203,8 @@ class _State:
     last_success_at: float | None = None
     error: str | None = None
     prepared: bool = False
+    # The current checkout, if this poller wrote it: the next one links from it.
+    tree: Tree | None = None
 
 
 class GitPoller:
@@ -240,8 +245,9 @@ class GitPoller:
     def holding(self) -> AbstractContextManager[object]:
         """Held while the config is read through the link: no swap happens inside,
         so a read sees one checkout whole, and the revision names it. The poller
-        holds it across a swap and the ``checked_out`` call after it (which may
-        read the config on the poller's thread: it is re-entrant)."""
+        holds it while it writes a checkout (whose links move the ctime of the
+        current one's files), across the swap and the ``checked_out`` call after
+        it (which may read the config on the poller's thread: it is re-entrant)."""
         return self._swapping
 
     def revision(self, config_dir: Path, digest: str) -> str:
@@ -250,6 +256,16 @@ class GitPoller:
         is none yet. The signature of ``git.Revisions.revision``."""
         current = self.checkouts.current()
         return f"git:{current.commit}" if current else "sha256:" + digest[:16]
+
+    def changes(self, old: str, new: str) -> frozenset[str] | None:
+        """The paths, relative to ``--git-path``, whose files differ between the
+        checkouts of commits ``old`` and ``new`` written by this poller (the same
+        flags chose their files); None when the mirror cannot tell."""
+        try:
+            return self.mirror.changed(old, new, self.source.path)
+        except GitError as exc:
+            log.info("git: what changed from %s to %s is unknown: %s", old, new, exc)
+            return None
 
     def prepare(self) -> None:
         """Make the directories, import the keyring, and remove what a crash left;
@@ -350,22 +366,49 @@ class GitPoller:
         self._judge_signature(commit)
         ancestry = self._ancestry(fetched, base)
         self._judge_rewrite(commit, base, ancestry)
-        directory = self._write(commit)
-        self.mirror.keep(commit)
+        current = self._linkable()
+        chosen = self._choose(commit, current)
+        # Held from the write on: its links move the ctime of the current
+        # checkout's files, which a reconcile must not see before the swap.
         with self._swapping:
+            tree, written = self._write(commit, chosen, current)
             replaced = self.checkouts.current()
-            self.checkouts.make_current(directory)
+            self.checkouts.make_current(tree.directory)
             self._state.applied, self._state.served = commit, True
             self._state.rejected, self._state.error = None, None
-            log.info("git: %s is at %s; checked out", self.source.ref_name, commit)
-            self._hand_over(Checkout(commit, self.source.ref_name, directory, self.link, ancestry))
+            self._state.tree = tree
+            log.info(
+                "git: %s is at %s; checked out (%d file(s) written, %d linked)",
+                self.source.ref_name,
+                commit,
+                written.written,
+                written.linked,
+            )
+            self._hand_over(
+                Checkout(
+                    commit,
+                    self.source.ref_name,
+                    tree.directory,
+                    self.link,
+                    ancestry,
+                    written=written.written,
+                    linked=written.linked,
+                )
+            )
         # The checkout just replaced stays until the next swap: a reader that
         # resolved the link a moment ago may still be reading it.
         self.checkouts.prune(keep=[replaced.directory] if replaced else [])
+        self._upkeep(commit)
+
+    def _upkeep(self, commit: str) -> None:
+        """After the hand-over, off the way to the reconcile: the mirror keeps the
+        applied commit (until then, and after a crash, the fetched ref holds it),
+        and is packed when due. Neither undoes the checkout when it fails."""
         try:
+            self.mirror.keep(commit)
             self.mirror.tidy()
         except GitError as exc:
-            log.warning("git: could not pack the mirror: %s", self._redacted(exc))
+            log.warning("git: could not keep or pack the mirror: %s", self._redacted(exc))
 
     def _hand_over(self, checkout: Checkout) -> None:
         """Tell the daemon; what goes wrong in it is logged, and the checkout stays."""
@@ -416,22 +459,44 @@ class GitPoller:
             raise _Rejection(Rejected(commit, ref, "rewrite", reason))
         log.warning("git: %s; following it", what)
 
-    def _write(self, commit: str) -> Path:
-        directory = self.checkouts.fresh(commit)
+    def _linkable(self) -> Tree | None:
+        """The checkout the next one links from: the current one, if this poller
+        wrote it."""
+        tree, on_disk = self._state.tree, self.checkouts.current()
+        if tree is None or on_disk is None or on_disk.directory != tree.directory:
+            return None
+        return tree
+
+    def _choose(self, commit: str, current: Tree | None) -> list[gitcheckout.Entry]:
+        """The files of the commit to check out; a rejection when its tree cannot be."""
+        known = current.blobs if current is not None else ()
         try:
             entries = gitcheckout.list_tree(
                 self.mirror.repo, commit, self.source.path, LOCAL_TIMEOUT
             )
-            chosen = gitcheckout.select(entries, self._files, self.source.max_size)
-            gitcheckout.write_tree(self.mirror.repo, chosen, directory, LOCAL_TIMEOUT)
+            return gitcheckout.select(entries, self._files, self.source.max_size, known)
+        except TreeRefused as exc:
+            raise self._refused(commit, exc) from None
+
+    def _write(
+        self, commit: str, chosen: list[gitcheckout.Entry], current: Tree | None
+    ) -> tuple[Tree, Written]:
+        directory = self.checkouts.fresh(commit)
+        try:
+            written = gitcheckout.write_tree(
+                self.mirror.repo, chosen, directory, LOCAL_TIMEOUT, current
+            )
         except TreeRefused as exc:
             self._remove(directory)
-            reason = f"commit {commit} rejected: {exc}"
-            raise _Rejection(Rejected(commit, self.source.ref_name, "tree", reason)) from None
+            raise self._refused(commit, exc) from None
         except BaseException:
             self._remove(directory)
             raise
-        return directory
+        return Tree.of(directory, chosen), written
+
+    def _refused(self, commit: str, exc: TreeRefused) -> _Rejection:
+        reason = f"commit {commit} rejected: {exc}"
+        return _Rejection(Rejected(commit, self.source.ref_name, "tree", reason))
 
     def _remove(self, directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)

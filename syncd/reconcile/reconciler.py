@@ -34,6 +34,7 @@ from syncd.config.diagnostics import Diagnostic
 from syncd.config.discovery import PathNotFoundError
 from syncd.config.filecache import ConfigLoader
 from syncd.reconcile import git, lastgood
+from syncd.reconcile.gitcheckout import RepoNames
 from syncd.registry import Outcome, Registry
 
 log = logging.getLogger("syncd")
@@ -47,6 +48,10 @@ OVER_BUDGET = "over-budget:"
 # What fingerprint() answers once a resync found a difference: never a digest.
 DIFFERS = "differs"
 DEFAULT_BUDGET = 30.0
+
+# Names the set read from a config dir with its content digest: ``git:<commit>``,
+# ``sha256:<hash>`` (``git.Revisions.revision``, a git source's poller).
+RevisionOf = Callable[[Path, str], str]
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,13 @@ class Reconciler:
         *,
         budget: Budget | None = None,
         git_dir: Path | None = None,
+        revision: RevisionOf | None = None,
+        names: RepoNames | None = None,
     ) -> None:
+        """``revision`` names each set read (default: the commit of the checkout the
+        config dir is, or ``--git-dir`` names, else the content hash); ``names``,
+        with a git source, names its files as the repository does in what the
+        daemon shows (``/status``, the log)."""
         self.config_dir = config_dir
         self.last_known_good_dir = state_dir / "last-known-good"
         self.loader = loader
@@ -93,10 +104,14 @@ class Reconciler:
         self.digest: str | None = None
         # When the reconcile under way started (the budget's clock), for who waits on it.
         self.running_since: float | None = None
-        self.revisions = git.Revisions(git_dir)
+        self._revision = revision or git.Revisions(git_dir).revision
+        self._names = names
 
-    def load(self, *, trust_stat: bool, changed: Iterable[str] | None = None) -> ConfigSet:
-        """The config dir's set, or an invalid one when it took past the budget."""
+    def load(
+        self, *, trust_stat: bool, changed: Iterable[str] | None = None, moved: bool = False
+    ) -> ConfigSet:
+        """The config dir's set, or an invalid one when it took past the budget;
+        ``changed`` and ``moved`` as ``ConfigLoader.load`` takes them."""
         deadline = self.budget.start()
         try:
             with self._loading:
@@ -105,6 +120,7 @@ class Reconciler:
                         [self.config_dir],
                         trust_stat=trust_stat,
                         changed=changed,
+                        moved=moved,
                         deadline=deadline.at,
                         clock=deadline.clock,
                     )
@@ -176,32 +192,36 @@ class Reconciler:
         self._applying.release()
         return True
 
-    def reconcile(self, changed: Iterable[str] | None = None) -> Outcome | None:
+    def reconcile(
+        self, changed: Iterable[str] | None = None, *, moved: bool = False
+    ) -> Outcome | None:
         """One attempt; whatever goes wrong in it is a failed attempt, never a dead
         thread. None when the daemon stopped first: nothing was applied.
 
         ``changed`` names the paths (relative to the config dir) that changed; only
         those files are read, and only their integrations' tokens resolved. None
         (at start, on SIGHUP or a reload request, after a resync found a change)
-        stats every file and resolves every token.
+        stats every file and resolves every token. ``moved``: the config dir is a
+        link that now names another checkout, whose other files are hard links of
+        the ones read (``ConfigLoader.load``).
         """
         with self._reconciling:
             if self._closed:
                 return None
             self.running_since = self.budget.clock()
             try:
-                return self._attempt(changed)
+                return self._attempt(changed, moved)
             finally:
                 self.running_since = None
 
-    def _attempt(self, changed: Iterable[str] | None) -> Outcome | None:
+    def _attempt(self, changed: Iterable[str] | None, moved: bool) -> Outcome | None:
         last = self.registry.last_attempt
         failed_before = last is not None and not last.ok
         try:
-            config = self.load(trust_stat=True, changed=changed)
+            config = self.load(trust_stat=True, changed=changed, moved=moved)
             self.unsettled = config.unsettled
             self.digest = config.digest
-            revision = self.revisions.revision(self.config_dir, config.digest)
+            revision = self._revision(self.config_dir, config.digest)
             outcome = self._apply(config, revision, reuse_tokens=changed is not None)
         except Exception as exc:
             if self._closed:
@@ -219,12 +239,15 @@ class Reconciler:
         return outcome
 
     def _apply(self, config: ConfigSet, revision: str, *, reuse_tokens: bool) -> Outcome | None:
+        source = str(self.config_dir)
+        if self._names is not None:
+            source = self._names.name(source)
+            if config.diagnostics:
+                config = replace(config, diagnostics=tuple(self._names.relabel(config.diagnostics)))
         with self._applying:
             if self._closed:
                 return None
-            return self.registry.apply(
-                config, revision, source=str(self.config_dir), reuse_tokens=reuse_tokens
-            )
+            return self.registry.apply(config, revision, source=source, reuse_tokens=reuse_tokens)
 
     def _log(self, outcome: Outcome, failed_before: bool) -> None:
         on_saved_set, self._on_saved_set = self._on_saved_set, False
@@ -312,15 +335,16 @@ class Reloads:
         self._finished = 0
         self._notify_ready = False
 
-    def on_change(self, changed: Iterable[str] | None = None) -> str | None:
+    def on_change(self, changed: Iterable[str] | None = None, *, moved: bool = False) -> str | None:
         """The watcher's callback: one reconcile, then tell who waits; returns the
-        digest of what was read."""
+        digest of what was read. ``moved`` as :meth:`Reconciler.reconcile` takes it."""
         with self._done:
             self._started += 1
             notify_ready, self._notify_ready = self._notify_ready, False
         outcome = None
         try:
-            outcome = self._reconciler.reconcile(changed)
+            reconcile = self._reconciler.reconcile
+            outcome = reconcile(changed, moved=True) if moved else reconcile(changed)
             if outcome is not None and self._reconciler.unsettled:
                 log.info(
                     "%s changed while read; reading again after the quiet period",

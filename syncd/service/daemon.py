@@ -46,8 +46,7 @@ from syncd.hipchat.client import (
     USER_AGENT,
     HipChatClient,
 )
-from syncd.reconcile import git
-from syncd.reconcile.gitcheckout import Checkouts
+from syncd.reconcile.gitcheckout import Checkouts, RepoNames
 from syncd.reconcile.gitpoller import Checkout, GitPoller, Hooks, Rejected
 from syncd.reconcile.gitsource import (
     DEFAULT_INTERVAL,
@@ -60,7 +59,7 @@ from syncd.reconcile.gitsource import (
     parse_size,
 )
 from syncd.reconcile.pathfilter import relevant_to
-from syncd.reconcile.reconciler import DEFAULT_BUDGET, Budget, Reconciler, Reloads
+from syncd.reconcile.reconciler import DEFAULT_BUDGET, DIFFERS, Budget, Reconciler, Reloads
 from syncd.reconcile.watcher import ConfigWatcher
 from syncd.registry import Outcome, Registry
 from syncd.service import logs, stores, systemd
@@ -86,7 +85,9 @@ GIT_ROOT = "git"
 
 @dataclass(frozen=True)
 class GitSettings:
-    """``--git`` and its companion flags as given; :meth:`source` checks them."""
+    """``--git`` and its companion flags as given; :meth:`source` checks them. The
+    command line builds it (``syncd run``, ``validate --git``, ``plan --git``) and
+    reads ``webhook_secret_file`` into ``webhook_secret``."""
 
     url: str
     ref: str | None = None
@@ -101,7 +102,8 @@ class GitSettings:
     verify: tuple[str, Path] | None = None
     forbid_rewrites: bool = False
     allow_http: bool = False
-    # The webhook's secret (``--git-webhook-secret-file``); None: no webhook route.
+    # ``--git-webhook-secret-file``, and the secret read from it; None: no webhook route.
+    webhook_secret_file: Path | None = None
     webhook_secret: bytes | None = field(default=None, repr=False)
 
     def source(self) -> GitSource:
@@ -291,6 +293,13 @@ class Daemon:
         self._delivering = False
         self._upkeep = False
         self._wake: Callable[[], None] = lambda: None
+        # With a git source: the checkout last handed over, and the one the loader
+        # last read if the poller handed it over (else None), both under its hold;
+        # and whether the next reconcile must walk the config dir (see _ask_walk).
+        self._handed: Checkout | None = None
+        self._loaded: Checkout | None = None
+        self._asks = threading.Lock()
+        self._walk_asked = False
         self.nothing_to_serve = False
         self.metrics = Metrics(git=config.git is not None)
         self.client = HipChatClient(
@@ -324,6 +333,7 @@ class Daemon:
         self.poller = self._git_poller(config, options) if config.git is not None else None
         if self.poller is not None:
             config = self.config = replace(config, config_dir=self.poller.link)
+        poller = self.poller
         self.reconciler = Reconciler(
             config.config_dir,
             config.state_dir,
@@ -331,6 +341,8 @@ class Daemon:
             self.registry,
             budget=Budget(config.reconcile_timeout),
             git_dir=config.git_dir,
+            revision=poller.revision if poller is not None else None,
+            names=RepoNames(poller.link, poller.source.path) if poller is not None else None,
         )
         self.housekeeping = Housekeeping(
             self.outbox,
@@ -342,8 +354,6 @@ class Daemon:
             wake=self.dispatcher.wake,
             elsewhere=elsewhere,
         )
-        if self.poller is not None:
-            self.reconciler.revisions = _PolledRevisions(self.poller)
         if shared is not None:
             # Before readers see the set: another daemon reads this one's row
             # before it claims or cancels what only this set has.
@@ -358,13 +368,13 @@ class Daemon:
             quiet=config.quiet,
             max_wait=config.max_wait,
             resync_interval=config.resync_interval,
-            fingerprint=self.reconciler.fingerprint,
+            fingerprint=self._fingerprint,
             logger=log,
             path_filter=relevant_to(options.files),
             git_dir=config.git_dir,
         )
         self.reloads = Reloads(
-            self.reconciler, self.watcher.trigger, self._reconciled, again=self.watcher.changed
+            self.reconciler, self.watcher.trigger, self._reconciled, again=self._read_again
         )
         api = Api(
             self.registry,
@@ -428,11 +438,46 @@ class Daemon:
         if self.poller is None:
             return self.reloads.on_change(changed)
         with self.poller.holding():
-            return self.reloads.on_change(changed)
+            handed = self._handed_current(self.poller)
+            changed, moved = self._since_loaded(self.poller, changed, handed)
+            try:
+                return self.reloads.on_change(changed, moved=moved)
+            finally:
+                self._loaded = handed
+
+    def _handed_current(self, poller: GitPoller) -> Checkout | None:
+        """The checkout the link names, if the poller handed it over."""
+        current, handed = poller.checkouts.current(), self._handed
+        if current is None or handed is None or current.directory != handed.directory:
+            return None
+        return handed
+
+    def _since_loaded(
+        self, poller: GitPoller, changed: Iterable[str] | None, handed: Checkout | None
+    ) -> tuple[Iterable[str] | None, bool]:
+        """What to read: after a swap, the files that differ between the checkout
+        the loader read and the one now current, when the poller wrote both
+        (their other files are links); none when it read the current one already;
+        else, or when a walk was asked for, what the watcher says, as for a
+        config dir."""
+        loaded = self._loaded
+        with self._asks:
+            asked, self._walk_asked = self._walk_asked, False
+        if asked or handed is None or loaded is None:
+            return changed, False
+        if loaded.directory == handed.directory:
+            # Read already; a change of anything is the link's own event after the
+            # swap (what else needs a walk asks for one).
+            return (() if changed is None else changed), False
+        differ = poller.changes(loaded.commit, handed.commit)
+        if differ is None:
+            return None, False
+        return differ, True
 
     def _checked_out(self, checkout: Checkout) -> None:
         """A new commit is current: reconcile it now, not after file events."""
-        self.request_reload()
+        self._handed = checkout
+        self.reloads.request()
 
     def _rejected(self, rejected: Rejected) -> None:
         """A commit not applied is a failed attempt like an invalid config: the set
@@ -572,11 +617,33 @@ class Daemon:
 
     def request_reload(self, *, notify_ready: bool = False) -> None:
         """Ask for a reconcile; with ``notify_ready``, tell systemd READY=1 after it."""
+        self._ask_walk()
         self.reloads.request(notify_ready=notify_ready)
 
     def reload(self, timeout: float | None = None) -> Outcome | None:
         """Force a reconcile and wait for one that started after this call."""
+        self._ask_walk()
         return self.reloads.wait(timeout or self.config.reload_wait)
+
+    def _ask_walk(self) -> None:
+        """The next reconcile walks the config dir, reads every file whose stat
+        changed and resolves every token, even with a git source: a reload asked
+        for (SIGHUP, POST /-/reload), a resync that found a difference, files that
+        changed while read."""
+        with self._asks:
+            self._walk_asked = True
+
+    def _fingerprint(self) -> str:
+        """The watcher's resync: the reconciler's, and a difference asks for a walk."""
+        value = self.reconciler.fingerprint()
+        if value == DIFFERS:
+            self._ask_walk()
+        return value
+
+    def _read_again(self) -> None:
+        """Files changed while read: a walk after the quiet period."""
+        self._ask_walk()
+        self.watcher.changed()
 
     def begin(self) -> None:
         """Recover the outbox, answer the probes, serve the last-known-good set if
@@ -669,18 +736,6 @@ class Daemon:
 def _nowhere(_fresh: bool = False) -> frozenset[str]:
     """No other daemon: a store of its own."""
     return frozenset()
-
-
-class _PolledRevisions(git.Revisions):
-    """The revision of a set read from a git source: the commit its poller checked
-    out (read under the poller's hold, so it names what was read)."""
-
-    def __init__(self, poller: GitPoller) -> None:
-        super().__init__(None)
-        self._poller = poller
-
-    def revision(self, config_dir: Path, digest: str) -> str:
-        return self._poller.revision(config_dir, digest)
 
 
 _READYZ = ("GET", "/readyz")

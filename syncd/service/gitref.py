@@ -6,7 +6,8 @@ judges exactly the files a daemon would apply, but into a temporary directory
 removed afterwards: a command never touches a daemon's state dir, whose lock
 and mirror belong to the daemon. The checkout's path is of no use to whoever
 reads the result, so diagnostics name each file as the repository does
-(``integrations/shop.yaml:3:5``), where a pull request's annotations find it.
+(``integrations/shop.yaml:3:5``, ``gitcheckout.RepoNames``, as the daemon's
+``/status`` does), where a pull request's annotations find it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from syncd.config.diagnostics import Diagnostic, printable
 from syncd.config.discovery import ConfigFiles
 from syncd.config.model import Integration
 from syncd.errors import Failure, UsageError
+from syncd.reconcile.gitcheckout import RepoNames
 from syncd.reconcile.gitcommand import GitError
 from syncd.reconcile.gitpoller import Rejected, fetch_once
 
@@ -52,38 +54,17 @@ class FetchedRef:
     def describe(self) -> str:
         return f"{self.ref} of {self.url} at {self.commit}"
 
+    @property
+    def names(self) -> RepoNames:
+        return RepoNames(self.directory, self.label)
+
     def relabel(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
         """``diagnostics`` with the checkout's path replaced by the repository's."""
-        top = str(self.directory)
-        return [
-            replace(
-                d,
-                file=self.name(d.file),
-                message=d.message.replace(top + "/", self._prefix()).replace(top, self._top()),
-            )
-            for d in diagnostics
-        ]
+        return self.names.relabel(diagnostics)
 
     def relabel_integration(self, integration: Integration) -> Integration:
         """``integration`` with its declaration named as the repository names it."""
-        where = integration.source
-        if where is None:
-            return integration
-        return replace(integration, source=replace(where, file=self.name(where.file)))
-
-    def name(self, file: str) -> str:
-        top = str(self.directory)
-        if file == top:
-            return self._top()
-        if file.startswith(top + "/"):
-            return self._prefix() + file[len(top) + 1 :]
-        return file
-
-    def _prefix(self) -> str:
-        return self.label + "/" if self.label else ""
-
-    def _top(self) -> str:
-        return self.label or "."
+        return self.names.relabel_integration(integration)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ paths changed gives the set a fresh load gives."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -405,3 +406,124 @@ def test_what_a_resync_names_gives_the_set_a_fresh_load_gives(
             path.rename(root / other)
         found = loader.differences(root, loader.baseline())
         _same(loader.load([root], changed=found), load_config_set([root], options))
+
+
+# A link swapped to another directory (a git checkout): the files that did not
+# change are hard links of the ones loaded, so they keep their inode, size and
+# mtime, and only their ctime moves (a link made or removed moves it).
+
+
+def _swap(link: Path, directory: Path) -> None:
+    temp = link.with_name(f".{link.name}.new")
+    temp.symlink_to(directory.name)
+    os.replace(temp, link)
+
+
+def _relinked(old: Path, new: Path, edits: dict[str, str | None]) -> Path:
+    """``new`` holding hard links of ``old``'s files, but for ``edits``: a name to
+    its new text, written afresh, or None for a file removed."""
+    new.mkdir()
+    for path in sorted(old.rglob("*.yaml")):
+        name = str(path.relative_to(old))
+        if name not in edits:
+            (new / name).parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, new / name)
+    for name, text in edits.items():
+        if text is not None:
+            (new / name).parent.mkdir(parents=True, exist_ok=True)
+            (new / name).write_text(text)
+    return new
+
+
+def _checkout(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    first = tmp_path / "one"
+    (first / "team").mkdir(parents=True)
+    for n in range(count):
+        (first / ("team" if n % 3 == 0 else ".") / f"f{n:02}.yaml").write_text(minimal(f"u{n}"))
+    link = tmp_path / "current"
+    _swap(link, first)
+    return link, first
+
+
+EDITS: dict[str, str | None] = {
+    "f01.yaml": minimal("u1") + "    state: stopped\n",
+    "f02.yaml": None,
+    "team/new.yaml": minimal("new"),
+}
+
+
+def test_a_moved_link_reads_only_the_files_named(tmp_path: Path) -> None:
+    link, first = _checkout(tmp_path, 30)
+    loader = ConfigLoader(wall=later_wall)
+    loader.load([link])
+    reads = loader.reads
+    _swap(link, _relinked(first, tmp_path / "two", EDITS))
+    config = loader.load([link], changed=set(EDITS), moved=True)
+    assert loader.reads == reads + 2  # the edited file and the new one
+    _same(config, load_config_set([link]))
+    assert config.changes is not None  # named: the registry resolves only what changed
+
+
+def test_without_being_told_of_the_move_the_loader_walks_and_reads_every_file(
+    tmp_path: Path,
+) -> None:
+    """Never inferred: the ctime of every linked file moved, so each is read."""
+    link, first = _checkout(tmp_path, 30)
+    loader = ConfigLoader(wall=later_wall)
+    loader.load([link])
+    reads = loader.reads
+    next_tick(first / "f01.yaml")
+    _swap(link, _relinked(first, tmp_path / "two", EDITS))
+    config = loader.load([link], changed=set(EDITS))
+    assert loader.reads == reads + 30
+    _same(config, load_config_set([link]))
+
+
+def test_after_a_move_a_resync_names_none_of_the_linked_files(tmp_path: Path) -> None:
+    """Removing the old checkout moves the ctime of the files linked from it again,
+    after the load: neither the resync nor a walk reads them for it."""
+    link, first = _checkout(tmp_path, 30)
+    loader = ConfigLoader(wall=later_wall)
+    loader.load([link])
+    _swap(link, _relinked(first, tmp_path / "two", EDITS))
+    loader.load([link], changed=set(EDITS), moved=True)
+    next_tick(tmp_path / "two" / "f04.yaml")
+    shutil.rmtree(first)
+    assert loader.differences(link, loader.baseline()) == frozenset()
+    reads = loader.reads
+    _same(loader.load([link]), load_config_set([link]))
+    assert loader.reads == reads
+
+
+def test_a_file_the_move_left_unnamed_but_rewritten_is_found_by_the_resync(
+    tmp_path: Path,
+) -> None:
+    """The linked files are trusted by inode, size and mtime: one that is another
+    file (written afresh, its content the same or not) is read at the next resync."""
+    link, first = _checkout(tmp_path, 10)
+    loader = ConfigLoader(wall=later_wall)
+    loader.load([link])
+    second = _relinked(first, tmp_path / "two", {"f04.yaml": minimal("u4") + "    # same\n"})
+    _swap(link, second)
+    reads = loader.reads
+    loader.load([link], changed=(), moved=True)
+    assert loader.reads == reads
+    found = loader.differences(link, loader.baseline())
+    assert found == {"f04.yaml"}
+    _same(loader.load([link], changed=found), load_config_set([link]))
+    (second / "f05.yaml").write_text(minimal("u5") + "    state: stopped\n")  # an edit
+    assert loader.differences(link, loader.baseline()) == {"f05.yaml"}
+    reads = loader.reads
+    _same(loader.load([link]), load_config_set([link]))
+    assert loader.reads == reads + 1
+
+
+def test_a_move_to_a_directory_named_as_changed_is_walked(tmp_path: Path) -> None:
+    link, first = _checkout(tmp_path, 6)
+    loader = ConfigLoader(wall=later_wall)
+    loader.load([link])
+    second = _relinked(first, tmp_path / "two", {"f01.yaml": None})
+    (second / "f01.yaml").mkdir()  # a file become a directory
+    (second / "f01.yaml" / "a.yaml").write_text(minimal("a"))
+    _swap(link, second)
+    _same(loader.load([link], changed={"f01.yaml"}, moved=True), load_config_set([link]))

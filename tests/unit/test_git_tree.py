@@ -73,3 +73,19 @@ def test_the_size_of_what_is_written_is_bounded() -> None:
     assert chosen(entry("a.yaml", size=600), entry("big.bin", size=10**9), max_size=1000)
     with pytest.raises(TreeRefused, match=r"over --git-max-size \(1000 bytes\)"):
         chosen(entry("a.yaml", size=600), entry("b.yaml", size=401), max_size=1000)
+
+
+def test_paths_known_from_the_current_checkout_follow_the_same_rules() -> None:
+    """The paths chosen for the current checkout are not asked of discovery again;
+    what is chosen, and what refuses the commit, is as without them."""
+    before = [entry("a.yaml"), entry("team/b.yml"), entry("c.yaml"), entry("README.md")]
+    files = ConfigFiles(("c.yaml",))
+    known = {e.path for e in select(before, files, 1000)}
+    assert known == {"a.yaml", "team/b.yml"}
+    after = [entry("a.yaml", size=400), entry("team/b.yml"), entry("d.yaml"), entry("x.md")]
+    assert select(after, files, 1000, known) == select(after, files, 1000)
+    for mode in ("120000", "160000", "100666"):
+        with pytest.raises(TreeRefused, match=r"a\.yaml"):
+            select([entry("a.yaml", mode)], files, 1000, known)
+    with pytest.raises(TreeRefused, match="over --git-max-size"):
+        select([entry("a.yaml", size=600), entry("team/b.yml", size=401)], files, 1000, known)

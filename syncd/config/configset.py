@@ -28,20 +28,24 @@ names the files that changed.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
 
 from syncd.config import budget, schema, semantics
 from syncd.config.diagnostics import (
+    MAX_FILE_DIAGNOSTICS,
     Counts,
     Diagnostic,
     FileProblems,
+    Listing,
     Omitted,
     Problem,
     capped_set,
@@ -65,8 +69,10 @@ class FileResult:
 
 
 def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
-    """The file's diagnostics, capped before the costlier words are found for the
-    ones kept: a YAML 1.1 trap's fix is judged only for a trap that is listed."""
+    """The file's diagnostics, capped before any is worded: each step adds its
+    problems to the file's listing, which keeps the first ``MAX_FILE_DIAGNOSTICS``
+    and counts the others, so only those listed are worded, and a YAML 1.1 trap's
+    fix is judged only for a trap that is listed."""
     problems = loaded.problems
     if loaded.ok and _foreign(loaded.data):
         problems.add(
@@ -80,8 +86,8 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
             )
         )
     elif loaded.ok:
-        problems.extend(schema.schema_diagnostics(loaded))
-        problems.extend(semantics.check_file_rules(loaded, options))
+        schema.add_schema_problems(loaded)
+        semantics.add_file_problems(loaded, options)
     listed, omitted = problems.result()
     if loaded.ok and loaded.traps:
         listed = schema.refine_traps(loaded, listed)
@@ -96,7 +102,7 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
                 return Source(loaded.path, line, col, sys.intern(json_path(full)))
 
             integrations.append(integration_from_data(item, locate))
-    loaded.release(semantics.unique_key_paths(loaded))
+    loaded.release(semantics.unique_key_places(loaded))
     return FileResult(loaded, tuple(listed), tuple(integrations), omitted)
 
 
@@ -171,16 +177,31 @@ def set_diagnostics(
     results: Iterable[FileResult], across: Iterable[Problem]
 ) -> tuple[tuple[Diagnostic, ...], Counts]:
     """The set's diagnostics as listed, and what they count: each file's with the
-    clashes ``across`` files found in it, capped per file and per set."""
-    by_file: dict[str, list[Problem]] = {}
-    for diagnostic in across:
-        by_file.setdefault(diagnostic.file, []).append(diagnostic)
-    files: list[FileProblems] = []
+    clashes ``across`` files found in it, capped per file and per set. Each file's
+    clashes go to its listing, which counts those past its cap without wording
+    them (a file may repeat one uid 10,000 times)."""
+    listings: dict[str, Listing] = {}
+    omitted: dict[str, Omitted | None] = {}
+
+    def listing(file: str) -> Listing:
+        found = listings.get(file)
+        if found is None:
+            found = listings[file] = Listing(MAX_FILE_DIAGNOSTICS)
+        return found
+
     for result in results:
-        more = by_file.pop(result.loaded.path, [])
-        if result.diagnostics or more:
-            files.append(([*result.diagnostics, *more], result.omitted))
-    files.extend((more, None) for more in by_file.values())
+        if result.diagnostics:
+            name = result.loaded.path
+            listing(name).extend(result.diagnostics)
+            omitted[name] = result.omitted
+    if isinstance(across, semantics.Clashes):
+        across.add_to(listing)
+    else:
+        for problem in across:
+            listing(problem.file).add(problem)
+    files: list[FileProblems] = []
+    for name, found in listings.items():
+        files.append(found.result(omitted.get(name)))
     return capped_set(files)
 
 
@@ -205,10 +226,30 @@ def read_file(
     refused = _refused(path, root)
     if refused is not None:
         return refused
-    loaded = load_file(path)
-    if known is not None and loaded.digest and known.loaded.digest == loaded.digest:
-        return known
-    return check_file(loaded, options)
+    with _uncollected():
+        loaded = load_file(path)
+        if known is not None and loaded.digest and known.loaded.digest == loaded.digest:
+            return known
+        return check_file(loaded, options)
+
+
+@contextmanager
+def _uncollected() -> Iterator[None]:
+    """The cyclic garbage collector paused while one file is read and checked, then
+    left as it was found (``syncd validate`` pauses it for its whole run).
+
+    A file's node tree and data hold no reference cycles, so collecting while they
+    are built frees nothing; but they are many objects (a file of 10,000 small
+    integrations holds 100,000), and in the daemon they set off full collections
+    of its whole heap, which cost more than reading and checking the file.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def stat_key(path: Path) -> StatKey | None:

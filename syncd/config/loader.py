@@ -4,9 +4,11 @@ for error messages.
 libyaml composes the node tree when it is available; values are then built in
 Python so that duplicate keys, anchors, tags, non-string keys and the YAML 1.1
 traps (``no``, ``0755``, ``1:30``, dates) are reported instead of silently
-accepted. Positions are looked up in the node tree only when a diagnostic needs
-one, through an index of each mapping's keys; a problem is worded only if it is
-listed (``diagnostics.Listing``).
+accepted. Each mapping and list built remembers its node, so a problem found
+in the data is placed from the node in hand (:meth:`LoadedFile.place`, one
+look-up); walking a path from the root (:meth:`LoadedFile.position`) is left to
+the wording of the problems listed. A problem is worded only if it is listed
+(``diagnostics.Listing``), and one past the cap is only counted.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ParamSpec
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -38,9 +39,11 @@ from syncd.config.diagnostics import (
 from syncd.config.yamlsyntax import explain
 from syncd.config.yamlvalues import (
     BOOL,
+    INT,
     KNOWN_SCALARS,
     MAP,
     MERGE,
+    PLAIN_INT,
     SEQ,
     STR,
     TIMESTAMP,
@@ -83,6 +86,9 @@ class LoadedFile:
     root: Node | None = field(default=None, repr=False)
     text: str = field(default="", repr=False)
     kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    # The node each mapping and list of ``data`` was built from, by the value's id:
+    # a problem found at a value is placed from it without walking its path.
+    nodes: dict[int, Node] = field(default_factory=dict, repr=False)
     # Each mapping node's keys, indexed when a position inside it is first asked
     # for: a file of 20,000 keys asks 20,000 times, and a scan per ask is quadratic.
     key_index: dict[int, dict[str, tuple[Node, Node]]] = field(default_factory=dict, repr=False)
@@ -105,17 +111,18 @@ class LoadedFile:
         """The problems found so far that a file lists, in words."""
         return worded(self.problems.problems())
 
-    def release(self, keep: Iterable[DataPath]) -> None:
+    def release(self, keep: Mapping[DataPath, tuple[int, int]]) -> None:
         """Trade the node tree for the few positions asked for later.
 
         A tree costs about 20 KiB per integration and a loader keeps every
         file's result between reloads; checks across files need only the
-        places of the keys that must be unique.
+        places of the keys that must be unique (``keep``, found with :meth:`place`).
         """
-        self.kept_positions = {path: self.position(path) for path in keep}
+        self.kept_positions = dict(keep)
         self.root = None
         self.text = ""
         self.key_index = {}
+        self.nodes = {}
         # Listed by now, and the unworded ones hold nodes of the tree.
         self.problems = Listing(MAX_FILE_DIAGNOSTICS)
         self.traps = _NO_TRAPS
@@ -146,6 +153,35 @@ class LoadedFile:
             return 1, 1
         node, _ = _deepest(self.root, path, self.key_index, at_key=at_key)
         return self.inside(node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def place(
+        self, holder: object, part: PathPart | None = None, *, at_key: bool = False
+    ) -> tuple[int, int] | None:
+        """Line and column of ``holder``, a mapping or list of ``data``, or of the value
+        at ``part`` in it (of its key with ``at_key``; of ``holder`` when it is not
+        there): where :meth:`position` puts that value's path, in one look-up
+        instead of a walk from the root. None when ``holder`` is not one of them."""
+        node = self.nodes.get(id(holder)) if isinstance(holder, (dict, list)) else None
+        if node is None:
+            return None
+        child = None if part is None else _child(node, part, self.key_index, key=at_key)
+        mark = (node if child is None else child).start_mark
+        line = mark.line + 1
+        if line <= self.lf_lines:  # inside() once the lines are counted, without a call
+            return line, mark.column + 1
+        return self.inside(line, mark.column + 1)
+
+    def key_places(self, holder: object, keys: Iterable[str]) -> Iterator[tuple[int, int] | None]:
+        """:meth:`place` of each of ``keys`` of ``holder`` at the key, for the many keys
+        of one mapping (20,000 unknown ones): its node is looked up once."""
+        node = self.nodes.get(id(holder)) if isinstance(holder, dict) else None
+        for key in keys:
+            if not isinstance(node, MappingNode):
+                yield None
+                continue
+            pair = _find_pair(node, key, self.key_index)
+            mark = (node if pair is None else pair[0]).start_mark
+            yield self.inside(mark.line + 1, mark.column + 1)
 
     def inside(self, line: int, col: int) -> tuple[int, int]:
         """A position within the file: libyaml places what it finds at the end of a
@@ -179,11 +215,20 @@ class LoadedFile:
 KeyIndex = dict[int, dict[str, tuple[Node, Node]]]
 
 
+_SCANNED = 8  # pairs of a mapping looked through, not indexed
+
+
 def _find_pair(node: MappingNode, key: str, index: KeyIndex) -> tuple[Node, Node] | None:
     """The last pair with ``key`` (the value a duplicate key leaves), from the node's
-    index, made on first use."""
+    index, made on first use; a small mapping is looked through instead, since a
+    hostile file holds 10,000 of them, each asked once."""
     pairs = index.get(id(node))
     if pairs is None:
+        if len(node.value) <= _SCANNED:
+            for k, v in reversed(node.value):
+                if isinstance(k, ScalarNode) and k.value == key:
+                    return k, v
+            return None
         pairs = {k.value: (k, v) for k, v in node.value if isinstance(k, ScalarNode)}
         index[id(node)] = pairs
     return pairs.get(key)
@@ -191,12 +236,12 @@ def _find_pair(node: MappingNode, key: str, index: KeyIndex) -> tuple[Node, Node
 
 def _child(node: Node, part: PathPart, index: KeyIndex, *, key: bool) -> Node | None:
     """The node at ``part`` under ``node`` (the key node with ``key``), if there is one."""
-    if isinstance(node, MappingNode) and isinstance(part, str):
-        pair = _find_pair(node, part, index)
+    if isinstance(part, str):
+        pair = _find_pair(node, part, index) if isinstance(node, MappingNode) else None
         if pair is None:
             return None
         return pair[0] if key else pair[1]
-    if isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+    if isinstance(node, SequenceNode) and 0 <= part < len(node.value):
         child: Node = node.value[part]
         return child
     return None
@@ -396,19 +441,22 @@ def _compose(text: str) -> Node | None:
 
 
 def _report_anchors(text: str, loaded: LoadedFile) -> None:
+    name, problems = loaded.path, loaded.problems
     for token in yaml.scan(text, Loader=_Loader):
         if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
-            kind = "anchor &" if isinstance(token, yaml.AnchorToken) else "alias *"
-            mark = token.start_mark
-            loaded.problems.add(
-                Diagnostic(
-                    loaded.path,
-                    mark.line + 1,
-                    mark.column + 1,
-                    "",
-                    f"YAML {kind}{token.value} is not allowed; write the value out in full",
-                )
-            )
+            line, col = token.start_mark.line + 1, token.start_mark.column + 1
+            problems.found(name, line, col, 1, 0, _anchor, name, line, col, token)
+
+
+def _anchor(
+    name: str, line: int, col: int, token: yaml.AnchorToken | yaml.AliasToken
+) -> list[Diagnostic]:
+    kind = "anchor &" if isinstance(token, yaml.AnchorToken) else "alias *"
+    message = f"YAML {kind}{token.value} is not allowed; write the value out in full"
+    return [Diagnostic(name, line, col, "", message)]
+
+
+_P = ParamSpec("_P")
 
 
 class _Builder:
@@ -418,57 +466,92 @@ class _Builder:
         self.loaded = loaded
         self.seen: set[int] = set()
 
-    def error(
-        self, node: Node, path: DataPath, message: str | Callable[[], str]
-    ) -> tuple[int, int]:
-        """``message`` may be a function: a file can hold 100,000 of one problem, and
-        only those listed are worded. Returns where the problem is."""
-        self.loaded.reported(path)
-        name = self.loaded.path
-        line, col = self.loaded.inside(node.start_mark.line + 1, node.start_mark.column + 1)
-        word = partial(_worded, name, line, col, path, message)
-        self.loaded.problems.found(name, line, col, word)
-        return line, col
+    def error(self, node: Node, path: DataPath, message: str) -> None:
+        self.error_with(node, path, _said, message)
+
+    def error_with(
+        self,
+        node: Node,
+        path: DataPath,
+        words: Callable[_P, str],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> tuple[int, int] | None:
+        """``words(*args)`` is the message: a file can hold 100,000 of one problem, and
+        only those listed are worded. Where the problem is, or None when it is past
+        the file's cap (counted only)."""
+        loaded = self.loaded
+        loaded.reported(path)
+        name = loaded.path
+        line, col = loaded.inside(node.start_mark.line + 1, node.start_mark.column + 1)
+        if loaded.problems.found(
+            name, line, col, 1, 0, _worded, name, line, col, path, words, args, kwargs
+        ):
+            return line, col
+        return None
 
     def build(self, node: Node, path: DataPath) -> Any:
         if len(path) > MAX_DEPTH:
-            self.error(node, path, f"nested deeper than {MAX_DEPTH} levels")
+            self.error(node, path, _TOO_DEEP)
             return None
         if id(node) in self.seen:
             # An alias: reported by the token scan, never expanded.
             self.loaded.reported(path)
             return None
         self.seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path)
         if isinstance(node, MappingNode):
             self.untagged(node, path, MAP)
-            return self.mapping(node, path)
-        if isinstance(node, SequenceNode):
-            self.untagged(node, path, SEQ)
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, ScalarNode)
-        return self.scalar(node, path)
+            mapping = self.mapping(node, path)
+            self.loaded.nodes[id(mapping)] = node
+            return mapping
+        assert isinstance(node, SequenceNode)
+        self.untagged(node, path, SEQ)
+        items = self.sequence(node, path)
+        self.loaded.nodes[id(items)] = node
+        return items
+
+    def sequence(self, node: SequenceNode, path: DataPath) -> list[Any]:
+        items: list[Any] = []
+        plain = len(path) < MAX_DEPTH  # whether an item may be built as :func:`_text`
+        seen = self.seen
+        for i, item in enumerate(node.value):
+            if plain and type(item) is ScalarNode and item.tag == STR and id(item) not in seen:
+                seen.add(id(item))
+                items.append(_text(item.value))
+            else:
+                items.append(self.build(item, (*path, i)))
+        return items
 
     def untagged(self, node: Node, path: DataPath, own: str) -> None:
         """A mapping or list tagged other than as what it is: a tag another YAML reader
         may act on (``!!python/object/apply``), so refused as on a scalar."""
         if node.tag != own:
-            self.error(node, path, f"YAML tag {node.tag} is not supported")
+            self.error_with(node, path, _tag, node.tag)
 
     def mapping(self, node: MappingNode, path: DataPath) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        first_seen: dict[str, Node] = {}
+        plain = len(path) < MAX_DEPTH  # whether a value may be built as :func:`_text`
+        seen = self.seen
         for key_node, value_node in node.value:
             key = self.key(key_node, path)
             if key is None:
                 continue
-            if key in first_seen:
-                self.error(key_node, (*path, key), partial(_duplicate, key, first_seen[key]))
+            if key in result:  # its first place is found only if this is listed
+                self.error_with(key_node, (*path, key), _duplicate, key, node)
+            text = type(value_node) is ScalarNode and value_node.tag == STR
+            if text and plain and id(value_node) not in seen:
+                seen.add(id(value_node))
+                result[key] = _text(value_node.value)
             else:
-                first_seen[key] = key_node
-            result[key] = self.build(value_node, (*path, key))
+                result[key] = self.build(value_node, (*path, key))
         return result
 
     def key(self, node: Node, path: DataPath) -> str | None:
+        if type(node) is ScalarNode and node.tag == STR:  # most keys: one test
+            return sys.intern(node.value)
         if not isinstance(node, ScalarNode):
             self.error(node, path, "a key must be a plain string, not a list or mapping")
             return None
@@ -476,22 +559,23 @@ class _Builder:
             self.error(node, path, "merge keys (<<) are not supported; write the keys out")
             return None
         if node.tag != STR:
-            self.error(node, (*path, node.value), partial(_not_a_text_key, node))
+            self.error_with(node, (*path, node.value), _not_a_text_key, node)
             return None
         return sys.intern(str(node.value))
 
     def scalar(self, node: ScalarNode, path: DataPath) -> Any:
         tag, text = node.tag, node.value
         if tag == STR:
-            # Endpoints, colours, attribute names repeat across thousands of files.
-            return sys.intern(text) if len(text) <= _INTERNED else text
+            return _text(text)
+        if tag == INT and PLAIN_INT.match(text):  # read alike by YAML 1.1, 1.2 and JSON
+            return int(text)
         if tag not in KNOWN_SCALARS:
-            self.error(node, path, f"YAML tag {tag} is not supported")
+            self.error_with(node, path, _tag, tag)
             return text
         try:
             value = read_scalar(node)
         except ScalarError as exc:
-            self.error(node, path, f"{text!r} cannot be read as YAML {exc}")
+            self.error_with(node, path, _unreadable, text, exc)
             return text
         if node.style:  # quoted: the tag is what the author wrote
             return value
@@ -501,24 +585,58 @@ class _Builder:
         """An unquoted non-string: a date stays text, a YAML 1.1 trap is reported."""
         text = node.value
         if node.tag == TIMESTAMP:
-            self.error(node, path, partial(_date, node))
+            self.error_with(node, path, _date, node)
             return text
         if is_yaml11_trap(node.tag, text):
-            at = self.error(node, path, partial(_trap, node, value))
-            self.loaded.trap(at, path, text, value)
+            at = self.error_with(node, path, _trap, node, value)
+            if at is not None:  # only a trap listed is judged again (schema.refine_traps)
+                self.loaded.trap(at, path, text, value)
         return value
 
 
+def _text(text: str) -> str:
+    """A text value, one copy of the short ones (endpoints, colours, attribute names
+    repeat across thousands of files). Most values are texts, and they are built
+    without a path: only a value that is reported needs one."""
+    return sys.intern(text) if len(text) <= _INTERNED else text
+
+
 def _worded(
-    name: str, line: int, col: int, path: DataPath, message: str | Callable[[], str]
+    name: str,
+    line: int,
+    col: int,
+    path: DataPath,
+    words: Callable[..., str],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
 ) -> list[Diagnostic]:
-    text = message if isinstance(message, str) else message()
-    return [Diagnostic(name, line, col, json_path(path), text)]
+    return [Diagnostic(name, line, col, json_path(path), words(*args, **kwargs))]
 
 
-def _duplicate(key: str, first: Node) -> str:
+def _said(message: str) -> str:
+    return message
+
+
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+
+
+def _tag(tag: str) -> str:
+    return f"YAML tag {tag} is not supported"
+
+
+def _unreadable(text: str, exc: ScalarError) -> str:
+    return f"{text!r} cannot be read as YAML {exc}"
+
+
+def _duplicate(key: str, mapping: MappingNode) -> str:
+    first = next(k for k, _ in mapping.value if _is_text_key(k) and k.value == key)
     mark = first.start_mark
     return f"duplicate key {key!r} (first at line {mark.line + 1}, col {mark.column + 1})"
+
+
+def _is_text_key(node: Node) -> bool:
+    """A key the builder keeps (:meth:`_Builder.key`)."""
+    return isinstance(node, ScalarNode) and node.tag == STR
 
 
 def _not_a_text_key(node: ScalarNode) -> str:

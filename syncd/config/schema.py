@@ -8,16 +8,16 @@ shared with the event flow.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
-from functools import partial
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from syncd.config import schemawalk
-from syncd.config.diagnostics import Diagnostic, Problem, Unworded, json_path
+from syncd.config.diagnostics import Diagnostic, json_path
+from syncd.config.keywords import KeywordError
 from syncd.config.loader import DataPath, LoadedFile, describe_value
 from syncd.config.yamlvalues import json_literal
-from syncd.schemacheck import Schema
+from syncd.schemacheck import Schema, judgeable
 
 if TYPE_CHECKING:
     from syncd.config.schemawalk import SchemaError
@@ -59,7 +59,8 @@ def _short(value: object) -> str:
 
 
 def _subschema(error: SchemaError) -> Mapping[str, Any]:
-    return error.schema if isinstance(error.schema, Mapping) else {}
+    schema = error.schema
+    return schema if type(schema) is dict or isinstance(schema, Mapping) else {}
 
 
 def _message(error: SchemaError) -> str:
@@ -222,73 +223,109 @@ def _errors_with(path: DataPath, value: Any) -> list[SchemaError]:
     return [] if found is None else schemawalk.errors_of(INTEGRATIONS, found[0], value)
 
 
-def schema_diagnostics(loaded: LoadedFile, schema: Schema = INTEGRATIONS) -> Iterator[Problem]:
-    """Each schema error placed in the file, worded only if listed; none where the
-    loader already reported the value (a YAML trap there would only be explained
-    twice). ``schemawalk`` finds them in time linear in the document, one at a
-    time: a file's listing keeps the first hundred, not every one."""
-    if schema.certainly_valid(loaded.data):
+def add_schema_problems(loaded: LoadedFile, schema: Schema = INTEGRATIONS) -> None:
+    """Each schema error placed in the file (``loaded.problems``), worded only if it
+    is listed and only counted past the cap; none where the loader already
+    reported the value (a YAML trap there would only be explained twice).
+    ``schemawalk`` finds them in time linear in the document, one at a time,
+    each with the mapping or list that holds its value, which places it in one
+    look-up: the path of a problem is walked and worded only if it is listed.
+    """
+    data = loaded.data
+    judged = judgeable(data)
+    if schemawalk.certainly_valid(schema, data, judged):
         return
-    seen: set[tuple[DataPath, int]] = set()  # a requirement once per mapping
+    required = _Required()
 
     def reported(path: DataPath) -> bool:
         return path in loaded.reported_paths
 
-    for path, error in schemawalk.failures(schema, loaded.data, reported):
-        if not _already_reported(loaded, path):
-            yield from _error_problems(loaded, path, error, seen)
+    for path, error, holder in schemawalk.placed_failures(schema, data, reported, judged):
+        if not (loaded.reported_paths and _already_reported(loaded, path)):
+            _add_error(loaded, path, error, holder, required)
+
+
+@dataclass(frozen=True)
+class _Required:
+    """A file's ``required`` errors: each mapping's requirement counted once
+    (``seen``), and, for each list of required keys (by id: the schema holds them
+    while the file is checked), whether it names distinct texts, so that a missing
+    key is one message: counted without the words of any."""
+
+    seen: set[tuple[DataPath, int]] = field(default_factory=set)
+    texts: dict[int, bool] = field(default_factory=dict)
+
+    def count(self, error: SchemaError) -> int:
+        """How many errors :func:`_missing_worded` words."""
+        instance = error.instance
+        if not isinstance(instance, dict):
+            return 0
+        keys: Any = error.validator_value
+        missing = [key for key in keys if key not in instance]
+        if not missing or isinstance(_subschema(error).get("x-message"), str):
+            return len(missing[:1])
+        texts = self.texts.get(id(keys))
+        if texts is None:
+            texts = self.texts[id(keys)] = _distinct_texts(keys)
+        return len(missing) if texts else len(dict.fromkeys(map(repr, missing)))
+
+
+def _distinct_texts(keys: Any) -> bool:
+    return all(type(key) is str for key in keys) and len(set(keys)) == len(keys)
 
 
 def _already_reported(loaded: LoadedFile, path: DataPath) -> bool:
     """Whether the loader reported ``path`` or a value it is inside: one look-up per
     level, however many the loader reported."""
     reported = loaded.reported_paths
-    return bool(reported) and any(path[:depth] in reported for depth in range(1, len(path) + 1))
+    return any(path[:depth] in reported for depth in range(1, len(path) + 1))
 
 
-def _error_problems(
+def _add_error(
     loaded: LoadedFile,
     path: DataPath,
     error: SchemaError,
-    seen: set[tuple[DataPath, int]],
-) -> Iterator[Problem]:
+    holder: object,
+    required: _Required,
+) -> None:
     """An unknown key is placed at the key, a missing key at the mapping that lacks
     it, anything else at the value; each worded only if it is listed."""
-    if error.validator == "additionalProperties":
-        for key in _unknown_keys(error):
-            words = partial(_unknown_key_message, error, key)
-            yield _unworded(loaded, (*path, key), words, at_key=True)
-    elif error.validator == "required":
+    problems, name = loaded.problems, loaded.path
+    validator = error.validator
+    if validator == "additionalProperties":
+        keys = list(_unknown_keys(error))
+        for key, at in zip(keys, loaded.key_places(error.instance, keys), strict=True):
+            line, col = at or loaded.position((*path, key), at_key=True)
+            problems.found(name, line, col, 1, 0, _unknown_key_worded, loaded, path, error, key)
+        return
+    # Where the value at ``path`` is, from the node of ``holder`` (None: the document).
+    at = loaded.place(holder, path[-1]) if path else loaded.place(loaded.data)
+    line, col = at or loaded.position(path)
+    if validator != "required":
+        problems.found(name, line, col, 1, 0, _value_worded, loaded, path, error)
+        return
+    if not isinstance(error, KeywordError):  # a value's own are judged once: no repeat
         requirement = (path, id(error.schema))
-        if requirement not in seen:  # one error per missing key, each naming them all
-            seen.add(requirement)
-            missing = list(dict.fromkeys(_missing_keys(error)))
-            yield _unworded(loaded, path, partial(_listed, missing), count=len(missing))
-    else:
-        yield _unworded(loaded, path, partial(_value_error, loaded, path, error))
+        if requirement in required.seen:  # one error per missing key, each naming them all
+            return
+        required.seen.add(requirement)
+    count = required.count(error)
+    problems.found(name, line, col, count, 0, _missing_worded, loaded, path, error)
 
 
-def _unworded(
-    loaded: LoadedFile,
-    path: DataPath,
-    words: Callable[[], Iterable[str]],
-    *,
-    at_key: bool = False,
-    count: int = 1,
-) -> Unworded:
-    line, col = loaded.position(path, at_key=at_key)
-    word = partial(_worded, loaded, path, words, at_key)
-    return Unworded(loaded.path, line, col, word, errors=count)
-
-
-def _worded(
-    loaded: LoadedFile, path: DataPath, words: Callable[[], Iterable[str]], at_key: bool
+def _unknown_key_worded(
+    loaded: LoadedFile, path: DataPath, error: SchemaError, key: str
 ) -> list[Diagnostic]:
-    return [loaded.diagnostic(path, message, at_key=at_key) for message in words()]
+    where = (*path, key)
+    return [loaded.diagnostic(where, m, at_key=True) for m in _unknown_key_message(error, key)]
 
 
-def _listed(messages: list[str]) -> list[str]:
-    return messages
+def _missing_worded(loaded: LoadedFile, path: DataPath, error: SchemaError) -> list[Diagnostic]:
+    return [loaded.diagnostic(path, message) for message in dict.fromkeys(_missing_keys(error))]
+
+
+def _value_worded(loaded: LoadedFile, path: DataPath, error: SchemaError) -> list[Diagnostic]:
+    return [loaded.diagnostic(path, message) for message in _value_error(loaded, path, error)]
 
 
 def _value_error(loaded: LoadedFile, path: DataPath, error: SchemaError) -> list[str]:

@@ -10,13 +10,14 @@ with the file's cached result; across files
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncd.config.diagnostics import Diagnostic, Problem, Unworded
+from syncd.config.diagnostics import Diagnostic, Listing, Problem, Severity, Unworded
 from syncd.config.discovery import ConfigFiles
 from syncd.config.loader import DataPath, LoadedFile
 from syncd.config.model import DurationTooLong, Endpoint, parse_duration, read_endpoint
@@ -73,19 +74,28 @@ def _as_dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def unique_key_paths(loaded: LoadedFile) -> Iterator[DataPath]:
-    """Where ``check_unique`` may point in this file."""
-    for index, _ in _integrations(loaded):
-        yield ("integrations", index, "uid")
-        yield ("integrations", index, "name")
+def unique_key_places(loaded: LoadedFile) -> dict[DataPath, tuple[int, int]]:
+    """Where ``check_unique`` may point in this file: the place of each key it
+    indexes (:func:`_keys`), each found from its integration's node."""
+    places: dict[DataPath, tuple[int, int]] = {}
+    keys = list(_keys(loaded))
+    items = loaded.data["integrations"] if keys else ()
+    for key, index in keys:
+        path = ("integrations", index, key[0])
+        found = loaded.place(items[index], key[0])
+        places[path] = found if found is not None else loaded.position(path)
+    return places
 
 
 Place = tuple[LoadedFile, DataPath]
 _Key = tuple[str, ...]
 _Order = tuple[object, ...]
+# Where a clashing key is: per file, in the order the files are listed, the file
+# and the indexes of its integrations that hold the key.
+_Held = tuple[tuple[LoadedFile, tuple[int, ...]], ...]
 
 
-def check_unique(files: Sequence[LoadedFile]) -> list[Problem]:
+def check_unique(files: Sequence[LoadedFile]) -> Clashes:
     """``uid`` across all files and ``name`` within a project; positions only on a clash.
 
     A clash is reported at every place, each naming the others: the file an edit
@@ -101,25 +111,28 @@ class UniqueIndex:
     """The keys that must be unique, kept per file, so that a change costs the
     changed file's own keys, not every file's. A daemon holds one entry per
     integration for as long as it runs, so an entry is small: a key names the
-    one file that holds it, and only a clash is worth a list."""
+    one file that holds it, and only a clash is worth a list. A file's keys and
+    the indexes of their integrations are kept as two tuples, and a key repeated
+    in a file as one object: a file may hold 10,000 integrations, and objects
+    made by the thousand set off the daemon's garbage collector."""
 
     def __init__(self) -> None:
         self._holders: dict[_Key, str | list[str]] = {}
-        # Per file: where it sorts, the file itself, and its (key, integration index).
-        self._files: dict[str, tuple[_Order, LoadedFile, tuple[tuple[_Key, int], ...]]] = {}
+        # Per file: where it sorts, the file itself, its keys and their integrations.
+        self._files: dict[str, tuple[_Order, LoadedFile, tuple[_Key, ...], tuple[int, ...]]] = {}
         self._clashing: set[_Key] = set()
 
     def put(self, file: str, order: _Order, loaded: LoadedFile | None) -> None:
         """Replace what ``file`` holds (None: it is gone); ``order`` sorts the places
         of a clash as the files are listed."""
         held = self._files.pop(file, None)
-        for key, _ in held[2] if held else ():
+        for key in held[2] if held else ():
             self._release(key, file)
         if loaded is None:
             return
-        keys = tuple(_keys(loaded))
-        self._files[file] = (order, loaded, keys)
-        for key, _ in keys:
+        keys, indexes = _key_columns(loaded)
+        self._files[file] = (order, loaded, keys, indexes)
+        for key in keys:
             self._hold(key, file)
 
     def _hold(self, key: _Key, file: str) -> None:
@@ -143,73 +156,178 @@ class UniqueIndex:
                 self._holders[key] = holder[0]
                 self._clashing.discard(key)
 
-    def diagnostics(self) -> list[Problem]:
-        out: list[Problem] = []
-        places = self._places()
+    def diagnostics(self) -> Clashes:
+        held = self._held()
+        clashes = []
         for key in sorted(self._clashing):
             what = (
                 f"duplicate uid {key[1]!r}"
                 if key[0] == "uid"
                 else f"duplicate name {key[2]!r} in project {key[1]!r}"
             )
-            out.extend(_clash(what, places[key]))
-        return out
+            clashes.append(Clash(what, key[0], tuple(held[key])))
+        return Clashes(tuple(clashes))
 
-    def _places(self) -> dict[_Key, list[Place]]:
+    def _held(self) -> dict[_Key, list[tuple[LoadedFile, tuple[int, ...]]]]:
         """Every clashing key's places, in the order the files are listed; one pass
         over the keys of the files involved, however many clashes they hold."""
         involved: set[str] = set()
         for key in self._clashing:
             holder = self._holders[key]
             involved.update([holder] if isinstance(holder, str) else holder)
-        places: dict[_Key, list[Place]] = {}
+        held: dict[_Key, list[tuple[LoadedFile, tuple[int, ...]]]] = {}
         for file in sorted(involved, key=lambda name: self._files[name][0]):
-            _, loaded, keys = self._files[file]
-            for key, index in keys:
+            _, loaded, keys, indexes = self._files[file]
+            mine: dict[_Key, list[int]] = {}
+            for key, index in zip(keys, indexes, strict=True):
                 if key in self._clashing:
-                    places.setdefault(key, []).append((loaded, ("integrations", index, key[0])))
-        return places
+                    mine.setdefault(key, []).append(index)
+            for key, found in mine.items():
+                held.setdefault(key, []).append((loaded, tuple(found)))
+        return held
 
 
 def _keys(loaded: LoadedFile) -> Iterator[tuple[_Key, int]]:
+    """Each key that must be unique, and the index of its integration."""
     for index, item in _integrations(loaded):
-        uid, project, name = item.get("uid"), item.get("project"), item.get("name")
+        uid = item.get("uid")
         if isinstance(uid, str):
             yield ("uid", uid), index
-        if isinstance(project, str) and isinstance(name, str):
-            yield ("name", project, name), index
+        name = item.get("name")
+        if isinstance(name, str):
+            project = item.get("project")
+            if isinstance(project, str):
+                yield ("name", project, name), index
+
+
+def _key_columns(loaded: LoadedFile) -> tuple[tuple[_Key, ...], tuple[int, ...]]:
+    """:func:`_keys` as two tuples, a key repeated in the file kept once."""
+    keys: list[_Key] = []
+    indexes: list[int] = []
+    once: dict[_Key, _Key] = {}
+    for key, index in _keys(loaded):
+        keys.append(once.setdefault(key, key))
+        indexes.append(index)
+    return tuple(keys), tuple(indexes)
 
 
 _OTHERS_NAMED = 3  # each place names this many others at most: K copies, K short lines
 
 
-def _clash(what: str, places: list[Place]) -> Iterator[Problem]:
-    """One problem per place, worded only if listed: a set lists a thousand of the
-    copies a file may hold."""
-    for here in places:
-        line, col = here[0].position(here[1])
-        yield Unworded(here[0].path, line, col, partial(_clash_worded, what, here, places))
+@dataclass(frozen=True)
+class Clash:
+    """One key held by several integrations: what it is (in words), the field that
+    holds it (``uid`` or ``name``), where, and how many places."""
+
+    what: str
+    field: str
+    held: _Held
+
+    @property
+    def count(self) -> int:
+        return sum(len(indexes) for _, indexes in self.held)
+
+    def places(self) -> Iterator[Place]:
+        for loaded, indexes in self.held:
+            for index in indexes:
+                yield loaded, ("integrations", index, self.field)
 
 
-def _clash_worded(what: str, here: Place, places: list[Place]) -> list[Diagnostic]:
-    many = len(places) - 1 > _OTHERS_NAMED
-    if many:
-        what = f"{what} ({len(places)} places)"
-    named = [there for there in places[: _OTHERS_NAMED + 1] if there is not here]
+@dataclass(frozen=True)
+class Clashes:
+    """The keys that clash: one problem per place, worded only if listed, since a
+    set lists a thousand of the copies a file may hold. Iterated, each is an
+    ``Unworded``; :meth:`add_to` hands them to the files' listings without making
+    anything for each of the many that are not listed."""
+
+    clashes: tuple[Clash, ...] = ()
+
+    def __iter__(self) -> Iterator[Problem]:
+        for clash in self.clashes:
+            for loaded, path in clash.places():
+                line, col = loaded.position(path)
+                word = partial(_clash_worded, clash, loaded, path)
+                yield Unworded(loaded.path, line, col, word)
+
+    def add_to(self, listing: Callable[[str], Listing]) -> None:
+        """Each place to the listing of its file. A file's places of one clash are in
+        the order of its integrations, which is the file's: once one is past the
+        file's cap, so are the rest, counted without their places."""
+        for clash in self.clashes:
+            field = clash.field
+            for loaded, indexes in clash.held:
+                file = loaded.path
+                problems = listing(file)
+                for at, index in enumerate(indexes, 1):
+                    path = ("integrations", index, field)
+                    line, col = loaded.position(path)
+                    if not problems.found(
+                        file, line, col, 1, 0, _clash_worded, clash, loaded, path
+                    ):
+                        problems.count_after(len(indexes) - at)
+                        break
+
+
+def _clash_worded(clash: Clash, loaded: LoadedFile, path: DataPath) -> list[Diagnostic]:
+    count = clash.count
+    many = count - 1 > _OTHERS_NAMED
+    what = f"{clash.what} ({count} places)" if many else clash.what
+    first = islice(clash.places(), _OTHERS_NAMED + 1)
+    named = [there for there in first if there[0] is not loaded or there[1] != path]
     others = ", ".join(_at(there) for there in named[:_OTHERS_NAMED])
     if many:
-        others += f" and {len(places) - 1 - _OTHERS_NAMED} more"
-    return [here[0].diagnostic(here[1], f"{what}; also defined at {others}")]
+        others += f" and {count - 1 - _OTHERS_NAMED} more"
+    return [loaded.diagnostic(path, f"{what}; also defined at {others}")]
 
 
-def check_file_rules(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> list[Diagnostic]:
-    """The rules that need only one file; their result can be kept until it changes."""
-    out: list[Diagnostic] = []
+def add_file_problems(loaded: LoadedFile, options: Options = DEFAULT_OPTIONS) -> None:
+    """The rules that need only one file, their problems added to ``loaded.problems``;
+    their result can be kept until it changes."""
     scopes = options.reach.scopes
     place = place_of(loaded.path, options.reach.scope_roots) if scopes else None
+    found = _Found(loaded)
     for index, item in _integrations(loaded):
-        out.extend(_check_integration(loaded, ("integrations", index), item, options, place))
-    return out
+        _check_integration(found, ("integrations", index), item, options, place)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Where one file's rule problems go: each placed from the mapping that holds
+    its value (``LoadedFile.place``, one look-up), worded only if listed and only
+    counted past the file's cap (``diagnostics.Listing``)."""
+
+    loaded: LoadedFile
+
+    def add(
+        self,
+        holder: dict[str, Any],
+        key: str,
+        path: DataPath,
+        message: str | Callable[[], str],
+        *,
+        severity: Severity = "error",
+        at_key: bool = False,
+    ) -> None:
+        """A problem at ``path``, the value (or key) at ``key`` in ``holder``."""
+        loaded = self.loaded
+        at = loaded.place(holder, key, at_key=at_key)
+        line, col = at if at is not None else loaded.position(path, at_key=at_key)
+        errors = severity == "error"
+        loaded.problems.found(
+            loaded.path, line, col, int(errors), int(not errors), _said, loaded, path, message,
+            severity, at_key,
+        )  # fmt: skip
+
+
+def _said(
+    loaded: LoadedFile,
+    path: DataPath,
+    message: str | Callable[[], str],
+    severity: Severity,
+    at_key: bool,
+) -> list[Diagnostic]:
+    text = message if isinstance(message, str) else message()
+    return [loaded.diagnostic(path, text, severity=severity, at_key=at_key)]
 
 
 def _at(where: tuple[LoadedFile, DataPath]) -> str:
@@ -218,76 +336,88 @@ def _at(where: tuple[LoadedFile, DataPath]) -> str:
     return f"{loaded.path}:{line}:{col}"
 
 
+# What the rules below read of an integration: one without any of them has nothing
+# to check (a hostile file holds 10,000 such).
+_RULED = frozenset({"actions", "trigger", "hipchat"})
+
+
 def _check_integration(
-    loaded: LoadedFile,
+    found: _Found,
     base: tuple[str, int],
     item: dict[str, Any],
     options: Options,
     place: tuple[str, ...] | None,
-) -> Iterator[Diagnostic]:
+) -> None:
     """``place``: the file's path below the config dir, for ``--scope``."""
-    over = list(_check_actions_bound(loaded, base, item, options))
-    yield from over
-    if not over:  # past a bound, compiling every regex is the cost the bound spares
-        yield from _check_regexes(loaded, base, item)
-    yield from _check_frequency(loaded, base, item)
-    yield from _check_threshold(loaded, base, item)
+    if _RULED.isdisjoint(item):
+        return
+    if not _check_actions_bound(found, base, item, options):
+        # Past a bound, compiling every regex is the cost the bound spares.
+        _check_regexes(found, base, item)
+    _check_frequency(found, base, item)
+    _check_threshold(found, base, item)
     hipchat = _as_dict(item.get("hipchat"))
-    yield from _check_card(loaded, base, item, hipchat)
-    yield from _check_endpoint(loaded, (*base, "hipchat"), hipchat, options.reach)
-    yield from _check_ca_file(loaded, (*base, "hipchat"), hipchat, options.reach)
+    _check_card(found, base, item, hipchat)
+    _check_endpoint(found, (*base, "hipchat"), hipchat, options.reach)
+    _check_ca_file(found, (*base, "hipchat"), hipchat, options.reach)
     rooms: DataPath = (*base, "hipchat", "rooms")
     seen_rooms: dict[str, int] = {}
     for r, room in enumerate(_as_list(hipchat.get("rooms"))):
-        yield from _check_listed_once(loaded, rooms, r, _as_dict(room), seen_rooms)
-        yield from _check_token(loaded, (*rooms, r), _as_dict(room), options, place)
+        _check_listed_once(found, rooms, r, _as_dict(room), seen_rooms)
+        _check_token(found, (*rooms, r), _as_dict(room), options, place)
 
 
 def _check_actions_bound(
-    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], options: Options
-) -> Iterator[Diagnostic]:
-    """At most ``max_actions`` actions, and ``max_pattern_bytes`` of regexes in all."""
+    found: _Found, base: tuple[str, int], item: dict[str, Any], options: Options
+) -> bool:
+    """At most ``max_actions`` actions, and ``max_pattern_bytes`` of regexes in all.
+    Whether they are past either bound."""
     actions = item.get("actions")
     if not isinstance(actions, list):
-        return
+        return False
     where = (*base, "actions")
+    over = False
     if len(actions) > options.reach.max_actions:
-        yield loaded.diagnostic(
+        found.add(
+            item,
+            "actions",
             where,
             f"{len(actions):,} actions; an integration may have at most "
             f"{options.reach.max_actions:,} (the operator's --max-actions)",
             at_key=True,
         )
+        over = True
     regexes = (_as_dict(action).get("regex") for action in actions)
     size = sum(len(r.encode("utf-8", "surrogatepass")) for r in regexes if isinstance(r, str))
     if size > options.reach.max_pattern_bytes:
-        yield loaded.diagnostic(
+        found.add(
+            item,
+            "actions",
             where,
             f"the regexes of these actions total {size:,} bytes; an integration may have "
             f"at most {options.reach.max_pattern_bytes:,} (the operator's --max-pattern-bytes)",
             at_key=True,
         )
+        over = True
+    return over
 
 
-def _check_frequency(
-    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
-) -> Iterator[Diagnostic]:
+def _check_frequency(found: _Found, base: tuple[str, int], item: dict[str, Any]) -> None:
     """A duration written as text past its bound: the schema's pattern cannot count
     (it bounds a frequency given in seconds itself)."""
-    frequency = _as_dict(item.get("trigger")).get("frequency")
+    trigger = _as_dict(item.get("trigger"))
+    frequency = trigger.get("frequency")
     if not isinstance(frequency, str):
         return
     try:
         parse_duration(frequency)
     except DurationTooLong as exc:
-        yield loaded.diagnostic((*base, "trigger", "frequency"), str(exc))
+        found.add(trigger, "frequency", (*base, "trigger", "frequency"), str(exc))
     except ValueError:
         return  # not a duration: the schema says so
 
 
-def _check_regexes(
-    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
-) -> Iterator[Diagnostic]:
+def _check_regexes(found: _Found, base: tuple[str, int], item: dict[str, Any]) -> None:
     """RE2 compiles every action's regex, so an event never meets a broken one."""
     for i, action in enumerate(_as_list(item.get("actions"))):
         regex = _as_dict(action).get("regex")
@@ -296,18 +426,19 @@ def _check_regexes(
         try:
             compile_pattern(regex)
         except PatternError as exc:
-            yield loaded.diagnostic((*base, "actions", i, "regex"), f"invalid regex: {exc}")
+            path = (*base, "actions", i, "regex")
+            found.add(action, "regex", path, f"invalid regex: {exc}")
 
 
-def _check_threshold(
-    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any]
-) -> Iterator[Diagnostic]:
+def _check_threshold(found: _Found, base: tuple[str, int], item: dict[str, Any]) -> None:
     """A threshold only cuts a frequency window short; without one it silently does
     nothing, which is not what its author meant."""
     trigger = _as_dict(item.get("trigger"))
     if "threshold" not in trigger or not _no_window(trigger.get("frequency")):
         return
-    yield loaded.diagnostic(
+    found.add(
+        trigger,
+        "threshold",
         (*base, "trigger", "threshold"),
         "threshold has no effect without frequency: it counts the events aggregated "
         "within a frequency window, and without one every event that may notify does so "
@@ -327,8 +458,8 @@ def _no_window(frequency: object) -> bool:
 
 
 def _check_card(
-    loaded: LoadedFile, base: tuple[str, int], item: dict[str, Any], hipchat: dict[str, Any]
-) -> Iterator[Diagnostic]:
+    found: _Found, base: tuple[str, int], item: dict[str, Any], hipchat: dict[str, Any]
+) -> None:
     """Mentions live in the message text, which a card-capable client does not show."""
     if hipchat.get("card") is not True:
         return
@@ -336,19 +467,20 @@ def _check_card(
     first = next((i for i, a in enumerate(actions) if _as_dict(a).get("action") == "mention"), None)
     if first is None:
         return
-    line, _ = loaded.position((*base, "actions", first))
-    yield loaded.diagnostic(
-        (*base, "hipchat", "card"),
+    words = partial(_card_message, found.loaded, (*base, "actions", first))
+    found.add(hipchat, "card", (*base, "hipchat", "card"), words, severity="warning")
+
+
+def _card_message(loaded: LoadedFile, mention: DataPath) -> str:
+    line, _ = loaded.position(mention)
+    return (
         "clients that show cards show the card instead of the message, and so none of its "
         f"mentions (the first from the mention action at line {line}); set card: false "
-        "where mentions must be seen",
-        severity="warning",
+        "where mentions must be seen"
     )
 
 
-def _check_endpoint(
-    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any], reach: Reach
-) -> Iterator[Diagnostic]:
+def _check_endpoint(found: _Found, path: DataPath, hipchat: dict[str, Any], reach: Reach) -> None:
     endpoint = hipchat.get("endpoint")
     if not isinstance(endpoint, str):
         return
@@ -356,7 +488,8 @@ def _check_endpoint(
     try:
         _ = urlsplit(endpoint).port
     except ValueError as exc:  # "[" in the host, a port out of range or not a number
-        yield loaded.diagnostic(where, f"{endpoint} is not a URL a client can send to: {exc}")
+        message = f"{endpoint} is not a URL a client can send to: {exc}"
+        found.add(hipchat, "endpoint", where, message)
         return
     read = read_endpoint(endpoint)
     # One error per endpoint: a path to rewrite, then the API path, then a host never
@@ -368,16 +501,14 @@ def _check_endpoint(
         or http_problem(endpoint, reach)
     )
     if problem is not None:
-        yield loaded.diagnostic(where, problem)
+        found.add(hipchat, "endpoint", where, problem)
         return
     if read.version_dropped:
-        yield loaded.diagnostic(
-            where, f"the API version is added by syncd; {read.root} is used", severity="warning"
-        )
+        message = f"the API version is added by syncd; {read.root} is used"
+        found.add(hipchat, "endpoint", where, message, severity="warning")
     if _http_across_a_network(endpoint):
-        yield loaded.diagnostic(
-            where, "plain http sends room tokens unencrypted; use https", severity="warning"
-        )
+        message = "plain http sends room tokens unencrypted; use https"
+        found.add(hipchat, "endpoint", where, message, severity="warning")
 
 
 def _http_across_a_network(endpoint: str) -> bool:
@@ -394,29 +525,27 @@ def _api_path_problem(read: Endpoint) -> str | None:
     )
 
 
-def _check_ca_file(
-    loaded: LoadedFile, path: DataPath, hipchat: dict[str, Any], reach: Reach
-) -> Iterator[Diagnostic]:
+def _check_ca_file(found: _Found, path: DataPath, hipchat: dict[str, Any], reach: Reach) -> None:
     """The CA bundle must be there and hold certificates, or every send would fail later."""
     tls = hipchat.get("tls")
     ca_file = tls.get("ca_file") if isinstance(tls, dict) else None
-    if not isinstance(ca_file, str) or not ca_file.startswith("/"):
+    if not isinstance(tls, dict) or not isinstance(ca_file, str) or not ca_file.startswith("/"):
         return  # the schema reports it
     problem = ca_file_problem(ca_file, reach)
     if problem is not None:
-        yield loaded.diagnostic((*path, "tls", "ca_file"), problem)
+        found.add(tls, "ca_file", (*path, "tls", "ca_file"), problem)
 
 
 _REACH_CHECKS = (("env", env_problem), ("file", file_problem), ("credential", credential_problem))
 
 
 def _check_reach(
-    loaded: LoadedFile,
+    found: _Found,
     path: DataPath,
     ref: dict[str, Any],
     reach: Reach,
     place: tuple[str, ...] | None,
-) -> Iterator[Diagnostic]:
+) -> None:
     """A token reference the operator's flags do not allow is an error at its value:
     first the daemon's bounds, then the file's ``--scope``.
 
@@ -430,16 +559,16 @@ def _check_reach(
             continue
         problem = problem_of(value, reach) or scope_problem(kind, value, place, reach.scopes)
         if problem is not None:
-            yield loaded.diagnostic((*path, kind), problem)
+            found.add(ref, kind, (*path, kind), problem)
 
 
 def _check_listed_once(
-    loaded: LoadedFile,
+    found: _Found,
     rooms: DataPath,
     index: int,
     room: dict[str, Any],
     seen_rooms: dict[str, int],
-) -> Iterator[Diagnostic]:
+) -> None:
     """A room listed twice would get every notification twice; ``seen_rooms`` maps
     the ids met so far in this list to their index."""
     room_id = room.get("id")
@@ -447,24 +576,25 @@ def _check_listed_once(
         return
     first = seen_rooms.setdefault(str(room_id), index)
     if first != index:
-        yield loaded.diagnostic(
-            (*rooms, index, "id"), f"room {room_id} is listed twice (first as rooms[{first}])"
-        )
+        message = f"room {room_id} is listed twice (first as rooms[{first}])"
+        found.add(room, "id", (*rooms, index, "id"), message)
 
 
 def _check_token(
-    loaded: LoadedFile,
+    found: _Found,
     path: DataPath,
     room: dict[str, Any],
     options: Options,
     place: tuple[str, ...] | None,
-) -> Iterator[Diagnostic]:
+) -> None:
     token = room.get("token")
     if isinstance(token, dict):
-        yield from _check_reach(loaded, (*path, "token"), token, options.reach, place)
+        _check_reach(found, (*path, "token"), token, options.reach, place)
     if isinstance(token, str) and not options.allow_plaintext_tokens:
         refuse = options.refuse_plaintext_tokens
-        yield loaded.diagnostic(
+        found.add(
+            room,
+            "token",
             (*path, "token"),
             "plaintext token: move it to a secret store and reference it with "
             "{env: NAME}, {file: PATH} or {credential: NAME}"

@@ -28,14 +28,15 @@ class ScalarError(Exception):
 
 def read_scalar(node: ScalarNode) -> Any:
     """The value of a core-schema scalar; nothing is cached between calls. A plain
-    decimal integer and the YAML 1.2 booleans are read here directly: a file may
-    hold a hundred thousand of them."""
+    decimal integer and a boolean (YAML 1.1's ``no`` too, looked up as its
+    constructor looks it up) are read here directly: a file may hold a hundred
+    thousand of them."""
     constructor = yaml.constructor.SafeConstructor
     try:
-        if node.tag == INT and _PLAIN_INT.match(node.value):
+        if node.tag == INT and PLAIN_INT.match(node.value):
             return int(node.value)
-        if node.tag == BOOL and node.value in _PLAIN_BOOL:
-            return node.value.lower() == "true"
+        if node.tag == BOOL:
+            return constructor.bool_values[node.value.lower()]
         return constructor.yaml_constructors[node.tag](_STATELESS, node)
     except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, IndexError):
         raise ScalarError(node.tag.removeprefix(TAG)) from None
@@ -46,7 +47,8 @@ class _Stateless(yaml.constructor.SafeConstructor):
 
 
 _STATELESS = _Stateless()
-_PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+# A decimal integer as YAML 1.1, YAML 1.2 and JSON all read it.
+PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 _PLAIN_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _PLAIN_BOOL = frozenset({"true", "false", "True", "False", "TRUE", "FALSE"})
 
@@ -55,7 +57,7 @@ def is_yaml11_trap(tag: str, text: str) -> bool:
     """A plain scalar that YAML 1.1 reads as a number or boolean where YAML 1.2 and
     JSON would not (``0755``, ``1:30``, ``no``)."""
     if tag == INT:
-        return not _PLAIN_INT.match(text)
+        return not PLAIN_INT.match(text)
     if tag == FLOAT:
         return not _PLAIN_FLOAT.match(text)
     if tag == BOOL:

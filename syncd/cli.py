@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -22,7 +23,6 @@ from syncd.errors import UsageError, handled
 from syncd.service.logs import LogFormat
 
 if TYPE_CHECKING:
-    from syncd.commands.run import GitOptions
     from syncd.service.daemon import GitSettings
 
 Command = Callable[[argparse.Namespace], int]
@@ -355,26 +355,17 @@ def _git_ref(args: argparse.Namespace) -> GitSettings | None:
     )
 
 
-def _git_options(args: argparse.Namespace) -> GitOptions | None:
-    from syncd.commands.run import GitOptions
-
-    if args.git is None:
+def _git_options(args: argparse.Namespace) -> GitSettings | None:
+    """``syncd run``'s git source: the ref ``_git_ref`` reads, with what only a
+    daemon has (its schedule, its webhook, whether it follows a force push)."""
+    git = _git_ref(args)
+    if git is None:
         return None
-    return GitOptions(
-        url=args.git,
-        ref=args.git_ref,
-        path=args.git_path,
+    return replace(
+        git,
         interval=args.git_interval,
-        timeout=args.git_timeout,
-        token_file=args.git_token_file,
-        ssh_key_file=args.git_ssh_key_file,
-        known_hosts=args.git_known_hosts,
-        ca_file=args.git_ca_file,
-        max_size=args.git_max_size,
-        webhook_secret_file=args.git_webhook_secret_file,
-        verify=(args.git_verify[0], Path(args.git_verify[1])) if args.git_verify else None,
         forbid_rewrites=args.git_forbid_rewrites,
-        allow_http=args.allow_http_git,
+        webhook_secret_file=args.git_webhook_secret_file,
     )
 
 
@@ -392,6 +383,7 @@ def _run(args: argparse.Namespace) -> int:
             retry_base_delay=args.retry_base_delay,
             retry_max_delay=args.retry_max_delay,
             send_timeout=args.send_timeout,
+            lease=args.lease,
             max_age=args.max_age,
             resync_interval=args.resync_interval,
             allow_plaintext_tokens=args.allow_plaintext_tokens,
@@ -532,6 +524,15 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default.send_timeout,
         "longest one request to HipChat may take, connect to last byte "
         f"(default {default.send_timeout:g})",
+    )
+    run.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help="how long a daemon's claim on a room's next notification holds; with --store, "
+        "a daemon that dies holding one leaves that room to wait this long at most for "
+        f"another to send it; more than --send-timeout (default {default.lease:g}, or "
+        "twice --send-timeout where that is longer)",
     )
     _seconds(
         run,

@@ -75,6 +75,8 @@ class Outcome:
 Resolver = Callable[[SecretRef], str]
 Listener = Callable[[Plan, Snapshot], None]
 Watcher = Callable[[Snapshot], None]
+# Names the files of problems found as a set is applied, for whoever reads them.
+Relabel = Callable[[Sequence[Diagnostic]], Sequence[Diagnostic]]
 
 
 def _resolve_ref(ref: SecretRef) -> str:
@@ -89,9 +91,15 @@ class Registry:
         clock: Callable[[], float] = time.time,
         listeners: Sequence[Listener] = (),
         max_prune: int | None = None,
+        relabel: Relabel = tuple,
     ) -> None:
+        """``relabel`` renames the files of the problems found while applying a set
+        (a token that does not resolve), as the loader's were before it: a git
+        source's checkout lies in the state dir, and its files are named as the
+        repository names them."""
         self._resolver = resolver
         self._max_prune = max_prune
+        self._relabel = relabel
         self._clock = clock
         self._listeners = list(listeners)
         self._watchers: list[Watcher] = []
@@ -147,7 +155,8 @@ class Registry:
         reused = _reusable(desired, current) if reuse_tokens else {}
         tokens, problems = self._resolve_all(desired, reused)
         if problems:
-            return Outcome(False, revision, now, diagnostics=tuple(sorted(problems)))
+            named = self._relabel(problems)
+            return Outcome(False, revision, now, diagnostics=tuple(sorted(named)))
         result = _with_rotations(plan(desired, active), current, tokens, reused)
         result = replace(result, untouched=len(current) - len(active))
         too_many = _too_many_removals(result, self._max_prune, source)

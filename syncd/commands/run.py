@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from syncd.commands.tokens import read_token
 from syncd.config.reach import Reach
 from syncd.errors import UsageError
 from syncd.service.api import SKEW_WARNING
 from syncd.service.logs import LogFormat
+from syncd.store.contract import DEFAULT_LEASE
 
 if TYPE_CHECKING:
     from syncd.service.daemon import GitSettings
-
-    # The name the command line builds the git flags under: the service's own
-    # settings, not a copy (see __getattr__).
-    GitOptions = GitSettings
 
 
 @dataclass(frozen=True)
@@ -39,18 +37,9 @@ def parse_listen(value: str) -> Listen:
     return Listen(host, int(port))
 
 
-MAX_WORKERS = 256
-
-
-def __getattr__(name: str) -> Any:
-    """``GitOptions``: the service's ``GitSettings`` under the name the command line
-    imports it by, looked up only when asked, so that importing this module does
-    not import the daemon."""
-    if name == "GitOptions":
-        from syncd.service.daemon import GitSettings
-
-        return GitSettings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Each worker is a thread that waits on HipChat most of its time; past a few
+# thousand, the threads' stacks and the store's connections are the cost.
+MAX_WORKERS = 4096
 
 
 @dataclass(frozen=True)
@@ -67,6 +56,7 @@ class RunOptions:
     retry_base_delay: float
     retry_max_delay: float
     send_timeout: float
+    lease: float | None  # None: DEFAULT_LEASE, or twice send_timeout if longer
     max_age: float
     resync_interval: float
     allow_plaintext_tokens: bool
@@ -123,6 +113,7 @@ def run(options: RunOptions) -> int:
         retry_base=options.retry_base_delay,
         retry_cap=options.retry_max_delay,
         send_timeout=options.send_timeout,
+        lease=lease_for(options.lease, options.send_timeout),
         max_age=options.max_age,
         reach=daemon_reach(options),
         max_prune=options.max_prune,
@@ -142,11 +133,13 @@ def run(options: RunOptions) -> int:
 
 
 def _git_settings(given: GitSettings | None, git_dir: Path | None) -> GitSettings | None:
-    """The git flags checked against the others, with the webhook's secret read."""
+    """The git flags checked against the others, and each file they name, before
+    the daemon takes the state dir or opens a store; with the webhook's secret read."""
     if given is None:
         return None
     if git_dir is not None:
         raise UsageError("--git-dir is for a local --config checkout; --git keeps its own")
+    given.source()
     if given.webhook_secret_file is None:
         return given
     text = read_token(given.webhook_secret_file, "--git-webhook-secret-file")
@@ -156,6 +149,7 @@ def _git_settings(given: GitSettings | None, git_dir: Path | None) -> GitSetting
 
 
 def _check_bounds(options: RunOptions) -> None:
+    _check_lease(options.lease, options.send_timeout)
     if options.max_notifications_per_request < 1:
         raise UsageError(
             "--max-notifications-per-request wants 1 or more, "
@@ -167,6 +161,24 @@ def _check_bounds(options: RunOptions) -> None:
         raise UsageError(f"--prune-grace wants 0 or more seconds, got {options.prune_grace:g}")
     if options.skew_warning < 0:
         raise UsageError(f"--skew-warning wants 0 or more seconds, got {options.skew_warning:g}")
+
+
+def lease_for(given: float | None, send_timeout: float) -> float:
+    """The lease given, or the default stretched to twice a longer send: an operator
+    who allows a send ten minutes need not also say that a claim outlasts it."""
+    return given if given is not None else max(DEFAULT_LEASE, 2 * send_timeout)
+
+
+def _check_lease(given: float | None, send_timeout: float) -> None:
+    """A claim must outlast the send it was taken for: past its lease another
+    daemon takes the room's notification, and sends it again while the first
+    send may still arrive."""
+    lease = lease_for(given, send_timeout)
+    if not (math.isfinite(lease) and lease > send_timeout):
+        raise UsageError(
+            f"--lease wants more seconds than --send-timeout, got --lease {lease:g} "
+            f"and --send-timeout {send_timeout:g}"
+        )
 
 
 def check_store(url: str | None) -> None:

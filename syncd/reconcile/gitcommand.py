@@ -48,6 +48,11 @@ _TAKES_VALUE = frozenset({"-c", "-C"})
 WATCH_STEP = 0.02
 # How long a killed call's pipes are drained before giving up on them.
 _REAP_SECONDS = 5.0
+# git's last line after any failure of ssh (or another transport program):
+# whatever the reason, the line before says it.
+_UNREADABLE = "Could not read from remote repository."
+# The most of that line before kept in a reason: it may be the peer's to write.
+_MAX_CAUSE = 200
 
 
 class GitError(Exception):
@@ -294,11 +299,37 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def _reason(stderr: bytes, status: int) -> str:
     """git's own words for the failure: its last ``fatal:`` or ``error:`` line,
-    else its first line."""
+    else its first line. git ends every failure of the program it reached the
+    remote through (ssh) with one line that does not say why; the line before
+    it is that program's (``Host key verification failed.``, ``Permission
+    denied (publickey).``), which does, and is kept in front."""
     lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
     lines = [line for line in lines if line]
-    for line in reversed(lines):
-        for prefix in ("fatal:", "error:"):
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
+    for index in range(len(lines) - 1, -1, -1):
+        said = _message(lines[index])
+        if said is None:
+            continue
+        if said != _UNREADABLE or index == 0:
+            return said
+        return _with_cause(lines[index - 1], said)
     return lines[0] if lines else f"exit status {status}"
+
+
+def _message(line: str) -> str | None:
+    """The text of a ``fatal:`` or ``error:`` line; None for another line."""
+    for prefix in ("fatal:", "error:"):
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    return None
+
+
+def _with_cause(before: str, said: str) -> str:
+    """``said`` (the remote could not be read) after why, from the line
+    ``before`` it: the transport's, or the peer's through it (a server's git, a
+    banner), so one line, cut at ``_MAX_CAUSE`` characters."""
+    cause = (_message(before) or before).rstrip(".").strip()
+    if not cause:
+        return said
+    if len(cause) > _MAX_CAUSE:
+        cause = cause[:_MAX_CAUSE] + "..."
+    return f"{cause} (git: {said.rstrip('.')})"

@@ -21,6 +21,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 
 from syncd.config import semantics
 from syncd.config.configset import ConfigSet
-from syncd.config.diagnostics import Diagnostic
+from syncd.config.diagnostics import Diagnostic, printable
 from syncd.config.filecache import ConfigLoader
 from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.delivery.dispatch import DEFAULT_WORKERS, DispatchConfig, Dispatcher
@@ -56,6 +57,7 @@ from syncd.reconcile.gitsource import (
     GitSource,
     GitSourceError,
     Verify,
+    normalize_path,
     parse_size,
 )
 from syncd.reconcile.pathfilter import relevant_to
@@ -107,8 +109,9 @@ class GitSettings:
     webhook_secret: bytes | None = field(default=None, repr=False)
 
     def source(self) -> GitSource:
-        """The source these flags name; GitSourceError naming the flag to change."""
-        return GitSource(
+        """The source these flags name, every file they name checked readable;
+        GitSourceError naming the flag to change."""
+        source = GitSource(
             self.url,
             ref=self.ref,
             path=self.path,
@@ -123,6 +126,42 @@ class GitSettings:
             allow_http=self.allow_http,
             ca_file=self.ca_file,
         )
+        for flag, path in self.files():
+            check_readable(flag, path)
+        return source
+
+    def files(self) -> list[tuple[str, Path]]:
+        """Each file the flags name, with the flag that names it."""
+        named = [
+            ("--git-token-file", self.token_file),
+            ("--git-ssh-key-file", self.ssh_key_file),
+            ("--git-known-hosts", self.known_hosts),
+            ("--git-ca-file", self.ca_file),
+            ("--git-webhook-secret-file", self.webhook_secret_file),
+            *([(f"--git-verify {self.verify[0]}", self.verify[1])] if self.verify else []),
+        ]
+        return [(flag, path) for flag, path in named if path is not None]
+
+
+def check_readable(flag: str, path: Path) -> None:
+    """GitSourceError naming ``flag`` and ``path`` unless ``path`` is a regular
+    file this process can open: git and ssh would find out only at the first
+    fetch, and keep failing at each. Nothing of the file is read."""
+    shown = f"{flag} {printable(str(path))}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise GitSourceError(f"{shown}: no such file") from None
+    except OSError as exc:
+        raise GitSourceError(f"{shown}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise GitSourceError(f"{shown}: a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise GitSourceError(f"{shown}: not a regular file")
 
 
 def _verify(given: tuple[str, Path] | None) -> Verify | None:
@@ -170,6 +209,9 @@ class DaemonConfig:
     retry_base: float = DEFAULT_BACKOFF_BASE
     retry_cap: float = DEFAULT_BACKOFF_CAP
     send_timeout: float = DEFAULT_SEND_TIMEOUT
+    # How long a claim on a room's next notification holds (``--lease``): what a
+    # room waits at most when the daemon that claimed it dies.
+    lease: float = DispatchConfig().lease
     reach: Reach = DEFAULT_REACH
     max_prune: int | None = None
     exclude: tuple[str, ...] = ()
@@ -198,6 +240,14 @@ class DaemonConfig:
     @property
     def reload_wait(self) -> float:
         return self.reconcile_timeout if self.reload_timeout is None else self.reload_timeout
+
+
+def _repo_names(config: DaemonConfig) -> RepoNames | None:
+    """A git source's files as the repository names them, in what the daemon
+    shows (``/status``, the log): its checkout's path means nothing to a reader."""
+    if config.git is None:
+        return None
+    return RepoNames(git_config_dir(config.state_dir), normalize_path(config.git.path))
 
 
 class ConfigurationError(Failure):
@@ -268,7 +318,11 @@ class Daemon:
                 "(set SYNCD_INGEST_TOKEN or --ingest-token-file, or --listen on 127.0.0.1)"
             )
         self.config = config
-        self.registry = registry or Registry(max_prune=config.max_prune)
+        # With a git source, its files as the repository names them (a registry
+        # given names them as its maker chose).
+        self.repo_names = _repo_names(config)
+        relabel = self.repo_names.relabel if self.repo_names is not None else tuple
+        self.registry = registry or Registry(max_prune=config.max_prune, relabel=relabel)
         self.notify = notify or systemd.ServiceManager({})
         self.state_dir = StateDir(config.state_dir)
         ran_before = self.state_dir.ran_before()
@@ -312,7 +366,7 @@ class Daemon:
             self.outbox,
             self.registry,
             self.client,
-            DispatchConfig(workers=config.workers),
+            DispatchConfig(workers=config.workers, lease=config.lease),
             on_result=lambda item, result, at: self.metrics.delivery(
                 item.uid, result, at - item.created_at
             ),
@@ -342,7 +396,7 @@ class Daemon:
             budget=Budget(config.reconcile_timeout),
             git_dir=config.git_dir,
             revision=poller.revision if poller is not None else None,
-            names=RepoNames(poller.link, poller.source.path) if poller is not None else None,
+            names=self.repo_names,
         )
         self.housekeeping = Housekeeping(
             self.outbox,

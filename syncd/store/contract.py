@@ -59,6 +59,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+# How long a claim holds by default (``syncd run --lease``): past it, another
+# worker or daemon may take the item. Long enough for the slowest send allowed
+# by default, short enough that a dead daemon's rooms go on within minutes.
+DEFAULT_LEASE = 120.0
+
 ItemState = Literal["pending", "inflight", "delivered", "dead", "cancelled"]
 
 

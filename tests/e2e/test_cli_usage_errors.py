@@ -41,8 +41,8 @@ def test_a_bad_listen_address_is_a_usage_error(config: Path, tmp_path: Path, lis
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--workers", "0"), "--workers wants 1 to 256, got 0"),
-        (("--workers", "257"), "--workers wants 1 to 256, got 257"),
+        (("--workers", "0"), "--workers wants 1 to 4096, got 0"),
+        (("--workers", "4097"), "--workers wants 1 to 4096, got 4097"),
         (("--send-timeout", "0"), "--send-timeout wants more than 0 seconds, got 0"),
         (("--send-timeout", "nan"), "--send-timeout wants more than 0 seconds, got nan"),
     ],

@@ -11,9 +11,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -129,10 +129,26 @@ def _secret_file(tmp_path: Path) -> Path:
     return path
 
 
+def fetches_counted(proc: Proc, result: str, count: int) -> bool:
+    metrics = requests.get(proc.url + "/metrics", timeout=5).text
+    return f'syncd_git_fetch_total{{result="{result}"}} {count:.1f}' in metrics
+
+
+def logged_at(proc: Proc, said: str) -> float:
+    """When the daemon logged the first line holding ``said``, by its own clock
+    (the text log's timestamp, to the millisecond)."""
+    line = next(line for line in proc.log.splitlines() if said in line)
+    return datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
+
+
 @pytest.mark.slow
 def test_a_pushed_commit_is_applied_within_a_second_of_the_webhook(
     tmp_path: Path, remote: Remote, hipchat: HipChatServer
 ) -> None:
+    """Timed by the daemon's own log, from the webhook taken (its line is written
+    as the fetch is asked for) to the set applied: the fetch, the checkout and the
+    reconcile, and nothing of the push, the start or this test's polling. The
+    first fetch has ended (counted) before the push, so the poller is idle."""
     first = remote.work("rev-parse", "HEAD")
     hook = ("--git-webhook-secret-file", str(_secret_file(tmp_path)))
     proc = run_git(tmp_path / "state", remote.url, "--git-interval", "3600", *hook)
@@ -140,16 +156,19 @@ def test_a_pushed_commit_is_applied_within_a_second_of_the_webhook(
         wait_for(lambda: applied(proc, first), timeout=20, what="the first commit applied")
         assert proc.post_events(numbered_events(0, 1)).status_code == 202
         hipchat.wait_for_messages(1, room="4001", timeout=20)
+        wait_for(lambda: fetches_counted(proc, "changed", 1), timeout=10, what="fetch 1 ended")
         second = remote.push(
             "more.yaml",
             trace_config(hipchat.url, TOKENS, uid="shop-two").replace("every", "all"),
             "second",
         )
-        started = time.monotonic()
         answer = github_push(proc.url, SECRET)
         assert answer.status_code == 202, answer.text
-        wait_for(lambda: applied(proc, second), timeout=1.0, what="the pushed commit applied")
-        assert time.monotonic() - started < 1.0
+        wait_for(lambda: applied(proc, second), timeout=10, what="the pushed commit applied")
+        wait_for(lambda: f"applied git:{second}" in proc.log, timeout=5, what="applied, logged")
+        took = logged_at(proc, f"applied git:{second}") - logged_at(proc, "git webhook: github")
+        print(f"webhook to applied: {took:.3f} s")
+        assert 0 <= took < 1.0, took
         status = proc.status()
         assert set(status["integrations"]) == {"shop-trace", "shop-two"}
         assert status["git"]["applied"] == second
@@ -157,11 +176,7 @@ def test_a_pushed_commit_is_applied_within_a_second_of_the_webhook(
 
         # The fetch is counted when it ends, after the hand-over (the old checkout
         # pruned, the mirror kept): maybe a moment after the set is applied.
-        def counted() -> bool:
-            metrics = requests.get(proc.url + "/metrics", timeout=5).text
-            return 'syncd_git_fetch_total{result="changed"} 2.0' in metrics
-
-        wait_for(counted, timeout=5, what="the second fetch counted")
+        wait_for(lambda: fetches_counted(proc, "changed", 2), timeout=5, what="fetch 2 counted")
         metrics = requests.get(proc.url + "/metrics", timeout=5).text
         assert "syncd_git_last_fetch_success_timestamp_seconds 1.7" in metrics
     finally:
@@ -194,6 +209,40 @@ def test_an_invalid_commit_is_rejected_and_the_set_in_use_stays(
         assert not any(str(tmp_path) in d for d in failure["diagnostics"]), failure
         assert requests.get(proc.url + "/readyz", timeout=5).status_code == 200
         assert proc.post_events(numbered_events(0, 1)).status_code == 202
+    finally:
+        terminate(proc)
+
+
+@pytest.mark.slow
+def test_a_token_that_does_not_resolve_is_named_where_the_repository_has_it(
+    tmp_path: Path, remote: Remote, hipchat: HipChatServer
+) -> None:
+    """A token is resolved as the set is applied, after the checkout's diagnostics
+    were renamed. Broken: the registry's diagnostics not renamed (they name the
+    file in the state dir's checkout, which no one can open in the repository)."""
+    first = remote.work("rev-parse", "HEAD")
+    hook = ("--git-webhook-secret-file", str(_secret_file(tmp_path)))
+    proc = run_git(tmp_path / "state", remote.url, "--git-interval", "3600", *hook)
+    try:
+        wait_for(lambda: applied(proc, first), timeout=20, what="the first commit applied")
+        (remote.work.path / "teams" / "payments").mkdir(parents=True)
+        # A room whose token's variable the daemon's environment does not hold.
+        unset = trace_config(hipchat.url, ["4002"], uid="shop-two").replace("every", "all")
+        bad = remote.push("teams/payments/shop-two.yaml", unset, "a room without its token")
+        assert github_push(proc.url, SECRET).status_code == 202
+
+        def judged() -> bool:
+            return bool(proc.status()["attempted_revision"] == f"git:{bad}")
+
+        wait_for(judged, timeout=10, what="the commit judged")
+        status = proc.status()
+        assert status["applied_revision"] == f"git:{first}"
+        diagnostics = status["last_failure"]["diagnostics"]
+        named = r"teams/payments/shop-two\.yaml:12:29: error: \S+: token \{env: HIPCHAT_TOKEN_4002"
+        assert any(re.match(named, d) for d in diagnostics), diagnostics
+        assert not any(str(tmp_path) in d for d in diagnostics), diagnostics
+        said = [line for line in proc.log.splitlines() if "HIPCHAT_TOKEN_4002" in line]
+        assert said and not any(str(tmp_path) in line for line in said), said
     finally:
         terminate(proc)
 

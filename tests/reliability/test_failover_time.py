@@ -3,8 +3,10 @@ holds the room's lease, and time until another daemon sends the room's next
 notification. Real daemons on the machine's PostgreSQL, and the HipChat test
 server holding that one send open so the lease is held at the kill.
 
-The lease is syncd's default (``syncd run`` has no flag for it), 120 s; so the
-room waits about that long, and so does this test.
+The daemons run with ``--lease 6 --send-timeout 3``: the room waits the lease
+out (6 s, not the default 120 s), and so does this test. The kill comes well
+within the send timeout of the claim, so the send is still in flight, its
+lease held, when the daemon dies; the test checks that it was.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from syncd.delivery.dispatch import DispatchConfig
 from syncd.store.postgresql import application_name
 from syncd.testing import Fault, HipChatServer
 from tests.support import postgres
@@ -30,7 +31,9 @@ from tests.support.waiting import wait_for
 HELD = "6001"  # the room whose send is in flight at the kill
 OTHER = "6002"  # a room of another integration, sent by the survivor meanwhile
 TOKENS = room_tokens(HELD, OTHER)
-LEASE = DispatchConfig().lease
+LEASE = 6.0
+SEND_TIMEOUT = 3.0
+LEASE_FLAGS = ("--lease", f"{LEASE:g}", "--send-timeout", f"{SEND_TIMEOUT:g}")
 SLACK = 2.0
 
 
@@ -70,7 +73,7 @@ def _holder(procs: list[Proc], owners: list[str], owner: str, url: str) -> Proc:
 def _start(procs: list[Proc], config: Path, tmp_path: Path, url: str) -> list[str]:
     """Two daemons on the store (into ``procs``, for the caller to stop whatever
     happens), and the member id (lease owner) of each."""
-    args = (*FAST_RETRY, "--store", url, "--workers", "4")
+    args = (*FAST_RETRY, *LEASE_FLAGS, "--store", url, "--workers", "4")
     procs.extend(
         spawn(config, tmp_path / f"state-{n}", *args, env=token_env(TOKENS)) for n in range(2)
     )
@@ -111,6 +114,8 @@ def test_a_killed_daemons_room_is_sent_by_another_within_the_lease(
         survivor = procs[1 - procs.index(victim)]
         killed = time.time()
         kill9(victim)
+        # Still in flight and leased to the victim: it died sending, not after.
+        assert _lease_of(postgres_url, HELD) == found, (found, killed)
         answer = survivor.post_events(_other_event())
         assert answer.status_code == 202, answer.text
         hipchat.wait_for_messages(1, room=OTHER, timeout=20)  # the survivor is not stalled

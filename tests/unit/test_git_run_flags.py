@@ -3,17 +3,36 @@ command line: one class, the webhook's secret read from its file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from syncd import cli
+from syncd.cli import build_parser
 from syncd.commands import run
 from syncd.errors import UsageError
 from syncd.service.daemon import GitSettings
 
 
-def test_the_command_line_builds_the_service_s_settings_not_a_copy() -> None:
-    assert run.GitOptions is GitSettings
+def test_the_command_line_builds_the_service_s_settings_not_a_copy(tmp_path: Path) -> None:
+    """``run`` takes the flags ``validate --git`` and ``plan --git`` take, read by
+    the same code, and the daemon's own besides."""
+    given = ["--git", "file:///x", "--git-ref", "main", "--git-path", "integrations"]
+    daemon_only = ["--git-interval", "7", "--git-forbid-rewrites"]
+    hook = ["--git-webhook-secret-file", str(tmp_path / "secret")]
+    ran = build_parser("run").parse_args(["run", *given, *daemon_only, *hook])
+    checked = build_parser("validate").parse_args(["validate", *given])
+    settings = cli._git_options(ran)
+    assert type(settings) is GitSettings
+    assert settings == replace(
+        cli._git_ref(checked),
+        interval=7.0,
+        forbid_rewrites=True,
+        webhook_secret_file=tmp_path / "secret",
+    )
+    assert settings.ref == "main" and settings.path == "integrations"
+    assert not hasattr(run, "GitOptions")
 
 
 def test_the_webhook_secret_is_read_into_the_settings(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from syncd.config.reach import Reach
 from syncd.errors import UsageError
 from syncd.service.api import SKEW_WARNING
 from syncd.service.logs import LogFormat
-from syncd.store.contract import DEFAULT_LEASE
 
 if TYPE_CHECKING:
     from syncd.service.daemon import GitSettings
@@ -56,7 +55,7 @@ class RunOptions:
     retry_base_delay: float
     retry_max_delay: float
     send_timeout: float
-    lease: float | None  # None: DEFAULT_LEASE, or twice send_timeout if longer
+    lease: float | None  # None: the daemon's default (``lease_for``)
     max_age: float
     resync_interval: float
     allow_plaintext_tokens: bool
@@ -113,7 +112,7 @@ def run(options: RunOptions) -> int:
         retry_base=options.retry_base_delay,
         retry_cap=options.retry_max_delay,
         send_timeout=options.send_timeout,
-        lease=lease_for(options.lease, options.send_timeout),
+        lease=daemon.lease_for(options.lease, options.send_timeout),
         max_age=options.max_age,
         reach=daemon_reach(options),
         max_prune=options.max_prune,
@@ -163,16 +162,12 @@ def _check_bounds(options: RunOptions) -> None:
         raise UsageError(f"--skew-warning wants 0 or more seconds, got {options.skew_warning:g}")
 
 
-def lease_for(given: float | None, send_timeout: float) -> float:
-    """The lease given, or the default stretched to twice a longer send: an operator
-    who allows a send ten minutes need not also say that a claim outlasts it."""
-    return given if given is not None else max(DEFAULT_LEASE, 2 * send_timeout)
-
-
 def _check_lease(given: float | None, send_timeout: float) -> None:
     """A claim must outlast the send it was taken for: past its lease another
     daemon takes the room's notification, and sends it again while the first
     send may still arrive."""
+    from syncd.service.daemon import lease_for
+
     lease = lease_for(given, send_timeout)
     if not (math.isfinite(lease) and lease > send_timeout):
         raise UsageError(

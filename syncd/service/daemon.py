@@ -69,7 +69,7 @@ from syncd.service.api import MAX_EVENT_BYTES, SKEW_WARNING, Api, GitHook, Share
 from syncd.service.http import Handler, HTTPServer, Request, Response, Routes
 from syncd.service.metrics import Metrics
 from syncd.service.statedir import StateDir, create_private
-from syncd.store.contract import Store, StoreError, StoreUnusable
+from syncd.store.contract import DEFAULT_LEASE, Store, StoreError, StoreUnusable
 from syncd.store.sqlite import Outbox
 
 log = logging.getLogger("syncd")
@@ -187,6 +187,12 @@ def git_config_dir(state_dir: Path) -> Path:
     return Checkouts(git_root(state_dir)).link
 
 
+def lease_for(given: float | None, send_timeout: float) -> float:
+    """The lease given, or the default stretched to twice a longer send: an operator
+    who allows a send ten minutes need not also say that a claim outlasts it."""
+    return given if given is not None else max(DEFAULT_LEASE, 2 * send_timeout)
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     config_dir: Path
@@ -211,7 +217,7 @@ class DaemonConfig:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     # How long a claim on a room's next notification holds (``--lease``): what a
     # room waits at most when the daemon that claimed it dies.
-    lease: float = DispatchConfig().lease
+    lease: float = DEFAULT_LEASE
     reach: Reach = DEFAULT_REACH
     max_prune: int | None = None
     exclude: tuple[str, ...] = ()

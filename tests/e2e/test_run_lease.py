@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from syncd.commands.run import lease_for
 from syncd.errors import EXIT_USAGE
 from syncd.hipchat.client import DEFAULT_SEND_TIMEOUT
+from syncd.service.daemon import lease_for
 from tests.support.configs import minimal, write_files
 from tests.support.processes import TEST_POLICY, run_syncd, start, terminate
 

@@ -871,6 +871,19 @@ def _add_outbox(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _rules_test(args: argparse.Namespace) -> int:
+    if args.suite is not None:
+        if args.uid or args.seen_before:
+            raise UsageError("--uid and --seen-before go with --event, not --suite")
+        from syncd.commands.suite import SuiteFormat, run_suite
+
+        return run_suite(
+            args.config,
+            args.suite,
+            fmt=cast(SuiteFormat | None, args.format),
+            exclude=tuple(args.exclude),
+        )
+    if args.format is not None:
+        raise UsageError("--format goes with --suite")
     from syncd.commands.rules import test_event
 
     return test_event(
@@ -953,13 +966,28 @@ def _add_rules(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
     test = actions.add_parser(
         "test",
-        help="per integration: would this event notify, which action decided, the message",
-        description="Nothing is sent and no token is read. Exit 0 when the event would "
-        "notify through at least one integration, 1 when not, 2 on a usage error.",
+        help="per integration: would this event notify, which action decided, the message; "
+        "or a suite of timed cases",
+        description="Nothing is sent and no token is read. With --event: exit 0 when the "
+        "event would notify through at least one integration, 1 when not. With --suite: "
+        "exit 0 when every case passes, 1 when one fails. Exit 2 on a usage error, an "
+        "invalid config or a broken suite.",
     )
     _add_config(test)
+    given = test.add_mutually_exclusive_group(required=True)
+    given.add_argument("--event", metavar="FILE", help="one event as JSON (- for stdin)")
+    given.add_argument(
+        "--suite",
+        type=Path,
+        metavar="FILE",
+        help="a rule suite (YAML): cases of timed events and what each integration does, "
+        "run on a virtual clock",
+    )
     test.add_argument(
-        "--event", required=True, metavar="FILE", help="one event as JSON (- for stdin)"
+        "--format",
+        choices=["text", "github"],
+        default=None,
+        help="with --suite: output format (default: github under GitHub Actions, else text)",
     )
     test.add_argument(
         "--uid", action="append", default=[], help="only this integration (repeatable)"

@@ -250,8 +250,17 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from syncd.commands.plan import plan
+    from syncd.commands.plan import plan, plan_replay
 
+    if args.replay is not None or args.against_config is not None or args.format is not None:
+        return plan_replay(
+            args.replay,
+            args.config,
+            against_config=args.against_config,
+            against=args.against,
+            fmt=args.format or "text",
+            exclude=tuple(args.exclude),
+        )
     return plan(
         args.config,
         against=args.against,
@@ -278,6 +287,24 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="the directory of integration files (*.yaml, *.yml, in subdirectories too)",
     )
     plan.add_argument("--against", metavar="URL", help=f"the daemon's base URL, e.g. {DEFAULT_URL}")
+    plan.add_argument(
+        "--replay",
+        type=Path,
+        metavar="EVENTS.jsonl",
+        help="run these recorded events (one event per line) through --config on a virtual "
+        "clock and count the messages per integration and room",
+    )
+    plan.add_argument(
+        "--against-config",
+        type=Path,
+        metavar="DIR",
+        help="with --replay: the set to compare with (the one in use before the change)",
+    )
+    plan.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        help="with --replay: text (default), markdown for a pull-request comment, or json",
+    )
     _add_token_file(plan)
     _add_exclude(plan)
     _add_reach(plan)
@@ -371,6 +398,7 @@ def _git_options(args: argparse.Namespace) -> GitSettings | None:
 
 def _run(args: argparse.Namespace) -> int:
     from syncd.commands.run import RunOptions, run
+    from syncd.service.recorder import DEFAULT_DAYS
 
     return run(
         RunOptions(
@@ -401,6 +429,8 @@ def _run(args: argparse.Namespace) -> int:
             store_password_file=args.store_password_file,
             store_password=_store_password(args),
             skew_warning=args.skew_warning,
+            record_events=args.record_events,
+            record_days=_positive("--record-days", args.record_days, DEFAULT_DAYS),
         )
     )
 
@@ -621,6 +651,19 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default.skew_warning,
         "with --store: /status warns once the daemons sharing the store have applied "
         f"different revisions for this long (default {default.skew_warning:g})",
+    )
+    run.add_argument(
+        "--record-events",
+        type=Path,
+        metavar="DIR",
+        help="write the events accepted to DIR, one JSONL file per UTC day, for "
+        "`syncd plan --replay` (off by default; the files hold the events' attributes)",
+    )
+    run.add_argument(
+        "--record-days",
+        type=int,
+        metavar="N",
+        help=f"with --record-events: keep N days of files (default {default.record_days})",
     )
     _add_git(run, GitSettings(""))
     _add_reach(run)

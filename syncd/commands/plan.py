@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from syncd.commands.configdir import load_valid
 from syncd.config import plan as planning
@@ -21,6 +21,7 @@ from syncd.config.reach import DEFAULT_REACH, Reach
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
+    from syncd.commands.replay import ReplayFormat
     from syncd.service.daemon import GitSettings
 
 
@@ -50,6 +51,33 @@ def plan(
     result = planning.plan(integrations, active)
     sys.stdout.write(planning.render_plan(result, against=against or "an empty registry"))
     return EXIT_FAILED if result.changed else EXIT_OK
+
+
+def plan_replay(
+    events_file: Path | None,
+    config_dir: Path | None,
+    *,
+    against_config: Path | None,
+    against: str | None,
+    fmt: str,
+    exclude: tuple[str, ...],
+) -> int:
+    """``--replay``: the counts of recorded events through the new set (and the old)."""
+    if events_file is None:
+        raise UsageError("--against-config and --format go with --replay EVENTS.jsonl")
+    if config_dir is None:
+        raise UsageError("--replay needs --config DIR (the new set), not --git")
+    if against is not None:
+        raise UsageError(
+            "--replay compares with --against-config DIR (a checkout of the set in use); "
+            "--against URL does not go with --replay"
+        )
+    from syncd.commands.replay import replay
+
+    shown = cast("ReplayFormat", fmt)
+    return replay(
+        events_file, config_dir, against_config=against_config, fmt=shown, exclude=exclude
+    )
 
 
 def _load_ref(git: GitSettings, options: semantics.Options) -> list[Integration]:

@@ -13,6 +13,7 @@ from syncd.config.reach import Reach
 from syncd.errors import UsageError
 from syncd.service.api import SKEW_WARNING
 from syncd.service.logs import LogFormat
+from syncd.service.recorder import DEFAULT_DAYS
 
 if TYPE_CHECKING:
     from syncd.service.daemon import GitSettings
@@ -73,6 +74,8 @@ class RunOptions:
     store_password_file: Path | None
     store_password: str | None = field(repr=False)
     skew_warning: float = SKEW_WARNING
+    record_events: Path | None = None
+    record_days: int = DEFAULT_DAYS
 
 
 def run(options: RunOptions) -> int:
@@ -127,6 +130,8 @@ def run(options: RunOptions) -> int:
         store_password=options.store_password,
         skew_warning=options.skew_warning,
         git=git,
+        record_events=options.record_events,
+        record_days=options.record_days,
     )
     return daemon.run(config, options.log_format)
 

@@ -29,6 +29,8 @@ more kind, in ``_BY_REASON``.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -123,10 +125,20 @@ class MemoryStore:
         self._known: set[tuple[str, str]] = set()
         self._windows: dict[str, _Held] = {}
         self.queued: list[tuple[NewItem, ...]] = []
+        # When windows fall due, as a heap; an entry whose window since changed is
+        # skipped. With the undo list of a batch, a replay of a million events
+        # costs no scan or copy of every window per event.
+        self._due: list[tuple[float, str]] = []
+        self._undo: list[Callable[[], None]] = []
+        # Each window's place in the order the windows were made, which is the
+        # order due_windows hands them over in, as a scan of them would.
+        self._made: dict[str, int] = {}
+        self._count = itertools.count()
 
     def clear(self) -> None:
         """A fresh state: no fingerprint seen, no window, nothing queued."""
-        self._known, self._windows, self.queued = set(), {}, []
+        self._known, self._windows, self.queued, self._due = set(), {}, [], []
+        self._made = {}
 
     def take(self) -> list[tuple[NewItem, ...]]:
         taken, self.queued = self.queued, []
@@ -134,7 +146,13 @@ class MemoryStore:
 
     def next_due(self) -> float | None:
         """When the first window that holds events falls due."""
-        return min((h.due_at for h in self._windows.values() if h.due_at is not None), default=None)
+        while self._due and not self._holds(*self._due[0]):
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    def _holds(self, due_at: float, key: str) -> bool:
+        held = self._windows.get(key)
+        return held is not None and held.due_at == due_at
 
     def known(self, project: str, fingerprint: str) -> bool:
         return (project, fingerprint) in self._known
@@ -149,27 +167,49 @@ class MemoryStore:
 
     @contextmanager
     def batch(self) -> Iterator[MemoryStore]:
-        known, windows, queued = set(self._known), dict(self._windows), len(self.queued)
+        self._undo, queued = [], len(self.queued)
         try:
             yield self
         except BaseException:
-            self._known, self._windows = known, windows
+            for undo in reversed(self._undo):
+                undo()
             del self.queued[queued:]
             raise
+        finally:
+            self._undo = []
 
     def remember(self, project: str, fingerprint: str, now: float) -> None:
-        self._known.add((project, fingerprint))
+        if (project, fingerprint) not in self._known:
+            self._known.add((project, fingerprint))
+            self._undo.append(lambda: self._known.discard((project, fingerprint)))
 
     def save_window(self, update: WindowUpdate) -> None:
         """As the other stores save one: a window saved without an event keeps the
         one it held."""
+        before = self._windows.get(update.key)
         last_event = update.last_event
-        if last_event is None and update.key in self._windows:
-            last_event = self._windows[update.key].last_event
-        self._windows[update.key] = _Held(update.uid, update.window, update.due_at, last_event)
+        if last_event is None and before is not None:
+            last_event = before.last_event
+        self._keep(update.key, _Held(update.uid, update.window, update.due_at, last_event))
+        if update.due_at is not None and (before is None or before.due_at != update.due_at):
+            heapq.heappush(self._due, (update.due_at, update.key))
 
     def drop_window(self, key: str) -> None:
-        self._windows.pop(key, None)
+        self._keep(key, None)
+
+    def _keep(self, key: str, held: _Held | None) -> None:
+        """The window ``key`` holds from now, the one before kept for an undo."""
+        before = self._windows.get(key)
+        self._undo.append(lambda: self._put(key, before))
+        self._put(key, held)
+
+    def _put(self, key: str, held: _Held | None) -> None:
+        if held is None:
+            self._windows.pop(key, None)
+        else:
+            if key not in self._windows:
+                self._made[key] = next(self._count)
+            self._windows[key] = held
 
     def enqueue(self, items: Sequence[NewItem], now: float) -> list[int]:
         start = sum(map(len, self.queued))
@@ -177,10 +217,18 @@ class MemoryStore:
         return list(range(start + 1, start + 1 + len(items)))
 
     def due_windows(self, now: float) -> list[StoredWindow]:
+        keys: dict[str, None] = {}
+        ready = [0]  # the heap's entries due by now: a subtree past now is not walked
+        while ready:
+            at = ready.pop()
+            if at < len(self._due) and self._due[at][0] <= now:
+                if self._holds(*self._due[at]):
+                    keys[self._due[at][1]] = None
+                ready += (2 * at + 1, 2 * at + 2)
+        held = self._windows
         return [
-            StoredWindow(key, held.uid, held.window, held.last_event)
-            for key, held in self._windows.items()
-            if held.due_at is not None and held.due_at <= now
+            StoredWindow(k, held[k].uid, held[k].window, held[k].last_event)
+            for k in sorted(keys, key=self._made.__getitem__)
         ]
 
 
@@ -222,16 +270,21 @@ class Timeline:
         """Each step's event (None: none) taken in ``at`` seconds after ``start``,
         with the windows that fall due on the way flushed at their time: what
         every integration did, in the order it happened."""
+        return list(self.play(steps, start))
+
+    def play(
+        self, steps: Iterable[tuple[float, Mapping[str, Any] | None]], start: float
+    ) -> Iterator[Happened]:
+        """As :meth:`run`, one outcome at a time, from steps read as they come: a
+        replay of a million recorded events holds neither them nor their outcomes."""
         self._store.clear()
-        happened: list[Happened] = []
         for at, event in steps:
-            happened.extend(self._digests(start, start + at))
+            yield from self._digests(start, start + at)
             if event is not None:
                 self._clock.now = start + at
                 accepted = self._ingest.submit([event])
-                happened.extend(self._outcomes(at, accepted, self._store.take()))
-        happened.extend(self._digests(start, None))
-        return happened
+                yield from self._outcomes(at, accepted, self._store.take())
+        yield from self._digests(start, None)
 
     def _digests(self, start: float, until: float | None) -> Iterator[Happened]:
         """Windows flushed at the moments they fall due, up to ``until`` (None: until

@@ -68,6 +68,7 @@ from syncd.service import logs, stores, systemd
 from syncd.service.api import MAX_EVENT_BYTES, SKEW_WARNING, Api, GitHook, SharedStore
 from syncd.service.http import Handler, HTTPServer, Request, Response, Routes
 from syncd.service.metrics import Metrics
+from syncd.service.recorder import DEFAULT_DAYS, Recorder
 from syncd.service.statedir import StateDir, create_private
 from syncd.store.contract import DEFAULT_LEASE, Store, StoreError, StoreUnusable
 from syncd.store.sqlite import Outbox
@@ -234,6 +235,9 @@ class DaemonConfig:
     # With a shared store: how long the daemons' revisions may disagree before
     # /status warns (``--skew-warning``).
     skew_warning: float = SKEW_WARNING
+    # Where accepted events are recorded for ``syncd plan --replay``; None: not recorded.
+    record_events: Path | None = None
+    record_days: int = DEFAULT_DAYS
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -377,6 +381,11 @@ class Daemon:
                 item.uid, result, at - item.created_at
             ),
             elsewhere=elsewhere,
+        )
+        self.recorder = (
+            Recorder(config.record_events, days=config.record_days)
+            if config.record_events is not None
+            else None
         )
         self.ingest = Ingest(
             self.outbox,
@@ -557,7 +566,12 @@ class Daemon:
             return ready(request) if self.serving else _not_ready(self._first_ended)
 
         def ingest(request: Request) -> Response:
-            return events(request) if self.serving else _not_ready(self._first_ended)
+            if not self.serving:
+                return _not_ready(self._first_ended)
+            answer = events(request)
+            if answer.status == 202 and self.recorder is not None:
+                self.recorder.record(request.body)
+            return answer
 
         def reload_now(request: Request) -> Response:
             answer = reload(request)
@@ -790,6 +804,8 @@ class Daemon:
             log.warning("sends still in flight after %.0f s; they will be retried", drain)
         self.client.close()
         self.outbox.close()
+        if self.recorder is not None:
+            self.recorder.close()
         self.state_dir.release()
 
 

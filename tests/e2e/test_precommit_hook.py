@@ -18,7 +18,7 @@ import pytest
 
 from syncd import __version__
 from tests.support.configs import minimal
-from tests.support.gitrepo import GIT_ENV
+from tests.support.gitrepo import GIT_ENV, hosted_copy
 from tests.support.paths import ROOT
 
 
@@ -74,31 +74,6 @@ def _readme_snippet() -> str:
     return match.group(1)
 
 
-def _hosted_copy(path: Path, env: dict[str, str]) -> None:
-    """This checkout as a user hosts it: committed, with the release tag the README names."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file() and not source.is_symlink():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, path / name)
-        elif source.is_symlink():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            (path / name).symlink_to(os.readlink(source))
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "syncd"],
-        ["git", "tag", f"v{__version__}"],
-    ):
-        subprocess.run(command, cwd=path, check=True, env=env)
-
-
 @pytest.mark.slow
 def test_the_readme_snippet_as_written_checks_and_counts(tmp_path: Path) -> None:
     """The README's .pre-commit-config.yaml, only the repository URL pointed at a copy:
@@ -110,7 +85,7 @@ def test_the_readme_snippet_as_written_checks_and_counts(tmp_path: Path) -> None
     env.pop("GITHUB_ACTIONS", None)
     host = tmp_path / "syncd-host"
     host.mkdir()
-    _hosted_copy(host, env)
+    hosted_copy(host, env)
     snippet = _readme_snippet()
     assert f"rev: v{__version__}" in snippet
     assert re.search(r"^\s+files: ", snippet, re.M), "the files pattern, not in a comment"

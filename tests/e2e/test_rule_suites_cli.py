@@ -16,7 +16,7 @@ import pytest
 
 from syncd import __version__
 from tests.support.configs import minimal, write_files
-from tests.support.gitrepo import GIT_ENV
+from tests.support.gitrepo import GIT_ENV, hosted_copy
 from tests.support.paths import ROOT
 from tests.support.processes import run_syncd
 
@@ -183,30 +183,6 @@ def _hook_snippet() -> str:
     return next(b for b in _blocks(_readme_section()) if "id: syncd-rules-suite" in b)
 
 
-def _hosted_copy(path: Path, env: dict[str, str]) -> None:
-    """This checkout committed under the release tag the README names."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source, target = ROOT / name, path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        elif source.is_file():
-            shutil.copy2(source, target)
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "syncd"],
-        ["git", "tag", f"v{__version__}"],
-    ):
-        subprocess.run(command, cwd=path, check=True, env=env)
-
-
 @pytest.mark.slow
 def test_the_readme_hook_runs_the_suite_in_pre_commit(tmp_path: Path) -> None:
     pre_commit = shutil.which("pre-commit", path=str(Path(sys.executable).parent))
@@ -215,7 +191,7 @@ def test_the_readme_hook_runs_the_suite_in_pre_commit(tmp_path: Path) -> None:
     env.pop("GITHUB_ACTIONS", None)
     host = tmp_path / "syncd-host"
     host.mkdir()
-    _hosted_copy(host, env)
+    hosted_copy(host, env)
     snippet = _hook_snippet()
     assert f"rev: v{__version__}" in snippet
     repo = tmp_path / "ops-config"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
+
+from syncd import __version__
+from tests.support.paths import ROOT
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -39,3 +43,28 @@ def make_repo(path: Path) -> GitRepo:
     repo = GitRepo(path)
     repo("init", "-q", "-b", "main")
     return repo
+
+
+def hosted_copy(path: Path, env: dict[str, str]) -> None:
+    """This checkout as a user hosts it: committed, with the release tag the README names."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, path / name)
+        elif source.is_symlink():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).symlink_to(os.readlink(source))
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "syncd"],
+        ["git", "tag", f"v{__version__}"],
+    ):
+        subprocess.run(command, cwd=path, check=True, env=env)

@@ -526,8 +526,8 @@ def claim(args: argparse.Namespace) -> None:
     print(
         f"\n== claim: the store alone, {' and '.join(f'{d:,}' for d in depths)} waiting items "
         f"over {CLAIM_ROOMS:,} rooms; one claim-and-settle at a time, as a worker does "
-        f"(one transaction, two round trips on loopback); {args.claim_rounds} rounds of "
-        f"{args.claims} per queue"
+        "(one statement: one transaction, one round trip on loopback); "
+        f"{args.claim_rounds} rounds of {args.claims} per queue"
     )
     with ExitStack() as stack:
         claimers = []

@@ -16,7 +16,10 @@ code ahead of a rollout; ``syncd store check`` reads the version only.
 
 A migration only adds: a daemon of the release before it, on a database it
 was applied to, refuses to start (the version is newer than it knows), but
-one already running goes on, as it never touches what was added.
+one already running goes on, as it never touches what was added. (Migration
+3 adds a function that does what that release's statements do, on the same
+rows and locks in the same order, so the two releases' settles and claims
+fence each other as a release's own do.)
 
 Bookkeeping that the SQLite store keeps with triggers is kept here the same
 way, by statement-level triggers that see each statement's changed rows at
@@ -202,9 +205,112 @@ CREATE TABLE members (
 CREATE INDEX members_heartbeat ON members (heartbeat);
 """
 
+
+# The due room heads a claim takes: by index, skipping those another
+# transaction holds. ``$1`` the time now, ``$2`` the integrations passed over,
+# ``$3`` how many. Part of migration 3's text: never to be edited (a changed
+# claim is a new migration).
+DUE_HEADS = """SELECT uid, room_id, item_id FROM heads
+WHERE due <= $1 AND NOT (uid = ANY($2))
+ORDER BY due, item_id
+LIMIT $3
+FOR UPDATE SKIP LOCKED"""
+
+# A worker's call, one statement: the settle of its last item, fenced (only
+# while the item is still this claim's: in flight under this owner and
+# generation, or cancelled since, when only "delivered" is recorded), then the
+# next claim. One statement is one round trip and one transaction, where the
+# same statements sent from the client cost a pipeline of five and a commit.
+#
+# The room's head is locked first, as every write takes a room's head before
+# its items; each statement below sees what committed before it began (read
+# committed, a fresh snapshot a statement), so the head's refresh sees what a
+# batch that held the head committed meanwhile.
+#
+# The due heads are found by EXECUTE, so planned for their values at each
+# call: a plan kept for any values may read every due head and sort them,
+# not the first few by index. The rest reads and writes rows by key, whose
+# plans are kept: planning the claim whole at each call cost more than the
+# claim itself.
+_V3 = f"""
+CREATE FUNCTION syncd_settle_and_claim(
+    settled bigint, generation bigint, outcome text, why text, retry_at double precision,
+    unattempted integer, rest_until double precision, claimer text, clock double precision,
+    until double precision, skipped text[], wanted integer
+) RETURNS TABLE (
+    lease bigint, id bigint, uid text, room_id text, body text, count integer, mention text,
+    created_at double precision, next_attempt_at double precision, attempts integer,
+    state text, lease_until double precision, reason text, finished_at double precision,
+    since double precision
+) LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+#variable_conflict use_column
+DECLARE
+    room_uid text;
+    room text;
+    head record;
+BEGIN
+    IF settled IS NOT NULL THEN
+        SELECT o.uid, o.room_id INTO room_uid, room FROM outbox o WHERE o.id = settled;
+        PERFORM FROM heads h WHERE h.uid = room_uid AND h.room_id = room FOR UPDATE;
+        IF outcome = 'pending' THEN
+            UPDATE outbox SET state = 'pending', next_attempt_at = retry_at, reason = why,
+                lease_until = NULL, attempts = attempts - unattempted, waited_at = clock
+            WHERE id = settled AND owner = claimer AND lease = generation AND state = 'inflight';
+        ELSE
+            UPDATE outbox SET state = outcome, reason = why, finished_at = clock, lease_until = NULL
+            WHERE id = settled AND owner = claimer AND lease = generation
+            AND (state = 'inflight' OR (state = 'cancelled' AND outcome = 'delivered'));
+        END IF;
+        -- What HipChat said holds whichever claim this was: no fence.
+        IF rest_until IS NOT NULL THEN
+            UPDATE outbox SET next_attempt_at = rest_until, waited_at = clock
+            WHERE id = (
+                SELECT min(o.id) FROM outbox o
+                WHERE o.uid = room_uid AND o.room_id = room AND o.state = 'pending'
+            ) AND next_attempt_at < rest_until;
+        END IF;
+        -- The room's head: its oldest undelivered item, due at its next attempt or
+        -- when its lease runs out; none when the room has nothing left.
+        WITH next AS (
+            SELECT o.id, o.waited_at,
+                CASE o.state WHEN 'inflight' THEN coalesce(o.lease_until, 0)
+                ELSE o.next_attempt_at END AS due
+            FROM outbox o
+            WHERE o.uid = room_uid AND o.room_id = room AND o.state IN ('pending', 'inflight')
+            ORDER BY o.id LIMIT 1
+        ), gone AS (
+            DELETE FROM heads h WHERE h.uid = room_uid AND h.room_id = room
+            AND NOT EXISTS (SELECT FROM next)
+        )
+        INSERT INTO heads AS h (uid, room_id, item_id, due, set_at)
+        SELECT room_uid, room, n.id, n.due, n.waited_at FROM next n
+        ON CONFLICT (uid, room_id) DO UPDATE
+        SET item_id = excluded.item_id, due = excluded.due, set_at = excluded.set_at;
+    END IF;
+    IF wanted > 0 THEN
+        FOR head IN EXECUTE $due$
+{DUE_HEADS}
+$due$ USING clock, skipped, wanted LOOP
+            UPDATE heads h SET due = until, set_at = clock
+            WHERE h.uid = head.uid AND h.room_id = head.room_id;
+            RETURN QUERY
+            UPDATE outbox o SET state = 'inflight', lease_until = until,
+                attempts = o.attempts + 1, waited_at = clock, owner = claimer,
+                lease = o.lease + 1
+            FROM events e WHERE o.id = head.item_id AND e.event_id = o.event_id
+            RETURNING o.lease, o.id, o.uid, o.room_id, e.body, o.count, o.mention,
+                o.created_at, o.next_attempt_at, o.attempts, o.state, o.lease_until,
+                o.reason, o.finished_at, o.since;
+        END LOOP;
+    END IF;
+END
+$fn$;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the outbox: items, events, room heads, tallies, fingerprints, windows", _V1),
     Migration(2, "members: each daemon, its revision and integrations, and its heartbeat", _V2),
+    Migration(3, "a worker's settle and next claim in one call", _V3),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -13,6 +13,10 @@ one daemon's threads:
   flight under this owner and the generation this store's claim got. A daemon
   that stalled past its lease, and whose item another daemon claimed since,
   settles nothing: the later claim does.
+- **One call a notification.** A worker's settle and its next claim are one
+  statement, a function in the database (``pgschema``'s migration 3): one
+  round trip and one transaction, where sending the same statements from
+  here cost most of the daemon's CPU per notification.
 - **Recovery by lease expiry.** ``recover`` at start makes pending only what no
   one holds any more (leases run out); a daemon starting next to live ones
   takes nothing from them. ``close`` gives this daemon's own leases back, so a
@@ -132,27 +136,14 @@ _COLUMNS = (
 )
 _ITEMS = "outbox o JOIN events e ON e.event_id = o.event_id"
 
-# Claims up to ``limit`` due room heads in one statement: the heads by index,
-# skipping those another transaction holds, then their items by primary key.
-# Executed unprepared (see ``settle_and_claim``).
-CLAIM = f"""
-WITH picked AS (
-    SELECT uid, room_id FROM heads
-    WHERE due <= %(now)s AND NOT (uid = ANY(%(skip)s::text[]))
-    ORDER BY due, item_id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), moved AS (
-    UPDATE heads h SET due = %(until)s, set_at = %(now)s
-    FROM picked p WHERE h.uid = p.uid AND h.room_id = p.room_id
-    RETURNING h.item_id
+# A worker's call (``pgschema``'s migration 3): the settle of its last item, if
+# any, and the claim of up to ``wanted`` due room heads, in one statement.
+_SETTLE_AND_CLAIM = (
+    "SELECT * FROM syncd_settle_and_claim(%(settled)s::bigint, %(generation)s::bigint, "
+    "%(outcome)s::text, %(why)s::text, %(retry_at)s::float8, %(unattempted)s::int, "
+    "%(rest_until)s::float8, %(claimer)s::text, %(clock)s::float8, %(until)s::float8, "
+    "%(skipped)s::text[], %(wanted)s::int)"
 )
-UPDATE outbox o SET state = 'inflight', lease_until = %(until)s, attempts = o.attempts + 1,
-    waited_at = %(now)s, owner = %(owner)s, lease = o.lease + 1
-FROM moved m, events e
-WHERE o.id = m.item_id AND e.event_id = o.event_id
-RETURNING o.lease, {_COLUMNS}
-"""
 
 # A room's head is its oldest undelivered item; due at its next attempt, or when
 # its lease runs out while in flight. The rooms named are brought up to date:
@@ -183,21 +174,6 @@ _REFRESH_HEADS = _REFRESH.replace(
     "ROOMS",
     "SELECT DISTINCT uid, room_id FROM unnest(%(uids)s::text[], %(rooms)s::text[]) "
     "AS r(uid, room_id)",
-)
-# The same for the room of one item (a settle knows the item, not its room).
-_REFRESH_HEAD_OF = _REFRESH.replace("ROOMS", "SELECT uid, room_id FROM outbox WHERE id = %(item)s")
-# A delivered item's room rests: its next pending item not before ``until``.
-_REST_ROOM_OF = """
-UPDATE outbox SET next_attempt_at = %(until)s, waited_at = %(now)s
-WHERE id = (
-    SELECT min(o.id) FROM outbox o
-    WHERE (o.uid, o.room_id) = (SELECT uid, room_id FROM outbox WHERE id = %(item)s)
-    AND o.state = 'pending'
-) AND next_attempt_at < %(until)s
-"""
-_LOCK_HEAD_OF = (
-    "SELECT 1 FROM heads h WHERE (h.uid, h.room_id) = "
-    "(SELECT uid, room_id FROM outbox WHERE id = %s) FOR UPDATE OF h"
 )
 
 # What the heads table must say, from a full scan of the items (for checks).
@@ -284,6 +260,31 @@ def _columns(
         [_mentions_text(item.mentions) for item in items],
         [item.since for item in items],
     )
+
+
+_NO_SETTLE: Mapping[str, Any] = {
+    "settled": None,
+    "generation": None,
+    "outcome": None,
+    "why": None,
+    "retry_at": None,
+    "unattempted": 0,
+    "rest_until": None,
+}
+
+
+def _settled(done: Settle, generation: int) -> dict[str, Any]:
+    """A settle as ``_SETTLE_AND_CLAIM``'s parameters: the claim it ends is this
+    store's of that generation, which the fence checks."""
+    return {
+        "settled": done.item_id,
+        "generation": generation,
+        "outcome": done.state,
+        "why": _prose(done.reason),
+        "retry_at": done.retry_at,
+        "unattempted": 0 if done.attempted else 1,
+        "rest_until": done.room_rest_until,
+    }
 
 
 def _rooms(pairs: Collection[tuple[str, str]]) -> dict[str, list[str]]:
@@ -753,6 +754,15 @@ class PostgresOutbox:
         with self._errors(), self._pool.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
+    def _statement(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """A write that is one statement, in a transaction of its own (the connection
+        commits it as it answers): one round trip, where a transaction block costs
+        two more. Waits for a connection as ``_transaction`` does."""
+        self._reachable()
+        wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
+        with self._errors(), self._pool.connection(timeout=wait) as conn:
+            return conn.execute(sql, params).fetchall()
+
     # the running clock
 
     def running(self) -> float:
@@ -962,8 +972,8 @@ class PostgresOutbox:
         self, done: Settle | None, limit: int, lease: float, skip: Collection[str] = ()
     ) -> list[Item]:
         """Record how the last item ended and claim up to ``limit`` room heads, in one
-        transaction sent as one pipeline: a round trip for the work, one for the
-        commit (see the module docstring for the fence and the claim)."""
+        statement, so one round trip and one transaction (see the module docstring
+        for the fence and the claim)."""
         now = self.clock()
         key = id(threading.current_thread())
         with self._held_lock:
@@ -978,21 +988,20 @@ class PostgresOutbox:
         self, done: Settle | None, limit: int, lease: float, skip: Collection[str], now: float
     ) -> list[Item]:
         generation = None if done is None else self._generation(done.item_id)
-        rows: list[Any] = []
-        with self._transaction(pipeline=True) as conn:
-            if done is not None and generation is not None:
-                self._settle(conn, done, generation, now)
-            if limit > 0:
-                params = {
-                    "now": now,
-                    "until": now + lease,
-                    "skip": sorted(skip),
-                    "limit": limit,
-                    "owner": self.owner,
-                }
-                # Planned for its values each time, never prepared: a generic plan
-                # reads every due head and sorts them, not the first by index.
-                rows = conn.execute(CLAIM, params, prepare=False).fetchall()
+        # A settle of a claim this store does not hold (forgotten, or never its
+        # own) records nothing: the fence would refuse it anyway.
+        if (done is None or generation is None) and limit <= 0:
+            self._reachable()
+            return []
+        params = {
+            **(_NO_SETTLE if done is None or generation is None else _settled(done, generation)),
+            "claimer": self.owner,
+            "clock": now,
+            "until": now + lease,
+            "skipped": sorted(skip),
+            "wanted": max(0, limit),
+        }
+        rows = self._statement(_SETTLE_AND_CLAIM, params)
         self._record(done, generation, rows)
         return sorted((_item(row[1:]) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
@@ -1020,45 +1029,6 @@ class PostgresOutbox:
 
     def settle(self, done: Settle) -> None:
         self.settle_and_claim(done, 0, 0.0)
-
-    def _settle(self, conn: Conn, done: Settle, generation: int, now: float) -> None:
-        """Record a send's end, if the item is still this claim's: in flight under this
-        owner and generation, or cancelled since (then only "delivered" is kept).
-
-        The room's head is locked first, in a statement of its own; its refresh
-        is a statement of its own too, so it sees what a batch that held the
-        head committed meanwhile. A refresh of a head nothing changed rewrites
-        it as it was, so it runs whether or not the fence let the settle in.
-        """
-        conn.execute(_LOCK_HEAD_OF, (done.item_id,))
-        fence = (done.item_id, self.owner, generation)
-        where = "WHERE id = %s AND owner = %s AND lease = %s"
-        reason = _prose(done.reason)
-        if done.state == "pending":
-            conn.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = %s, reason = %s, "
-                "lease_until = NULL, attempts = attempts - %s, waited_at = %s "
-                f"{where} AND state = 'inflight'",
-                (done.retry_at, reason, 0 if done.attempted else 1, now, *fence),
-            )
-        else:
-            conn.execute(
-                "UPDATE outbox SET state = %s, reason = %s, finished_at = %s, lease_until = NULL "
-                f"{where} AND state = 'inflight'",
-                (done.state, reason, now, *fence),
-            )
-        if done.state == "delivered":  # changes nothing if the update above did
-            conn.execute(
-                "UPDATE outbox SET state = 'delivered', reason = %s, finished_at = %s "
-                f"{where} AND state = 'cancelled'",
-                (reason, now, *fence),
-            )
-        if done.room_rest_until is not None:
-            # What HipChat said holds whichever claim this was: no fence.
-            conn.execute(
-                _REST_ROOM_OF, {"item": done.item_id, "until": done.room_rest_until, "now": now}
-            )
-        conn.execute(_REFRESH_HEAD_OF, {"item": done.item_id})
 
     def next_due(self, skip: Collection[str] = ()) -> float | None:
         rows = self._read(

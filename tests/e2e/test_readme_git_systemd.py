@@ -29,7 +29,7 @@ from tests.support.events import numbered_events
 from tests.support.gitrepo import GitRepo, make_repo
 from tests.support.gitserver import SmartHttp, processes, smart_http
 from tests.support.paths import ROOT
-from tests.support.processes import Proc, collect, terminate, wait_listening
+from tests.support.processes import Proc, start_as_unit, terminate
 from tests.support.waiting import wait_for
 
 
@@ -198,25 +198,8 @@ def load_credentials(unit: str, here: Here, credentials_dir: Path) -> None:
 
 
 def _start(unit: str, credentials_dir: Path) -> Proc:
-    popen = subprocess.Popen(
-        command(unit, credentials_dir),
-        cwd="/",
-        env={
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "CREDENTIALS_DIRECTORY": str(credentials_dir),
-            f"HIPCHAT_TOKEN_{ROOM}": ROOM_TOKEN,
-            "SYNCD_INGEST_TOKEN": INGEST_TOKEN,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    proc = collect(popen)
-    try:
-        return wait_listening(proc)
-    except BaseException:  # pytest's failure too: no daemon left behind
-        proc.stop()
-        raise
+    env = {f"HIPCHAT_TOKEN_{ROOM}": ROOM_TOKEN, "SYNCD_INGEST_TOKEN": INGEST_TOKEN}
+    return start_as_unit(command(unit, credentials_dir), credentials_dir, env)
 
 
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}

@@ -49,7 +49,7 @@ from tests.support.configs import trace_config, write_files
 from tests.support.delivery import numbers
 from tests.support.events import numbered_events
 from tests.support.paths import ROOT
-from tests.support.processes import Proc, collect, terminate, wait_listening
+from tests.support.processes import Proc, start_as_unit, terminate
 from tests.support.waiting import wait_for
 
 SECTION = "## Several daemons\n"
@@ -253,25 +253,9 @@ def start_host(unit: str, root: Path) -> Proc:
     load_credentials(unit, root / "credentials")
     state = root / "state"
     state.mkdir(mode=0o700)  # the unit's StateDirectory=, made by systemd
-    popen = subprocess.Popen(
-        command(unit, root / "credentials", state),
-        cwd="/",
-        env={
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "CREDENTIALS_DIRECTORY": str(root / "credentials"),
-            # Environment= lines the operator adds for the rooms' tokens.
-            **{f"HIPCHAT_TOKEN_{room}": token for room, token in ROOM_TOKENS.items()},
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    proc = collect(popen)
-    try:
-        return wait_listening(proc)
-    except BaseException:  # pytest's failure too: no daemon left behind
-        proc.stop()
-        raise
+    # Environment= lines the operator adds for the rooms' tokens.
+    tokens = {f"HIPCHAT_TOKEN_{room}": token for room, token in ROOM_TOKENS.items()}
+    return start_as_unit(command(unit, root / "credentials", state), root / "credentials", tokens)
 
 
 def status(proc: Proc) -> dict[str, Any]:

@@ -134,6 +134,30 @@ def start(
     return wait_listening(spawn(config, state, *FAST_RETRY, *extra, env=env, policy=policy))
 
 
+# The PATH systemd gives a service.
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def start_as_unit(command: list[str], credentials_dir: Path, env: Mapping[str, str]) -> Proc:
+    """A unit's command line started as systemd would: from /, with its PATH, its
+    credentials directory and ``env`` (the unit's Environment=) only; listening, or
+    stopped if it is not (a failing test leaves no daemon behind)."""
+    popen = subprocess.Popen(
+        command,
+        cwd="/",
+        env={"PATH": SYSTEMD_PATH, "CREDENTIALS_DIRECTORY": str(credentials_dir), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    proc = collect(popen)
+    try:
+        return wait_listening(proc)
+    except BaseException:  # pytest's failure too: no daemon left behind
+        proc.stop()
+        raise
+
+
 def kill9(proc: Proc) -> None:
     if proc.popen.poll() is None:
         os.kill(proc.popen.pid, signal.SIGKILL)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -17,6 +17,7 @@ from syncd.events.validation import EVENT
 from syncd.schemacheck import Schema
 from tests.support.configs import errors, minimal
 from tests.support.paths import ROOT
+from tests.support.schemas import schema_properties
 
 
 @pytest.mark.parametrize("schema", [INTEGRATIONS, EVENT])
@@ -28,19 +29,9 @@ def test_schema_is_valid_draft_2020_12(schema: Schema) -> None:
     assert schema.document() == document
 
 
-def _properties(node: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
-    if isinstance(node, dict):
-        for key, sub in node.get("properties", {}).items():
-            yield f"{path}.{key}", sub
-            yield from _properties(sub, f"{path}.{key}")
-        for key in ("items", "additionalProperties"):
-            if isinstance(node.get(key), dict):
-                yield from _properties(node[key], f"{path}[]")
-
-
 @pytest.mark.parametrize("schema", [INTEGRATIONS, EVENT])
 def test_every_property_has_title_and_description(schema: Schema) -> None:
-    props = list(_properties(schema.document()))
+    props = list(schema_properties(schema.document()))
     assert len(props) >= 9
     missing = [p for p, sub in props if not (sub.get("title") and sub.get("description"))]
     assert missing == []

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import jsonschema
 import pytest
@@ -16,6 +14,7 @@ from syncd.events.routing import DISABLED, NOT_NEW, Why
 from syncd.events.suite import SUITE, clock_text, describe, matches
 from syncd.events.timeline import KINDS, Outcome, kind_of
 from tests.support.paths import ROOT
+from tests.support.schemas import schema_properties
 
 
 def test_the_schema_offers_exactly_the_kinds_a_timeline_reports() -> None:
@@ -127,23 +126,13 @@ def test_times_read_as_a_step_writes_them(seconds: float, text: str) -> None:
     assert clock_text(seconds) == text
 
 
-def _properties(node: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
-    if isinstance(node, dict):
-        for key, sub in node.get("properties", {}).items():
-            yield f"{path}.{key}", sub
-            yield from _properties(sub, f"{path}.{key}")
-        for key in ("items", "additionalProperties"):
-            if isinstance(node.get(key), dict):
-                yield from _properties(node[key], f"{path}[]")
-
-
 def test_the_suite_schema_is_draft_2020_12_and_says_what_each_key_is() -> None:
     document = json.loads((ROOT / "schemas" / SUITE.name).read_text())
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert document["$id"] == "urn:syncd:schema:suite:1"
     jsonschema.Draft202012Validator.check_schema(document)
     assert SUITE.document() == document
-    props = list(_properties(document))
+    props = list(schema_properties(document))
     assert len(props) >= 20
     assert [p for p, sub in props if not (sub.get("title") and sub.get("description"))] == []
 

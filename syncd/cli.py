@@ -407,6 +407,7 @@ def _run(args: argparse.Namespace) -> int:
             listen=args.listen,
             state_dir=args.state_dir,
             workers=args.workers,
+            max_in_flight=args.max_in_flight,
             ingest_token_file=args.ingest_token_file,
             retry_base_delay=args.retry_base_delay,
             retry_max_delay=args.retry_max_delay,
@@ -526,8 +527,17 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=int,
         metavar="N",
         default=default.workers,
-        help="delivery threads, 1 to 256; one HipChat server gets at most half "
+        help="delivery threads, 1 to 4096; one HipChat server gets at most half "
         f"(default {default.workers})",
+    )
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        metavar="N",
+        default=default.max_in_flight,
+        help="sends one HipChat server may have in flight at most, 1 to 1024; below it, "
+        "as many as its answers show it takes, and never more than half the --workers "
+        f"(default {default.max_in_flight})",
     )
     run.add_argument(
         "--ingest-token-file",

@@ -52,6 +52,7 @@ class RunOptions:
     listen: str
     state_dir: Path
     workers: int
+    max_in_flight: int
     ingest_token_file: Path | None
     retry_base_delay: float
     retry_max_delay: float
@@ -93,6 +94,7 @@ def run(options: RunOptions) -> int:
         raise UsageError(f"--max-prune wants 0 or more, got {options.max_prune}")
     if not 1 <= options.workers <= MAX_WORKERS:
         raise UsageError(f"--workers wants 1 to {MAX_WORKERS}, got {options.workers}")
+    _check_in_flight(options.max_in_flight)
     if not options.send_timeout > 0:
         raise UsageError(f"--send-timeout wants more than 0 seconds, got {options.send_timeout:g}")
     if not options.reconcile_timeout > 0:
@@ -112,6 +114,7 @@ def run(options: RunOptions) -> int:
         allow_plaintext_tokens=options.allow_plaintext_tokens,
         resync_interval=options.resync_interval,
         workers=options.workers,
+        max_in_flight=options.max_in_flight,
         retry_base=options.retry_base_delay,
         retry_cap=options.retry_max_delay,
         send_timeout=options.send_timeout,
@@ -165,6 +168,15 @@ def _check_bounds(options: RunOptions) -> None:
         raise UsageError(f"--prune-grace wants 0 or more seconds, got {options.prune_grace:g}")
     if options.skew_warning < 0:
         raise UsageError(f"--skew-warning wants 0 or more seconds, got {options.skew_warning:g}")
+
+
+def _check_in_flight(given: int) -> None:
+    """No more sends in flight to one server than the client keeps connections to
+    it: past them, each send would open a connection and close it after."""
+    from syncd.hipchat.client import MAX_CONNECTIONS_PER_HOST
+
+    if not 1 <= given <= MAX_CONNECTIONS_PER_HOST:
+        raise UsageError(f"--max-in-flight wants 1 to {MAX_CONNECTIONS_PER_HOST}, got {given}")
 
 
 def _check_lease(given: float | None, send_timeout: float) -> None:

@@ -67,7 +67,8 @@ Clock = Callable[[], float]
 
 DEFAULT_TIMEOUT = (3.05, 10.0)
 DEFAULT_SEND_TIMEOUT = 30.0
-MAX_CONNECTIONS_PER_HOST = 128  # as many as one server's share of the most workers
+# Connections kept per server: the most sends --max-in-flight lets one server have.
+MAX_CONNECTIONS_PER_HOST = 1024
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 300.0
 DEFAULT_MAX_SERVER_WAIT = 3600.0

@@ -36,7 +36,12 @@ from syncd.config.configset import ConfigSet
 from syncd.config.diagnostics import Diagnostic, printable
 from syncd.config.filecache import ConfigLoader
 from syncd.config.reach import DEFAULT_REACH, Reach
-from syncd.delivery.dispatch import DEFAULT_WORKERS, DispatchConfig, Dispatcher
+from syncd.delivery.dispatch import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_WORKERS,
+    DispatchConfig,
+    Dispatcher,
+)
 from syncd.delivery.housekeeping import PRUNE_GRACE, Housekeeping
 from syncd.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Failure, UsageError
 from syncd.events.ingest import MAX_NOTIFICATIONS, Ingest
@@ -209,6 +214,8 @@ class DaemonConfig:
     reload_timeout: float | None = None
     reconcile_timeout: float = DEFAULT_BUDGET
     workers: int = DEFAULT_WORKERS
+    # The most sends one HipChat server may have in flight (``--max-in-flight``).
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_age: float = 24 * 3600.0
     drain_timeout: float = 10.0
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
@@ -376,7 +383,9 @@ class Daemon:
             self.outbox,
             self.registry,
             self.client,
-            DispatchConfig(workers=config.workers, lease=config.lease),
+            DispatchConfig(
+                workers=config.workers, max_in_flight=config.max_in_flight, lease=config.lease
+            ),
             on_result=lambda item, result, at: self.metrics.delivery(
                 item.uid, result, at - item.created_at
             ),

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's 5 has the kernel reset connections a client opens by the
+    # hundred at once (sends in flight to one server), which the client takes
+    # for a server that is down; HipChat does not reset them.
+    request_queue_size = 4096
     state: ServerState
 
     def handle_error(self, request: Any, client_address: Any) -> None:

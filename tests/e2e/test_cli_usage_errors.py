@@ -43,6 +43,8 @@ def test_a_bad_listen_address_is_a_usage_error(config: Path, tmp_path: Path, lis
     [
         (("--workers", "0"), "--workers wants 1 to 4096, got 0"),
         (("--workers", "4097"), "--workers wants 1 to 4096, got 4097"),
+        (("--max-in-flight", "0"), "--max-in-flight wants 1 to 1024, got 0"),
+        (("--max-in-flight", "1025"), "--max-in-flight wants 1 to 1024, got 1025"),
         (("--send-timeout", "0"), "--send-timeout wants more than 0 seconds, got 0"),
         (("--send-timeout", "nan"), "--send-timeout wants more than 0 seconds, got nan"),
     ],

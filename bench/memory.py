@@ -3,6 +3,7 @@
 Run: python bench/memory.py [--sizes 10000,50000] [--edits 100] [--resyncs 10]
                             [--before DIR] [--quick]
      python bench/memory.py --loader [--files 1000] [--per-file 10] [--repeat 3]
+     python bench/memory.py --trace [--files 50000] [--top 30]
 
 By default, the daemon itself: a real ``syncd run`` (``run_args``) on a
 directory of one-integration files (bench/corpus.py's shape), its own peak RSS
@@ -27,11 +28,22 @@ RSS (``resource.getrusage`` ``ru_maxrss``):
 
 Also printed: the RSS still held after the load, once garbage is collected
 (``VmRSS``, Linux only), which is what a running daemon keeps.
+
+With ``--trace``, where the memory goes, in one process: ``--files``
+one-integration files (50,000 by default) loaded as the daemon loads them
+(its loader, registry and options), then what each later step of a running
+daemon holds at its peak and keeps: the first last-known-good save (whole),
+a resync that finds nothing (the fingerprints copied, the directory walked),
+a one-file change, and a walk that finds nothing changed (SIGHUP). Counted by
+tracemalloc (Python's own allocations, not RSS); the ``--top`` lines that
+hold most of what the loaded set keeps are listed with their share per file.
+Tracing makes the load several times slower.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -39,6 +51,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 from corpus import INTEGRATION
@@ -156,16 +170,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--loader", action="store_true", help="the loader alone, no daemon")
+    parser.add_argument("--trace", action="store_true", help="where the memory goes (tracemalloc)")
+    parser.add_argument("--top", type=int, default=30, help="--trace: lines listed")
     parser.add_argument("--sizes", help="files (one integration each; default 10000,50000)")
     parser.add_argument("--edits", type=int, help="edits before the second reading (100)")
     parser.add_argument("--resyncs", type=int, help="resyncs before the third reading (10)")
     parser.add_argument("--before", type=Path, help="another checkout of syncd to measure too")
     parser.add_argument("--quick", action="store_true", help="2,000 and 10,000 files, fewer")
-    parser.add_argument("--files", type=int, default=1000, help="--loader: files")
+    parser.add_argument("--files", type=int, help="--loader: files (1000); --trace: (50000)")
     parser.add_argument("--per-file", type=int, default=10, help="--loader: integrations per file")
     parser.add_argument("--repeat", type=int, default=3, help="--loader: fresh processes (median)")
     args = parser.parse_args()
-    if args.loader:
+    if args.trace:
+        trace_main(args.files or 50_000, args.top)
+    elif args.loader:
+        args.files = args.files or 1000
         loader_main(args)
     else:
         daemon_main(args)
@@ -301,6 +320,97 @@ def daemon_main(args: argparse.Namespace) -> None:
             verdict = "met" if worst < DAEMON_GOAL_MIB else "NOT met"
             goal = f"peak RSS < {DAEMON_GOAL_MIB:.0f} MiB at ready and after the resyncs"
             print(f"goal: {goal}: {verdict}")
+
+
+# Where the memory goes.
+
+
+def trace_main(files: int, top: int) -> None:
+    os.environ["HIPCHAT_BENCH_TOKEN"] = "bench-token"
+    sys.path.insert(0, str(ROOT))
+    from syncd.config import semantics
+    from syncd.config.configset import ConfigSet
+    from syncd.config.filecache import ConfigLoader
+    from syncd.config.reach import Reach
+    from syncd.reconcile.lastgood import LastGood
+    from syncd.registry import Registry
+    from syncd.service import daemon  # noqa: F401  everything a daemon imports, before counting
+
+    print(f"machine: {machine()}")
+    print(f"{files:,} one-integration files; tracemalloc: Python's allocations, per phase")
+    options = semantics.Options(
+        refuse_plaintext_tokens=True, reach=Reach(allowed_endpoints=(ENDPOINT,))
+    )
+    with tempfile.TemporaryDirectory(prefix="syncd-trace-") as tmp:
+        config = Path(tmp) / "config"
+        config.mkdir()
+        generate_one_each(config, files)
+        gc.collect()
+        tracemalloc.start()
+        start = tracemalloc.take_snapshot()
+        loader, registry = ConfigLoader(options), Registry()
+        rows = [["", "peak MiB", "kept after MiB", "s"]]
+
+        def phase(label: str, step: Callable[[], object]) -> None:
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            began = time.perf_counter()
+            step()
+            seconds = time.perf_counter() - began
+            peak = tracemalloc.get_traced_memory()[1]
+            gc.collect()
+            now = tracemalloc.get_traced_memory()[0]
+            rows.append([label, mib(peak - before), mib(now - before), f"{seconds:.1f}"])
+
+        held: dict[str, ConfigSet] = {}
+
+        def first() -> None:
+            held["set"] = loaded = loader.load([config])
+            if not registry.apply(loaded, "r1").ok:
+                raise SystemExit("the set did not apply")
+
+        phase("load and apply", first)
+        kept = tracemalloc.take_snapshot()
+        store = LastGood(Path(tmp) / "state" / "last-known-good")
+        phase("first last-known-good save", lambda: store.save(held.pop("set"), "r1", config))
+        phase("resync, nothing changed", lambda: loader.differences(config, loader.baseline()))
+
+        def change() -> None:
+            edit(config, files // 2, 1001)
+            registry.apply(
+                loader.load([config], changed=[f"integration-{files // 2:05}.yaml"]),
+                "r2",
+                reuse_tokens=True,
+            )
+
+        phase("one file changed", change)
+        phase("walk, nothing changed", lambda: registry.apply(loader.load([config]), "r3"))
+        print()
+        print_table(rows)
+        stats = kept.compare_to(start, "lineno")
+        total = sum(stat.size_diff for stat in stats)
+        print(
+            f"\nkept once loaded and applied: {mib(total)} MiB, {total / files:,.0f} bytes a file"
+        )
+        lines = [["where", "MiB", "bytes a file", "blocks"]]
+        for stat in stats[:top]:
+            frame = stat.traceback[0]
+            where = f"{_short(frame.filename)}:{frame.lineno}"
+            lines.append(
+                [
+                    where,
+                    mib(stat.size_diff),
+                    f"{stat.size_diff / files:.0f}",
+                    f"{stat.count_diff:,}",
+                ]
+            )
+        print_table(lines)
+
+
+def _short(filename: str) -> str:
+    path = Path(filename)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
 # The loader alone.

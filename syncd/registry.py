@@ -2,6 +2,11 @@
 
 Readers take ``registry.snapshot``, an immutable value swapped in one
 assignment, so the delivery path never takes a lock. Writers are serialised.
+
+A daemon keeps one notifier per integration, 50,000 of them in a large set:
+an integration's tokens are a mapping of 48 bytes when it has one room, and
+each token is resolved once per set applied, one text shared by every room
+that names it.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
@@ -35,6 +40,34 @@ class Notifier:
         return self.integration.uid
 
 
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class _OneRoom(Mapping[str, str]):
+    """The tokens of an integration with one room, as most have: 48 bytes, where a
+    dict and its read-only proxy take 260. Compares as any mapping does; its repr
+    is object's, which shows no token."""
+
+    room: str
+    token: str
+
+    def __getitem__(self, room: str) -> str:
+        if room == self.room:
+            return self.token
+        raise KeyError(room)
+
+    def __iter__(self) -> Iterator[str]:
+        yield self.room
+
+    def __len__(self) -> int:
+        return 1
+
+
+def _frozen_tokens(tokens: dict[str, str]) -> Mapping[str, str]:
+    if len(tokens) == 1:
+        ((room, token),) = tokens.items()
+        return _OneRoom(room, token)
+    return MappingProxyType(tokens)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     notifiers: Mapping[str, Notifier] = field(default_factory=lambda: MappingProxyType({}))
@@ -47,7 +80,12 @@ class Snapshot:
         return {uid: n.integration for uid, n in self.notifiers.items()}
 
     def secrets(self) -> list[str]:
-        return [t for n in self.notifiers.values() for t in n.tokens.values()]
+        """Each token once: the log's redaction asks for them at every record."""
+        return list(self._secrets)
+
+    @cached_property
+    def _secrets(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for n in self.notifiers.values() for t in n.tokens.values()))
 
     @cached_property
     def stopped(self) -> frozenset[str]:
@@ -187,23 +225,39 @@ class Registry:
         self, integrations: Sequence[Integration], reused: Mapping[str, Mapping[str, str]]
     ) -> tuple[dict[str, Mapping[str, str]], list[Diagnostic]]:
         problems: list[Diagnostic] = []
+        resolved: dict[SecretRef, str | SecretError] = {}
         tokens = {
-            i.uid: reused[i.uid] if i.uid in reused else self._resolve(i, problems)
+            i.uid: reused[i.uid] if i.uid in reused else self._resolve(i, problems, resolved)
             for i in integrations
         }
         return tokens, problems
 
-    def _resolve(self, integration: Integration, problems: list[Diagnostic]) -> dict[str, str]:
-        """Room id to token; an unresolvable ref becomes a diagnostic at its declaration."""
+    def _resolve(
+        self,
+        integration: Integration,
+        problems: list[Diagnostic],
+        resolved: dict[SecretRef, str | SecretError],
+    ) -> Mapping[str, str]:
+        """Room id to token; an unresolvable ref becomes a diagnostic at its declaration.
+        ``resolved``: each ref this apply resolved, and what it gave."""
         tokens: dict[str, str] = {}
         for room in integration.rooms:
-            try:
-                tokens[room.id] = self._resolver(room.token)
-            except SecretError as exc:
+            token = resolved.get(room.token)
+            if token is None:
+                token = resolved[room.token] = self._resolve_one(room.token)
+            if isinstance(token, SecretError):
                 src = room.source or integration.source or Source("", 1, 1)
-                message = f"token {room.token}: {exc}"
+                message = f"token {room.token}: {token}"
                 problems.append(Diagnostic(src.file, src.line, src.col, src.path, message))
-        return tokens
+            else:
+                tokens[room.id] = token
+        return _frozen_tokens(tokens)
+
+    def _resolve_one(self, ref: SecretRef) -> str | SecretError:
+        try:
+            return self._resolver(ref)
+        except SecretError as exc:
+            return exc
 
 
 def _too_many_removals(result: Plan, max_prune: int | None, source: str) -> Diagnostic | None:
@@ -261,7 +315,7 @@ def _with_rotations(
     rotated = tuple(
         Update(i, i)
         for i in result.keep
-        if i.uid not in reused and dict(current[i.uid].tokens) != tokens[i.uid]
+        if i.uid not in reused and dict(current[i.uid].tokens) != dict(tokens[i.uid])
     )
     if not rotated:
         return result
@@ -293,16 +347,11 @@ def _next_notifiers(
             del notifiers[gone.uid]
     else:
         notifiers = {i.uid: current[i.uid] for i in result.keep}
+    # Each mapping of tokens is read-only already (``_frozen_tokens``, or a kept
+    # notifier's own).
     for upd in result.update:
         old = current[upd.uid]
-        notifiers[upd.uid] = Notifier(
-            upd.after, MappingProxyType(dict(tokens[upd.uid])), old.generation + 1, now
-        )
+        notifiers[upd.uid] = Notifier(upd.after, tokens[upd.uid], old.generation + 1, now)
     for integration in result.create:
-        notifiers[integration.uid] = Notifier(
-            integration,
-            MappingProxyType(dict(tokens[integration.uid])),
-            1,
-            now,
-        )
+        notifiers[integration.uid] = Notifier(integration, tokens[integration.uid], 1, now)
     return notifiers

@@ -22,6 +22,12 @@ A fingerprint is inode, size, mtime and ctime: an edit that restores size
 and mtime (``cp -p``, ``touch -d``, a checkout) still moves the ctime, which
 no user can set.
 
+A loader of 50,000 files keeps them for as long as the daemon runs, so what
+it keeps per file is small: where a file sorts is one text (:func:`_order`),
+and the file's share of the digest is computed again when it is taken out
+rather than kept. A load of one directory walks it as the resync does and
+puts each file as it is reached, without a list of every file made first.
+
 A link swapped to another directory whose unchanged files are hard links of
 the ones loaded (a git checkout) is a move the caller states, with the files
 that differ (``load(changed=..., moved=True)``): those are read, and the
@@ -52,12 +58,20 @@ from syncd.config.configset import (
     set_diagnostics,
     set_digest,
 )
-from syncd.config.discovery import ConfigFiles, Found, find, inside, is_yaml_name
+from syncd.config.discovery import (
+    ConfigFiles,
+    Found,
+    PathNotFoundError,
+    find,
+    inside,
+    is_yaml_name,
+)
 from syncd.config.model import Integration
 
-# Where a file sorts: the index of the path it was found under, then its
-# directories, each (1, name), then (0, its name): discovery's own order.
-Order = tuple[int, tuple[tuple[int, str], ...]]
+# Where a file sorts, as one text that sorts as discovery lists files: the
+# index of the path it was found under, then its directories and its name
+# (see _order).
+Order = str
 
 # What one load changed: each file's result before and after (None: absent).
 FileChanges = dict[str, tuple[FileResult | None, FileResult | None]]
@@ -109,7 +123,6 @@ class Baseline:
 class _Entry:
     order: Order
     result: FileResult
-    mark: int
 
 
 class ConfigLoader:
@@ -148,7 +161,7 @@ class ConfigLoader:
         self._stats: dict[str, Fingerprint | None] = {}
         # Three lists in discovery order, kept in step: where each file sorts,
         # its name and its result, so that a set is one copy of a list.
-        self._order: list[tuple[Order, str]] = []
+        self._keys: list[Order] = []
         self._names: list[str] = []
         self._results: list[FileResult] = []
         self._unique = semantics.UniqueIndex()
@@ -209,24 +222,62 @@ class ConfigLoader:
     def _walk(
         self, paths: tuple[Path, ...], trust_stat: bool, limit: budget.Deadline | None
     ) -> None:
-        found = self._find(paths, limit)
-        names = {str(path): (path, root) for path, root in found.files.items()}
-        for gone in [name for name in self._entries if name not in names]:
-            self._drop(gone)
-        order = [(_order(paths, path), name) for name, (path, _) in names.items()]
-        for key, name in order:
-            budget.check(limit)
-            self._put(*names[name], key, trust_stat)
-        self._order, self._names = order, list(names)
-        self._results = [self._entries[name].result for name in self._names]
+        """Every file put as it is found, the lists laid out afresh beside the old
+        ones, then the files no longer found dropped. The lists take the texts the
+        entries hold, not the equal ones this walk made: a walk that finds 50,000
+        files unchanged must not keep a second copy of each name."""
+        keys: list[Order] = []
+        names: list[str] = []
 
-    def _find(self, paths: tuple[Path, ...], limit: budget.Deadline | None) -> Found:
-        found = find(paths, self.options.files, partial(budget.check, limit))
+        def put(name: str, root: Path, key: Order) -> None:
+            budget.check(limit)
+            self._put(name, root, key, trust_stat)
+            entry = self._entries[name]
+            keys.append(entry.order)
+            held = entry.result.loaded.path
+            names.append(held if held == name else name)
+
+        self._find(paths, put, limit)
+        if len(names) != len(self._entries):
+            found = set(names)
+            for gone in [name for name in self._entries if name not in found]:
+                self._drop(gone)
+        self._keys, self._names = keys, names
+        self._results = [self._entries[name].result for name in names]
+
+    def _find(
+        self,
+        paths: tuple[Path, ...],
+        put: Callable[[str, Path, Order], None],
+        limit: budget.Deadline | None,
+    ) -> None:
+        """Hand ``put`` each file of ``paths`` in discovery order. One directory is
+        walked as the resync walks it (:class:`_Walk`); anything else is found by
+        discovery first."""
+        tick = partial(budget.check, limit)
+        if len(paths) == 1 and paths[0].is_dir():
+            self._enter(paths)
+            root = self._root or paths[0].resolve()
+
+            def reached(name: str, dirs: tuple[str, ...], base: str) -> None:
+                put(name, root, _key(0, dirs, base))
+
+            walk = _Walk(paths[0], self.options.files, tick, in_order=reached)
+            walk.run()
+            if not paths[0].is_dir():  # gone while walked: not an empty set
+                raise PathNotFoundError(f"no such file or directory: {paths[0]}")
+            self._linked_dirs = walk.linked_dirs
+            return
+        found: Found = find(paths, self.options.files, tick)
+        self._enter(paths)
+        self._linked_dirs = found.linked_dirs
+        for path, root in found.files.items():
+            put(str(path), root, _order(paths, path))
+
+    def _enter(self, paths: tuple[Path, ...]) -> None:
         if paths != self._paths:
             self._reset(paths)
-        self._linked_dirs = found.linked_dirs
         self._root = paths[0].resolve() if len(paths) == 1 and paths[0].is_dir() else None
-        return found
 
     def _update(self, changed: Iterable[str], moved: bool, limit: budget.Deadline | None) -> bool:
         """Apply the named changes; False when only a walk can tell what they did: a
@@ -270,26 +321,30 @@ class ConfigLoader:
         if not self.options.files.holds(PurePosixPath(*parts)):
             return True
         if path.exists() or path.is_symlink():
-            self._put(path, root, _order((base,), path), trust_stat=False, insert=True)
+            self._put(str(path), root, _order((base,), path), trust_stat=False, insert=True)
         else:
             self._drop(str(path))
         return True
 
     def _put(
-        self, path: Path, root: Path, order: Order, trust_stat: bool, *, insert: bool = False
+        self, name: str, root: Path, order: Order, trust_stat: bool, *, insert: bool = False
     ) -> None:
-        name = str(path)
+        """A file trusted unchanged costs a stat, and no ``Path``: pathlib interns
+        every part of a path it parses, and a walk of 50,000 names would grow the
+        interpreter's table of interned texts for good."""
         old = self._entries.get(name)
         looked = _look(name)
         if trust_stat and old is not None and self._known(name, looked):
             return
         self.reads += 1
+        path = Path(name)
+        name = str(path)  # one text for the file, its result's too
         result = read_file(path, root, self.options, old.result if old else None)
         self._stats[name] = self._kept(looked, result)
         if old is not None and old.result is result:
-            self._entries[name] = _Entry(order, result, old.mark)
+            self._entries[name] = _Entry(order, result)
             return
-        self._set(name, _Entry(order, result, file_mark(result.loaded)), old)
+        self._set(name, _Entry(order, result), old)
         if insert:  # a walk lays the lists out afresh
             self._place(name, order, result, old)
 
@@ -308,9 +363,9 @@ class ConfigLoader:
         """Keep the lists in step with one file read outside a walk."""
         self._before.extend(old.result.integrations if old else ())
         self._after.extend(result.integrations)
-        at = bisect.bisect_left(self._order, (order, name))
+        at = bisect.bisect_left(self._keys, order)
         if old is None:
-            self._order.insert(at, (order, name))
+            self._keys.insert(at, order)
             self._names.insert(at, name)
             self._results.insert(at, result)
         else:
@@ -319,7 +374,7 @@ class ConfigLoader:
     def _set(self, name: str, entry: _Entry, old: _Entry | None) -> None:
         self._entries[name] = entry
         _note(self._changes, name, old.result if old else None, entry.result)
-        self._marks += entry.mark - (old.mark if old else 0)
+        self._marks += file_mark(entry.result.loaded) - (file_mark(old.result.loaded) if old else 0)
         self._unique.put(name, entry.order, entry.result.loaded)
         entry.result.loaded.drop_data()
         _mark_if(self._noted, name, bool(entry.result.diagnostics))
@@ -331,14 +386,14 @@ class ConfigLoader:
         if old is None:
             return
         _note(self._changes, name, old.result, None)
-        self._marks -= old.mark
+        self._marks -= file_mark(old.result.loaded)
         self._unique.put(name, old.order, None)
         self._noted.discard(name)
         self._unsettled.discard(name)
         self._before.extend(old.result.integrations)
-        at = bisect.bisect_left(self._order, (old.order, name))
-        if at < len(self._order) and self._order[at][1] == name:
-            del self._order[at]
+        at = bisect.bisect_left(self._keys, old.order)
+        if at < len(self._keys) and self._names[at] == name:
+            del self._keys[at]
             del self._names[at]
             del self._results[at]
 
@@ -443,22 +498,29 @@ def _look(name: str) -> tuple[Fingerprint, int] | None:
 
 class _Walk:
     """Discovery's walk of one directory (``discovery.find``: links followed
-    inside it only, each directory once, the same files, in the same order),
-    handing ``visit`` each config file's name, keyed as the loader keys it, and
-    its fingerprint. Built on ``os.scandir``, whose entries carry what the walk
-    needs, so a resync at 50,000 files is mostly the stat calls themselves."""
+    inside it only, each directory once, the same files), handing ``visit`` each
+    config file's name, keyed as the loader keys it, and its fingerprint, in the
+    order the directory lists them. Built on ``os.scandir``, whose entries carry
+    what the walk needs, so a resync at 50,000 files is mostly the stat calls
+    themselves. With ``in_order`` instead, discovery's order: each directory's
+    files are handed on sorted, with the directories they are in (relative to
+    ``directory``) and their own names, and not looked at (a load stats a file
+    as it reads it)."""
 
     def __init__(
         self,
         directory: Path,
         files: ConfigFiles,
         tick: Callable[[], None],
-        visit: Callable[[str, Fingerprint], object],
+        visit: Callable[[str, Fingerprint], object] | None = None,
+        *,
+        in_order: Callable[[str, tuple[str, ...], str], object] | None = None,
     ) -> None:
         self.directory = directory
         self.files = files
         self.tick = tick
         self.visit = visit
+        self.in_order = in_order
         self.linked_dirs = False
         self._visited: set[tuple[int, int]] = set()
 
@@ -478,10 +540,13 @@ class _Walk:
         dirs: list[str] = []
         prefix = str(Path(top))
         prefix = "" if prefix == "." else prefix.rstrip("/") + "/"
-        parts = Path(top).relative_to(self.directory).parts if self.files.exclude else ()
+        ordered = self.in_order is not None
+        parts = Path(top).relative_to(self.directory).parts if self.files.exclude or ordered else ()
+        held: list[str] = []
         # Unreadable, or gone meanwhile: skipped, as discovery does.
         with contextlib.suppress(OSError), os.scandir(top) as entries:
-            self._entries(entries, prefix, parts, dirs)
+            self._entries(entries, prefix, parts, dirs, held if ordered else None)
+        self._hand_on(sorted(held), prefix, parts)
         dirs = sorted(d for d in dirs if self.files.enters(d))
         self.linked_dirs = self.linked_dirs or any(
             os.path.islink(os.path.join(top, d)) for d in dirs
@@ -494,7 +559,9 @@ class _Walk:
         prefix: str,
         parts: tuple[str, ...],
         dirs: list[str],
+        held: list[str] | None,
     ) -> None:
+        """Each config file visited, or with ``held`` its name kept there."""
         visit, tick, exclude = self.visit, self.tick, self.files.exclude
         for count, entry in enumerate(entries, 1):
             if count % 1000 == 0:
@@ -502,10 +569,17 @@ class _Walk:
             name = entry.name
             if _is_dir(entry):
                 dirs.append(name)
-            elif is_yaml_name(name) and (not exclude or self._kept(parts, name)):
-                stat = _entry_fingerprint(entry)
-                if stat is not None:
-                    visit(prefix + name, stat)
+            elif not is_yaml_name(name) or (exclude and not self._kept(parts, name)):
+                continue
+            elif held is not None:
+                held.append(name)
+            elif visit is not None and (stat := _entry_fingerprint(entry)) is not None:
+                visit(prefix + name, stat)
+
+    def _hand_on(self, names: list[str], prefix: str, parts: tuple[str, ...]) -> None:
+        if self.in_order is not None:
+            for name in names:
+                self.in_order(prefix + name, parts, name)
 
     def _kept(self, parts: tuple[str, ...], name: str) -> bool:
         return self.files.holds(PurePosixPath(*parts, name))
@@ -579,8 +653,21 @@ def _mark_if(marked: set[str], name: str, yes: bool) -> None:
 def _order(paths: tuple[Path, ...], file: Path) -> Order:
     for index, path in enumerate(paths):
         if file == path:
-            return (index, ())
+            return chr(index)
         if file.is_relative_to(path):
             *dirs, name = file.relative_to(path).parts
-            return (index, (*((1, d) for d in dirs), (0, name)))
-    return (len(paths), ((0, str(file)),))
+            return _key(index, dirs, name)
+    return _key(len(paths), (), str(file))
+
+
+def _key(index: int, dirs: Iterable[str], name: str) -> Order:
+    """Where a file sorts: discovery lists a directory's own files by name, then its
+    subdirectories by name. As one text, 80 bytes, where the tuples that say the
+    same take 220 (a loader keeps one per file): the index of the path it was
+    found under as one character; each directory as character 2, its name and
+    character 0; then the file as character 1, its name and character 0. A file
+    sorts before a directory beside it (1 < 2), a name before a longer one it
+    begins (0 ends it, and no file name holds one), and otherwise the texts
+    compare as the names do."""
+    inner = "".join(f"\x02{d}\x00" for d in dirs)
+    return f"{chr(index)}{inner}\x01{name}\x00"

@@ -9,6 +9,11 @@ in the data is placed from the node in hand (:meth:`LoadedFile.place`, one
 look-up); walking a path from the root (:meth:`LoadedFile.position`) is left to
 the wording of the problems listed. A problem is worded only if it is listed
 (``diagnostics.Listing``), and one past the cap is only counted.
+
+Once a file is checked, its tree is released (:meth:`LoadedFile.release`):
+a daemon keeps every file's result, 50,000 in a large set, so what a file
+keeps after that is as small as the few positions asked for later, and what
+every released file holds alike (no nodes, no problems) is one shared value.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar, cast
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -32,7 +38,9 @@ from syncd.config.diagnostics import (
     MAX_FILE_DIAGNOSTICS,
     Diagnostic,
     Listing,
+    Problem,
     Severity,
+    Word,
     json_path,
     worded,
 )
@@ -64,6 +72,75 @@ _INTERNED = 200  # longest text shared between files instead of copied
 PathPart = str | int
 DataPath = tuple[PathPart, ...]
 _NO_TRAPS: Mapping[tuple[int, int], tuple[DataPath, str, Any]] = MappingProxyType({})
+KeyIndex = dict[int, dict[str, tuple[Node, Node]]]
+Places = Mapping[DataPath, tuple[int, int]]
+_NO_NODES: Mapping[int, Node] = MappingProxyType({})
+_NO_PLACES: Places = MappingProxyType({})
+_FEW_PLACES = 8  # kept in two shared tuples and looked through; more in a dict
+
+
+class _Released(Listing):
+    """The listing of every file whose tree was released: what the file found was
+    listed before, and nothing is added after. One serves them all (a daemon keeps
+    50,000), so it refuses anything that would put something in it."""
+
+    def _put(
+        self, file: str, line: int, col: int, errors: int, warnings: int, item: Problem | Word
+    ) -> None:
+        raise RuntimeError(f"{file}: a problem found after its tree was released")
+
+    def _count(self, errors: int, warnings: int, file: str, line: int, col: int) -> None:
+        raise RuntimeError(f"{file}: a problem found after its tree was released")
+
+    def count_after(self, errors: int) -> None:
+        raise RuntimeError("problems found after a tree was released")
+
+
+_RELEASED = _Released(MAX_FILE_DIAGNOSTICS)
+
+_Value = TypeVar("_Value", bound=Hashable)
+
+
+def _shared(value: _Value) -> _Value:
+    """The first value equal to ``value`` still remembered: the places a file keeps
+    repeat from file to file (every one-integration file keeps the same paths)."""
+    return cast(_Value, _first_seen(value))
+
+
+@lru_cache(maxsize=1024)
+def _first_seen(value: Hashable) -> Hashable:
+    return value
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class _FewPlaces(Mapping[DataPath, tuple[int, int]]):
+    """A released file's few kept places: its paths, and each one's line and column
+    in one flat tuple, both shared with the files that keep the same. About 50
+    bytes, where a dict of two places and its tuples take 460."""
+
+    paths: tuple[DataPath, ...]
+    places: tuple[int, ...]
+
+    def __getitem__(self, path: DataPath) -> tuple[int, int]:
+        for at, known in enumerate(self.paths):
+            if known == path:
+                return self.places[2 * at], self.places[2 * at + 1]
+        raise KeyError(path)
+
+    def __iter__(self) -> Iterator[DataPath]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _kept(keep: Places) -> Places:
+    if not keep:
+        return _NO_PLACES
+    if len(keep) > _FEW_PLACES:
+        return dict(keep)
+    paths = tuple(keep)
+    return _FewPlaces(_shared(paths), _shared(tuple(n for path in paths for n in keep[path])))
 
 
 @dataclass(slots=True)
@@ -85,13 +162,14 @@ class LoadedFile:
     lf_lines: int = field(default=-1, repr=False)  # lines ended by LF, counted on first use
     root: Node | None = field(default=None, repr=False)
     text: str = field(default="", repr=False)
-    kept_positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    kept_positions: Places = field(default_factory=lambda: _NO_PLACES, repr=False)
     # The node each mapping and list of ``data`` was built from, by the value's id:
     # a problem found at a value is placed from it without walking its path.
-    nodes: dict[int, Node] = field(default_factory=dict, repr=False)
+    nodes: Mapping[int, Node] = field(default_factory=lambda: _NO_NODES, repr=False)
     # Each mapping node's keys, indexed when a position inside it is first asked
     # for: a file of 20,000 keys asks 20,000 times, and a scan per ask is quadratic.
-    key_index: dict[int, dict[str, tuple[Node, Node]]] = field(default_factory=dict, repr=False)
+    # Made on first use (:meth:`key_lookup`).
+    key_index: KeyIndex | None = field(default=None, repr=False)
     # The text's line count and last line's length, counted on first use.
     text_lines: tuple[int, int] | None = field(default=None, repr=False)
     # YAML 1.1 traps by line and column: where, the text as written and the value
@@ -118,14 +196,20 @@ class LoadedFile:
         file's result between reloads; checks across files need only the
         places of the keys that must be unique (``keep``, found with :meth:`place`).
         """
-        self.kept_positions = dict(keep)
+        self.kept_positions = _kept(keep)
         self.root = None
         self.text = ""
-        self.key_index = {}
-        self.nodes = {}
+        self.key_index = None
+        self.nodes = _NO_NODES
         # Listed by now, and the unworded ones hold nodes of the tree.
-        self.problems = Listing(MAX_FILE_DIAGNOSTICS)
+        self.problems = _RELEASED
         self.traps = _NO_TRAPS
+
+    def key_lookup(self) -> KeyIndex:
+        """The index of mapping nodes' keys, made on first use."""
+        if self.key_index is None:
+            self.key_index = {}
+        return self.key_index
 
     def reported(self, path: DataPath) -> None:
         # A set of its own on the first one, then added to: a file may report
@@ -151,7 +235,7 @@ class LoadedFile:
             return self.kept_positions[path]
         if self.root is None:
             return 1, 1
-        node, _ = _deepest(self.root, path, self.key_index, at_key=at_key)
+        node, _ = _deepest(self.root, path, self.key_lookup(), at_key=at_key)
         return self.inside(node.start_mark.line + 1, node.start_mark.column + 1)
 
     def place(
@@ -164,7 +248,7 @@ class LoadedFile:
         node = self.nodes.get(id(holder)) if isinstance(holder, (dict, list)) else None
         if node is None:
             return None
-        child = None if part is None else _child(node, part, self.key_index, key=at_key)
+        child = None if part is None else _child(node, part, self.key_lookup(), key=at_key)
         mark = (node if child is None else child).start_mark
         line = mark.line + 1
         if line <= self.lf_lines:  # inside() once the lines are counted, without a call
@@ -179,7 +263,7 @@ class LoadedFile:
             if not isinstance(node, MappingNode):
                 yield None
                 continue
-            pair = _find_pair(node, key, self.key_index)
+            pair = _find_pair(node, key, self.key_lookup())
             mark = (node if pair is None else pair[0]).start_mark
             yield self.inside(mark.line + 1, mark.column + 1)
 
@@ -210,9 +294,6 @@ class LoadedFile:
     ) -> Diagnostic:
         line, col = self.position(path, at_key=at_key)
         return Diagnostic(self.path, line, col, json_path(path), message, severity)
-
-
-KeyIndex = dict[int, dict[str, tuple[Node, Node]]]
 
 
 _SCANNED = 8  # pairs of a mapping looked through, not indexed
@@ -465,6 +546,8 @@ class _Builder:
     def __init__(self, loaded: LoadedFile) -> None:
         self.loaded = loaded
         self.seen: set[int] = set()
+        self.nodes: dict[int, Node] = {}
+        loaded.nodes = self.nodes
 
     def error(self, node: Node, path: DataPath, message: str) -> None:
         self.error_with(node, path, _said, message)
@@ -505,12 +588,12 @@ class _Builder:
         if isinstance(node, MappingNode):
             self.untagged(node, path, MAP)
             mapping = self.mapping(node, path)
-            self.loaded.nodes[id(mapping)] = node
+            self.nodes[id(mapping)] = node
             return mapping
         assert isinstance(node, SequenceNode)
         self.untagged(node, path, SEQ)
         items = self.sequence(node, path)
-        self.loaded.nodes[id(items)] = node
+        self.nodes[id(items)] = node
         return items
 
     def sequence(self, node: SequenceNode, path: DataPath) -> list[Any]:
@@ -666,7 +749,7 @@ def describe_value(loaded: LoadedFile, path: DataPath) -> str | None:
     """What YAML made of the plain scalar at ``path``, when that is not a string."""
     if loaded.root is None:
         return None
-    node, found = _deepest(loaded.root, path, loaded.key_index)
+    node, found = _deepest(loaded.root, path, loaded.key_lookup())
     if found < len(path) or not isinstance(node, ScalarNode):
         return None
     if node.style or node.tag == STR:

@@ -3,14 +3,21 @@ schema-valid data.
 
 Equality of these values is what the planner uses to tell an unchanged
 integration from an updated one, so source positions are excluded from it.
+
+A daemon keeps every integration of the set, 50,000 in a large one, and most
+repeat the same display, trigger, token reference and endpoint: those are
+built once per distinct value (:func:`_one`), about 300 bytes less per
+integration.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Any, Literal, TypeVar, cast
 
 from syncd.config.secrets import SecretRef, secret_ref_from_data
 
@@ -196,6 +203,27 @@ class Integration:
 
 Locate = Callable[[tuple[str | int, ...]], Source]
 
+_Value = TypeVar("_Value", bound=Hashable)
+
+
+def _one(value: _Value) -> _Value:
+    """The first value equal to ``value`` still remembered, else ``value``: one copy of
+    what many integrations repeat. Only for values without a source, which equality
+    leaves out; bounded, so a set of distinct values costs what it did."""
+    return cast(_Value, _first_seen(value))
+
+
+@lru_cache(maxsize=4096)
+def _first_seen(value: Hashable) -> Hashable:
+    return value
+
+
+def _token_ref(data: object) -> SecretRef:
+    """A reference shared with the integrations that name the same token, but not a
+    literal token: one that was replaced must not outlive its integrations."""
+    ref = secret_ref_from_data(data)
+    return ref if ref.kind == "plain" else _one(ref)
+
 
 def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None) -> Integration:
     """Build an Integration from one schema-valid mapping, applying the defaults.
@@ -210,13 +238,13 @@ def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None)
     rooms = tuple(
         Room(
             id=str(room["id"]),
-            token=secret_ref_from_data(room["token"]),
+            token=_token_ref(room["token"]),
             source=where("hipchat", "rooms", r, "token"),
         )
         for r, room in enumerate(hc["rooms"])
     )
     hipchat = HipChat(
-        endpoint=api_root(hc["endpoint"]),
+        endpoint=sys.intern(api_root(hc["endpoint"])),
         rooms=rooms,
         sender=hc.get("from"),
         color=hc.get("color", "yellow"),
@@ -226,12 +254,14 @@ def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None)
         card=hc.get("card", False),
     )
     disp = data.get("display", {})
-    display = Display(
-        classifiers=disp.get("classifiers", True),
-        callstack=disp.get("callstack", True),
-        attributes=disp.get("attributes", True),
-        attribute_list=tuple(disp.get("attribute_list", ())),
-        include_hostname=disp.get("include_hostname", True),
+    display = _one(
+        Display(
+            classifiers=disp.get("classifiers", True),
+            callstack=disp.get("callstack", True),
+            attributes=disp.get("attributes", True),
+            attribute_list=tuple(disp.get("attribute_list", ())),
+            include_hostname=disp.get("include_hostname", True),
+        )
     )
     actions = tuple(
         Action(
@@ -245,10 +275,12 @@ def integration_from_data(data: Mapping[str, Any], locate: Locate | None = None)
     )
     trig = data.get("trigger", {})
     frequency = trig.get("frequency")
-    trigger = Trigger(
-        event=trig.get("event", "group"),
-        frequency=None if frequency is None else parse_duration(frequency),
-        threshold=trig.get("threshold"),
+    trigger = _one(
+        Trigger(
+            event=trig.get("event", "group"),
+            frequency=None if frequency is None else parse_duration(frequency),
+            threshold=trig.get("threshold"),
+        )
     )
     return Integration(
         uid=data["uid"],

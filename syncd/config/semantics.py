@@ -89,7 +89,9 @@ def unique_key_places(loaded: LoadedFile) -> dict[DataPath, tuple[int, int]]:
 
 Place = tuple[LoadedFile, DataPath]
 _Key = tuple[str, ...]
-_Order = tuple[object, ...]
+# Where a file sorts among the others, as a text (the daemon's loader keeps one
+# per file: filecache.Order).
+_Order = str
 # Where a clashing key is: per file, in the order the files are listed, the file
 # and the indexes of its integrations that hold the key.
 _Held = tuple[tuple[LoadedFile, tuple[int, ...]], ...]
@@ -103,7 +105,7 @@ def check_unique(files: Sequence[LoadedFile]) -> Clashes:
     """
     index = UniqueIndex()
     for order, loaded in enumerate(files):
-        index.put(loaded.path, (order,), loaded)
+        index.put(loaded.path, f"{order:012d}", loaded)
     return index.diagnostics()
 
 

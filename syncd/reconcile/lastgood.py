@@ -16,6 +16,10 @@ files, the part of the manifest that lists them, and the manifest's root::
                          or a blob: one file's bytes as applied, named by the
                          SHA-256 of its path and content digest
 
+A save that compares the whole set (a process's first) holds one part's files
+at a time, and names what it wrote and what it keeps in packed digests: at
+50,000 files a list of paths would cost the daemon tens of MiB at its peak.
+
 Why a kill -9 at any point leaves the old set or the new one, whole: an
 object the manifest names is never written in place, nor removed while a
 manifest names it. A save writes its new blobs and parts under temporary
@@ -41,7 +45,9 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,15 +326,59 @@ class _Saved:
 _Plan = dict[int, dict[str, FileResult | None]]
 
 
+class _Names:
+    """Object names (SHA-256 digests in hex) packed in 32 bytes each: a whole save
+    writes one object per file, and 50,000 names as texts cost 6 MiB."""
+
+    def __init__(self) -> None:
+        self._packed = bytearray()
+
+    def add(self, name: str) -> None:
+        self._packed += bytes.fromhex(name)
+
+    def __len__(self) -> int:
+        return len(self._packed) // 32
+
+    def __iter__(self) -> Iterator[str]:
+        packed = self._packed
+        for at in range(0, len(packed), 32):
+            yield packed[at : at + 32].hex()
+
+
+class _Kept:
+    """The objects a manifest names, by the first 8 bytes of each name, sorted: the
+    sweep asks 50,000 names of 400 KB instead of a set of 50,000 texts. An
+    unnamed object whose name shares those bytes with a named one (odds of
+    1 in 10^9 at 200,000 objects) stays until a later sweep; a named one is never
+    taken for unnamed."""
+
+    def __init__(self) -> None:
+        self._prefixes = array("Q")
+
+    def update(self, names: Iterable[str]) -> None:
+        self._prefixes.extend(int(name[:16], 16) for name in names)
+
+    def seal(self) -> None:
+        self._prefixes = array("Q", sorted(self._prefixes))
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or not _OBJECT_NAME.fullmatch(name):
+            return False
+        prefix = int(name[:16], 16)
+        at = bisect_left(self._prefixes, prefix)
+        return at < len(self._prefixes) and self._prefixes[at] == prefix
+
+
 @dataclass
 class _Save:
-    """One save under way: the new manifest's parts, what it wrote (synced before
-    the manifest names it), and what only the old manifest names."""
+    """One save under way: the objects directory, the new manifest's parts, what it
+    wrote (synced before the manifest names it), and what only the old manifest
+    names (both by object name)."""
 
-    objects: Path
+    objects: str
     parts: dict[int, str]
-    written: list[Path] = field(default_factory=list)
-    unnamed: list[Path] = field(default_factory=list)
+    written: _Names = field(default_factory=_Names)
+    unnamed: list[str] = field(default_factory=list)
 
 
 class LastGood:
@@ -399,7 +449,7 @@ class LastGood:
             return False
 
     def _save_changes(self, manifest: Manifest, plan: _Plan, revision: str) -> Manifest | None:
-        save = _Save(self.store / OBJECTS, dict(manifest.parts))
+        save = _Save(str(self.store / OBJECTS), dict(manifest.parts))
         for index, changed in plan.items():
             name = manifest.parts.get(index)
             entries = read_part(self.store, name) if name is not None else {}
@@ -409,40 +459,52 @@ class LastGood:
 
     def _save_all(self, config: ConfigSet, revision: str, config_dir: Path) -> Manifest | None:
         """The whole set against what the manifest on disk (if the link names it)
-        holds, then everything else in the store swept."""
+        holds, one part at a time, then everything else in the store swept."""
         self.store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         for directory in (self.store, self.store / OBJECTS):
             directory.mkdir(mode=0o700, exist_ok=True)
-        old, old_entries = self._on_disk() if self._linked() else (None, {})
-        new = {_relative(r.loaded.path, config_dir): r for r in config.results}
-        plan: _Plan = {}
-        for path, result in new.items():
-            plan.setdefault(part_of(path), {})[path] = result
-        save = _Save(self.store / OBJECTS, {})
-        for index, changed in plan.items():
-            entries = {path: old_entries[path] for path in changed if path in old_entries}
+        old = self._on_disk() if self._linked() else None
+        save = _Save(str(self.store / OBJECTS), {})
+        kept = _Kept()
+        for index, changed in _by_part(config.results, config_dir):
+            entries = self._part_on_disk(old, index, changed)
             if not _apply(save, index, entries, changed):
                 return None
+            kept.update(blob_name(path, digest) for path, digest in entries.items())
         manifest = self._commit(save, old, Manifest(revision, save.parts))
+        kept.update(manifest.parts.values())
         self._link()
-        _sweep(self.store, manifest, new)
+        kept.seal()
+        _sweep(self.store, kept)
         self._remove_legacy()
         return manifest
 
-    def _on_disk(self) -> tuple[Manifest | None, Entries]:
-        """The manifest the link names and its files; none when it cannot be read
-        whole (the set is then written again whole)."""
+    def _on_disk(self) -> Manifest | None:
+        """The manifest the link names; None when it cannot be read (the set is
+        then written again whole)."""
         try:
-            manifest = Manifest.parse((self.store / MANIFEST).read_bytes())
-            return manifest, manifest.entries(self.store)
+            return Manifest.parse((self.store / MANIFEST).read_bytes())
         except (OSError, DamagedCopy):
-            return None, {}
+            return None
+
+    def _part_on_disk(self, old: Manifest | None, index: int, files: Iterable[str]) -> Entries:
+        """What the manifest on disk holds of ``files``, all of one part; nothing when
+        it names no such part or the part cannot be read (its files are then
+        written again where their blobs are missing)."""
+        name = old.parts.get(index) if old is not None else None
+        if name is None:
+            return {}
+        try:
+            entries = read_part(self.store, name)
+        except (OSError, DamagedCopy):
+            return {}
+        return {path: entries[path] for path in files if path in entries}
 
     def _commit(self, save: _Save, old: Manifest | None, new: Manifest) -> Manifest:
         """Make what the save wrote durable, then swap the manifest, then remove what
         only the old one named."""
         if save.written:
-            _sync_files(save.written)
+            _sync_objects(save.objects, save.written)
             _sync_dir(save.objects)
         if old == new:
             return new
@@ -450,13 +512,11 @@ class LastGood:
         _sync_dir(self.store)
         if old is not None:
             save.unnamed.extend(
-                save.objects / name
-                for index, name in old.parts.items()
-                if new.parts.get(index) != name
+                name for index, name in old.parts.items() if new.parts.get(index) != name
             )
-        for path in save.unnamed:
+        for name in save.unnamed:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                os.unlink(os.path.join(save.objects, name))
         return new
 
     def _link(self) -> None:
@@ -500,42 +560,64 @@ def _apply(
                 return False
             entries[path] = result.loaded.digest
         if before is not None and entries.get(path) != before:
-            save.unnamed.append(save.objects / blob_name(path, before))
+            save.unnamed.append(blob_name(path, before))
     if not entries:
         save.parts.pop(index, None)
         return True
     data = encode_part(index, entries)
     name = hashlib.sha256(data).hexdigest()
-    part = save.objects / name
-    if not part.exists():
+    part = os.path.join(save.objects, name)
+    if not os.path.exists(part):
         _write_new(part, data)
-        save.written.append(part)
+        save.written.add(name)
     save.parts[index] = name
     return True
 
 
 def _put_blob(save: _Save, path: str, result: FileResult) -> bool:
+    """Paths here are texts, not ``Path`` objects: pathlib interns each part of a
+    path, and 50,000 blob names grow the interpreter's table of interned texts for
+    good."""
     digest = result.loaded.digest
-    blob = save.objects / blob_name(path, digest)
-    if blob.exists():
+    name = blob_name(path, digest)
+    blob = os.path.join(save.objects, name)
+    if os.path.exists(blob):
         return True
-    data = Path(result.loaded.path).read_bytes()
+    with open(result.loaded.path, "rb") as file:
+        data = file.read()
     if not digest or hashlib.sha256(data).hexdigest() != digest:
         for written in save.written:
-            written.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(save.objects, written))
         return False
     _write_new(blob, data)
-    save.written.append(blob)
+    save.written.add(name)
     return True
 
 
-def _sweep(store: Path, manifest: Manifest, entries: dict[str, FileResult]) -> None:
+def _by_part(
+    results: Sequence[FileResult], config_dir: Path
+) -> Iterator[tuple[int, dict[str, FileResult | None]]]:
+    """The set's files by part, as each part is reached: a whole save holds one
+    part's files at a time, and of the others only where they are in the set."""
+    members = [array("L") for _ in range(PARTS)]
+    for at, result in enumerate(results):
+        members[part_of(_relative(result.loaded.path, config_dir))].append(at)
+    for index, part in enumerate(members):
+        if part:
+            yield (
+                index,
+                {_relative(results[at].loaded.path, config_dir): results[at] for at in part},
+            )
+
+
+def _sweep(store: Path, kept: _Kept) -> None:
     """Remove what no manifest names: left by a kill, or by a save that failed."""
-    kept = {blob_name(path, r.loaded.digest) for path, r in entries.items()}
-    kept.update(manifest.parts.values())
-    for name in _names(store / OBJECTS):
+    objects = str(store / OBJECTS)
+    for name in _names(objects):
         if name not in kept:
-            (store / OBJECTS / name).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(objects, name))
     for name in _names(store):
         if name not in (MANIFEST, OBJECTS):
             path = store / name
@@ -545,7 +627,7 @@ def _sweep(store: Path, manifest: Manifest, entries: dict[str, FileResult]) -> N
                 path.unlink(missing_ok=True)
 
 
-def _names(directory: Path) -> Iterator[str]:
+def _names(directory: Path | str) -> Iterator[str]:
     with os.scandir(directory) as found:
         yield from (entry.name for entry in found)
 
@@ -557,11 +639,16 @@ def _relative(name: str, config_dir: Path) -> str:
     return Path(name).relative_to(config_dir).as_posix()
 
 
-def _write_new(path: Path, data: bytes) -> None:
+def _temporary(path: Path | str) -> str:
+    head, name = os.path.split(path)
+    return os.path.join(head, f".{name}.tmp")
+
+
+def _write_new(path: Path | str, data: bytes) -> None:
     """Written under a temporary name, then renamed: a name in the store is always
     a whole file. Readable by the daemon's user only: the copies are config.
-    Synced by the caller, all at once (:func:`_sync_files`)."""
-    temp = path.with_name(f".{path.name}.tmp")
+    Synced by the caller, all at once (:func:`_sync_objects`)."""
+    temp = _temporary(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
@@ -574,7 +661,7 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _write_durable(path: Path, data: bytes) -> None:
     """:func:`_write_new`, synced before the rename."""
-    temp = path.with_name(f".{path.name}.tmp")
+    temp = _temporary(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
@@ -586,14 +673,14 @@ def _write_durable(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-def _sync_files(paths: Sequence[Path]) -> None:
+def _sync_objects(objects: str, names: _Names) -> None:
     """A few files are synced one by one; many (a set saved whole, 50,000 files)
     at once, where one sync each would cost a journal commit each."""
-    if len(paths) > _SYNC_EACH_UP_TO:
+    if len(names) > _SYNC_EACH_UP_TO:
         os.sync()
         return
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    for name in names:
+        fd = os.open(os.path.join(objects, name), os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
         finally:
@@ -603,7 +690,7 @@ def _sync_files(paths: Sequence[Path]) -> None:
 _SYNC_EACH_UP_TO = 64
 
 
-def _sync_dir(directory: Path) -> None:
+def _sync_dir(directory: Path | str) -> None:
     """The renames in ``directory`` survive a power loss once this returns."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -460,7 +460,9 @@ def test_kill_9_during_a_fetch_then_a_restart_serves_a_whole_checkout(
             wait_for(lock.exists, timeout=10, what="git half-way through the pack")
             kill_tree(killed)
             assert not current.exists()  # nothing half-done is current
-            assert lock.exists()  # what git left
+            assert lock.exists(), (
+                f"git's lock gone before the kill; the daemon's log:\n{killed.log}"
+            )
             throttle.holding = False
             again = start(state, url, *args)
             try:
@@ -496,13 +498,19 @@ def test_kill_9_during_a_fetch_then_a_restart_serves_a_whole_checkout(
 
 def kill_tree(proc: Proc) -> None:
     """SIGKILL the daemon and everything below it at once; wait until all are gone."""
-    tree = descendants(proc.popen.pid) | {proc.popen.pid}
-    assert len(tree) > 1, "git runs as the daemon's child"
-    # Stopped first: one killed before another would let that one see it and clean up.
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for pid in tree:
+    # Stopped first: one killed before another would let that one see it and clean
+    # up. A process may start a child while its siblings are being stopped, so the
+    # tree is read again until every process in it is stopped.
+    tree: set[int] = set()
+    while found := (descendants(proc.popen.pid) | {proc.popen.pid}) - tree:
+        for pid in found:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+                os.kill(pid, signal.SIGSTOP)
+        tree |= found
+    assert len(tree) > 1, "git runs as the daemon's child"
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.popen.wait(10)
     wait_for(lambda: not (tree & {pid for pid, _, _ in processes()}), timeout=10)
 

@@ -47,8 +47,9 @@ class RoomHealthBook:
     def delivered(self, uid: str, room_id: str, at: float) -> None:
         with self._lock:
             old = self._rooms.get((uid, room_id), _HEALTHY)
-            self._rooms[uid, room_id] = replace(
-                old, healthy=True, degraded=False, failures=0, last_delivery=at
+            # Built whole, not by ``replace``: this runs once per notification.
+            self._rooms[uid, room_id] = RoomHealth(
+                True, False, 0, at, old.last_error, old.last_error_at
             )
 
     def failed(self, uid: str, room_id: str, at: float, reason: str, *, permanent: bool) -> int:

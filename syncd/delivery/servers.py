@@ -437,6 +437,9 @@ class Servers:
             if not unavailable:
                 return frozenset()
             by_address = self._uids_by_address(snapshot)
+        if len(unavailable) == 1:
+            # The usual case, one full server: its set as kept, not a copy per claim.
+            return by_address.get(unavailable[0], frozenset())
         return frozenset().union(*(by_address.get(a, frozenset()) for a in unavailable))
 
     def _uids_by_address(self, snapshot: Snapshot) -> dict[Address, frozenset[str]]:

@@ -10,6 +10,7 @@ attribute labels and values 1-50.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,10 @@ def defuse_mentions(text: str) -> str:
     return text
 
 
+# Printable ASCII but "@": no character of it is one ``_unsafe_in_link`` names.
+_PLAIN_LINK = re.compile(r"[\x21-\x3f\x41-\x7e]*")
+
+
 def _unsafe_in_link(char: str) -> bool:
     """What would end a link where a chat client reads one (spaces, controls,
     format characters such as bidi overrides) or start a mention inside it."""
@@ -55,6 +60,8 @@ def safe_href(href: object) -> str | None:
     """
     if not isinstance(href, str) or not href.lower().startswith(("http://", "https://")):
         return None
+    if _PLAIN_LINK.fullmatch(href):
+        return href  # the common link, printable ASCII without "@": nothing to encode
     return "".join(quote(c, safe="") if _unsafe_in_link(c) else c for c in href)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,9 +57,16 @@ def _html_escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+# What escaping or defusing changes; most event text holds none of it, and a
+# message escapes a dozen values or more.
+_HTML_SPECIAL = re.compile("[&<>\"'@\uff20\ufe6b]")
+
+
 def _html_event_text(text: str) -> str:
     """Event text in an HTML message: escaped, and no mention either, should a
     client ever read mentions in HTML as it does in text."""
+    if _HTML_SPECIAL.search(text) is None:
+        return text
     return defuse_mentions(_html_escape(text))
 
 

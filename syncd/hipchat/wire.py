@@ -18,6 +18,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from http import HTTPStatus
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
@@ -95,7 +96,9 @@ class RoomTarget:
     def __str__(self) -> str:
         return f"room {self.room_id} at {self.endpoint}"
 
-    @property
+    # Worked out once per target: a send asks for the URL and both keys several
+    # times (pacing before, at and after it), and a digest costs a microsecond each.
+    @cached_property
     def url(self) -> str:
         return notification_url(self.endpoint, self.room_id)
 
@@ -104,7 +107,7 @@ class RoomTarget:
         """Identifies the room for flood control: the same room on the same server."""
         return self.url
 
-    @property
+    @cached_property
     def token_key(self) -> str:
         """Identifies the token for rate limits, without holding the token itself."""
         digest = hashlib.sha256(self.token.encode("utf-8", "surrogatepass")).hexdigest()

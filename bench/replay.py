@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -105,19 +106,26 @@ def main() -> None:
             *("--config", str(root / "new"), "--against-config", str(root / "old")),
             *("--format", "json"),
         ]
+        load_before = os.getloadavg()[0]
         began = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - began
+        load_after = os.getloadavg()[0]
     if done.returncode != 0:
         sys.exit(f"replay failed ({done.returncode}): {done.stderr}")
     totals = json.loads(done.stdout)["totals"]
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = children.ru_maxrss / 1024
+    cpu = children.ru_utime + children.ru_stime  # both processes, whatever the load
     print(machine())
     print(
         f"replay of {args.events:,} events through {args.integrations:,} integrations "
         f"({args.per_project} per project; old and new set): {wall:.1f} s, peak RSS {peak:.0f} MiB"
     )
     print(f"messages {totals['messages']}, digests {totals['digests']}")
+    # The machine is shared: a wall time means little without the load it ran under.
+    print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f}")
+    print(f"CPU time of the replay (both processes): {cpu:.1f} s")
     print(f"per 1,000,000 events: {wall * 1_000_000 / args.events:.0f} s")
 
 

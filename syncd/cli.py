@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 from syncd import __version__
 from syncd.config.diagnostics import OutputFormat
+from syncd.config.model import parse_duration
 from syncd.config.reach import DEFAULT_CA_DIRS, Reach
 from syncd.config.scopes import Scope
 from syncd.errors import UsageError, handled
@@ -139,25 +140,61 @@ def _add_reach(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_mutes(parser: argparse.ArgumentParser, *, checks_commits: bool) -> None:
+    """The mutes' bounds: how far ahead a mute may end, everywhere; and, where a
+    commit is checked (validate, plan), leave to check one whose mutes have ended."""
+    parser.add_argument(
+        "--max-mute",
+        metavar="DURATION",
+        help="latest a mute may end, from now: 30d, 12h, 1d12h... (default 30d)",
+    )
+    if checks_commits:
+        parser.add_argument(
+            "--allow-expired-mutes",
+            action="store_true",
+            help="a mute already past is a warning, not an error (to check an old commit)",
+        )
+
+
+# The longest --max-mute: a year, past which no mute is a mute.
+_MOST_MUTE = 366 * 86400
+
+
+def _mute_bounds(args: argparse.Namespace, reach: Reach, *, daemon: bool = False) -> Reach:
+    """``reach`` with the mutes' flags; the daemon only warns of a mute past its time."""
+    given = getattr(args, "max_mute", None)
+    try:
+        most = reach.max_mute if given is None else parse_duration(given, _MOST_MUTE)
+    except ValueError as exc:
+        raise UsageError(f"--max-mute: {exc}") from None
+    if most < 1:
+        raise UsageError("--max-mute wants a duration of 1s or more")
+    lenient = daemon or getattr(args, "allow_expired_mutes", False)
+    return replace(reach, max_mute=most, expired_mutes="warning" if lenient else "error")
+
+
 def _reach(args: argparse.Namespace, roots: tuple[Path, ...]) -> Reach:
     """``roots``: the directories ``--scope`` globs are relative to."""
     defaults = Reach()
     if args.allow_any_endpoint and args.allow_endpoint:
         raise UsageError("--allow-any-endpoint and --allow-endpoint contradict: give one")
-    return Reach(
-        token_env_prefixes=tuple(args.token_env_prefix or defaults.token_env_prefixes),
-        secrets_dirs=tuple(args.secrets_dir or defaults.secrets_dirs),
-        credential_prefixes=tuple(args.credential_prefix or defaults.credential_prefixes),
-        allowed_endpoints=tuple(args.allow_endpoint or ()),
-        any_endpoint=args.allow_any_endpoint,
-        allow_http=args.allow_http_endpoint,
-        allow_link_local=args.allow_link_local_endpoint,
-        scopes=tuple(Scope.parse(text) for text in args.scope or ()),
-        scope_roots=roots,
-        ca_dirs=tuple(args.ca_dir or defaults.ca_dirs),
-        max_actions=_positive("--max-actions", args.max_actions, defaults.max_actions),
-        max_pattern_bytes=_positive(
-            "--max-pattern-bytes", args.max_pattern_bytes, defaults.max_pattern_bytes
+    return _mute_bounds(
+        args,
+        Reach(
+            token_env_prefixes=tuple(args.token_env_prefix or defaults.token_env_prefixes),
+            secrets_dirs=tuple(args.secrets_dir or defaults.secrets_dirs),
+            credential_prefixes=tuple(args.credential_prefix or defaults.credential_prefixes),
+            allowed_endpoints=tuple(args.allow_endpoint or ()),
+            any_endpoint=args.allow_any_endpoint,
+            allow_http=args.allow_http_endpoint,
+            allow_link_local=args.allow_link_local_endpoint,
+            scopes=tuple(Scope.parse(text) for text in args.scope or ()),
+            scope_roots=roots,
+            ca_dirs=tuple(args.ca_dir or defaults.ca_dirs),
+            max_actions=_positive("--max-actions", args.max_actions, defaults.max_actions),
+            max_pattern_bytes=_positive(
+                "--max-pattern-bytes", args.max_pattern_bytes, defaults.max_pattern_bytes
+            ),
         ),
     )
 
@@ -245,6 +282,7 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_exclude(validate)
     _add_plaintext(validate)
     _add_reach(validate)
+    _add_mutes(validate, checks_commits=True)
     _add_git_ref(validate, validate)
     validate.set_defaults(handler=_validate)
 
@@ -252,7 +290,7 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _plan(args: argparse.Namespace) -> int:
     from syncd.commands.plan import plan, plan_replay
 
-    if args.replay is not None or args.against_config is not None or args.format is not None:
+    if args.replay is not None:
         return plan_replay(
             args.replay,
             args.config,
@@ -264,6 +302,8 @@ def _plan(args: argparse.Namespace) -> int:
     return plan(
         args.config,
         against=args.against,
+        against_config=args.against_config,
+        fmt=args.format or "text",
         token=_client_token(args),
         reach=_reach(args, (args.config,) if args.config is not None else ()),
         exclude=tuple(args.exclude),
@@ -298,16 +338,18 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--against-config",
         type=Path,
         metavar="DIR",
-        help="with --replay: the set to compare with (the one in use before the change)",
+        help="the set to compare with instead of a daemon (a checkout of the one in use); "
+        "with --replay, the set whose counts are compared",
     )
     plan.add_argument(
         "--format",
         choices=("text", "markdown", "json"),
-        help="with --replay: text (default), markdown for a pull-request comment, or json",
+        help="text (default), markdown for a pull-request comment, or json",
     )
     _add_token_file(plan)
     _add_exclude(plan)
     _add_reach(plan)
+    _add_mutes(plan, checks_commits=True)
     _add_git_ref(plan, source)
     plan.set_defaults(handler=_plan)
 
@@ -417,7 +459,9 @@ def _run(args: argparse.Namespace) -> int:
             resync_interval=args.resync_interval,
             allow_plaintext_tokens=args.allow_plaintext_tokens,
             log_format=cast(LogFormat, args.log_format),
-            reach=_reach(args, (args.config,) if args.config else ()),
+            reach=_mute_bounds(
+                args, _reach(args, (args.config,) if args.config else ()), daemon=True
+            ),
             max_prune=args.max_prune,
             exclude=tuple(args.exclude),
             reconcile_timeout=args.reconcile_timeout,
@@ -677,6 +721,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _add_git(run, GitSettings(""))
     _add_reach(run)
+    _add_mutes(run, checks_commits=False)
     run.set_defaults(handler=_run)
 
 

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from syncd.config.configset import Changes, ConfigSet
 from syncd.config.diagnostics import Diagnostic
 from syncd.config.model import Integration, Source
+from syncd.config.mutes import Mute
 from syncd.config.plan import Plan, Update, plan
 from syncd.config.secrets import SecretError, SecretRef
 
@@ -74,6 +75,11 @@ class Snapshot:
     revision: str = ""
     config_hash: str = ""
     applied_at: float | None = None
+    # The set's mutes: routing consults them, and passing their time needs no reload.
+    mutes: tuple[Mute, ...] = ()
+
+    def active_mutes(self, now: float) -> tuple[Mute, ...]:
+        return tuple(mute for mute in self.mutes if mute.active(now))
 
     @property
     def integrations(self) -> dict[str, Integration]:
@@ -203,7 +209,8 @@ class Registry:
         notifiers = _next_notifiers(result, current, tokens, now, untouched=delta is not None)
         if delta is None or result.create:  # in the set's order
             notifiers = {i.uid: notifiers[i.uid] for i in config.integrations}
-        self._publish(result, Snapshot(MappingProxyType(notifiers), revision, config.digest, now))
+        snapshot = Snapshot(MappingProxyType(notifiers), revision, config.digest, now, config.mutes)
+        self._publish(result, snapshot)
         return Outcome(True, revision, now, plan=result)
 
     def _publish(self, result: Plan, snapshot: Snapshot) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.config.diagnostics import printable
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 
@@ -66,7 +67,7 @@ def emit(
     results = answer.get("events")
     why = [str(line) for line in results[0].get("why", [])] if results else _summary(answer)
     for line in why:
-        print(f"  {line}")
+        print(f"  {printable(line)}")  # a mute's reason is a config's text
     unmatched = why[:1] == [f"no integration for project {event.get('project')}"]
     return EXIT_FAILED if unmatched else EXIT_OK
 

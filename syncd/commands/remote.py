@@ -16,8 +16,6 @@ from urllib.parse import urlencode
 import requests
 
 from syncd.config.diagnostics import printable
-from syncd.config.model import Integration
-from syncd.config.plan import active_from_data
 from syncd.errors import UsageError
 
 
@@ -87,17 +85,16 @@ def _get(url: str, token: str | None, timeout: float) -> requests.Response:
     return response
 
 
-def fetch_registry(
-    base_url: str, *, token: str | None = None, timeout: float = 10.0
-) -> dict[str, Integration]:
+def fetch_registry(base_url: str, *, token: str | None = None, timeout: float = 10.0) -> Any:
+    """The daemon's ``/v1/registry`` answer, parsed but not read: its integrations
+    and mutes are taken from one answer, so that both are of one revision."""
     url = base_url.rstrip("/") + "/v1/registry"
     response = _get(url, token, timeout)
     if response.status_code != 200:
         raise RegistryFetchError(f"{url} answered {response.status_code}")
     try:
-        payload: Any = response.json()
-        return active_from_data(payload["integrations"])
-    except (ValueError, KeyError, TypeError) as exc:
+        return response.json()
+    except ValueError as exc:
         raise RegistryFetchError(
             f"{url} did not answer with a registry: {printable(str(exc))}"
         ) from None

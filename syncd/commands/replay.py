@@ -152,7 +152,9 @@ def run_replay(
 
 
 def _options(exclude: tuple[str, ...]) -> semantics.Options:
-    reach = Reach(allow_http=True, allow_link_local=True)  # nothing is sent
+    reach = Reach(
+        allow_http=True, allow_link_local=True, expired_mutes="warning"
+    )  # nothing is sent
     return semantics.Options(allow_plaintext_tokens=True, reach=reach, exclude=exclude)
 
 
@@ -206,9 +208,11 @@ class _Seen:
 
 def steps(path: Path, seen: _Seen, *, check: bool) -> Iterator[_Step]:
     """Each event at its time after the first, never earlier than the one above it."""
-    at = 0.0
+    at, text, stamp = 0.0, None, 0.0
     for number, event in _events(path, check):
-        stamp = _epoch(event["timestamp"], path, number)
+        if event["timestamp"] != text:  # a second's events share their stamp: read once
+            text = event["timestamp"]
+            stamp = _epoch(event["timestamp"], path, number)
         if seen.first is None:
             seen.first, seen.start = event["timestamp"], stamp
         at = max(at, stamp - seen.start)
@@ -229,20 +233,26 @@ def _events(path: Path, check: bool) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _event(raw: bytes, path: Path, number: int, check: bool) -> dict[str, Any]:
-    where = printable(f"{path}:{number}")
     try:
         event = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise UsageError(f"{where}: not a JSON event: {printable(message)}") from None
+        raise UsageError(f"{_line(path, number)}: not a JSON event: {printable(message)}") from None
     if not isinstance(event, dict):
-        raise UsageError(f"{where}: expected one event (a JSON object) per line")
+        raise UsageError(f"{_line(path, number)}: expected one event (a JSON object) per line")
     if check:
         problems = check_events(event).problems
         if problems:
             first = problems[0]
-            raise UsageError(f"{where}: invalid event: {first.path}: {printable(first.message)}")
+            raise UsageError(
+                f"{_line(path, number)}: invalid event: {first.path}: {printable(first.message)}"
+            )
     return event
+
+
+def _line(path: Path, number: int) -> str:
+    """The file and line, as an error names them (written only for an error)."""
+    return printable(f"{path}:{number}")
 
 
 def _epoch(stamp: str, path: Path, number: int) -> float:

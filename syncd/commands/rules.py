@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from syncd.config import semantics
 from syncd.config.model import ANY_ATTRIBUTE, Action, Integration
 from syncd.config.reach import Reach
 from syncd.errors import EXIT_FAILED, EXIT_OK, UsageError
+from syncd.events.muting import NO_MUTES, Mutes
 from syncd.events.routing import judge, route_event
 from syncd.events.rules import find_match
 from syncd.hipchat.render import render_message
@@ -56,7 +58,7 @@ def test_event(
 ) -> int:
     """Exit 0 when the event would notify through at least one integration, 1 when not."""
     # Nothing is sent: where the config's tokens could go is the daemon's question.
-    reach = Reach(allow_http=True, allow_link_local=True)
+    reach = Reach(allow_http=True, allow_link_local=True, expired_mutes="warning")
     options = semantics.Options(allow_plaintext_tokens=True, reach=reach, exclude=exclude)
     config = load_valid(config_dir, options)
     event = read_event(event_file)
@@ -66,9 +68,11 @@ def test_event(
         return EXIT_FAILED
     flagged = event.get("new_group")
     fresh = bool(flagged) if flagged is not None else new_group
+    # Mutes are judged now, as the daemon would judge them if the event came now.
+    mutes, now = Mutes.of(config.mutes), time.time()
     notified = False
     for integration in chosen:
-        lines, notifies = explain(integration, event, fresh)
+        lines, notifies = explain(integration, event, fresh, mutes, now)
         sys.stdout.write("\n".join(lines) + "\n\n")
         notified = notified or notifies
     return EXIT_OK if notified else EXIT_FAILED
@@ -84,9 +88,14 @@ def _chosen(
 
 
 def explain(
-    integration: Integration, event: Mapping[str, Any], new_group: bool
+    integration: Integration,
+    event: Mapping[str, Any],
+    new_group: bool,
+    mutes: Mutes = NO_MUTES,
+    now: float = 0.0,
 ) -> tuple[list[str], bool]:
-    """The lines for one integration, and whether the event would notify through it."""
+    """The lines for one integration, and whether the event would notify through it
+    (``mutes`` active at ``now`` hold back the rooms they cover)."""
     (judged,) = judge(event, [integration])
     lines = [f"{integration.uid} ({integration.name}, {integration.state}):"]
     if judged.rule is None:
@@ -96,7 +105,7 @@ def explain(
         at = f" at {action.source}" if action.source else ""
         lines.append(f"  actions:  decided by actions[{judged.rule}] ({action.action}){at}")
     lines.append(f"  mentions: {' '.join(judged.mentions) or 'none'}")
-    routing = route_event(event, [judged], new_group=new_group, windows={}, now=0.0)
+    routing = route_event(event, [judged], new_group=new_group, windows={}, now=now, mutes=mutes)
     what = routing.notes[0].split(": ", 1)[1]
     lines.append(f"  trigger:  {integration.trigger.event}, from a fresh state: {what}")
     lines.extend(_action_lines(integration.actions, event.get("attributes") or {}))

@@ -61,7 +61,7 @@ def _run(
 ) -> int:
     shown: SuiteFormat = fmt or ("github" if default_format() == "github" else "text")
     # Nothing is sent: where the config's tokens could go is the daemon's question.
-    reach = Reach(allow_http=True, allow_link_local=True)
+    reach = Reach(allow_http=True, allow_link_local=True, expired_mutes="warning")
     options = semantics.Options(allow_plaintext_tokens=True, reach=reach, exclude=exclude)
     config = load_valid(config_dir, options)
     suite, problems = read_suite(load_suite(suite_file), {i.uid for i in config.integrations})

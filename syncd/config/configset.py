@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
 
-from syncd.config import budget, schema, semantics
+from syncd.config import budget, mutes, schema, semantics
 from syncd.config.diagnostics import (
     MAX_FILE_DIAGNOSTICS,
     Counts,
@@ -55,6 +55,7 @@ from syncd.config.diagnostics import (
 from syncd.config.discovery import find, inside
 from syncd.config.loader import DataPath, LoadedFile, load_file
 from syncd.config.model import Integration, Source, integration_from_data
+from syncd.config.mutes import Mute
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +67,17 @@ class FileResult:
     diagnostics: tuple[Diagnostic, ...]
     integrations: tuple[Integration, ...]
     omitted: Omitted | None = None
+    mutes: tuple[Mute, ...] = ()
 
 
-def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
+def check_file(
+    loaded: LoadedFile, options: semantics.Options, name: str | None = None
+) -> FileResult:
     """The file's diagnostics, capped before any is worded: each step adds its
     problems to the file's listing, which keeps the first ``MAX_FILE_DIAGNOSTICS``
     and counts the others, so only those listed are worded, and a YAML 1.1 trap's
-    fix is judged only for a trap that is listed."""
+    fix is judged only for a trap that is listed. ``name``: the file as its mutes
+    are named (below the config dir); None: as it was read."""
     problems = loaded.problems
     if loaded.ok and _foreign(loaded.data):
         problems.add(
@@ -88,6 +93,7 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
     elif loaded.ok:
         schema.add_schema_problems(loaded)
         semantics.add_file_problems(loaded, options)
+        mutes.add_file_problems(loaded, options.reach)
     listed, omitted = problems.result()
     if loaded.ok and loaded.traps:
         listed = schema.refine_traps(loaded, listed)
@@ -102,8 +108,9 @@ def check_file(loaded: LoadedFile, options: semantics.Options) -> FileResult:
                 return Source(loaded.path, line, col, sys.intern(json_path(full)))
 
             integrations.append(integration_from_data(item, locate))
+    muted = mutes.mutes_from_data(loaded, name) if count_errors(listed) == 0 else ()
     loaded.release(semantics.unique_key_places(loaded))
-    return FileResult(loaded, tuple(listed), tuple(integrations), omitted)
+    return FileResult(loaded, tuple(listed), tuple(integrations), omitted, muted)
 
 
 def _foreign(data: object) -> bool:
@@ -137,6 +144,8 @@ class ConfigSet:
     # Every problem found, listed or not (the diagnostics are capped); None: the
     # diagnostics are all there is.
     counts: Counts | None = None
+    # Every file's mutes, in the files' order; empty unless the whole set is valid.
+    mutes: tuple[Mute, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -161,8 +170,11 @@ class ConfigSet:
 
 
 def assemble(results: Sequence[FileResult]) -> ConfigSet:
+    muting = tuple(m for r in results for m in r.mutes)
     diagnostics, counts = set_diagnostics(
-        results, semantics.check_unique([r.loaded for r in results])
+        results,
+        semantics.check_unique([r.loaded for r in results]),
+        mutes.set_problems(muting, (i for r in results for i in r.integrations)),
     )
     return ConfigSet(
         results=tuple(results),
@@ -170,14 +182,16 @@ def assemble(results: Sequence[FileResult]) -> ConfigSet:
         digest=set_digest(sum(file_mark(r.loaded) for r in results)),
         unsettled=tuple(r.loaded.path for r in results if r.loaded.unsettled),
         counts=counts,
+        mutes=muting if count_errors(diagnostics) == 0 else (),
     )
 
 
 def set_diagnostics(
-    results: Iterable[FileResult], across: Iterable[Problem]
+    results: Iterable[FileResult], across: Iterable[Problem], more: Iterable[Problem] = ()
 ) -> tuple[tuple[Diagnostic, ...], Counts]:
     """The set's diagnostics as listed, and what they count: each file's with the
-    clashes ``across`` files found in it, capped per file and per set. Each file's
+    clashes ``across`` files found in it and the ``more`` problems of the set
+    (what a mute names), capped per file and per set. Each file's
     clashes go to its listing, which counts those past its cap without wording
     them (a file may repeat one uid 10,000 times)."""
     listings: dict[str, Listing] = {}
@@ -199,6 +213,8 @@ def set_diagnostics(
     else:
         for problem in across:
             listing(problem.file).add(problem)
+    for problem in more:
+        listing(problem.file).add(problem)
     files: list[FileProblems] = []
     for name, found in listings.items():
         files.append(found.result(omitted.get(name)))
@@ -230,7 +246,20 @@ def read_file(
         loaded = load_file(path)
         if known is not None and loaded.digest and known.loaded.digest == loaded.digest:
             return known
-        return check_file(loaded, options)
+        return check_file(loaded, options, _below(path, root))
+
+
+def _below(path: Path, root: Path) -> str | None:
+    """The file's name below the directory it was found in (``root``, resolved), as
+    a mute is named (``teams/pay.yaml mutes[0]``) wherever the config dir lies and
+    whatever links lead to it; None for a file named on its own."""
+    if path == root or not root.is_dir():
+        return None
+    for directory in (Path(os.path.abspath(path.parent)), path.parent.resolve()):
+        relative = os.path.relpath(directory / path.name, root)
+        if not relative.startswith(".."):
+            return Path(relative).as_posix()
+    return None
 
 
 @contextmanager

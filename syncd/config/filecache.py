@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from syncd.config import budget, semantics
+from syncd.config import budget, mutes, semantics
 from syncd.config.configset import (
     Changes,
     ConfigSet,
@@ -58,6 +58,7 @@ from syncd.config.configset import (
     set_diagnostics,
     set_digest,
 )
+from syncd.config.diagnostics import count_errors
 from syncd.config.discovery import (
     ConfigFiles,
     Found,
@@ -166,6 +167,7 @@ class ConfigLoader:
         self._results: list[FileResult] = []
         self._unique = semantics.UniqueIndex()
         self._noted: set[str] = set()  # files with diagnostics
+        self._muting: set[str] = set()  # files with mutes
         self._unsettled: set[str] = set()
         self._marks = 0
         # What the files read by one load held before and hold now (Changes).
@@ -378,6 +380,7 @@ class ConfigLoader:
         self._unique.put(name, entry.order, entry.result.loaded)
         entry.result.loaded.drop_data()
         _mark_if(self._noted, name, bool(entry.result.diagnostics))
+        _mark_if(self._muting, name, bool(entry.result.mutes))
         _mark_if(self._unsettled, name, entry.result.loaded.unsettled)
 
     def _drop(self, name: str) -> None:
@@ -389,6 +392,7 @@ class ConfigLoader:
         self._marks -= file_mark(old.result.loaded)
         self._unique.put(name, old.order, None)
         self._noted.discard(name)
+        self._muting.discard(name)
         self._unsettled.discard(name)
         self._before.extend(old.result.integrations)
         at = bisect.bisect_left(self._keys, old.order)
@@ -455,7 +459,9 @@ class ConfigLoader:
 
     def _assemble(self, changes: Changes | None) -> ConfigSet:
         noted = (self._entries[name].result for name in self._noted)
-        diagnostics, counts = set_diagnostics(noted, self._unique.diagnostics())
+        muting = self._mutes()
+        named = mutes.set_problems(muting, (i for r in self._results for i in r.integrations))
+        diagnostics, counts = set_diagnostics(noted, self._unique.diagnostics(), named)
         return ConfigSet(
             results=tuple(self._results),
             diagnostics=diagnostics,
@@ -463,7 +469,14 @@ class ConfigLoader:
             unsettled=tuple(sorted(self._unsettled)),
             changes=changes,
             counts=counts,
+            mutes=muting if count_errors(diagnostics) == 0 else (),
         )
+
+    def _mutes(self) -> tuple[mutes.Mute, ...]:
+        """The set's mutes in the files' order, from the few files that hold any:
+        a set without mutes costs nothing here."""
+        files = sorted(self._muting, key=lambda name: self._entries[name].order)
+        return tuple(m for name in files for m in self._entries[name].result.mutes)
 
 
 def _fingerprint(st: os.stat_result, dangling: bool = False) -> Fingerprint:

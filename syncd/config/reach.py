@@ -48,8 +48,10 @@ import os
 import re
 import socket
 import string
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from syncd.config.model import api_root
@@ -73,6 +75,7 @@ _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _SLASH_LIKE = re.compile(r"%2[Ff]|%5[Cc]|\\")
 _DOT_SEGMENTS = frozenset({".", ".."})
+DEFAULT_MAX_MUTE = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,16 @@ class Reach:
     # it the daemon starts on (its last-known-good set).
     scope_roots: tuple[Path, ...] = ()
     ca_dirs: tuple[Path, ...] = DEFAULT_CA_DIRS
+    # How long a mute may last from now (--max-mute): a mute forgotten in the
+    # repository must not hide a room's notifications for ever.
+    max_mute: int = DEFAULT_MAX_MUTE
+    # A mute already past: an error where a commit is checked (validate, plan),
+    # a warning with --allow-expired-mutes and in the daemon, where a mute that
+    # passes its time must never turn a set invalid on the next reload.
+    expired_mutes: Literal["error", "warning"] = "error"
+    # Where "now" comes from for the mutes' times; None: the wall clock, read
+    # when a file is checked.
+    clock: Callable[[], float] | None = field(default=None, compare=False)
 
     @property
     def endpoints_decided(self) -> bool:

@@ -37,12 +37,12 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from syncd.config.model import Integration
+from syncd.events.muting import Mutes
 from syncd.events.routing import (
     DISABLED,
     Judged,
@@ -67,6 +67,14 @@ PER_PROJECT = 2
 DETAIL_LINES = 100
 # A failing integration is logged at most this often (seconds), with a count.
 FAILURE_LOG_INTERVAL = 60.0
+# Judgements a replay keeps per project and published set, by the event's
+# attributes (``Ingest(judged_sets=...)``; a daemon keeps none, and judges each
+# event as it comes): a project's events carry a few sets of them, and an
+# action's regex then runs once per set rather than once per event. Past this
+# many sets, or for attributes longer than this (names and values), events are
+# judged afresh: what a sender can make a project keep stays small.
+JUDGED_SETS = 64
+JUDGED_CHARS = 512
 
 
 class TooMany(Exception):
@@ -103,6 +111,7 @@ class EventResult:
     id: str
     queued: int
     why: tuple[str, ...]
+    whys: tuple[Why, ...] = ()  # instead of ``why``, for a caller that asked no notes
 
 
 @dataclass(frozen=True)
@@ -170,26 +179,58 @@ class _Fanout:
 @dataclass(frozen=True)
 class _Project:
     """A project's integrations. ``judged`` holds, for each active one without
-    actions, its judgement, the same for every event: judging is then free."""
+    actions, its judgement, the same for every event: judging is then free.
+    Judging is pure (actions and attributes alone decide), so ``verdicts`` keeps
+    the judgements of the attributes seen, for the set's life."""
 
     everyone: tuple[Integration, ...]  # in the set's order, disabled ones too
     active: tuple[Integration, ...]  # enabled or stopped: those that are routed
     judged: tuple[Judged | None, ...] = ()
     fanout: _Fanout = _Fanout()
+    keep: int = 0  # at most this many sets of attributes in ``verdicts``
+    verdicts: dict[tuple[tuple[str, Any], ...], tuple[Judged, ...]] = field(
+        default_factory=dict, compare=False
+    )
 
     def judge(self, event: Mapping[str, Any]) -> tuple[Judged, ...]:
+        if None not in self.judged:
+            return cast(tuple[Judged, ...], self.judged)
         attributes = event.get("attributes") or {}
+        key = _attributes_key(attributes) if self.keep else None
+        if key is None:
+            return self._judge(attributes)
+        found = self.verdicts.get(key)
+        if found is None:
+            found = self._judge(attributes)
+            if len(self.verdicts) < self.keep:
+                self.verdicts[key] = found
+        return found
+
+    def _judge(self, attributes: Mapping[str, Any]) -> tuple[Judged, ...]:
         return tuple(
             ready if ready is not None else judge_one(integration, attributes)
             for integration, ready in zip(self.active, self.judged, strict=True)
         )
 
 
+def _attributes_key(attributes: Mapping[str, Any]) -> tuple[tuple[str, Any], ...] | None:
+    """The attributes as a key of ``_Project.verdicts`` (in their order, which the
+    actions' search follows), or None for ones too long to keep."""
+    try:
+        size = sum(map(len, attributes)) + sum(map(len, attributes.values()))
+        key = tuple(attributes.items())
+        hash(key)
+    except TypeError:  # a value that is no string: judged, not kept
+        return None
+    return key if size <= JUDGED_CHARS else None
+
+
 _NOBODY = _Project((), ())
 
 
-def by_project(snapshot: Snapshot) -> dict[str, _Project]:
-    """Each project's integrations, built once per published set."""
+def by_project(snapshot: Snapshot, judged_sets: int = 0) -> dict[str, _Project]:
+    """Each project's integrations, built once per published set; each keeps up to
+    ``judged_sets`` judgements (see ``JUDGED_SETS``)."""
     everyone: dict[str, list[Integration]] = {}
     for notifier in snapshot.notifiers.values():
         everyone.setdefault(notifier.integration.project, []).append(notifier.integration)
@@ -197,7 +238,8 @@ def by_project(snapshot: Snapshot) -> dict[str, _Project]:
     for project, found in everyone.items():
         active = tuple(i for i in found if i.state != "disabled")
         judged = tuple(None if i.actions else Judged(i) for i in active)
-        table[project] = _Project(tuple(found), active, judged, _Fanout.of(active))
+        fanout = _Fanout.of(active)
+        table[project] = _Project(tuple(found), active, judged, fanout, judged_sets)
     return table
 
 
@@ -231,9 +273,11 @@ class _Plan:
     """A request routed in order, against what the store holds plus what its own
     earlier events decided; the values read are kept, to be checked again."""
 
-    def __init__(self, reads: Reads, now: float, limit: int, detailed: bool) -> None:
+    def __init__(self, reads: Reads, now: float, limit: int, detailed: bool, mutes: Mutes) -> None:
         self.reads = reads
         self.now = now
+        self.mutes = mutes
+        self.muted: dict[str, int] = {}  # notifications a mute held back, per integration
         self.limit = limit
         self.detailed = detailed
         self.summary = _Summary()
@@ -252,11 +296,10 @@ class _Plan:
         it over; exactly when every one of those adds a fixed part. Whether an
         event is a new group is read only for a project with a group trigger,
         and routing then uses what was read."""
-        flags = (event.get("new_group") for event in request.events)
-        most = sum(
-            project.fanout.most(None if flag is None else bool(flag))
-            for project, flag in zip(request.projects, flags, strict=True)
-        )
+        most = 0
+        for event, project in zip(request.events, request.projects, strict=True):
+            flag = event.get("new_group")
+            most += project.fanout.most(None if flag is None else bool(flag))
         if most <= self.limit:
             return
         least, exact = 0, True
@@ -284,10 +327,14 @@ class _Plan:
         fingerprint = event["fingerprint"]
         new_group = self.new_group(index, event)
         windows = {key: self._window(key) for key in window_keys(judged, fingerprint, new_group)}
-        routing = route_event(event, judged, new_group=new_group, windows=windows, now=self.now)
+        routing = route_event(
+            event, judged, new_group=new_group, windows=windows, now=self.now, mutes=self.mutes
+        )
         for update in routing.windows:
             self._keep(update)
         self.items.extend(routing.items)
+        if routing.muted:
+            _count_muted(self.muted, routing)
         return routing
 
     def account(self, routing: Routing) -> None:
@@ -364,31 +411,34 @@ class _Request:
 
 
 class _Gate:
-    """How many requests per project are being taken in; one over the share is refused."""
+    """How many requests per project are being taken in; one over the share is refused.
+    :meth:`enter` and :meth:`leave` rather than a context manager: a request of
+    one event pays for no generator."""
 
     def __init__(self, share: int) -> None:
         self.share = share
         self._lock = threading.Lock()
         self._inside: dict[str, int] = {}
 
-    @contextmanager
-    def admit(self, projects: Sequence[str]) -> Iterator[None]:
+    def enter(self, projects: Sequence[str]) -> None:
+        """Count the request in for each of its projects, or raise :class:`Busy`."""
+        inside = self._inside
         with self._lock:
             for project in projects:
-                if self._inside.get(project, 0) >= self.share:
+                if inside.get(project, 0) >= self.share:
                     raise Busy(project, self.share)
             for project in projects:
-                self._inside[project] = self._inside.get(project, 0) + 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                for project in projects:
-                    left = self._inside[project] - 1
-                    if left:
-                        self._inside[project] = left
-                    else:
-                        del self._inside[project]
+                inside[project] = inside.get(project, 0) + 1
+
+    def leave(self, projects: Sequence[str]) -> None:
+        inside = self._inside
+        with self._lock:
+            for project in projects:
+                left = inside[project] - 1
+                if left:
+                    inside[project] = left
+                else:
+                    del inside[project]
 
 
 class Ingest:
@@ -403,39 +453,67 @@ class Ingest:
         on_enqueued: Callable[[int], None] = lambda _count: None,
         max_notifications: int = MAX_NOTIFICATIONS,
         per_project: int = PER_PROJECT,
+        on_muted: Callable[[Mapping[str, int]], None] = lambda _counts: None,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        judged_sets: int = 0,
     ) -> None:
+        """``on_muted``: told, per integration, how many notifications (one per room)
+        a mute held back, after they would have been stored. ``new_id``: each
+        event's id; random in a daemon, where ids from several processes and
+        restarts meet in one outbox, while a replay on a private store may count.
+        ``judged_sets``: judgements kept per project (see ``JUDGED_SETS``); a
+        replay's events repeat a few sets of attributes a million times."""
         self.store = store
         self.registry = registry
         self.clock = clock
         self.on_enqueued = on_enqueued
+        self.on_muted = on_muted
         self.max_notifications = max_notifications
+        self._new_id = new_id
+        self._judged_sets = judged_sets
         self._gate = _Gate(per_project)
-        self._projects: tuple[Snapshot, dict[str, _Project]] | None = None
+        self._projects: tuple[Snapshot, dict[str, _Project], Mutes] | None = None
         self._logged: dict[str, float] = {}
         self._log_lock = threading.Lock()
 
-    def submit(self, events: Sequence[Mapping[str, Any]]) -> Accepted:
+    def submit(self, events: Sequence[Mapping[str, Any]], *, notes: bool = True) -> Accepted:
         """Store what the events cause; returns only after the commit.
+
+        ``notes`` False: a detailed answer gives each event's reasons as
+        :class:`Why` (``EventResult.whys``) instead of the sender's lines
+        (``why``), which a caller that only sorts them need not have written.
 
         Raises :class:`Busy` when a project of theirs has its share of requests
         in, :class:`TooMany` over the notification limit (both before anything is
         written), and the store's errors.
         """
-        with self._gate.admit(sorted({str(event["project"]) for event in events})):
+        if len(events) == 1:
+            projects = [str(events[0]["project"])]
+        else:
+            projects = sorted({str(event["project"]) for event in events})
+        self._gate.enter(projects)
+        try:
             request = self._prepare(events)
             plan = self._route(request)
+        finally:
+            self._gate.leave(projects)
         self._log_failures(plan.summary.failed)
         if plan.items:
             self.on_enqueued(len(plan.items))
-        return _accepted(request, plan)
+        if plan.muted:
+            self.on_muted(plan.muted)
+        return _accepted(request, plan, notes)
 
     def _prepare(self, events: Sequence[Mapping[str, Any]]) -> _Request:
         table = self._table()
-        projects = tuple(table.get(event["project"], _NOBODY) for event in events)
-        lines = sum(max(1, len(project.everyone)) for project in projects)
-        ids = tuple(uuid.uuid4().hex for _ in events)
+        projects = tuple([table.get(event["project"], _NOBODY) for event in events])
+        lines = 0
+        for project in projects:
+            lines += len(project.everyone) or 1
+        new_id = self._new_id
+        ids = tuple([new_id() for _ in events])
         return _Request(
-            tuple({**event, "id": event_id} for event, event_id in zip(events, ids, strict=True)),
+            tuple([{**event, "id": event_id} for event, event_id in zip(events, ids, strict=True)]),
             ids,
             projects,
             lines <= DETAIL_LINES,
@@ -454,7 +532,7 @@ class Ingest:
         return plan
 
     def _plan(self, reads: Reads, request: _Request, now: float) -> _Plan:
-        plan = _Plan(reads, now, self.max_notifications, request.detailed)
+        plan = _Plan(reads, now, self.max_notifications, request.detailed, self._mutes())
         plan.refuse_early(request)
         for index, event in enumerate(request.events):
             if request.projects[index].active:
@@ -465,14 +543,24 @@ class Ingest:
         return plan
 
     def _table(self) -> Mapping[str, _Project]:
+        return self._cached()[1]
+
+    def _mutes(self) -> Mutes:
+        return self._cached()[2]
+
+    def _cached(self) -> tuple[Snapshot, dict[str, _Project], Mutes]:
+        """The projects' integrations and the mutes, indexed once per published set."""
         snapshot = self.registry.snapshot
         cached = self._projects
         if cached is None or cached[0] is not snapshot:
-            cached = self._projects = (snapshot, by_project(snapshot))
-        return cached[1]
+            table = by_project(snapshot, self._judged_sets)
+            cached = self._projects = (snapshot, table, Mutes.of(snapshot.mutes))
+        return cached
 
     def _log_failures(self, failed: Mapping[str, tuple[int, str]]) -> None:
         """Each failing integration once a minute at most, with its count and error."""
+        if not failed:
+            return
         now = time.monotonic()
         for uid, (count, error) in failed.items():
             with self._log_lock:
@@ -492,11 +580,13 @@ class Ingest:
         """Send what aggregated in windows whose frequency has passed."""
         now = self.clock()
         notifiers = self.registry.snapshot.notifiers
+        mutes = self._mutes()
         queued = 0
+        muted: dict[str, int] = {}
         for due in self.store.due_windows(now):
             notifier = notifiers.get(due.uid)
             try:
-                routing = route_flush(due, notifier.integration if notifier else None, now)
+                routing = route_flush(due, notifier.integration if notifier else None, now, mutes)
             except Exception as exc:  # one integration's failure is its own
                 log.error(
                     "%s: the digest of %d event(s) could not be routed and is dropped: %s",
@@ -512,18 +602,25 @@ class Ingest:
                 if batch.window(due.key) != due.window:
                     continue
                 queued += _write(batch, routing, now)
+            _count_muted(muted, routing)
         if queued:
             self.on_enqueued(queued)
+        if muted:
+            self.on_muted(muted)
         return queued
 
 
-def _accepted(request: _Request, plan: _Plan) -> Accepted:
+def _accepted(request: _Request, plan: _Plan, notes: bool) -> Accepted:
     summary = plan.summary
     results = tuple(
-        EventResult(event_id, len(routing.items), _notes(project, routing))
-        for event_id, project, routing in zip(
-            request.ids, request.projects, plan.kept, strict=request.detailed
-        )
+        [
+            EventResult(event_id, len(routing.items), _notes(project, routing))
+            if notes
+            else EventResult(event_id, len(routing.items), (), _whys(project, routing))
+            for event_id, project, routing in zip(
+                request.ids, request.projects, plan.kept, strict=request.detailed
+            )
+        ]
     )
     return Accepted(
         request.ids,
@@ -542,6 +639,19 @@ def _notes(project: _Project, routing: Routing) -> tuple[str, ...]:
         return routing.notes
     whys = {why.uid: why for why in routing.whys}
     return tuple(str(whys.get(i.uid) or Why(i.uid, DISABLED)) for i in project.everyone)
+
+
+def _whys(project: _Project, routing: Routing) -> tuple[Why, ...]:
+    """As :func:`_notes`, unwritten: each integration's :class:`Why`, in the set's order."""
+    if len(project.everyone) == len(project.active):
+        return routing.whys
+    whys = {why.uid: why for why in routing.whys}
+    return tuple(whys.get(i.uid) or Why(i.uid, DISABLED) for i in project.everyone)
+
+
+def _count_muted(counts: dict[str, int], routing: Routing) -> None:
+    for item in routing.muted:
+        counts[item.uid] = counts.get(item.uid, 0) + 1
 
 
 def _write(batch: Batch, routing: Routing, now: float) -> int:

@@ -20,13 +20,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from syncd.config.diagnostics import printable
 from syncd.config.model import Integration
+from syncd.config.mutes import Mute
 from syncd.events import rules
+from syncd.events.muting import NO_MUTES, Mutes
 from syncd.store.contract import NewItem, StoredWindow, Window, WindowUpdate
 
 DISABLED = "disabled, nothing is queued"
 THROTTLED = "throttled"
 NOT_NEW = "not a new error group (trigger: group)"
+MUTED = "muted by "
 
 
 @dataclass(frozen=True)
@@ -74,18 +78,24 @@ def failure_text(exc: BaseException) -> str:
 class Why:
     """One integration's part in one event, for the sender: a reason from a short
     list (``queued for N room(s)``, ``throttled``, ``filtered by actions[i]``,
-    ``not a new error group``, ``disabled``, ``skipped``) and, when throttled,
-    when the digest is due. Requests of many events are answered with these
-    counted per integration and reason, so the reason carries no time."""
+    ``muted by FILE mutes[i]``, ``not a new error group``, ``disabled``,
+    ``skipped``) and, when throttled, when the digest is due; when muted, the
+    mute, whose end and reason the line adds. Requests of many events are
+    answered with these counted per integration and reason, so the reason
+    carries no time."""
 
     uid: str
     reason: str
     until: float | None = None
     failed: str | None = None  # the error, when the integration was skipped for one
+    mute: Mute | None = None  # the mute that held back some or all of its rooms
 
     def __str__(self) -> str:
         if self.reason == THROTTLED:
             return f"{self.uid}: {THROTTLED} until {_utc(self.until)}"
+        if self.mute is not None:
+            mute = self.mute
+            return printable(f"{self.uid}: {self.reason} until {mute.until_text} ({mute.reason})")
         return f"{self.uid}: {self.reason}"
 
 
@@ -99,6 +109,8 @@ class Routing:
     drop: tuple[str, ...] = ()
     whys: tuple[Why, ...] = ()
     unserved: str | None = None
+    # The notifications a mute held back, one per room: counted, never queued.
+    muted: tuple[NewItem, ...] = ()
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -128,9 +140,9 @@ def _items(
     since: float | None = None,
 ) -> tuple[NewItem, ...]:
     since = since if count > 1 else None
+    uid = integration.uid
     return tuple(
-        NewItem(integration.uid, room.id, event, count, mentions, since)
-        for room in integration.rooms
+        [NewItem(uid, room.id, event, count, mentions, since) for room in integration.rooms]
     )
 
 
@@ -140,26 +152,27 @@ def _route_one(
     new_group: bool,
     windows: Mapping[str, Window],
     now: float,
+    mutes: Mutes = NO_MUTES,
 ) -> Routing:
     integration = judged.integration
     trigger = integration.trigger
     skipped = _skipped(judged, new_group)
     if skipped is not None:
         return Routing(whys=(skipped,))
-    key = rules.window_key(integration, event["fingerprint"])
+    key = rules.window_key(integration, event["fingerprint"]) if trigger.frequency else ""
     window = windows.get(key, rules.EMPTY) if trigger.frequency else rules.EMPTY
     decision = rules.on_event(trigger, window, now, candidate=True, mentions=judged.mentions)
     items = _items(integration, event, decision.count, decision.mentions, window.pending_since)
-    routing_items = items if decision.kind == "send" else ()
     due = rules.due_at(trigger, decision.window)
-    held = ", held while stopped" if integration.state == "stopped" else ""
-    why = (
-        Why(integration.uid, f"queued for {len(items)} room(s){held}")
-        if routing_items
-        else Why(integration.uid, THROTTLED, due)
-    )
+    if decision.kind == "send":
+        attributes = event.get("attributes") or {}
+        split = _unmuted(mutes, integration, items, attributes, now)
+        why = _sent_why(integration, split)
+        queued, muted = split[0], split[1]
+    else:
+        why, queued, muted = Why(integration.uid, THROTTLED, due), (), ()
     if not trigger.frequency:
-        return Routing(routing_items, whys=(why,))
+        return Routing(queued, whys=(why,), muted=muted)
     update = WindowUpdate(
         key,
         integration.uid,
@@ -168,7 +181,45 @@ def _route_one(
         event if decision.kind == "aggregate" else None,
         float(trigger.frequency),
     )
-    return Routing(routing_items, (update,), whys=(why,))
+    return Routing(queued, (update,), whys=(why,), muted=muted)
+
+
+_Split = tuple[tuple[NewItem, ...], tuple[NewItem, ...], Mute | None]
+
+
+def _unmuted(
+    mutes: Mutes,
+    integration: Integration,
+    items: tuple[NewItem, ...],
+    attributes: Mapping[str, str] | None,
+    now: float,
+) -> _Split:
+    """The items to queue, those an active mute holds back, and the first such mute.
+    ``attributes`` None: a digest's, which only a mute without ``match`` holds back."""
+    if not (mutes.by_uid or mutes.by_project) or not mutes.of_integration(integration, now):
+        return items, (), None
+    queued: list[NewItem] = []
+    muted: list[NewItem] = []
+    first: Mute | None = None
+    for item in items:
+        mute = mutes.covering(integration, item.room_id, attributes, now)
+        if mute is None:
+            queued.append(item)
+        else:
+            muted.append(item)
+            first = first or mute
+    return tuple(queued), tuple(muted), first
+
+
+def _sent_why(integration: Integration, split: _Split) -> Why:
+    queued, muted, mute = split
+    held = ", held while stopped" if integration.state == "stopped" else ""
+    if mute is None:
+        return Why(integration.uid, f"queued for {len(queued)} room(s){held}")
+    if not queued:
+        return Why(integration.uid, MUTED + mute.name, mute=mute)
+    reason = f"queued for {len(queued)} room(s){held}, {len(muted)} {MUTED}{mute.name}"
+    return Why(integration.uid, reason, mute=mute)
 
 
 def _utc(at: float | None) -> str:
@@ -201,10 +252,11 @@ def _contained(
     new_group: bool,
     windows: Mapping[str, Window],
     now: float,
+    mutes: Mutes,
 ) -> Routing:
     """One integration's routing; an exception in it skips that integration only."""
     try:
-        return _route_one(judged, event, new_group, windows, now)
+        return _route_one(judged, event, new_group, windows, now, mutes)
     except Exception as exc:  # one integration's failure is its own
         reason = "skipped: routing failed (see the log)"
         return Routing(whys=(Why(judged.integration.uid, reason, failed=failure_text(exc)),))
@@ -217,25 +269,39 @@ def route_event(
     new_group: bool,
     windows: Mapping[str, Window],
     now: float,
+    mutes: Mutes = NO_MUTES,
 ) -> Routing:
     """Each judged integration's trigger decides; results in integration order.
 
     The event queued (or kept in a window) carries ``new_group`` as decided, by the
     sender or by syncd's fingerprint store: messages are rendered from the stored
-    event, and the sender's field is where a renderer already looks.
+    event, and the sender's field is where a renderer already looks. A room an
+    active mute covers gets nothing; the rest (windows, digests) is as without it.
     """
     decided = {**event, "new_group": new_group}
-    parts = [_contained(j, decided, new_group, windows, now) for j in judged]
+    parts = [_contained(j, decided, new_group, windows, now, mutes) for j in judged]
+    if len(parts) == 1:
+        return parts[0]  # one integration: its part is the whole
+    return _joined(parts, None if judged else str(event["project"]))
+
+
+def _joined(parts: Sequence[Routing], unserved: str | None) -> Routing:
+    """The integrations' parts of one event's routing, in their order."""
     return Routing(
         tuple(item for part in parts for item in part.items),
         tuple(update for part in parts for update in part.windows),
         whys=tuple(why for part in parts for why in part.whys),
-        unserved=None if judged else str(event["project"]),
+        unserved=unserved,
+        muted=tuple(item for part in parts for item in part.muted),
     )
 
 
-def route_flush(due: StoredWindow, integration: Integration | None, now: float) -> Routing:
-    """A window whose time has come: send what aggregated, or forget a stale window."""
+def route_flush(
+    due: StoredWindow, integration: Integration | None, now: float, mutes: Mutes = NO_MUTES
+) -> Routing:
+    """A window whose time has come: send what aggregated, or forget a stale window.
+    A room held back by a mute without ``match`` gets no digest; the window is
+    settled all the same."""
     frequency = integration.trigger.frequency if integration else None
     if integration is None or not frequency:
         return Routing(drop=(due.key,))
@@ -246,6 +312,7 @@ def route_flush(due: StoredWindow, integration: Integration | None, now: float) 
     if decision.kind == "send" and due.last_event is not None:
         since = due.window.pending_since
         items = _items(integration, due.last_event, decision.count, decision.mentions, since)
+    items, muted, _ = _unmuted(mutes, integration, items, None, now)
     update = WindowUpdate(
         due.key,
         due.uid,
@@ -253,4 +320,4 @@ def route_flush(due: StoredWindow, integration: Integration | None, now: float) 
         rules.due_at(trigger, decision.window),
         length=length,
     )
-    return Routing(items, (update,))
+    return Routing(items, (update,), muted=muted)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from syncd.config.model import ANY_ATTRIBUTE, Action, Integration, Trigger
 from syncd.config.patterns import compile_pattern
@@ -38,10 +38,20 @@ class Match:
     end: int
 
 
-def find_match(action: Action, attributes: Mapping[str, str]) -> Match | None:
+class Searched(Protocol):
+    """What is matched against an event: an action, or one entry of a mute's ``match``."""
+
+    @property
+    def attribute(self) -> str: ...
+
+    @property
+    def regex(self) -> str: ...
+
+
+def find_match(action: Searched, attributes: Mapping[str, str]) -> Match | None:
     """The first place, in the event's attribute order, where the action's regex is
-    found (searched, not anchored); the judgement and its explanation both use it,
-    so what ``syncd rules test`` shows is what decided."""
+    found (searched, not anchored); the judgement, its explanation and a mute's
+    match all use it, so what ``syncd rules test`` shows is what decided."""
     regex = compile_pattern(action.regex)
     searched: Iterable[tuple[str | None, str]]
     if action.attribute == ANY_ATTRIBUTE:

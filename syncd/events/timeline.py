@@ -23,8 +23,9 @@ its title and count line read as in either format, without markup.
 
 What an integration did comes from ingest's own answer (the reasons the
 202 answer lists, such as ``throttled`` or ``filtered by actions[1]``) and
-from the notifications it queued. A mute will be one more reason and one
-more kind, in ``_BY_REASON``.
+from the notifications it queued. A mute that holds back every room of an
+integration is the kind ``muted``; one that holds back some is a ``send`` to the
+others.
 """
 
 from __future__ import annotations
@@ -34,15 +35,14 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from syncd.config.configset import ConfigSet
 from syncd.config.model import Integration
 from syncd.config.secrets import SecretRef
-from syncd.events.ingest import Accepted, Ingest
-from syncd.events.routing import DISABLED, NOT_NEW, THROTTLED
+from syncd.events.ingest import JUDGED_SETS, Accepted, Ingest
+from syncd.events.routing import DISABLED, MUTED, NOT_NEW, THROTTLED
 from syncd.registry import Registry
 from syncd.store.contract import NewItem, Store, StoredWindow, Window, WindowUpdate
 
@@ -50,7 +50,7 @@ SEND = "send"
 DIGEST = "digest"
 FILTERED = "filtered"
 # What a suite may expect, in the order the schema lists them.
-KINDS = (SEND, FILTERED, "throttled", DIGEST, "seen_before", "disabled", "skipped")
+KINDS = (SEND, FILTERED, "throttled", DIGEST, "seen_before", "disabled", "skipped", "muted")
 
 # Ingest's reasons, by how they start, and the kind each one is. A reason not
 # here (a new one) is shown as ingest words it, and no expectation matches it.
@@ -61,6 +61,7 @@ _BY_REASON = (
     (NOT_NEW, "seen_before"),
     (DISABLED, "disabled"),
     ("skipped", "skipped"),
+    (MUTED, "muted"),
 )
 _RULE = re.compile(r"actions\[(\d+)\]")
 # What a message's text holds after each "@" of the event's own text, so that
@@ -161,22 +162,30 @@ class MemoryStore:
         held = self._windows.get(key)
         return held.window if held is not None else Window()
 
-    @contextmanager
-    def view(self) -> Iterator[MemoryStore]:
-        yield self
+    def view(self) -> MemoryStore:
+        """The store itself, read as it is (one thread: nothing writes meanwhile)."""
+        return self
 
-    @contextmanager
-    def batch(self) -> Iterator[MemoryStore]:
-        self._undo, queued = [], len(self.queued)
-        try:
-            yield self
-        except BaseException:
+    def batch(self) -> _Batch:
+        return _Batch(self)
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _begin(self) -> int:
+        self._undo = []
+        return len(self.queued)
+
+    def _end(self, queued: int, failed: bool) -> None:
+        """A batch's end: kept, or when it raised, undone with what it queued."""
+        if failed:
             for undo in reversed(self._undo):
                 undo()
             del self.queued[queued:]
-            raise
-        finally:
-            self._undo = []
+        self._undo = []
 
     def remember(self, project: str, fingerprint: str, now: float) -> None:
         if (project, fingerprint) not in self._known:
@@ -232,6 +241,24 @@ class MemoryStore:
         ]
 
 
+class _Batch:
+    """A batch of :class:`MemoryStore`, all or nothing; a class rather than a
+    generator, as a replay opens one per event."""
+
+    __slots__ = ("_queued", "_store")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._queued = 0
+
+    def __enter__(self) -> MemoryStore:
+        self._queued = self._store._begin()
+        return self._store
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self._store._end(self._queued, kind is not None)
+
+
 class _Clock:
     """The virtual clock: it reads what the timeline last set."""
 
@@ -262,7 +289,16 @@ class Timeline:
         self._clock = _Clock()
         self._store = MemoryStore()
         # Ingest reads and writes only through view, batch and due_windows.
-        self._ingest = Ingest(cast(Store, self._store), registry, clock=self._clock)
+        # Ids need only be unique in the private store: counted, not drawn at random.
+        ids = map(str, itertools.count(1)).__next__
+        self._ingest = Ingest(
+            cast(Store, self._store),
+            registry,
+            clock=self._clock,
+            new_id=ids,
+            judged_sets=JUDGED_SETS,
+        )
+        self._kinds: dict[str, Outcome] = {}
 
     def run(
         self, steps: Sequence[tuple[float, Mapping[str, Any] | None]], start: float
@@ -278,11 +314,14 @@ class Timeline:
         """As :meth:`run`, one outcome at a time, from steps read as they come: a
         replay of a million recorded events holds neither them nor their outcomes."""
         self._store.clear()
+        store = self._store
         for at, event in steps:
-            yield from self._digests(start, start + at)
+            due = store.next_due()
+            if due is not None and due <= start + at:  # most events find none due
+                yield from self._digests(start, start + at)
             if event is not None:
                 self._clock.now = start + at
-                accepted = self._ingest.submit([event])
+                accepted = self._ingest.submit([event], notes=False)
                 yield from self._outcomes(at, accepted, self._store.take())
         yield from self._digests(start, None)
 
@@ -304,7 +343,10 @@ class Timeline:
     ) -> Iterator[Happened]:
         items = _by_uid(item for batch in queued for item in batch)
         for uid, reason in _reasons(accepted).items():
-            outcome = kind_of(reason)
+            outcome = self._kinds.get(reason)
+            if outcome is None:
+                # A reason carries no time: a set has a few of them, each read once.
+                outcome = self._kinds[reason] = kind_of(reason)
             if outcome.kind == SEND:
                 outcome = self._message(SEND, items.get(uid, ()))
             yield Happened(at, uid, outcome)
@@ -351,15 +393,11 @@ def _by_uid(items: Iterable[NewItem]) -> dict[str, list[NewItem]]:
 
 
 def _reasons(accepted: Accepted) -> dict[str, str]:
-    """Each integration's reason for the one event taken: as the answer words it
+    """Each integration's reason for the one event taken: as the answer gives it
     (disabled integrations among them), or, for a project whose answer counts
     reasons instead, as it counts them."""
     if accepted.unserved:
         return {}
     if not accepted.detailed:
         return {uid: next(iter(tally.events)) for uid, tally in accepted.integrations.items()}
-    reasons = {}
-    for note in accepted.events[0].why:
-        uid, _, reason = note.partition(": ")
-        reasons[uid] = reason
-    return reasons
+    return {why.uid: why.reason for why in accepted.events[0].whys}

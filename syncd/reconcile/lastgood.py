@@ -237,7 +237,7 @@ def _check_all(
             loaded = load_file(store / OBJECTS / blob_name(path, digest), str(target / path))
             if loaded.digest != digest:
                 raise DamagedCopy(f"the saved copy of {path} is missing or altered")
-            results.append(check_file(loaded, options))
+            results.append(check_file(loaded, options, path))
     except budget.OverBudget:
         assert limit is not None
         return ConfigSet((), (budget.over_budget((target,), limit),))

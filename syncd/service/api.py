@@ -20,11 +20,14 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from syncd.config.diagnostics import printable
 from syncd.config.model import integration_to_data
+from syncd.config.mutes import Mute
+from syncd.config.plan import mute_to_data
 from syncd.delivery.health import RoomHealthBook
 from syncd.events.ingest import Accepted, Busy, Ingest, TooMany
 from syncd.events.validation import Checked, check_events, event_size
@@ -203,8 +206,10 @@ def status_document(
     outbox_lost: str | None = None,
     dead: Mapping[tuple[str, str], int] | None = None,
     write_problem: str | None = None,
+    now: float | None = None,
 ) -> dict[str, object]:
-    """What ``/status`` answers and ``syncd status`` shows."""
+    """What ``/status`` answers and ``syncd status`` shows; ``now``: the routing
+    clock's time, which says which mutes are active (None: the wall's)."""
     snap = registry.snapshot
     attempt = registry.last_attempt
     dead = dead or {}
@@ -224,7 +229,29 @@ def status_document(
             uid: _notifier_status(n, health, depth.get(uid, 0), dead, totals.get(uid, 0))
             for uid, n in snap.notifiers.items()
         },
+        "mutes": mutes_to_data(snap.active_mutes(time.time() if now is None else now), now),
     }
+
+
+def mutes_to_data(mutes: Iterable[Mute], now: float | None) -> list[dict[str, object]]:
+    """The active mutes, each with what it covers and the seconds it has left; the
+    reason escaped, as every text /status shows from a config."""
+    at = time.time() if now is None else now
+    return [
+        {
+            "mute": printable(mute.name),
+            "file": printable(mute.file),
+            "index": mute.index,
+            "uid": mute.uid,
+            "project": mute.project,
+            "rooms": list(mute.rooms) if mute.rooms is not None else None,
+            "match": [{"attribute": m.attribute, "regex": m.regex} for m in mute.match],
+            "until": mute.until_text,
+            "remaining_seconds": max(0, int(mute.until - at)),
+            "reason": printable(mute.reason),
+        }
+        for mute in mutes
+    ]
 
 
 @dataclass(frozen=True)
@@ -481,6 +508,9 @@ class Api:
                 "integrations": [
                     integration_to_data(n.integration) for n in snap.notifiers.values()
                 ],
+                # Every mute of the set, ended ones too: ``syncd plan`` compares the
+                # set, and ``/status`` is where the active ones are listed.
+                "mutes": [mute_to_data(mute) for mute in snap.mutes],
             },
         )
 
@@ -493,6 +523,7 @@ class Api:
             self.outbox_lost,
             dead,
             self.store.write_problem(),
+            self.clock(),
         )
         if self.git is not None:
             document["git"] = self.git()

@@ -245,6 +245,8 @@ class DaemonConfig:
     # Where accepted events are recorded for ``syncd plan --replay``; None: not recorded.
     record_events: Path | None = None
     record_days: int = DEFAULT_DAYS
+    # The clock events are routed by, and so the one mutes end on (the wall's).
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -399,8 +401,10 @@ class Daemon:
         self.ingest = Ingest(
             self.outbox,
             self.registry,
+            clock=config.clock,
             on_enqueued=self.dispatcher.wake,
             max_notifications=config.max_notifications_per_request,
+            on_muted=self.metrics.muted,
         )
         options = semantics.Options(
             allow_plaintext_tokens=config.allow_plaintext_tokens,
@@ -470,6 +474,7 @@ class Daemon:
             git_hook=self._git_hook(config.git),
             shared=shared,
             skew_warning=config.skew_warning,
+            clock=config.clock,
         )
         try:
             self.server = HTTPServer(

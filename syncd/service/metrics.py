@@ -27,7 +27,7 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import generate_latest
@@ -151,6 +151,8 @@ class _Counts:
     git: GitCounts | None = None
     active: frozenset[str] = frozenset()
     """The active set as last retained: its integrations' series start at 0."""
+    muted: Mapping[str, int] = field(default_factory=dict)
+    """Notifications (one per room) a mute held back, per integration."""
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
@@ -223,6 +225,14 @@ def _count_families(counts: _Counts) -> Iterator[Metric]:
     for (uid, reason), count in sorted(counts.failures.items()):
         failed.add_metric([uid, reason], count)
     yield failed
+    muted = CounterMetricFamily(
+        "syncd_notifications_muted_total",
+        "Notifications (one per room) not queued because a mute covered them.",
+        labels=["integration"],
+    )
+    for uid in sorted({*counts.active, *counts.muted}):
+        muted.add_metric([uid], counts.muted.get(uid, 0))
+    yield muted
 
 
 def _outbox_families(present: _Present, active: Collection[str]) -> Iterator[Metric]:
@@ -373,6 +383,7 @@ class Metrics:
         self._bounds = tuple(sorted(buckets))
         self._events_received = 0
         self._notifications: dict[str, int] = {}
+        self._muted: dict[str, int] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self._bucket_counts = [0] * len(self._bounds)
         self._latency_sum = 0.0
@@ -398,6 +409,12 @@ class Metrics:
             else:
                 key = (uid, failure_reason(result))
                 self._failures[key] = self._failures.get(key, 0) + 1
+
+    def muted(self, counts: Mapping[str, int]) -> None:
+        """Ingest's ``on_muted``: notifications a mute held back, per integration."""
+        with self._lock:
+            for uid, count in counts.items():
+                self._muted[uid] = self._muted.get(uid, 0) + count
 
     def unverified(self) -> None:
         """A fetched commit rejected because its signature did not verify."""
@@ -434,6 +451,8 @@ class Metrics:
             self._active = frozenset(uids)
             for uid in [u for u in self._notifications if u not in uids]:
                 del self._notifications[uid]
+            for uid in [u for u in self._muted if u not in uids]:
+                del self._muted[uid]
             for key in [k for k in self._failures if k[0] not in uids]:
                 del self._failures[key]
 
@@ -453,6 +472,7 @@ class Metrics:
                 unverified=self._unverified,
                 git=self._git_counts(),
                 active=self._active,
+                muted=dict(self._muted),
             )
 
     def render(

@@ -368,7 +368,8 @@ def test_check_fails_the_keywords_jsonschema_fails_at_every_limit() -> None:
 
 def test_every_subschema_is_checked_and_judged_but_where_a_keyword_is_not_judged() -> None:
     """The agreement above is not empty: the walk finds every subschema, and ``check``
-    answers on each one's own keywords, but an action's, which holds an ``if``."""
+    answers on each one's own keywords, but an action's and a mute's, which hold an
+    ``if``, and a mute's ``then``, a ``not``."""
     document = INTEGRATIONS.document()
     wheres = [case.where for case in CASES]
     assert "#/properties/integrations/items/properties/actions/items/then" in wheres
@@ -379,7 +380,11 @@ def test_every_subschema_is_checked_and_judged_but_where_a_keyword_is_not_judged
         for case in CASES
         if case.schema == own_keywords(case.schema) and keywords.check(case.schema, None) is None
     ]
-    assert unjudged == ["#/properties/integrations/items/properties/actions/items (own)"]
+    assert unjudged == [
+        "#/properties/integrations/items/properties/actions/items (own)",
+        "#/properties/mutes/items (own)",
+        "#/properties/mutes/items/then",
+    ]
 
 
 def _every_mapping(node: Any, by_name: bool = False) -> list[Any]:

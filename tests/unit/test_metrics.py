@@ -63,6 +63,11 @@ EXPECTED: dict[str, tuple[str, str, frozenset[str]]] = {
         "Failed delivery attempts, by integration and reason.",
         frozenset({"integration", "reason"}),
     ),
+    "syncd_notifications_muted": (
+        "counter",
+        "Notifications (one per room) not queued because a mute covered them.",
+        frozenset({"integration"}),
+    ),
     "syncd_outbox_depth": ("gauge", "Notifications waiting to be delivered.", frozenset()),
     "syncd_outbox_dead_letters": (
         "gauge",
@@ -101,6 +106,7 @@ def busy_metrics() -> Metrics:
     for status in (503, 404, 418, None):
         metrics.delivery("a", failed(status), 1.0)
     metrics.delivery("a", failed(429, rate_limited=True), 1.0)
+    metrics.muted({"a": 2})
     return metrics
 
 

@@ -40,10 +40,9 @@ def test_the_schema_offers_exactly_the_kinds_a_timeline_reports() -> None:
         (DISABLED, Outcome("disabled")),
         ("skipped: its actions failed (see the log)", Outcome("skipped")),
         ("skipped: routing failed (see the log)", Outcome("skipped")),
-        (
-            "muted by nightly until 2026-11-27T06:00:00Z",
-            Outcome("muted by nightly until 2026-11-27T06:00:00Z"),
-        ),
+        ("muted by teams/pay.yaml mutes[0]", Outcome("muted")),  # as a request counts it
+        ("queued for 1 room(s), 1 muted by teams/pay.yaml mutes[0]", Outcome("send")),
+        ("a reason not known", Outcome("a reason not known")),
     ],
 )
 def test_each_reason_ingest_gives_is_a_kind(reason: str, outcome: Outcome) -> None:

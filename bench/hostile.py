@@ -2,7 +2,7 @@
 
 Run: python bench/hostile.py [--quick] [--repeat N] [--only 1,3,6]
 
-Each finding of the third hostile round (issue 24) was a small input that cost
+Each finding of the third hostile round was a small input that cost
 ``syncd validate`` or ``syncd run`` far more than its size. Here each hostile
 input is measured again, black-box, beside a well-formed input of the same
 size sent through the same path, and the ratio printed (hostile over

@@ -5,39 +5,27 @@ required or not as the schema says."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from syncd.config.schema import INTEGRATIONS
-from tests.support.paths import ROOT
+from tests.support.readme import readme_section, run_script
 from tests.support.schemas import schema_properties
 
 SHOWN_UNTIL = "2026-12-10T09:00:00Z"
 
 
 def mutes_section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n## Mutes\n")
-    return readme[start : readme.index("\n## ", start + 1)]
+    return readme_section("## Mutes\n")
 
 
 def test_the_worked_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
     script, shown = re.findall(r"```(?:sh|text)\n(.*?)```", mutes_section(), re.S)[:2]
     assert script.count(SHOWN_UNTIL) == 1 and shown.count(SHOWN_UNTIL) == 1
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7 * 86400))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", script.replace(SHOWN_UNTIL, until)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_script(script.replace(SHOWN_UNTIL, until), tmp_path, pipefail=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout == shown.replace(SHOWN_UNTIL, until)
     assert done.stderr == "syncd: valid (1 file checked)\n"
@@ -48,17 +36,9 @@ def test_the_same_example_with_its_mute_past_fails_validate_unless_allowed(
 ) -> None:
     script = re.findall(r"```sh\n(.*?)```", mutes_section(), re.S)[0]
     setup = script.split("syncd validate")[0].replace(SHOWN_UNTIL, "2020-01-01T00:00:00Z")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
     def run(command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", "-e", "-c", setup + command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_script(setup + command, tmp_path)
 
     refused = run("syncd validate .")
     assert refused.returncode == 1

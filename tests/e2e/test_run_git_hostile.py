@@ -332,7 +332,12 @@ def test_a_symlink_to_etc_passwd_in_the_git_path_is_rejected(
         linked = remote.work.commit_all("a link")
         remote.work("push", "-q", str(remote.bare), "main")
         assert github_push(proc.url, SECRET).status_code == 202
-        wait_for(lambda: judged(proc, linked), timeout=10, what="the link judged")
+        # As long as the first commit may take: a fetch, a checkout and a reconcile.
+        try:
+            wait_for(lambda: judged(proc, linked), timeout=20, what="the link judged")
+        except BaseException:
+            print(proc.log)  # shown with the failure: where the push went
+            raise
         status = proc.status()
         assert status["applied_revision"] == f"git:{first}"
         (diagnostic,) = status["last_failure"]["diagnostics"]

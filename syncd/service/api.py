@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -51,6 +52,10 @@ MAX_EVENT_BYTES = 64 << 10
 MAX_SUMMARISED = 100
 # What a 503 for a store that cannot take the request asks the client to wait.
 RETRY_AFTER = "2"
+# What a lone surrogate can come from in a body: a \uD800-\uDFFF escape, or its
+# UTF-8-like bytes, which the JSON decoder lets through. A body with neither
+# holds none, and is spared a second encoding of every event to look.
+_SURROGATE_SOURCE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 # How long the live daemons' revisions may disagree (a rollout) before /status warns.
 SKEW_WARNING = 300.0
 
@@ -382,8 +387,9 @@ class Api:
             return Response.error(503, "shutting down")
         try:
             payload = request.json()
-            # Lone surrogates (JSON "\ud800") are valid JSON but not text.
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            if _SURROGATE_SOURCE.search(request.body):
+                # Lone surrogates (JSON "\ud800") are valid JSON but not text.
+                json.dumps(payload, ensure_ascii=False).encode("utf-8")
         except (ValueError, RecursionError) as exc:
             message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             return Response.error(400, f"body is not usable JSON: {message}")
@@ -435,7 +441,9 @@ class Api:
             log.exception("could not take %d event(s) in", len(events))
             return Response.error(500, "internal error: nothing was stored; retry later")
         self.metrics.received(len(events))
-        return Response.json(202, accepted_to_data(accepted))
+        # Compact: a program reads it, and indenting a thousand ids costs the
+        # pure-Python encoder a quarter of the request's CPU.
+        return Response.json(202, accepted_to_data(accepted), compact=True)
 
     def _cluster_gauges(self) -> ClusterGauges | None:
         if self.shared is None:

@@ -119,8 +119,12 @@ class Response:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any) -> Response:
-        return cls(status, (json.dumps(payload, indent=2) + "\n").encode())
+    def json(cls, status: int, payload: Any, *, compact: bool = False) -> Response:
+        """Indented for a person with curl, unless ``compact``."""
+        text = (
+            json.dumps(payload, separators=(",", ":")) if compact else json.dumps(payload, indent=2)
+        )
+        return cls(status, (text + "\n").encode())
 
     @classmethod
     def text(cls, status: int, text: str, content_type: str = "text/plain") -> Response:

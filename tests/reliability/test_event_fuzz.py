@@ -561,3 +561,22 @@ def test_lone_surrogate_in_project_or_fingerprint_is_not_a_500(live: Live, field
     live.errors.records.clear()
     live.alive()
     assert answer.status_code in (202, 400), (answer.status_code, answer.text)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [b"\\ud800x", b"\\uDBFFx", b"\\uDc00", b"x\\udfff", b"\xed\xa0\x80", b"\xed\xbf\xbfx"],
+    ids=["escape", "escape-upper", "escape-mixed", "low-half", "bytes", "bytes-last"],
+)
+def test_every_way_of_writing_a_lone_surrogate_is_refused_as_json(
+    live: Live, written: bytes
+) -> None:
+    """Escapes in either case and the bytes the decoder lets through: each is a 400
+    that says the body is not usable JSON, never stored, whichever field holds it."""
+    event = {"project": "shop", "fingerprint": "f", "timestamp": "2026-11-26T12:00:00Z"}
+    event["hostname"] = "MARKER"
+    body = encode(event).replace(b"MARKER", written)
+    answer = requests.post(live.url + "/v1/events", data=body, headers=JSON, timeout=30)
+    live.alive()
+    assert answer.status_code == 400, (answer.status_code, answer.text)
+    assert "not usable JSON" in answer.json()["error"]["message"], answer.text

@@ -151,7 +151,8 @@ class Reconciler:
         read (the last reconcile failed outright, or the loader cannot name them).
 
         The loader is held only while its fingerprints are copied, a few
-        milliseconds at 50,000 files; the walk that compares holds nothing.
+        milliseconds at 50,000 files; the walk that compares holds nothing, and
+        gives way to a reconcile under way (see ``_check_open``).
         """
         if self._closed:
             return frozenset()
@@ -168,8 +169,17 @@ class Reconciler:
             return frozenset()  # stopping, or a directory went: the next resync looks
 
     def _check_open(self) -> None:
+        """At each directory of a resync's walk: stop when the daemon stops, and wait
+        while a reconcile runs. Both are Python and share one interpreter lock;
+        the walk giving way is what keeps an edit applied at 50,000 files as soon
+        as it would be without a resync."""
         if self._closed:
             raise _Closed
+        if self._reconciling.locked():
+            with self._reconciling:
+                pass
+            if self._closed:
+                raise _Closed
 
     def fingerprint(self) -> str:
         """The resync for a watcher that compares a value with the one its callback

@@ -226,6 +226,58 @@ def test_an_edit_during_a_resync_is_applied_without_waiting_for_it(
     wait_for(running.resyncs_after(1), what="the held resync to end")
 
 
+class HeldBoth(HeldScan):
+    """A :class:`HeldScan` whose loads, once ``hold_load`` is set, wait inside for
+    ``release_load``; and which records each tick of the walk that returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_load = False
+        self.load_entered = threading.Event()
+        self.release_load = threading.Event()
+        self.ticked = threading.Event()
+
+    def load(self, paths: Any, **options: Any) -> Any:
+        if self.hold_load:
+            self.load_entered.set()
+            self.release_load.wait(30)
+        return super().load(paths, **options)
+
+    def differences(
+        self, directory: Path, baseline: Baseline, tick: Callable[[], None] = lambda: None
+    ) -> frozenset[str] | None:
+        def recorded() -> None:
+            tick()
+            if self.release.is_set():
+                self.ticked.set()
+
+        return super().differences(directory, baseline, recorded)
+
+
+def test_a_resync_walk_waits_while_an_edit_is_applied(
+    config: Path, run: Callable[..., Running]
+) -> None:
+    """An edit's reconcile has the interpreter to itself: a walk under way goes on
+    only once the edit is applied, so an edit at 50,000 files is not slowed by the
+    walk's share of the CPU."""
+    loader = HeldBoth()
+    running = run(loader, interval=0.05)
+    loader.hold = True
+    try:
+        assert loader.entered.wait(10), "no resync began"
+        loader.hold_load = True
+        (config / "i040.yaml").write_text(renamed("i040", "held"))
+        assert loader.load_entered.wait(10), "the edit's reconcile did not begin"
+        loader.release.set()  # the walk goes on to its next directory, and waits there
+        assert not loader.ticked.wait(0.3), "the walk went on while the edit was applied"
+    finally:
+        loader.hold = loader.hold_load = False
+        loader.release.set()
+        loader.release_load.set()
+    assert loader.ticked.wait(10), "the walk did not go on after the edit"
+    wait_for(lambda: running.name_of("i040") == "held", what="the edit")
+
+
 def test_a_resync_that_finds_a_change_hands_on_the_file_alone(
     tmp_path: Path, config: Path, run: Callable[..., Running]
 ) -> None:

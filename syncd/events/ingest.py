@@ -287,6 +287,7 @@ class _Plan:
         self.seen: dict[tuple[str, str], None] = {}
         self.windows: dict[str, WindowUpdate] = {}
         self.items: list[NewItem] = []
+        self.claimable = 0  # of the items written, those claimable at once
         self.holding = 0
         self.new_groups: dict[int, bool] = {}  # by the event's index in the request
 
@@ -388,6 +389,7 @@ class _Plan:
             batch.save_window(update)
         if self.items:
             batch.enqueue(self.items, now)
+            self.claimable = batch.new_heads
 
 
 @dataclass(frozen=True)
@@ -457,10 +459,13 @@ class Ingest:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         judged_sets: int = 0,
     ) -> None:
-        """``on_muted``: told, per integration, how many notifications (one per room)
-        a mute held back, after they would have been stored. ``new_id``: each
-        event's id; random in a daemon, where ids from several processes and
-        restarts meet in one outbox, while a replay on a private store may count.
+        """``on_enqueued``: told how many of the stored notifications head their room
+        (claimable at once), to wake as many workers; one queued behind another
+        of its room wakes no one. ``on_muted``: told, per integration, how many
+        notifications (one per room) a mute held back, after they would have been
+        stored. ``new_id``: each event's id; random in a daemon, where ids from
+        several processes and restarts meet in one outbox, while a replay on a
+        private store may count.
         ``judged_sets``: judgements kept per project (see ``JUDGED_SETS``); a
         replay's events repeat a few sets of attributes a million times."""
         self.store = store
@@ -498,8 +503,8 @@ class Ingest:
         finally:
             self._gate.leave(projects)
         self._log_failures(plan.summary.failed)
-        if plan.items:
-            self.on_enqueued(len(plan.items))
+        if plan.claimable:
+            self.on_enqueued(plan.claimable)
         if plan.muted:
             self.on_muted(plan.muted)
         return _accepted(request, plan, notes)
@@ -581,7 +586,7 @@ class Ingest:
         now = self.clock()
         notifiers = self.registry.snapshot.notifiers
         mutes = self._mutes()
-        queued = 0
+        queued = claimable = 0
         muted: dict[str, int] = {}
         for due in self.store.due_windows(now):
             notifier = notifiers.get(due.uid)
@@ -602,9 +607,10 @@ class Ingest:
                 if batch.window(due.key) != due.window:
                     continue
                 queued += _write(batch, routing, now)
+                claimable += batch.new_heads
             _count_muted(muted, routing)
-        if queued:
-            self.on_enqueued(queued)
+        if claimable:
+            self.on_enqueued(claimable)
         if muted:
             self.on_muted(muted)
         return queued

@@ -135,6 +135,7 @@ class MemoryStore:
         # order due_windows hands them over in, as a scan of them would.
         self._made: dict[str, int] = {}
         self._count = itertools.count()
+        self._mark = 0  # where the open batch's queued items begin
 
     def clear(self) -> None:
         """A fresh state: no fingerprint seen, no window, nothing queued."""
@@ -177,7 +178,13 @@ class MemoryStore:
 
     def _begin(self) -> int:
         self._undo = []
-        return len(self.queued)
+        self._mark = len(self.queued)
+        return self._mark
+
+    @property
+    def new_heads(self) -> int:
+        """Every item the open batch queued: nothing is delivered in a replay."""
+        return sum(map(len, self.queued[self._mark :]))
 
     def _end(self, queued: int, failed: bool) -> None:
         """A batch's end: kept, or when it raised, undone with what it queued."""

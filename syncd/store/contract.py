@@ -214,6 +214,13 @@ class Batch(Reads, Protocol):
 
     def enqueue(self, items: Sequence[NewItem], now: float) -> list[int]: ...
 
+    @property
+    def new_heads(self) -> int:
+        """Rooms this batch's items gave a head (they had nothing undelivered): the
+        items claimable at once, what a worker is woken for. An item behind a
+        room's head is claimed by whoever settles the one before it."""
+        ...
+
 
 class Store(Protocol):
     def batch(self) -> AbstractContextManager[Batch]:

@@ -395,6 +395,11 @@ class PgBatch(PgView):
         self._running = running
         self._locks = locks
         self._held: set[tuple[int, int]] = set()
+        self._new_heads = 0
+
+    @property
+    def new_heads(self) -> int:
+        return self._new_heads
 
     def _lock(self, kind: int, key: str) -> None:
         """A key's lock, taken once per batch, in a statement of its own: a read in
@@ -479,7 +484,9 @@ class PgBatch(PgView):
                 "AS t(i, u, r, e, c, m, s)",
                 (now, now, self._running, now, ids, *_columns(items, rooms, events)),
             )
-            self._extend_rooms(rooms, ids, now)
+            heads = self._extend_rooms(rooms, ids, now)
+        # Read once the pipeline has synced: a head already there is not counted.
+        self._new_heads += max(0, heads.rowcount)
         return ids
 
     def _draw(
@@ -504,8 +511,9 @@ class PgBatch(PgView):
 
     def _extend_rooms(
         self, rooms: Sequence[tuple[str, str]], ids: Sequence[int], now: float
-    ) -> None:
-        """Each room's head (a new room's first item) and its count of open items."""
+    ) -> psycopg.Cursor[TupleRow]:
+        """Each room's head (a new room's first item) and its count of open items;
+        the heads' insert, whose row count is the new heads."""
         firsts: dict[tuple[str, str], int] = {}
         for room, item_id in zip(rooms, ids, strict=True):
             firsts.setdefault(room, item_id)
@@ -514,7 +522,7 @@ class PgBatch(PgView):
         uids, room_ids = [u for u, _ in ordered], [r for _, r in ordered]
         # A head already there is older and stays; it is locked all the same (the
         # update that never happens), so no settle drops it before this commits.
-        self._conn.execute(
+        heads = self._conn.execute(
             "INSERT INTO heads AS h (uid, room_id, item_id, due, set_at) "
             "SELECT u, r, i, %s, %s FROM unnest(%s::text[], %s::text[], %s::bigint[]) "
             "AS t(u, r, i) ORDER BY u, r "
@@ -528,6 +536,7 @@ class PgBatch(PgView):
             "ON CONFLICT (uid, room_id, kind) DO UPDATE SET n = t.n + excluded.n",
             (uids, room_ids, [counts[room] for room in ordered]),
         )
+        return heads
 
 
 class _Chores:

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +95,11 @@ class SqliteBatch(SqliteView):
     def __init__(self, db: sqlite3.Connection, running: float) -> None:
         super().__init__(db)
         self._running = running
+        self._new_heads = 0
+
+    @property
+    def new_heads(self) -> int:
+        return self._new_heads
 
     def enqueue(self, items: Sequence[NewItem], now: float) -> list[int]:
         """Items in order, in one statement. An event is kept once, however many
@@ -152,11 +157,12 @@ class SqliteBatch(SqliteView):
             (item.uid, item.room_id): item_id
             for item, item_id in zip(reversed(items), reversed(ids), strict=True)
         }
-        self._db.executemany(
+        heads = self._db.executemany(
             "INSERT INTO heads (uid, room_id, item_id, due, set_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(uid, room_id, item_id, now, now) for (uid, room_id), item_id in firsts.items()],
         )
+        self._new_heads += heads.rowcount
         counts = Counter((item.uid, item.room_id) for item in items)
         self._db.executemany(
             "INSERT INTO tallies (uid, room_id, kind, n) VALUES (?, ?, 'open', ?) "
@@ -479,7 +485,8 @@ class Outbox:
         settled or its lease runs out. Integrations in ``skip`` are passed over.
         One commit instead of two per item is what keeps synchronous=FULL fast;
         and the calls that queue up while another writes are served together,
-        in one commit (a group commit).
+        in one commit (a group commit): their settles first, then their claims,
+        each written a statement per kind of change for the whole group.
         """
         call = _Call(done, limit, lease, frozenset(skip))
         with self._calls_lock:
@@ -497,10 +504,8 @@ class Outbox:
         now = self.clock()
         try:
             with self._locked_transaction() as db:
-                for call in calls:
-                    if call.done is not None:
-                        self._settle(db, call.done, now)
-                claimed = [_claim(db, call, now) for call in calls]
+                _settle_all(db, [call.done for call in calls if call.done is not None], now)
+                claimed = _claim_all(db, calls, now)
         except BaseException as exc:
             failure = (
                 exc if isinstance(exc, Exception) else RuntimeError("outbox write interrupted")
@@ -517,41 +522,7 @@ class Outbox:
 
     def settle(self, done: Settle) -> None:
         with self._transaction() as db:
-            self._settle(db, done, self.clock())
-
-    @staticmethod
-    def _settle(db: sqlite3.Connection, done: Settle, now: float) -> None:
-        """Record a send's end, unless the item was cancelled while it was in flight.
-
-        A cancelled item stays cancelled (a worker's late "retry later" must not
-        revive it), except that a send which did go out is recorded as delivered.
-        """
-        if done.state == "pending":
-            changed = db.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
-                "lease_until = NULL, attempts = attempts - ?, waited_at = ? "
-                "WHERE id = ? AND state = 'inflight'",
-                (done.retry_at, done.reason, 0 if done.attempted else 1, now, done.item_id),
-            ).rowcount
-        else:
-            changed = db.execute(
-                "UPDATE outbox SET state = ?, reason = ?, finished_at = ?, lease_until = NULL "
-                "WHERE id = ? AND state = 'inflight'",
-                (done.state, done.reason, now, done.item_id),
-            ).rowcount
-            if not changed and done.state == "delivered":
-                db.execute(
-                    "UPDATE outbox SET state = 'delivered', reason = ?, finished_at = ? "
-                    "WHERE id = ? AND state = 'cancelled'",
-                    (done.reason, now, done.item_id),
-                )
-        if changed:
-            row = db.execute(
-                "SELECT uid, room_id FROM outbox WHERE id = ?", (done.item_id,)
-            ).fetchone()
-            if done.room_rest_until is not None:
-                _rest_room(db, row, done.room_rest_until, now)
-            _refresh_head(db, *row)
+            _settle_all(db, [done], self.clock())
 
     def cancel_integration(self, uid: str, reason: str) -> int:
         """Undelivered items of a removed integration: cancelled, with the reason kept.
@@ -781,62 +752,199 @@ def _rebuild_heads(db: sqlite3.Connection) -> None:
 
 
 def _refresh_head(db: sqlite3.Connection, uid: str, room_id: str) -> None:
-    row = db.execute(
-        "SELECT id, CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) "
+    _refresh_heads(db, [(uid, room_id)])
+
+
+def _refresh_heads(db: sqlite3.Connection, rooms: Sequence[tuple[str, str]]) -> None:
+    """Each room's head as its oldest undelivered item now is, or none when it has
+    none: two statements for any number of rooms."""
+    db.executemany(
+        "INSERT INTO heads (uid, room_id, item_id, due, set_at) "
+        "SELECT uid, room_id, id, CASE state WHEN 'inflight' THEN coalesce(lease_until, 0) "
         "ELSE next_attempt_at END, coalesce(waited_at, created_at) FROM outbox "
-        "WHERE uid = ? AND room_id = ? AND state IN ('pending', 'inflight') ORDER BY id LIMIT 1",
-        (uid, room_id),
-    ).fetchone()
-    if row is None:
-        db.execute("DELETE FROM heads WHERE uid = ? AND room_id = ?", (uid, room_id))
-    else:
-        db.execute(
-            "INSERT INTO heads (uid, room_id, item_id, due, set_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (uid, room_id) DO UPDATE SET item_id = excluded.item_id, "
-            "due = excluded.due, set_at = excluded.set_at",
-            (uid, room_id, *row),
-        )
-
-
-def _rest_room(db: sqlite3.Connection, room: tuple[str, str], until: float, now: float) -> None:
-    """The room's next pending item not before ``until`` (never brought forward)."""
-    db.execute(
-        "UPDATE outbox SET next_attempt_at = ?, waited_at = ? WHERE id = ("
-        "SELECT min(id) FROM outbox WHERE uid = ? AND room_id = ? AND state = 'pending') "
-        "AND next_attempt_at < ?",
-        (until, now, *room, until),
+        "WHERE uid = ? AND room_id = ? AND state IN ('pending', 'inflight') ORDER BY id LIMIT 1 "
+        "ON CONFLICT (uid, room_id) DO UPDATE SET item_id = excluded.item_id, "
+        "due = excluded.due, set_at = excluded.set_at",
+        rooms,
+    )
+    db.executemany(
+        "DELETE FROM heads WHERE uid = ?1 AND room_id = ?2 AND NOT EXISTS (SELECT 1 FROM outbox "
+        "WHERE uid = ?1 AND room_id = ?2 AND state IN ('pending', 'inflight'))",
+        rooms,
     )
 
 
-def _claim(db: sqlite3.Connection, call: _Call, now: float) -> list[Item]:
-    """Lease up to ``call.limit`` due heads, passing over the skipped integrations."""
-    chosen: list[tuple[int, str, str]] = []
-    if call.limit > 0:
-        heads = db.execute(
-            "SELECT item_id, uid, room_id FROM heads WHERE due <= ? ORDER BY due, item_id", (now,)
+# The room's next pending item not before the given time (never brought forward);
+# parameters: until, now, uid, room_id, until.
+_REST_ROOM = (
+    "UPDATE outbox SET next_attempt_at = ?, waited_at = ? WHERE id = ("
+    "SELECT min(id) FROM outbox WHERE uid = ? AND room_id = ? AND state = 'pending') "
+    "AND next_attempt_at < ?"
+)
+
+
+def _settle_all(db: sqlite3.Connection, dones: Sequence[Settle], now: float) -> None:
+    """Record sends' ends, each unless its item was cancelled while in flight.
+
+    A cancelled item stays cancelled (a worker's late "retry later" must not
+    revive it), except that a send which did go out is recorded as delivered.
+    A group commit's settles are written together, a statement per kind of
+    change rather than per item: the items are of different rooms (a room has
+    one item in flight), so no settle's change reaches another's.
+    """
+    ids = [done.item_id for done in dones]
+    if len(set(ids)) < len(ids):  # the same item twice: each sees the one before
+        for done in dones:
+            _settle_all(db, [done], now)
+        return
+    writes = _SettleWrites(now)
+    states = _rows_by_id(db, "uid, room_id, state", ids)
+    for done in dones:
+        writes.add(done, *states.get(done.item_id, (None, None, None)))
+    writes.run(db)
+
+
+@dataclass
+class _SettleWrites:
+    """A group's settles sorted by the statement each needs."""
+
+    now: float
+    pending: list[tuple[Any, ...]] = field(default_factory=list)
+    ended: list[tuple[Any, ...]] = field(default_factory=list)
+    late: list[tuple[Any, ...]] = field(default_factory=list)
+    rests: list[tuple[Any, ...]] = field(default_factory=list)
+    rooms: dict[tuple[str, str], None] = field(default_factory=dict)
+
+    def add(self, done: Settle, uid: str | None, room_id: str | None, state: str | None) -> None:
+        if state == "cancelled" and done.state == "delivered":
+            self.late.append((done.reason, self.now, done.item_id))
+        if state != "inflight" or uid is None or room_id is None:
+            return
+        if done.state == "pending":
+            attempted = 0 if done.attempted else 1
+            self.pending.append((done.retry_at, done.reason, attempted, self.now, done.item_id))
+        else:
+            self.ended.append((done.state, done.reason, self.now, done.item_id))
+        if done.room_rest_until is not None:
+            until = done.room_rest_until
+            self.rests.append((until, self.now, uid, room_id, until))
+        self.rooms[(uid, room_id)] = None
+
+    def run(self, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, reason = ?, "
+            "lease_until = NULL, attempts = attempts - ?, waited_at = ? WHERE id = ?",
+            self.pending,
         )
-        for item_id, uid, room_id in heads:
-            if uid not in call.skip:
-                chosen.append((item_id, uid, room_id))
-                if len(chosen) == call.limit:
-                    break
-    if not chosen:
-        return []
-    lease_until = now + call.lease
+        db.executemany(
+            "UPDATE outbox SET state = ?, reason = ?, finished_at = ?, lease_until = NULL "
+            "WHERE id = ?",
+            self.ended,
+        )
+        db.executemany(
+            "UPDATE outbox SET state = 'delivered', reason = ?, finished_at = ? WHERE id = ?",
+            self.late,
+        )
+        db.executemany(_REST_ROOM, self.rests)
+        if self.rooms:
+            _refresh_heads(db, list(self.rooms))
+
+
+def _in_parts(ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
+    """Ids in parts of at most 500, each with its "?" marks: SQLite takes a bounded
+    number of parameters per statement."""
+    for first in range(0, len(ids), 500):
+        part = ids[first : first + 500]
+        yield ",".join("?" * len(part)), part
+
+
+def _rows_by_id(db: sqlite3.Connection, columns: str, ids: Sequence[int]) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for marks, part in _in_parts(ids):
+        for row in db.execute(f"SELECT id, {columns} FROM outbox WHERE id IN ({marks})", part):
+            found[row[0]] = row[1:]
+    return found
+
+
+def _claim_all(db: sqlite3.Connection, calls: Sequence[_Call], now: float) -> list[list[Item]]:
+    """Lease each call up to its ``limit`` of due heads, passing over the
+    integrations it skips."""
+    chosen = _choose_heads(db, calls, now)
+    leased = [
+        (now + call.lease, item_id, uid, room_id)
+        for call, heads in zip(calls, chosen, strict=True)
+        for item_id, uid, room_id in heads
+    ]
+    if not leased:
+        return [[] for _ in calls]
     db.executemany(
         "UPDATE outbox SET state = 'inflight', lease_until = ?, attempts = attempts + 1, "
         "waited_at = ? WHERE id = ?",
-        [(lease_until, now, item_id) for item_id, _, _ in chosen],
+        [(until, now, item_id) for until, item_id, _, _ in leased],
     )
     db.executemany(
         "UPDATE heads SET due = ?, set_at = ? WHERE uid = ? AND room_id = ?",
-        [(lease_until, now, uid, room_id) for _, uid, room_id in chosen],
+        [(until, now, uid, room_id) for until, _, uid, room_id in leased],
     )
-    marks = ",".join("?" * len(chosen))
-    rows = db.execute(
-        f"SELECT {_COLUMNS} FROM {_ITEMS} WHERE id IN ({marks})", [i for i, _, _ in chosen]
-    ).fetchall()
-    return sorted((_item(r) for r in rows), key=lambda i: (i.next_attempt_at, i.id))
+    items = _items_by_id(db, [item_id for _, item_id, _, _ in leased])
+    return [sorted((items[i] for i, _, _ in heads), key=_claim_order) for heads in chosen]
+
+
+def _claim_order(item: Item) -> tuple[float, int]:
+    return item.next_attempt_at, item.id
+
+
+def _items_by_id(db: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Item]:
+    items: dict[int, Item] = {}
+    for marks, part in _in_parts(ids):
+        for row in db.execute(f"SELECT {_COLUMNS} FROM {_ITEMS} WHERE id IN ({marks})", part):
+            item = _item(row)
+            items[item.id] = item
+    return items
+
+
+@dataclass
+class _Taker:
+    """One call of a group commit, as the due heads are dealt."""
+
+    wanted: int
+    skip: frozenset[str]
+    chosen: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def takes(self, uid: str) -> bool:
+        return self.wanted > 0 and uid not in self.skip
+
+    def take(self, head: tuple[int, str, str]) -> bool:
+        """Take ``head``; True when that was the last one wanted."""
+        self.chosen.append(head)
+        self.wanted -= 1
+        return self.wanted == 0
+
+
+def _choose_heads(
+    db: sqlite3.Connection, calls: Sequence[_Call], now: float
+) -> list[list[tuple[int, str, str]]]:
+    """One walk of the due heads for the whole group, each head to the first call
+    still short that takes it: what claiming for each call in turn would give."""
+    takers = [_Taker(call.limit, call.skip) for call in calls]
+    short = sum(1 for taker in takers if taker.wanted > 0)
+    if short:
+        heads = db.execute(
+            "SELECT item_id, uid, room_id FROM heads WHERE due <= ? ORDER BY due, item_id", (now,)
+        )
+        _deal(heads, takers, short)
+    return [taker.chosen for taker in takers]
+
+
+def _deal(heads: Iterable[tuple[int, str, str]], takers: Sequence[_Taker], short: int) -> None:
+    """Deal ``heads`` in order until the ``short`` takers still wanting some have
+    all they want, or none is left."""
+    for head in heads:
+        taker = next((t for t in takers if t.takes(head[1])), None)
+        if taker is not None and taker.take(head):
+            short -= 1
+            if not short:
+                return
 
 
 def _cut_heads(db: sqlite3.Connection, now: float) -> int:

@@ -165,6 +165,91 @@ def test_calls_that_queue_behind_a_writer_share_one_commit(tmp_path: Path) -> No
     assert [i.state for i in box.items() if i.id in {f.id for f in first}] == ["delivered"] * 3
 
 
+def _group_scene(box: Outbox) -> list[tuple[Settle | None, int, frozenset[str]]]:
+    """Items in seven rooms, five in flight, and the calls of one group: every kind
+    of settle (a room rested, a retry, a send that went out after its integration
+    was cancelled, a retry after it was, a dead letter) and claims passing over
+    different integrations."""
+    put(box, ("a", "1", 1), ("a", "1", 2), ("b", "1", 3), ("b", "1", 4), ("c", "1", 5))
+    put(box, ("d", "1", 6), ("e", "1", 7), ("e", "1", 8), ("f", "1", 9), ("f", "2", 10))
+    put(box, ("b", "2", 11), ("a", "2", 12))
+    flying = {item.event["n"]: item.id for item in claim(box, limit=5, lease=30)}
+    assert sorted(flying) == [1, 3, 5, 6, 7]
+    box.cancel_integration("c", "removed")
+    box.cancel_integration("d", "removed")
+    now = box.clock()
+    return [
+        (Settle(flying[1], "delivered", room_rest_until=now + 60), 1, frozenset()),
+        (Settle(flying[3], "pending", "HTTP 500", retry_at=now + 30), 1, frozenset({"f"})),
+        (Settle(flying[5], "delivered"), 2, frozenset({"a", "b"})),
+        (Settle(flying[6], "pending", "HTTP 503", retry_at=now + 5), 0, frozenset()),
+        (None, 1, frozenset({"a", "b", "f"})),
+        (Settle(flying[7], "dead", "HTTP 404"), 3, frozenset()),
+    ]
+
+
+def _outcome(box: Outbox) -> tuple[object, ...]:
+    with sqlite3.connect(box.path) as db:
+        heads = db.execute("SELECT uid, room_id, item_id, due FROM heads ORDER BY 1, 2").fetchall()
+    items = [
+        (i.id, i.state, i.next_attempt_at, i.attempts, i.reason, i.lease_until) for i in box.items()
+    ]
+    return tuple(items), tuple(heads)
+
+
+def test_a_group_commit_writes_what_its_calls_one_by_one_would(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The calls of one group commit are written a statement per kind for all of
+    them: the outcome, each call's claims and the heads are those of the group's
+    settles one at a time and then its claims one at a time, in the order the
+    calls queued."""
+    grouped = Outbox(tmp_path / "grouped.db", clock=clock, monotonic=clock)
+    calls = _group_scene(grouped)
+    results: dict[int, list[Item]] = {}
+    with grouped.batch():
+        threads = [
+            threading.Thread(
+                target=lambda n=n, call=call: results.__setitem__(
+                    n, grouped.settle_and_claim(call[0], call[1], 30, call[2])
+                )
+            )
+            for n, call in enumerate(calls)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(grouped._calls) < len(calls) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        queued = [(call.done, call.limit, call.skip) for call in grouped._calls]
+    for thread in threads:
+        thread.join(timeout=10)
+    order = [calls.index(call) for call in queued]
+    one_by_one = Outbox(tmp_path / "one-by-one.db", clock=clock, monotonic=clock)
+    assert _group_scene(one_by_one) == calls
+    for n in order:
+        if calls[n][0] is not None:
+            one_by_one.settle(calls[n][0])
+    alone = {n: claim(one_by_one, calls[n][1], 30, calls[n][2]) for n in order}
+    assert {n: [i.id for i in items] for n, items in results.items()} == {
+        n: [i.id for i in items] for n, items in alone.items()
+    }
+    assert _outcome(grouped) == _outcome(one_by_one)
+    assert heads_consistent(grouped.path) and tallies_consistent(grouped.path)
+    by_n = {i.event["n"]: i for i in grouped.items()}
+    assert [by_n[n].state for n in (1, 3, 5, 6, 7)] == [
+        "delivered",
+        "pending",
+        "delivered",  # went out after its integration was cancelled
+        "cancelled",  # a retry does not revive it
+        "dead",
+    ]
+    assert by_n[2].next_attempt_at == clock.now + 60  # the room rests
+    assert by_n[3].next_attempt_at == clock.now + 30
+    claimed = sorted(i.event["n"] for items in results.values() for i in items)
+    assert claimed == [8, 9, 10, 11, 12]
+
+
 def test_a_failed_group_commit_fails_every_call_in_it(box: Outbox) -> None:
     put(box, ("a", "1", 1))
     (item,) = claim(box, limit=1, lease=30)

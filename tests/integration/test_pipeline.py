@@ -355,3 +355,30 @@ def test_an_item_whose_server_has_no_free_slot_goes_back_in_its_place(rig: Rig) 
         False,
     )
     assert rig.server.messages == []
+
+
+def test_workers_are_woken_for_rooms_with_something_claimable_only(rig: Rig) -> None:
+    """Items queued behind a room's head wake no one (the worker that settles the
+    head claims them); still every one is delivered, in order."""
+    rooms = "        - {id: 1001, token: {env: HIPCHAT_TOKEN_A}}\n" + (
+        "        - {id: 1002, token: {env: HIPCHAT_TOKEN_B}}\n"
+    )
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n", rooms))
+    woken: list[int] = []
+    rig.ingest.on_enqueued = lambda count: (woken.append(count), rig.dispatcher.wake(count))
+
+    def numbered(*numbers: int) -> int:
+        return rig.send(*(event(f"fp{n}", classifiers=[f"E{n}"]) for n in numbers))
+
+    assert numbered(1, 2, 3) == 6
+    assert numbered(4) == 2
+    assert woken == [2]
+    rig.dispatcher.start()
+    rig.server.wait_for_messages(8)
+    wait_for(lambda: not rig.outbox.undelivered_uids(), what="every send settled")
+    assert numbered(5) == 2
+    rig.server.wait_for_messages(10)
+    assert woken == [2, 2]
+    for room in ("1001", "1002"):
+        titles = [t.split("</b>")[0].rsplit(": ", 1)[-1] for t in rig.texts(room)]
+        assert titles == ["E1", "E2", "E3", "E4", "E5"]

@@ -179,6 +179,28 @@ def test_only_the_head_of_each_room_is_claimed(box: Store, clock: Clock) -> None
     assert second.attempts == 1
 
 
+def test_a_batch_counts_the_rooms_it_gave_a_head(box: Store, clock: Clock) -> None:
+    """What a worker is woken for: items behind a room's head (pending, in flight or
+    queued earlier in the same batch) are not claimable and count for nothing."""
+
+    def new_heads(*items: tuple[str, str, int]) -> int:
+        with box.batch() as batch:
+            batch.enqueue([NewItem(uid, room, {"n": n}) for uid, room, n in items], clock())
+            return batch.new_heads
+
+    assert new_heads(("a", "1", 1), ("a", "1", 2), ("a", "2", 3)) == 2
+    assert new_heads(("a", "1", 4), ("b", "1", 5)) == 1
+    claimed = claim(box, limit=10, lease=30)
+    assert new_heads(("a", "1", 6)) == 0  # its head is in flight
+    while claimed:
+        for item in claimed:
+            ack(box, item.id)
+        claimed = claim(box, limit=10, lease=30)
+    assert new_heads(("a", "1", 7), ("a", "2", 8)) == 2  # delivered rooms start again
+    with box.batch() as batch:
+        assert batch.new_heads == 0
+
+
 def test_retry_keeps_order_and_waits(box: Store, clock: Clock) -> None:
     put(box, clock, ("a", "1", 1), ("a", "1", 2))
     (first,) = claim(box, limit=10, lease=30)
@@ -704,6 +726,7 @@ def test_housekeeping_forgets_what_only_grows(box: Store, clock: Clock) -> None:
 class MemoryBatch:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
+        self.new_heads = 0  # no rooms here: every item is claimable at once
 
     def known(self, project: str, fingerprint: str) -> bool:
         return (project, fingerprint) in self.store.seen
@@ -728,6 +751,7 @@ class MemoryBatch:
         self.store.due.pop(key, None)
 
     def enqueue(self, items: Sequence[NewItem], now: float) -> list[int]:
+        self.new_heads += len(items)
         ids = []
         for new in items:
             item_id = len(self.store.queue) + 1

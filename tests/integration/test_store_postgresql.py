@@ -172,7 +172,7 @@ def test_a_rooms_items_from_two_daemons_are_delivered_in_the_order_their_batches
     extend = PgBatch._extend_rooms
     stalled: list[threading.Thread] = []
 
-    def stall(batch: PgBatch, *args: Any) -> None:
+    def stall(batch: PgBatch, *args: Any) -> Any:
         if not stalled:
             later = (("a", "1", "y1"), ("a", "1", "y2"))
             other = threading.Thread(target=put, args=(second, clock, *later))
@@ -182,7 +182,7 @@ def test_a_rooms_items_from_two_daemons_are_delivered_in_the_order_their_batches
                 lambda: not other.is_alive() or lock_waits(postgres_url) > 0,
                 what="the other batch to commit or to wait",
             )
-        extend(batch, *args)
+        return extend(batch, *args)
 
     monkeypatch.setattr(PgBatch, "_extend_rooms", stall)
     put(first, clock, ("a", "1", "x1"), ("a", "1", "x2"))

@@ -170,7 +170,7 @@ class Setup:
 
     @property
     def notifications(self) -> int:
-        return sum(len(self.room_ids(e % self.integrations)) for e in range(self.events))
+        return sum(self.per_room())
 
     def per_room(self) -> list[int]:
         """Notifications each room gets: one per event of its integration."""
@@ -225,10 +225,9 @@ def _number(message: str) -> str:
 
 
 def expected_pairs(setup: Setup) -> Counter[tuple[str, str]]:
+    rooms = [[str(room) for room in setup.room_ids(i)] for i in range(setup.integrations)]
     return Counter(
-        (str(room), str(n))
-        for n in range(setup.events)
-        for room in setup.room_ids(n % setup.integrations)
+        (room, str(n)) for n in range(setup.events) for room in rooms[n % setup.integrations]
     )
 
 

@@ -41,6 +41,13 @@ class ServerState:
         clock: Callable[[], float],
     ) -> None:
         self.rooms = rooms
+        # Each request looks its room up: by id, else by name; the first room listed wins.
+        self._by_id: dict[str, ServerRoom] = {}
+        self._by_name: dict[str, ServerRoom] = {}
+        for room in rooms:
+            self._by_id.setdefault(room.id, room)
+            if room.name is not None:
+                self._by_name.setdefault(room.name.casefold(), room)
         self.limits = limits
         self.allow_query_token = allow_query_token
         self.clock = clock
@@ -57,14 +64,7 @@ class ServerState:
         self.rng = random.Random()
 
     def find_room(self, key: str) -> ServerRoom | None:
-        for room in self.rooms:
-            if room.id == key:
-                return room
-        folded = key.casefold()
-        for room in self.rooms:
-            if room.name is not None and room.name.casefold() == folded:
-                return room
-        return None
+        return self._by_id.get(key) or self._by_name.get(key.casefold())
 
     def queue_fault(self, room_id: str | None, fault: Fault, times: int) -> None:
         """``fault`` for the next ``times`` requests to the room (None: to any room)."""

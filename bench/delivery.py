@@ -5,6 +5,7 @@ Run: python bench/delivery.py [--events 5000] [--rooms 8] [--integrations 4] [--
                               [--rate-limits hipchat|server|none]
      python bench/delivery.py --latency [0.15] [--latency-rooms 1,10,100,1000] [--minutes 3]
      python bench/delivery.py --parts
+     python bench/delivery.py --ingest [1000] [--events 20000]
 
 The daemon (``syncd.service.daemon.Daemon``) runs in this process. The HipChat test
 server (``syncd.testing.hipchat_server.HipChatServer``) and a
@@ -50,6 +51,10 @@ so a row lasts that long at least; without, enough for ``--seconds`` at syncd's 
 cap; ``--per-room N`` gives each room N instead (10,000 rooms' minute is 300,000).
 From 1,000 rooms on, a row is also held to HipChat's rate for long and to the CPU
 goal per notification.
+``--ingest [ROOMS]`` prints the daemon's CPU per event taken in, and nothing else:
+``--events`` events in POSTs of ``--batch``, each to one of ROOMS (1,000) integrations
+of a room each, whose endpoint is a closed port, so that nothing is delivered;
+the answer is part of it, the client is not (it runs in a child process).
 ``--parts`` prints the CPU per call of each step of one notification. With
 ``SYNCD_BENCH_SOURCE=DIR`` in the environment, the daemon measured is that
 checkout's (the test server and the client stay this one's): the before of a
@@ -67,6 +72,8 @@ import multiprocessing
 import os
 import pstats
 import re
+import socket
+import statistics
 import sys
 import tempfile
 import threading
@@ -1077,6 +1084,45 @@ def parts(calls: int) -> None:
         print(f"  {name:34} {us:8.0f} us")
 
 
+def ingest_alone(rooms: int, events: int, batch: int) -> None:
+    """The daemon's CPU per event taken in, with nothing delivered (see the module
+    docstring), three runs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    setup = Setup(events, rooms, rooms, batch, 1, rate_limits="none")
+    figures = []
+    for _ in range(3):
+        with (
+            tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp,
+            world(setup, True) as around,
+        ):
+            config_dir = Path(tmp) / "config"
+            config_dir.mkdir()
+            write_config(config_dir, setup, closed)
+            state = Path(tmp) / "state"
+            daemon = Daemon(
+                DaemonConfig(config_dir, state_dir=state, port=0, workers=1, **LOOPBACK)
+            )
+            if not daemon.start().ok:
+                raise SystemExit("config rejected")
+            try:
+                cpu = cpu_time()
+                around.post(daemon.server.url)
+                posted = around.posted(600)
+                cpu = cpu_time() - cpu
+            finally:
+                daemon.shutdown()
+            if posted.error:
+                raise SystemExit(f"ingest: {posted.error}")
+            figures.append(cpu / events * 1e6)
+    print(
+        f"ingest alone, {events:,} events in POSTs of {batch} to {rooms:,} integrations "
+        f"of a room each, nothing delivered: {statistics.median(figures):.0f} us of the "
+        f"daemon's CPU per event (runs: {', '.join(f'{f:.0f}' for f in figures)})"
+    )
+
+
 def per_call(step: Callable[[], object], calls: int) -> float:
     """Microseconds of this thread's CPU per call, after a few unmeasured calls."""
     for _ in range(3):
@@ -1158,12 +1204,24 @@ def main() -> None:
     parser.add_argument(
         "--parts", action="store_true", help="CPU per call of each step of one notification"
     )
+    parser.add_argument(
+        "--ingest",
+        type=int,
+        nargs="?",
+        const=1000,
+        metavar="ROOMS",
+        help="the daemon's CPU per event taken in, nothing delivered (1,000 rooms)",
+    )
     args = parser.parse_args()
     if args.one_process and SOURCE != ROOT and args.rate_limits != "none":
         parser.error(
             "--one-process runs the SYNCD_BENCH_SOURCE checkout's HipChat test server, "
             "which may not enforce --rate-limits: drop --one-process"
         )
+    if args.ingest is not None:
+        print(f"machine: {machine()}")
+        ingest_alone(args.ingest, args.events, args.batch)
+        return
     if args.parts:
         print(f"machine: {machine()}")
         print(f"CPU per call, this thread ({SOURCE}):")

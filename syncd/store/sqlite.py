@@ -850,20 +850,17 @@ class _SettleWrites:
             _refresh_heads(db, list(self.rooms))
 
 
-def _in_parts(ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
-    """Ids in parts of at most 500, each with its "?" marks: SQLite takes a bounded
-    number of parameters per statement."""
+def _rows_with_ids(db: sqlite3.Connection, select: str, ids: Sequence[int]) -> Iterator[Any]:
+    """The rows ``select ... WHERE id IN ({marks})`` gives for ``ids``, asked in parts
+    of at most 500: SQLite takes a bounded number of parameters per statement."""
     for first in range(0, len(ids), 500):
         part = ids[first : first + 500]
-        yield ",".join("?" * len(part)), part
+        yield from db.execute(select.format(marks=",".join("?" * len(part))), part)
 
 
 def _rows_by_id(db: sqlite3.Connection, columns: str, ids: Sequence[int]) -> dict[int, Any]:
-    found: dict[int, Any] = {}
-    for marks, part in _in_parts(ids):
-        for row in db.execute(f"SELECT id, {columns} FROM outbox WHERE id IN ({marks})", part):
-            found[row[0]] = row[1:]
-    return found
+    select = f"SELECT id, {columns} FROM outbox WHERE id IN ({{marks}})"
+    return {row[0]: row[1:] for row in _rows_with_ids(db, select, ids)}
 
 
 def _claim_all(db: sqlite3.Connection, calls: Sequence[_Call], now: float) -> list[list[Item]]:
@@ -895,12 +892,9 @@ def _claim_order(item: Item) -> tuple[float, int]:
 
 
 def _items_by_id(db: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Item]:
-    items: dict[int, Item] = {}
-    for marks, part in _in_parts(ids):
-        for row in db.execute(f"SELECT {_COLUMNS} FROM {_ITEMS} WHERE id IN ({marks})", part):
-            item = _item(row)
-            items[item.id] = item
-    return items
+    select = f"SELECT {_COLUMNS} FROM {_ITEMS} WHERE id IN ({{marks}})"
+    items = (_item(row) for row in _rows_with_ids(db, select, ids))
+    return {item.id: item for item in items}
 
 
 @dataclass

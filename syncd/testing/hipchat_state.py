@@ -40,7 +40,6 @@ class ServerState:
         allow_query_token: bool,
         clock: Callable[[], float],
     ) -> None:
-        self.rooms = rooms
         # Each request looks its room up: by id, else by name; the first room listed wins.
         self._by_id: dict[str, ServerRoom] = {}
         self._by_name: dict[str, ServerRoom] = {}

@@ -368,3 +368,12 @@ def test_a_file_whose_schema_is_damaged_is_unusable_not_a_crash(
     path.write_bytes(bytes(damaged))
     with pytest.raises(StoreUnusable):
         Outbox(path, clock=clock, monotonic=clock)
+
+
+def test_a_claim_of_more_items_than_a_statement_takes_parameters_for(box: Outbox) -> None:
+    """Items are read back in parts: 1,200 claimed at once (a group is usually a
+    handful) come back whole and in order."""
+    put(box, *[("a", str(room), room) for room in range(1200)])
+    claimed = claim(box, limit=1200, lease=30)
+    assert [item.event["n"] for item in claimed] == list(range(1200))
+    assert heads_consistent(box.path) and tallies_consistent(box.path)

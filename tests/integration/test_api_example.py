@@ -6,6 +6,7 @@ integration with ``actions``; these run the same routes on the example.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,26 @@ def test_every_route_answers_on_the_example(
         timeout=30,
     )
     assert answer.status_code < 300, answer.text
+
+
+def test_events_on_the_example_a_lone_surrogate_refused_and_the_202_compact(
+    rig: tuple[Daemon, Example],
+) -> None:
+    """The ingest path's surrogate scan and its compact answer, where every field is set."""
+    daemon, _ = rig
+    url = daemon.server.url + "/v1/events"
+    headers = {"Content-Type": "application/json"}
+    body = (
+        b'{"project": "checkout", "fingerprint": "f2", "timestamp": "2026-11-26T12:00:00Z",'
+        b' "hostname": "MARK", "attributes": {"team": "payments", "datacenter": "nyc"}}'
+    )
+    for written in (b"\\udc00", b"\xed\xa0\x80"):
+        refused = requests.post(
+            url, data=body.replace(b"MARK", written), headers=headers, timeout=30
+        )
+        assert refused.status_code == 400, refused.text
+        assert "not usable JSON" in refused.json()["error"]["message"]
+    taken = requests.post(url, data=body.replace(b"MARK", b"web-1"), headers=headers, timeout=30)
+    assert taken.status_code == 202, taken.text
+    assert taken.json()["accepted"] == 1 and taken.json()["notifications"] >= 1
+    assert taken.text == json.dumps(taken.json(), separators=(",", ":")) + "\n"

@@ -263,6 +263,10 @@ class HipChatClient:
             self._proxy_cache[base] = proxies.get(scheme) or proxies.get("all")
         return self._proxy_cache[base]
 
+    def now(self) -> float:
+        """The client's clock, which pacing and answers are read on."""
+        return self._clock()
+
     def delay_before_send(self, target: RoomTarget, now: float | None = None) -> float:
         """Seconds a dispatcher should wait before sending to ``target``."""
         return self.pacing.delay_before_send(target, self._clock() if now is None else now)
@@ -282,29 +286,31 @@ class HipChatClient:
     def _post(
         self, target: RoomTarget, body: dict[str, Any], *, attempt: int, auth_test: bool
     ) -> DeliveryResult:
-        secrets = (target.token,)
-        if not _TOKEN_CHARS.fullmatch(target.token):
-            return self._finish(
-                target,
-                DeliveryResult(
-                    "permanent",
-                    None,
-                    "the token holds characters that cannot be sent in an HTTP header",
-                ),
-                secrets,
-            )
+        refused = self.refusal(target)
+        if refused is not None:
+            return self.finish(target, refused)
         now = self._clock()
         self.pacing.note_send(target, now)
         with self._deadlines.bounded(self.send_timeout) as watch:
             result = self._exchange(target, body, attempt, auth_test)
             if watch.expired and result.status is None:
-                reason = f"no complete answer within {self.send_timeout:g} s"
-                result = DeliveryResult("retry", None, reason, retry_after=self._backoff(attempt))
-        return self._finish(target, result, secrets)
+                result = self.no_answer_in_time(attempt)
+        return self.finish(target, result)
 
-    def _exchange(
-        self, target: RoomTarget, body: dict[str, Any], attempt: int, auth_test: bool
-    ) -> DeliveryResult:
+    def refusal(self, target: RoomTarget) -> DeliveryResult | None:
+        """Why nothing may be sent to ``target`` at all, before a connection is made."""
+        if not _TOKEN_CHARS.fullmatch(target.token):
+            reason = "the token holds characters that cannot be sent in an HTTP header"
+            return DeliveryResult("permanent", None, reason)
+        ca_problem = _ca_file_problem(target.ca_file)
+        if ca_problem is not None:
+            return DeliveryResult("permanent", None, ca_problem)
+        return None
+
+    def request(
+        self, target: RoomTarget, body: dict[str, Any], auth_test: bool
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """The URL, body and headers of one request; the token only in a header."""
         data = json.dumps(body, allow_nan=False).encode("utf-8")
         headers = {
             "User-Agent": USER_AGENT,
@@ -312,12 +318,30 @@ class HipChatClient:
             "Authorization": f"Bearer {target.token}",
             "Content-Type": "application/json",
         }
-        url = target.url + ("?auth_test=true" if auth_test else "")
-        ca_problem = _ca_file_problem(target.ca_file)
-        if ca_problem is not None:
-            return DeliveryResult("permanent", None, ca_problem)
+        return target.url + ("?auth_test=true" if auth_test else ""), data, headers
+
+    def no_answer_in_time(self, attempt: int) -> DeliveryResult:
+        reason = f"no complete answer within {self.send_timeout:g} s"
+        return DeliveryResult("retry", None, reason, retry_after=self._backoff(attempt))
+
+    def failed(self, exc: BaseException, attempt: int, *, timeout: bool) -> DeliveryResult:
+        """No answer: a timeout or a connection that failed, retried."""
+        detail = f"{'Timeout' if timeout else 'ConnectionError'}: {exception_text(exc)}"
+        return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
+
+    def proxy_for(self, url: str) -> str | None:
+        """The environment's proxy for ``url``'s host, looked up once per host."""
+        return self._proxy(url)
+
+    def ca_bundle_for(self, target: RoomTarget) -> str:
+        return target.ca_file or self._ca_bundle
+
+    def _exchange(
+        self, target: RoomTarget, body: dict[str, Any], attempt: int, auth_test: bool
+    ) -> DeliveryResult:
+        url, data, headers = self.request(target, body, auth_test)
         try:
-            manager = self._manager(self._proxy(target.url), target.ca_file or self._ca_bundle)
+            manager = self._manager(self._proxy(target.url), self.ca_bundle_for(target))
             response = manager.urlopen(
                 "POST",
                 url,
@@ -339,9 +363,9 @@ class HipChatClient:
         finally:
             response.release_conn()
 
-    def _finish(
-        self, target: RoomTarget, result: DeliveryResult, secrets: tuple[str, ...]
-    ) -> DeliveryResult:
+    def finish(self, target: RoomTarget, result: DeliveryResult) -> DeliveryResult:
+        """``result`` with its reason redacted and clipped: what leaves the client."""
+        secrets = (target.token,)
         reason = _clip(_scrub(result.reason, secrets))
         if reason != result.reason:
             result = replace(result, reason=reason)
@@ -355,13 +379,10 @@ class HipChatClient:
         """No answer: a timeout or a connection that failed is retried, anything else not."""
         if isinstance(exc, urllib3.exceptions.LocationParseError):
             return DeliveryResult("permanent", None, f"request failed: {type(exc).__name__}")
-        kind = "ConnectionError"
-        if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
+        timeout = isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
             exc, urllib3.exceptions.NewConnectionError
-        ):
-            kind = "Timeout"
-        detail = f"{kind}: {exception_text(exc)}"
-        return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
+        )
+        return self.failed(exc, attempt, timeout=timeout)
 
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng)
@@ -373,9 +394,15 @@ class HipChatClient:
         attempt: int,
         auth_test: bool,
     ) -> DeliveryResult:
-        now = self._clock()
-        self.pacing.observe(target, response.headers, now)
         answer = Answer(response.status, response.headers, _read_capped(response))
+        return self.answered(target, answer, attempt, auth_test)
+
+    def answered(
+        self, target: RoomTarget, answer: Answer, attempt: int, auth_test: bool
+    ) -> DeliveryResult:
+        """What an answer means, its rate-limit headers taken in by the pacing."""
+        now = self._clock()
+        self.pacing.observe(target, answer.headers, now)
         result = classify(
             answer, now=now, attempt=attempt, policy=self.policy, rng=self._rng, auth_test=auth_test
         )

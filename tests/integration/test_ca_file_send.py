@@ -8,17 +8,20 @@ import os
 import threading
 from pathlib import Path
 
-from syncd.hipchat.client import HipChatClient
+import pytest
+
 from syncd.hipchat.wire import DeliveryResult, Message, RoomTarget
 from syncd.testing import HipChatServer
+from tests.support.loopclient import KINDS, make_client
 
 TOKEN = "ca-file-send-token-0001"
 
 
-def test_a_fifo_in_place_of_the_ca_file_fails_the_send_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_fifo_in_place_of_the_ca_file_fails_the_send_at_once(tmp_path: Path, kind: str) -> None:
     os.mkfifo(tmp_path / "bundle.pem")
     results: list[DeliveryResult] = []
-    with HipChatServer({"1": TOKEN}, limits=None) as server, HipChatClient() as client:
+    with HipChatServer({"1": TOKEN}, limits=None) as server, make_client(kind) as client:
         url = server.url.replace("http://", "https://")
         target = RoomTarget(url, "1", TOKEN, str(tmp_path / "bundle.pem"))
         message = Message("hello", "text", "yellow", False)

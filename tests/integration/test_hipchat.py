@@ -24,6 +24,7 @@ from syncd.hipchat.wire import (
     parse_retry_after,
 )
 from syncd.testing import Fault, HipChatServer, Limits, ServerRoom
+from tests.support.loopclient import KINDS, Client, make_client
 
 TOKEN = "s3cr3t-room-token-0123456789"
 NAMED_TOKEN = "named-room-token-9876543210"
@@ -58,9 +59,15 @@ def server() -> Iterator[HipChatServer]:
         yield srv
 
 
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Which client sends: the thread client, or the event-loop one behind it."""
+    return str(request.param)
+
+
 @pytest.fixture
-def client() -> Iterator[HipChatClient]:
-    with HipChatClient(timeout=(2.0, 2.0), rng=FixedRandom(0.5)) as c:
+def client(kind: str) -> Iterator[Client]:
+    with make_client(kind, timeout=(2.0, 2.0), rng=FixedRandom(0.5)) as c:
         yield c
 
 
@@ -68,7 +75,7 @@ def target(server: HipChatServer, room: str = "1234567", token: str = TOKEN) -> 
     return RoomTarget(server.url + "/", room, token)
 
 
-def test_notification_request_shape(server: HipChatServer, client: HipChatClient) -> None:
+def test_notification_request_shape(server: HipChatServer, client: Client) -> None:
     result = client.send(target(server), message())
     assert result == DeliveryResult("delivered", 204, "sent")
     (got,) = server.messages
@@ -85,9 +92,7 @@ def test_notification_request_shape(server: HipChatServer, client: HipChatClient
     assert got.headers["User-Agent"].startswith("syncd/")
 
 
-def test_one_connection_is_kept_alive_across_answers(
-    server: HipChatServer, client: HipChatClient
-) -> None:
+def test_one_connection_is_kept_alive_across_answers(server: HipChatServer, client: Client) -> None:
     server.inject(Fault.status(500, body='{"error": {"message": "oops"}}'))
     assert client.send(target(server), message()).outcome == "retry"
     assert client.send(target(server, token="not-the-token"), message()).outcome == "permanent"
@@ -98,23 +103,23 @@ def test_one_connection_is_kept_alive_across_answers(
 
 
 def test_a_netrc_entry_does_not_replace_the_room_token(
-    server: HipChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: HipChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    with HipChatClient(timeout=(2.0, 2.0)) as client:
+    with make_client(kind, timeout=(2.0, 2.0)) as client:
         assert client.send(target(server), message()).ok
     assert server.messages[0].headers["Authorization"] == f"Bearer {TOKEN}"
 
 
-def test_from_is_left_out_without_a_sender(server: HipChatServer, client: HipChatClient) -> None:
+def test_from_is_left_out_without_a_sender(server: HipChatServer, client: Client) -> None:
     assert client.send(target(server), message(sender=None)).ok
     assert "from" not in server.messages[0].body
 
 
-def test_room_names_are_url_encoded(server: HipChatServer, client: HipChatClient) -> None:
+def test_room_names_are_url_encoded(server: HipChatServer, client: Client) -> None:
     assert notification_url("https://h/", "a/b?c#d e").endswith(
         "/v2/room/a%2Fb%3Fc%23d%20e/notification"
     )
@@ -133,14 +138,14 @@ def test_room_names_are_url_encoded(server: HipChatServer, client: HipChatClient
     ],
 )
 def test_refusals_are_permanent_with_the_servers_reason(
-    server: HipChatServer, client: HipChatClient, room: str, token: str, status: int, words: str
+    server: HipChatServer, client: Client, room: str, token: str, status: int, words: str
 ) -> None:
     result = client.send(target(server, room, token), message())
     assert (result.outcome, result.status, result.retry_after) == ("permanent", status, None)
     assert words in result.reason
 
 
-def test_a_bad_request_is_permanent(server: HipChatServer, client: HipChatClient) -> None:
+def test_a_bad_request_is_permanent(server: HipChatServer, client: Client) -> None:
     bad = Message("hi", "html", cast(Any, "pink"), False, None)
     result = client.send(target(server), bad)
     assert (result.outcome, result.status) == ("permanent", 400)
@@ -150,7 +155,7 @@ def test_a_bad_request_is_permanent(server: HipChatServer, client: HipChatClient
 
 
 def test_a_plain_403_is_permanent_but_flood_control_is_a_rate_limit(
-    server: HipChatServer, client: HipChatClient
+    server: HipChatServer, client: Client
 ) -> None:
     server.inject(Fault.status(403, "Token lacks the send_notification scope"))
     result = client.send(target(server), message())
@@ -161,9 +166,9 @@ def test_a_plain_403_is_permanent_but_flood_control_is_a_rate_limit(
     assert result.retry_after == 2.0  # no header: backoff, 0.5 * min(cap, 1 * 2**2)
 
 
-def test_retry_after_in_seconds_or_as_a_date(server: HipChatServer) -> None:
+def test_retry_after_in_seconds_or_as_a_date(server: HipChatServer, kind: str) -> None:
     clock = Clock()
-    with HipChatClient(clock=clock, rng=FixedRandom(0.5)) as client:
+    with make_client(kind, clock=clock, rng=FixedRandom(0.5)) as client:
         server.inject(Fault.rate_limited("7"))
         result = client.send(target(server), message())
         assert (result.outcome, result.status, result.retry_after) == ("retry", 429, 7.0)
@@ -179,10 +184,10 @@ def test_retry_after_in_seconds_or_as_a_date(server: HipChatServer) -> None:
         assert not result.rate_limited
 
 
-def test_ratelimit_reset_sets_the_wait(server: HipChatServer) -> None:
+def test_ratelimit_reset_sets_the_wait(server: HipChatServer, kind: str) -> None:
     clock = Clock()
     headers = {"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(int(T0) + 42)}
-    with HipChatClient(clock=clock, rng=FixedRandom(0.5)) as client:
+    with make_client(kind, clock=clock, rng=FixedRandom(0.5)) as client:
         server.inject(Fault.status(429, headers=headers))
         result = client.send(target(server), message())
         assert (result.outcome, result.retry_after) == ("retry", 42.0)
@@ -193,8 +198,9 @@ def test_ratelimit_reset_sets_the_wait(server: HipChatServer) -> None:
 
 def test_a_server_wait_is_honoured_past_the_backoff_cap_up_to_its_own_cap(
     server: HipChatServer,
+    kind: str,
 ) -> None:
-    with HipChatClient(backoff_cap=1.0, max_server_wait=600.0) as client:
+    with make_client(kind, backoff_cap=1.0, max_server_wait=600.0) as client:
         server.inject(Fault.rate_limited("30"))
         assert client.send(target(server), message()).retry_after == 30.0
         server.inject(Fault.rate_limited("86400"))
@@ -203,7 +209,7 @@ def test_a_server_wait_is_honoured_past_the_backoff_cap_up_to_its_own_cap(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_retry_with_backoff(
-    server: HipChatServer, client: HipChatClient, status: int
+    server: HipChatServer, client: Client, status: int
 ) -> None:
     server.inject(Fault.server_error(status))
     result = client.send(target(server), message(), attempt=3)
@@ -211,14 +217,14 @@ def test_server_errors_retry_with_backoff(
     assert "Internal" in result.reason or str(status) in result.reason
 
 
-def test_a_redirect_is_not_followed(server: HipChatServer, client: HipChatClient) -> None:
+def test_a_redirect_is_not_followed(server: HipChatServer, client: Client) -> None:
     server.inject(Fault.status(302, headers={"Location": server.url + "/elsewhere"}))
     result = client.send(target(server), message())
     assert (result.outcome, result.status) == ("permanent", 302)
     assert len(server.attempts) == 1
 
 
-def test_a_reset_connection_is_retried(server: HipChatServer, client: HipChatClient) -> None:
+def test_a_reset_connection_is_retried(server: HipChatServer, client: Client) -> None:
     server.inject(Fault.reset())
     result = client.send(target(server), message())
     assert (result.outcome, result.status) == ("retry", None)
@@ -226,9 +232,9 @@ def test_a_reset_connection_is_retried(server: HipChatServer, client: HipChatCli
     assert client.send(target(server), message()).ok
 
 
-def test_a_slow_server_times_out_and_is_retried(server: HipChatServer) -> None:
+def test_a_slow_server_times_out_and_is_retried(server: HipChatServer, kind: str) -> None:
     server.inject(Fault.slow(5.0))
-    with HipChatClient(timeout=(1.0, 0.2)) as client:
+    with make_client(kind, timeout=(1.0, 0.2)) as client:
         started = time.monotonic()
         result = client.send(target(server), message())
     assert time.monotonic() - started < 2.0
@@ -236,10 +242,10 @@ def test_a_slow_server_times_out_and_is_retried(server: HipChatServer) -> None:
     assert "Timeout" in result.reason
 
 
-def test_a_trickling_answer_is_cut_at_the_send_timeout(server: HipChatServer) -> None:
+def test_a_trickling_answer_is_cut_at_the_send_timeout(server: HipChatServer, kind: str) -> None:
     """Each read gets a byte before the read timeout; only the whole-request deadline ends it."""
     server.inject(Fault.trickle(0.2))
-    with HipChatClient(timeout=(1.0, 1.0), send_timeout=1.0) as client:
+    with make_client(kind, timeout=(1.0, 1.0), send_timeout=1.0) as client:
         result = client.send(target(server), message())
         assert (result.outcome, result.status) == ("retry", None)
         assert result.reason == "no complete answer within 1 s"
@@ -255,7 +261,7 @@ def test_a_closed_client_refuses_to_send(server: HipChatServer) -> None:
         client.send(target(server), message())
 
 
-def test_a_refused_connection_is_retried(client: HipChatClient) -> None:
+def test_a_refused_connection_is_retried(client: Client) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -322,10 +328,10 @@ def use_proxy(proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_proxy_from_the_environment_is_used(
-    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
+    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     use_proxy(proxy, monkeypatch)
-    with HipChatClient(timeout=(2.0, 2.0)) as client:
+    with make_client(kind, timeout=(2.0, 2.0)) as client:
         for _ in range(2):
             assert client.send(RoomTarget("http://hipchat.invalid", "7", TOKEN), message()).ok
     assert (
@@ -334,24 +340,24 @@ def test_the_proxy_from_the_environment_is_used(
 
 
 def test_the_send_timeout_also_bounds_a_request_through_a_proxy(
-    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
+    proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     use_proxy(proxy, monkeypatch)
     proxy.trickle = True
-    with HipChatClient(timeout=(1.0, 1.0), send_timeout=1.0) as client:
+    with make_client(kind, timeout=(1.0, 1.0), send_timeout=1.0) as client:
         result = client.send(RoomTarget("http://hipchat.invalid", "7", TOKEN), message())
     assert result.reason == "no complete answer within 1 s"
 
 
 def test_no_proxy_hosts_are_reached_directly(
-    server: HipChatServer, monkeypatch: pytest.MonkeyPatch
+    server: HipChatServer, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with HipChatClient(timeout=(2.0, 2.0)) as client:
+    with make_client(kind, timeout=(2.0, 2.0)) as client:
         assert client.send(target(server), message()).ok
     assert len(server.messages) == 1
 
@@ -366,7 +372,7 @@ def test_auth_test(server: HipChatServer) -> None:
 
 
 def test_a_token_unfit_for_a_header_is_refused_before_sending(
-    server: HipChatServer, client: HipChatClient
+    server: HipChatServer, client: Client
 ) -> None:
     for token in ("abc\r\nX-Evil: 1", "tökén-ünïcode", ""):
         result = client.send(target(server, token=token), message())
@@ -374,7 +380,7 @@ def test_a_token_unfit_for_a_header_is_refused_before_sending(
     assert server.attempts == []
 
 
-def test_threads_share_kept_alive_connections(server: HipChatServer, client: HipChatClient) -> None:
+def test_threads_share_kept_alive_connections(server: HipChatServer, client: Client) -> None:
     results: list[DeliveryResult] = []
     lock = threading.Lock()
 
@@ -400,7 +406,7 @@ SCENARIOS = ["ok", "401", "500", "429", "reset", "timeout", "refused", "bad-toke
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_tokens_never_leak(
-    server: HipChatServer, caplog: pytest.LogCaptureFixture, scenario: str
+    server: HipChatServer, caplog: pytest.LogCaptureFixture, scenario: str, kind: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     token = TOKEN
@@ -423,7 +429,7 @@ def test_tokens_never_leak(
     elif scenario == "bad-token":
         token = "leaky-token\nwith-a-newline"
         tgt = target(server, token=token)
-    with HipChatClient(timeout=(1.0, 0.2)) as client:
+    with make_client(kind, timeout=(1.0, 0.2)) as client:
         send = client.auth_test if scenario == "auth-test" else lambda t: client.send(t, message())
         result = send(tgt)
     texts = [str(result), repr(result), str(tgt), repr(tgt), caplog.text]
@@ -440,7 +446,7 @@ def test_tokens_never_leak(
 
 @pytest.mark.parametrize("offset", range(-40, 10, 3))
 def test_a_long_reason_is_clipped_without_leaving_part_of_a_token(
-    server: HipChatServer, client: HipChatClient, offset: int
+    server: HipChatServer, client: Client, offset: int
 ) -> None:
     server.inject(Fault.status(500, body="x" * (MAX_REASON + offset) + TOKEN + "y" * 100))
     result = client.send(target(server), message())
@@ -495,12 +501,12 @@ def test_pacing_follows_the_headers() -> None:
     assert pacing.delay_before_send(c, T0 + 31) == 0.0
 
 
-def test_pacing_against_the_servers_flood_control() -> None:
+def test_pacing_against_the_servers_flood_control(kind: str) -> None:
     clock = Clock()
     rooms = {"1234567": TOKEN}
     with (
         HipChatServer(rooms, limits=Limits(flood=3, flood_window=60.0), clock=clock) as server,
-        HipChatClient(clock=clock) as client,
+        make_client(kind, clock=clock) as client,
     ):
         tgt = target(server)
         for _ in range(3):
@@ -515,9 +521,7 @@ def test_pacing_against_the_servers_flood_control() -> None:
         assert len(server.messages) == 4
 
 
-def test_only_the_first_64_kib_of_an_answer_is_kept(
-    server: HipChatServer, client: HipChatClient
-) -> None:
+def test_only_the_first_64_kib_of_an_answer_is_kept(server: HipChatServer, client: Client) -> None:
     # HipChat's error document with its message after 5 MB: read whole, it would show.
     huge = '{"pad": "' + "x" * 5_000_000 + '", "error": {"message": "kept only if read whole"}}'
     server.inject(Fault.status(500, body=huge))
@@ -525,9 +529,7 @@ def test_only_the_first_64_kib_of_an_answer_is_kept(
     assert result.reason == "HTTP 500 Internal Server Error"
 
 
-def test_retry_after_zero_still_waits_a_second(
-    server: HipChatServer, client: HipChatClient
-) -> None:
+def test_retry_after_zero_still_waits_a_second(server: HipChatServer, client: Client) -> None:
     server.inject(Fault.rate_limited("0"))
     result = client.send(target(server), message())
     assert (result.outcome, result.retry_after) == ("retry", 1.0)
@@ -546,7 +548,7 @@ NOT_HTTP = {
 
 @pytest.mark.parametrize("name", sorted(NOT_HTTP))
 def test_an_answer_that_is_not_http_is_its_class_and_never_its_bytes(
-    server: HipChatServer, client: HipChatClient, caplog: pytest.LogCaptureFixture, name: str
+    server: HipChatServer, client: Client, caplog: pytest.LogCaptureFixture, name: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     server.inject(Fault.answer_bytes(NOT_HTTP[name]))
@@ -561,7 +563,7 @@ def test_an_answer_that_is_not_http_is_its_class_and_never_its_bytes(
     assert result.reason.startswith("ConnectionError: ProtocolError"), result.reason
 
 
-def test_a_transport_error_names_its_class_and_errno(client: HipChatClient) -> None:
+def test_a_transport_error_names_its_class_and_errno(client: Client) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -12,11 +12,11 @@ import trustme
 from syncd.config.configset import load_config_set
 from syncd.config.reach import Reach
 from syncd.config.semantics import Options
-from syncd.hipchat.client import HipChatClient
 from syncd.hipchat.wire import Message, RoomTarget
 from syncd.service.daemon import Daemon, DaemonConfig
 from syncd.testing import HipChatServer
 from tests.support.configs import minimal, write_files
+from tests.support.loopclient import KINDS, make_client
 from tests.support.waiting import wait_for
 
 TOKEN = "tls-room-token-0123456789"
@@ -26,6 +26,12 @@ def https_server(ca: trustme.CA) -> HipChatServer:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     return HipChatServer({"1234567": TOKEN}, limits=None, tls=context)
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Which client sends: the thread client, or the event-loop one behind it."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -46,10 +52,10 @@ MESSAGE = Message("hello over TLS", "text", "yellow", False)
 
 
 def test_the_ca_file_is_trusted_for_its_endpoint_only(
-    server: HipChatServer, private_ca: tuple[trustme.CA, Path]
+    server: HipChatServer, private_ca: tuple[trustme.CA, Path], kind: str
 ) -> None:
     _, ca_file = private_ca
-    with https_server(trustme.CA()) as stranger, HipChatClient() as client:
+    with https_server(trustme.CA()) as stranger, make_client(kind) as client:
         trusted = client.send(RoomTarget(server.url, "1234567", TOKEN, str(ca_file)), MESSAGE)
         assert trusted.ok, trusted.reason
         # Another endpoint, signed by another CA, is not trusted through this CA file.

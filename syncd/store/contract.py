@@ -247,6 +247,14 @@ class Store(Protocol):
         passing over the integrations in ``skip``."""
         ...
 
+    def settle_and_claim_all(
+        self, calls: Sequence[tuple[Settle | None, int]], lease: float, skip: Collection[str] = ()
+    ) -> list[list[Item]]:
+        """Each ``(done, limit)`` as :meth:`settle_and_claim` would serve it, in as few
+        transactions as the store can: many workers' calls handed in together. A
+        failure raises; what the calls before it did may then be recorded."""
+        ...
+
     def settle(self, done: Settle) -> None: ...
 
     def next_due(self, skip: Collection[str] = ()) -> float | None:

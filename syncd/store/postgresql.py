@@ -1036,6 +1036,13 @@ class PostgresOutbox:
         with self._held_lock:
             return self._held.get(item_id)
 
+    def settle_and_claim_all(
+        self, calls: Sequence[tuple[Settle | None, int]], lease: float, skip: Collection[str] = ()
+    ) -> list[list[Item]]:
+        """One statement per call: each is its own round trip and transaction, the
+        fence judging each settle on its own."""
+        return [self.settle_and_claim(done, limit, lease, skip) for done, limit in calls]
+
     def settle(self, done: Settle) -> None:
         self.settle_and_claim(done, 0, 0.0)
 

@@ -488,17 +488,28 @@ class Outbox:
         in one commit (a group commit): their settles first, then their claims,
         each written a statement per kind of change for the whole group.
         """
-        call = _Call(done, limit, lease, frozenset(skip))
+        return self._group([_Call(done, limit, lease, frozenset(skip))])[0]
+
+    def settle_and_claim_all(
+        self, calls: Sequence[tuple[Settle | None, int]], lease: float, skip: Collection[str] = ()
+    ) -> list[list[Item]]:
+        """The calls served in one commit (with any others queued meanwhile)."""
+        skipped = frozenset(skip)
+        return self._group([_Call(done, limit, lease, skipped) for done, limit in calls])
+
+    def _group(self, mine: list[_Call]) -> list[list[Item]]:
+        """Serve ``mine`` and whatever calls queued up meanwhile, in one commit."""
         with self._calls_lock:
-            self._calls.append(call)
+            self._calls.extend(mine)
         with self._write_lock:
-            if not call.finished:
+            if not all(call.finished for call in mine):
                 with self._calls_lock:
                     calls, self._calls = self._calls, []
                 self._serve(calls)
-        if call.error is not None:
-            raise call.error
-        return call.items
+        for call in mine:
+            if call.error is not None:
+                raise call.error
+        return [call.items for call in mine]
 
     def _serve(self, calls: list[_Call]) -> None:
         now = self.clock()

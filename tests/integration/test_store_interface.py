@@ -201,6 +201,33 @@ def test_a_batch_counts_the_rooms_it_gave_a_head(box: Store, clock: Clock) -> No
         assert batch.new_heads == 0
 
 
+def test_calls_handed_in_together_are_served_as_one_after_another(box: Store, clock: Clock) -> None:
+    """A lot of workers' settles and claims: each settle recorded, each call given
+    its own heads, no head given twice, and a room freed by a settle in the lot
+    claimable by a call in it."""
+    put(box, clock, ("a", "1", 1), ("a", "1", 2), ("a", "2", 3), ("b", "1", 4), ("b", "2", 5))
+    first, second = claim(box, limit=2, lease=30)
+    lots = box.settle_and_claim_all(
+        [
+            (Settle(first.id, "delivered"), 1),
+            (Settle(second.id, "pending", "HTTP 500", clock.now + 60), 1),
+            (None, 1),
+            (None, 1),
+            (None, 0),
+        ],
+        30,
+    )
+    assert [len(items) for items in lots] == [1, 1, 1, 0, 0]
+    given = [item for items in lots for item in items]
+    assert sorted(numbers(given)) == [2, 4, 5]
+    assert len({(item.uid, item.room_id) for item in given}) == 3
+    stored = {item.id: item for item in box.items()}
+    assert stored[first.id].state == "delivered"
+    assert (stored[second.id].state, stored[second.id].reason) == ("pending", "HTTP 500")
+    assert box.settle_and_claim_all([(None, 5)], 30, skip={"b"}) == [[]]
+    assert box.settle_and_claim_all([], 30) == []
+
+
 def test_retry_keeps_order_and_waits(box: Store, clock: Clock) -> None:
     put(box, clock, ("a", "1", 1), ("a", "1", 2))
     (first,) = claim(box, limit=10, lease=30)

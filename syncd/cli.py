@@ -571,7 +571,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=int,
         metavar="N",
         default=default.workers,
-        help="delivery threads, 1 to 4096; one HipChat server gets at most half "
+        help="delivery workers (tasks on one event loop), 1 to 4096; one HipChat server "
+        "gets at most half "
         f"(default {default.workers})",
     )
     run.add_argument(

@@ -191,6 +191,12 @@ class ServerAddresses:
         for server in [s for s, known in self._known.items() if known.until <= now]:
             del self._known[server]
 
+    def fresh(self, server: str, now: float) -> bool:
+        """Whether :meth:`key` would answer without a look-up now."""
+        with self._lock:
+            known = self._known.get(server)
+        return known is not None and (known.until > now or known.refreshing)
+
     def current(self, server: str) -> Key | None:
         """What ``server`` counted against at its last send, without a look-up."""
         with self._lock:

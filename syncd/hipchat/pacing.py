@@ -13,8 +13,9 @@ after a newer one gives nothing back. Without that, rooms sharing a token
 spent its last requests twice, a 429 for each send in flight as the budget ran
 out. The estimate errs low, never high: a send the server counted out of turn
 leaves a request or two of the window unspent. Which send an answer belongs to
-is known by its sender: the client sends synchronously, one request per thread
-at a time, so a thread's answer is for the send it noted last.
+is known by its sender: one request at a time per thread (a command) or per
+task (the daemon's workers on their event loop), so a sender's answer is for
+the send it noted last.
 
 :meth:`Pacing.reserve` looks and counts in one step: two workers that each
 looked before either sent could otherwise both take a budget's last request.
@@ -22,6 +23,7 @@ looked before either sent could otherwise both take a budget's last request.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -29,6 +31,15 @@ from dataclasses import dataclass
 from syncd.hipchat.wire import LIMIT_HEADERS, RoomTarget, header_number, reset_time
 
 DEFAULT_MAX_DELAY = 300.0
+
+
+def current_sender() -> Hashable:
+    """The task running on this thread's event loop, or else the thread."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop runs here
+        return threading.get_ident()
+    return task if task is not None else threading.get_ident()
 
 
 @dataclass
@@ -48,13 +59,13 @@ class _Out:
 
 
 class Pacing:
-    """``sender`` names the caller, one request at a time each: its thread."""
+    """``sender`` names the caller, one request at a time each: its task or thread."""
 
     def __init__(
         self,
         max_delay: float = DEFAULT_MAX_DELAY,
         *,
-        sender: Callable[[], Hashable] = threading.get_ident,
+        sender: Callable[[], Hashable] = current_sender,
     ) -> None:
         self._max_delay = max_delay
         self._sender = sender

@@ -123,6 +123,8 @@ def test_a_server_that_fails_gets_fewer_sends_in_flight_and_all_is_delivered_aft
     delivery = start(DispatchConfig(idle_poll=0.02), backlog(server.url))
     delivery.submit(numbered_events(0, 2))
     server.wait_for_messages(2 * len(ROOMS), timeout=60)
+    # Every answer taken in (a settle follows the limit's update): the limit holds still.
+    wait_for(lambda: not delivery.outbox.items("inflight", limit=1), what="every answer taken in")
     grown = delivery.dispatcher.server_limit(server.url)
     assert grown > INITIAL_IN_FLIGHT
     server.inject(Fault.status(500, "Internal Server Error"), times=len(ROOMS))

@@ -4,6 +4,7 @@ minute still waits for its reset, because the wait is kept in the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_a_daemon_that_did_not_send_the_rooms_30th_message_waits_for_its_minute(
         # its client learns from the 30th answer that the minute is spent.
         for _ in range(30):
             (item,) = claim(first.store, limit=1, lease=60)
-            first.store.settle(first.dispatcher.process(item))
+            first.store.settle(asyncio.run(first.dispatcher.process(item)))
         assert first.client.delay_before_send(RoomTarget(server.url, "1", TOKEN)) > 0
     finally:
         first.stop()

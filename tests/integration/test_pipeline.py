@@ -3,8 +3,10 @@ HipChat test server over real HTTP, with a real SQLite outbox."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -348,7 +350,7 @@ def test_an_item_whose_server_has_no_free_slot_goes_back_in_its_place(rig: Rig) 
     servers = rig.dispatcher._servers
     while servers.take(server_of(rig.server.url), time.time()):
         pass  # every slot held, as by workers sending
-    settle = rig.dispatcher.process(item)
+    settle = asyncio.run(rig.dispatcher.process(item))
     assert (settle.state, settle.retry_at, settle.attempted) == (
         "pending",
         item.next_attempt_at,
@@ -382,3 +384,59 @@ def test_workers_are_woken_for_rooms_with_something_claimable_only(rig: Rig) -> 
     for room in ("1001", "1002"):
         titles = [t.split("</b>")[0].rsplit(": ", 1)[-1] for t in rig.texts(room)]
         assert titles == ["E1", "E2", "E3", "E4", "E5"]
+
+
+def test_a_name_whose_look_up_hangs_holds_no_send_to_other_servers(rig: Rig) -> None:
+    """The sends share one event loop: a DNS look-up made on it would stop every
+    send while it waits. The look-up runs beside the loop, so the other servers'
+    rooms are delivered while it hangs."""
+    asked, release = threading.Event(), threading.Event()
+
+    def resolve(host: str, port: int) -> Sequence[str]:
+        if host == "hangs.example":
+            asked.set()
+            release.wait(30)
+        return ["127.0.0.1"]
+
+    rig.apply(
+        integration("a", rig.server.url.replace("127.0.0.1", "hangs.example")),
+        integration("b", rig.server.url).replace("project: shop", "project: other"),
+    )
+    client = HipChatClient(backoff_base=0.01, backoff_cap=0.05)
+    dispatcher = Dispatcher(
+        rig.outbox, rig.registry, client, DispatchConfig(workers=4), resolve=resolve
+    )
+    rig.ingest.on_enqueued = dispatcher.wake
+    dispatcher.start()
+    try:
+        assert rig.send(event("fp1")) == 1
+        wait_for(asked.is_set, what="the look-up of the hanging name began")
+        assert rig.send(event("fp2", project="other")) == 1
+        rig.server.wait_for_messages(1)
+        assert release.is_set() is False
+    finally:
+        release.set()
+        dispatcher.stop(timeout=5)
+        client.close()
+
+
+def test_with_every_integration_passed_over_nothing_is_looked_for(rig: Rig) -> None:
+    """One full server passes over every integration of the set: a claim, or a look
+    for the next due head, would walk every room's head (10,000 at 10,000 rooms)
+    to find nothing. Workers then claim nothing and wait for a freed slot."""
+    rig.apply(
+        integration("a", rig.server.url),
+        integration("b", rig.server.url).replace("project: shop", "project: other"),
+    )
+    snapshot = rig.registry.snapshot
+    passed_over = rig.dispatcher._all_passed_over
+    assert passed_over(snapshot, frozenset({"a", "b"}))
+    assert passed_over(snapshot, frozenset({"a", "b", "gone"}))
+    assert not passed_over(snapshot, frozenset({"a", "gone"}))
+    assert not passed_over(snapshot, frozenset())
+    while rig.dispatcher._servers.take(server_of(rig.server.url), time.time()):
+        pass  # every slot held, as by workers sending
+    looked: list[object] = []
+    rig.outbox.next_due = lambda skip=(): looked.append(skip)  # type: ignore[method-assign]
+    assert asyncio.run(rig.dispatcher._next_due(time.time())) is None
+    assert looked == []

@@ -153,10 +153,11 @@ def test_the_most_one_server_may_hold_is_the_least_of_the_bounds() -> None:
     assert DispatchConfig(workers=1).per_server == 1
     # Never more than the client keeps connections to one server.
     assert DispatchConfig(workers=4096, max_in_flight=2048).per_server == MAX_CONNECTIONS_PER_HOST
-    # By default one server may hold half the workers: the other half stays free.
+    # By default one server may hold --max-in-flight, and more than half the workers
+    # stay free for the others.
     default = DispatchConfig()
     assert default.max_in_flight == DEFAULT_MAX_IN_FLIGHT
-    assert default.per_server == default.workers // 2
+    assert default.per_server == default.max_in_flight <= default.workers // 2
 
 
 def test_a_limit_is_a_value() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trustme
 
 from syncd.config.configset import ConfigSet, load_config_set
 from tests.support.configs import write_files
@@ -31,6 +32,15 @@ def git_repo(tmp_path: Path) -> GitRepo:
 
 
 KINDS = ("unit", "integration", "e2e", "reliability")
+
+
+@pytest.fixture
+def private_ca(tmp_path: Path) -> tuple[trustme.CA, Path]:
+    """A CA of the test's own, and its certificate as a PEM file."""
+    ca = trustme.CA()
+    path = tmp_path / "private-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, path
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -318,15 +318,14 @@ def test_an_interim_100_continue_is_skipped(
     assert server.accepted == 1
 
 
-@pytest.mark.parametrize("size", [CAP + 1, 5 * 1024 * 1024])
-def test_a_body_past_64_kib_closes_its_connection(
-    serve: Callable[[Handler], RawServer], sender: LoopSender, size: int
-) -> None:
-    body = b'{"error": {"message": "' + b"x" * size + b'"}}'
-    big = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+def first_answer_then_202(
+    serve: Callable[[Handler], RawServer], sender: LoopSender, first: bytes
+) -> RawServer:
+    """A server answering ``first`` on its first connection, 202 on the others: the
+    first send keeps its 500 and closes its connection, the next opens another."""
 
     def handle(peer: Peer) -> None:
-        answer = big if peer.index == 0 else ACCEPTED
+        answer = first if peer.index == 0 else ACCEPTED
         while peer.read_request() is not None:
             if not peer.send(answer):
                 return
@@ -337,6 +336,17 @@ def test_a_body_past_64_kib_closes_its_connection(
     assert result.reason == "HTTP 500 Internal Server Error"
     assert sender.send(room(server.url), MESSAGE).ok
     assert server.accepted == 2
+    return server
+
+
+@pytest.mark.parametrize("size", [CAP + 1, 5 * 1024 * 1024])
+def test_a_body_past_64_kib_closes_its_connection(
+    serve: Callable[[Handler], RawServer], sender: LoopSender, size: int
+) -> None:
+    body = b'{"error": {"message": "' + b"x" * size + b'"}}'
+    big = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    server = first_answer_then_202(serve, sender, big)
     assert [server.requests_on(i) for i in range(2)] == [1, 1]
 
 
@@ -352,18 +362,7 @@ def test_a_chunked_line_past_64_kib_keeps_the_status_and_closes_the_connection(
 ) -> None:
     head = b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
 
-    def handle(peer: Peer) -> None:
-        answer = head + CHUNKED_PAST_CAP[name] if peer.index == 0 else ACCEPTED
-        while peer.read_request() is not None:
-            if not peer.send(answer):
-                return
-
-    server = serve(handle)
-    result = sender.send(room(server.url), MESSAGE)
-    assert (result.outcome, result.status) == ("retry", 500)
-    assert result.reason == "HTTP 500 Internal Server Error"
-    assert sender.send(room(server.url), MESSAGE).ok
-    assert server.accepted == 2
+    first_answer_then_202(serve, sender, head + CHUNKED_PAST_CAP[name])
 
 
 class ConnectProxy:
@@ -431,14 +430,6 @@ def use_https_proxy(proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-
-
-@pytest.fixture
-def private_ca(tmp_path: Path) -> tuple[trustme.CA, Path]:
-    ca = trustme.CA()
-    path = tmp_path / "private-ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return ca, path
 
 
 def test_https_through_a_connect_proxy(

@@ -35,14 +35,6 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def private_ca(tmp_path: Path) -> tuple[trustme.CA, Path]:
-    ca = trustme.CA()
-    path = tmp_path / "private-ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return ca, path
-
-
-@pytest.fixture
 def server(private_ca: tuple[trustme.CA, Path]) -> Iterator[HipChatServer]:
     with https_server(private_ca[0]) as running:
         yield running

@@ -165,7 +165,6 @@ class Dispatcher:
         self._asks: list[tuple[Settle | None, asyncio.Future[list[Item]]]] = []
         self._asked = asyncio.Event()
         self._targets: dict[tuple[str, str], RoomTarget] = {}
-        self._look: asyncio.Future[float | None] | None = None  # the next due time, being read
         self._targets_of: Snapshot | None = None
         self._passed_over_all: tuple[Snapshot | None, frozenset[str], bool] = (
             None,
@@ -419,7 +418,7 @@ class Dispatcher:
         to be woken, so a head falling due wakes one worker, not the whole pool.
         """
         now = self.clock()
-        due = await self._shared_look(now)
+        due = await self._next_due(now)
         if self._stopping.is_set():
             return
         if due is None or (self._timer is not None and self._timer <= due):
@@ -434,14 +433,6 @@ class Dispatcher:
         if woken:
             # Called to work before the head fell due: another idle worker keeps the timer.
             self._notify(1)
-
-    async def _shared_look(self, now: float) -> float | None:
-        """The next due time, one look for every worker that goes idle while it runs:
-        at 10,000 rooms, a store call per idle worker was a fifth of the loop."""
-        look = self._look
-        if look is None or look.done():
-            look = self._look = asyncio.ensure_future(self._next_due(now))
-        return await look
 
     async def _next_due(self, now: float) -> float | None:
         """When the next head not passed over falls due, or a resting server's rest ends."""

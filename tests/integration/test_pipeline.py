@@ -440,25 +440,3 @@ def test_with_every_integration_passed_over_nothing_is_looked_for(rig: Rig) -> N
     rig.outbox.next_due = lambda skip=(): looked.append(skip)  # type: ignore[method-assign]
     assert asyncio.run(rig.dispatcher._next_due(time.time())) is None
     assert looked == []
-
-
-def test_workers_going_idle_together_share_one_look_at_the_next_due_time(rig: Rig) -> None:
-    """At 10,000 rooms, a store call per worker going idle was a fifth of the
-    event loop's time: the workers that go idle while a look runs wait for it."""
-    rig.apply(integration("a", rig.server.url))
-    looked: list[object] = []
-    real = rig.outbox.next_due
-
-    def counted(skip: Any = ()) -> float | None:
-        looked.append(skip)
-        return real(skip)
-
-    rig.outbox.next_due = counted  # type: ignore[method-assign]
-
-    async def fifty_go_idle() -> list[float | None]:
-        return await asyncio.gather(*(rig.dispatcher._shared_look(time.time()) for _ in range(50)))
-
-    assert asyncio.run(fifty_go_idle()) == [None] * 50
-    assert len(looked) == 1
-    assert asyncio.run(fifty_go_idle()) == [None] * 50
-    assert len(looked) == 2  # a look that ended is not reused

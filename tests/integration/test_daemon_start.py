@@ -190,3 +190,26 @@ def test_shutdown_during_a_long_reconcile_takes_the_drain_time_at_most_and_appli
     wait_for(lambda: not daemon.watcher.alive, what="the abandoned reconcile to end")
     assert published == []
     assert (daemon.registry.attempts, daemon.registry.snapshot) == (attempts, served)
+
+
+def test_an_outbox_gone_before_the_first_write_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared database restarting between the daemon's opening of it and its first
+    write once ended the daemon with "internal error": it is an address that does
+    not work now, for the supervisor to try again."""
+    from syncd.errors import UsageError
+    from syncd.store.contract import StoreUnavailable
+    from syncd.store.sqlite import Outbox
+
+    def gone(self: Outbox) -> int:
+        raise StoreUnavailable("the server closed the connection")
+
+    monkeypatch.setattr(Outbox, "recover", gone)
+    config = write_files(tmp_path / "config", ("a.yaml", minimal("a")))
+    daemon = Daemon(DaemonConfig(config, tmp_path / "state", port=0))
+    try:
+        with pytest.raises(UsageError, match=r"cannot use --state-dir .*closed the connection"):
+            daemon.begin()
+    finally:
+        daemon.outbox.close()

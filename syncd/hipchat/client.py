@@ -254,7 +254,7 @@ class HipChatClient:
                 self._managers[key] = manager
             return manager
 
-    def _proxy(self, url: str) -> str | None:
+    def proxy_for(self, url: str) -> str | None:
         """The environment's proxy for ``url``'s host, looked up once per host."""
         base = url.split("/", 3)[2] if "://" in url else url
         if base not in self._proxy_cache:
@@ -329,10 +329,6 @@ class HipChatClient:
         detail = f"{'Timeout' if timeout else 'ConnectionError'}: {exception_text(exc)}"
         return DeliveryResult("retry", None, detail, retry_after=self._backoff(attempt))
 
-    def proxy_for(self, url: str) -> str | None:
-        """The environment's proxy for ``url``'s host, looked up once per host."""
-        return self._proxy(url)
-
     def ca_bundle_for(self, target: RoomTarget) -> str:
         return target.ca_file or self._ca_bundle
 
@@ -341,7 +337,7 @@ class HipChatClient:
     ) -> DeliveryResult:
         url, data, headers = self.request(target, body, auth_test)
         try:
-            manager = self._manager(self._proxy(target.url), self.ca_bundle_for(target))
+            manager = self._manager(self.proxy_for(target.url), self.ca_bundle_for(target))
             response = manager.urlopen(
                 "POST",
                 url,

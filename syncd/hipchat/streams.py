@@ -31,7 +31,7 @@ import os
 import re
 import ssl
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,16 +105,15 @@ class _Route:
     ca_bundle: str
 
 
+# A pool's key: scheme, host, port, proxy and CA bundle.
+_PoolKey = tuple[str, str, int, tuple[str, str, int] | None, str]
+
+
 @dataclass
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     loop: asyncio.AbstractEventLoop
-
-
-@dataclass
-class _Pool:
-    idle: list[_Connection] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,8 @@ class LoopClient:
 
     def __init__(self, client: HipChatClient) -> None:
         self.client = client
-        self._pools: dict[tuple[str, str, int, tuple[str, str, int] | None, str], _Pool] = {}
+        # Idle connections per server, proxy and CA bundle.
+        self._pools: dict[_PoolKey, list[_Connection]] = {}
         self._contexts: dict[tuple[str, int, int], ssl.SSLContext] = {}
         self._routes: dict[tuple[str, str], _Route] = {}
         self._closed = False
@@ -150,8 +150,8 @@ class LoopClient:
 
     def close(self) -> None:
         self._closed = True
-        for pool in self._pools.values():
-            for connection in pool.idle:
+        for idle in self._pools.values():
+            for connection in idle:
                 _close(connection)
         self._pools.clear()
 
@@ -217,10 +217,10 @@ class LoopClient:
             raise
 
     def _idle(self, route: _Route) -> _Connection | None:
-        pool = self._pools.get(_pool_key(route))
+        idle = self._pools.get(_pool_key(route), [])
         loop = asyncio.get_running_loop()
-        while pool is not None and pool.idle:
-            connection = pool.idle.pop()
+        while idle:
+            connection = idle.pop()
             if (
                 connection.loop is not loop
                 or connection.reader.at_eof()
@@ -322,11 +322,11 @@ class LoopClient:
         return kept[:MAX_ANSWER_BYTES].decode("utf-8", "replace")
 
     def _give_back(self, route: _Route, connection: _Connection) -> None:
-        pool = self._pools.setdefault(_pool_key(route), _Pool())
-        if len(pool.idle) >= MAX_CONNECTIONS_PER_HOST:
+        idle = self._pools.setdefault(_pool_key(route), [])
+        if len(idle) >= MAX_CONNECTIONS_PER_HOST:
             _close(connection)
             return
-        pool.idle.append(connection)
+        idle.append(connection)
 
 
 def _close(connection: _Connection) -> None:
@@ -339,7 +339,7 @@ class _ClosedUnanswered(Exception):
     """The connection ended before a byte of the answer came."""
 
 
-def _pool_key(route: _Route) -> tuple[str, str, int, tuple[str, str, int] | None, str]:
+def _pool_key(route: _Route) -> _PoolKey:
     return (route.scheme, route.host, route.port, route.proxy, route.ca_bundle)
 
 

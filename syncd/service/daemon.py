@@ -742,19 +742,16 @@ class Daemon:
         last-known-good one stays); with neither, ``nothing_to_serve`` is set and
         the daemon stops.
         """
+        # A store gone between its opening and this first write (a database restarting)
+        # is told as at the opening: for the supervisor to try again.
+        url = self.config.store_url
         try:
-            recovered = self.outbox.recover()
+            with stores.told(url) if url is not None else contextlib.nullcontext():
+                recovered = self.outbox.recover()
         except StoreUnusable:
             raise
         except StoreError as exc:
-            # Gone between opening and this first write (a database restarting): the
-            # supervisor's to try again, as when it was out of reach at the opening.
-            where = (
-                f"the store {stores.shown(self.config.store_url)}"
-                if self.config.store_url is not None
-                else f"--state-dir {self.config.state_dir}"
-            )
-            raise UsageError(f"cannot use {where}: {exc}") from None
+            raise UsageError(f"cannot use --state-dir {self.config.state_dir}: {exc}") from None
         if recovered:
             log.info("%d notification(s) in flight at the last stop will be sent again", recovered)
         self.server.start()

@@ -75,7 +75,7 @@ def open_postgres(
     """The shared store, its schema brought up to date. Refused (a :class:`Failure`)
     when the database holds a newer schema or cannot be used as it is; a database
     out of reach is a :class:`UsageError` naming the URL."""
-    with _installed(), _told(url):
+    with _installed(), told(url):
         from syncd.store.postgresql import POOL_SIZE, PostgresOutbox
 
         return PostgresOutbox(url, password=password, connections=connections or POOL_SIZE)
@@ -83,14 +83,14 @@ def open_postgres(
 
 def migrate(url: str, *, password: str | None = None) -> tuple[int, int]:
     """Bring the schema up to date: the version found, and the version left."""
-    with _installed(), _told(url):
+    with _installed(), told(url):
         from syncd.store.postgresql import migrate_schema
 
         return migrate_schema(url, password)
 
 
 def check(url: str, *, password: str | None = None) -> SchemaState:
-    with _installed(), _told(url):
+    with _installed(), told(url):
         from syncd.store.postgresql import check_schema
 
         return check_schema(url, password)
@@ -99,7 +99,7 @@ def check(url: str, *, password: str | None = None) -> SchemaState:
 def copy(source: Path, url: str, *, password: str | None = None) -> Copied:
     """Move a single host's outbox into an unused PostgreSQL store (see
     ``syncd.store.copying``)."""
-    with _installed(), _told(url):
+    with _installed(), told(url):
         from syncd.store.copying import copy_outbox
 
         return copy_outbox(source, url, password)
@@ -117,7 +117,7 @@ def _installed() -> Iterator[None]:
 
 
 @contextmanager
-def _told(url: str) -> Iterator[None]:
+def told(url: str) -> Iterator[None]:
     """Store errors as the user's: an unusable database refuses (exit 1), one out of
     reach is an address that does not work (exit 2)."""
     try:

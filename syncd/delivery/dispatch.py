@@ -408,7 +408,11 @@ class Dispatcher:
                     waiter.set_exception(exc)
             return
         for (_, waiter), items in zip(asks, claimed, strict=True):
-            if not waiter.done():
+            if waiter.done():
+                continue
+            if isinstance(items, StoreError):
+                waiter.set_exception(items)
+            else:
                 waiter.set_result(items)
 
     async def _idle(self) -> None:

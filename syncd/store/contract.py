@@ -249,10 +249,14 @@ class Store(Protocol):
 
     def settle_and_claim_all(
         self, calls: Sequence[tuple[Settle | None, int]], lease: float, skip: Collection[str] = ()
-    ) -> list[list[Item]]:
+    ) -> list[list[Item] | StoreError]:
         """Each ``(done, limit)`` as :meth:`settle_and_claim` would serve it, in as few
-        transactions as the store can: many workers' calls handed in together. A
-        failure raises; what the calls before it did may then be recorded."""
+        transactions as the store can: many workers' calls handed in together.
+
+        Each call gets its claimed items, or the error that kept it from being
+        recorded: a call that succeeded holds claims, so its items must reach its
+        worker even when a later call in the lot fails (else those rooms wait out
+        the lease with no one sending)."""
         ...
 
     def settle(self, done: Settle) -> None: ...

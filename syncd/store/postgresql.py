@@ -1038,10 +1038,23 @@ class PostgresOutbox:
 
     def settle_and_claim_all(
         self, calls: Sequence[tuple[Settle | None, int]], lease: float, skip: Collection[str] = ()
-    ) -> list[list[Item]]:
+    ) -> list[list[Item] | StoreError]:
         """One statement per call: each is its own round trip and transaction, the
-        fence judging each settle on its own."""
-        return [self.settle_and_claim(done, limit, lease, skip) for done, limit in calls]
+        fence judging each settle on its own. Once one fails, the rest are not
+        tried (the server is most likely gone: each would wait out its own
+        timeout) and carry its error; they recorded nothing, so trying them
+        again later is safe."""
+        served: list[list[Item] | StoreError] = []
+        failure: StoreError | None = None
+        for done, limit in calls:
+            if failure is None:
+                try:
+                    served.append(self.settle_and_claim(done, limit, lease, skip))
+                    continue
+                except StoreError as exc:
+                    failure = exc
+            served.append(failure)
+        return served
 
     def settle(self, done: Settle) -> None:
         self.settle_and_claim(done, 0, 0.0)

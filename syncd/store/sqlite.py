@@ -488,16 +488,28 @@ class Outbox:
         in one commit (a group commit): their settles first, then their claims,
         each written a statement per kind of change for the whole group.
         """
-        return self._group([_Call(done, limit, lease, frozenset(skip))])[0]
+        (call,) = self._group([_Call(done, limit, lease, frozenset(skip))])
+        if call.error is not None:
+            raise call.error
+        return call.items
 
     def settle_and_claim_all(
         self, calls: Sequence[tuple[Settle | None, int]], lease: float, skip: Collection[str] = ()
-    ) -> list[list[Item]]:
-        """The calls served in one commit (with any others queued meanwhile)."""
+    ) -> list[list[Item] | StoreError]:
+        """The calls served in one commit (with any others queued meanwhile): all
+        recorded, or none, each failed call given the commit's error."""
         skipped = frozenset(skip)
-        return self._group([_Call(done, limit, lease, skipped) for done, limit in calls])
+        served: list[list[Item] | StoreError] = []
+        for call in self._group([_Call(done, limit, lease, skipped) for done, limit in calls]):
+            if call.error is None:
+                served.append(call.items)
+            elif isinstance(call.error, StoreError):
+                served.append(call.error)
+            else:
+                raise call.error
+        return served
 
-    def _group(self, mine: list[_Call]) -> list[list[Item]]:
+    def _group(self, mine: list[_Call]) -> list[_Call]:
         """Serve ``mine`` and whatever calls queued up meanwhile, in one commit."""
         with self._calls_lock:
             self._calls.extend(mine)
@@ -506,10 +518,7 @@ class Outbox:
                 with self._calls_lock:
                     calls, self._calls = self._calls, []
                 self._serve(calls)
-        for call in mine:
-            if call.error is not None:
-                raise call.error
-        return [call.items for call in mine]
+        return mine
 
     def _serve(self, calls: list[_Call]) -> None:
         now = self.clock()

@@ -115,6 +115,51 @@ def test_two_daemons_claiming_at_once_never_hold_one_room_twice(
     assert {(i.state, i.attempts) for i in first.items()} == {("delivered", 1)}
 
 
+def test_a_lot_cut_off_midway_hands_out_the_claims_committed_before(
+    postgres_url: str,  # noqa: F811
+    daemon: Daemons,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lot's calls commit one by one: when the connection is ended between two,
+    the claims already committed reach their workers (else their rooms wait out
+    the lease with no one sending), and the calls not served carry the error,
+    without one more try each against a server that is gone."""
+    store = daemon(connections=1)
+    put(store, clock, ("a", "1", 1), ("a", "2", 2), ("a", "3", 3))
+    (first,) = claim(store, limit=1, lease=30)
+    served = store.settle_and_claim
+    tried: list[Settle | None] = []
+
+    def ended_before_the_second(
+        done: Settle | None, limit: int, lease: float, skip: Any = ()
+    ) -> list[Any]:
+        tried.append(done)
+        if len(tried) == 2:
+            postgres.terminate(postgres_url)
+        return served(done, limit, lease, skip)
+
+    monkeypatch.setattr(store, "settle_and_claim", ended_before_the_second)
+    lot = store.settle_and_claim_all([(Settle(first.id, "delivered"), 1), (None, 1), (None, 1)], 30)
+    assert len(tried) == 2
+    kept, *failed = lot
+    assert isinstance(kept, list) and len(kept) == 1, lot
+    assert all(isinstance(error, StoreUnavailable) for error in failed), lot
+    states: list[dict[int, str]] = []
+    wait_for(lambda: _read_states(store, states), timeout=10, what="the store reachable again")
+    in_flight = [item_id for item_id, state in states[-1].items() if state == "inflight"]
+    assert in_flight == [kept[0].id]  # no claim held that no worker knows of
+    assert states[-1][first.id] == "delivered"
+
+
+def _read_states(store: PostgresOutbox, into: list[dict[int, str]]) -> bool:
+    try:
+        into.append({item.id: item.state for item in store.items()})
+    except StoreError:
+        return False
+    return True
+
+
 def test_a_workers_settle_and_next_claim_cost_one_statement_and_one_round_trip(
     daemon: Daemons, clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

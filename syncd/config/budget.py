@@ -33,8 +33,8 @@ class Deadline:
     clock: Clock = time.monotonic
 
     @classmethod
-    def start(cls, at: float | None, clock: Clock = time.monotonic) -> Deadline | None:
-        return None if at is None else cls(at, at - clock(), clock)
+    def within(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, seconds, clock)
 
     def check(self) -> None:
         if self.clock() >= self.at:

@@ -32,7 +32,6 @@ import gc
 import hashlib
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -320,20 +319,18 @@ def load_config_set(
     paths: Iterable[Path],
     options: semantics.Options = semantics.DEFAULT_OPTIONS,
     *,
-    deadline: float | None = None,
-    clock: budget.Clock = time.monotonic,
+    deadline: budget.Deadline | None = None,
 ) -> ConfigSet:
-    """``deadline``: a time on ``clock`` (monotonic) past which the load stops, and
-    the set is rejected with one diagnostic that says so."""
+    """``deadline``: past it the load stops, and the set is rejected with one
+    diagnostic that says so."""
     roots = tuple(paths)
-    limit = budget.Deadline.start(deadline, clock)
     try:
-        files = find(roots, options.files, partial(budget.check, limit)).files
+        files = find(roots, options.files, partial(budget.check, deadline)).files
         results = []
         for path, root in files.items():
-            budget.check(limit)
+            budget.check(deadline)
             results.append(read_file(path, root, options))
         return assemble(results)
     except budget.OverBudget:
-        assert limit is not None
-        return ConfigSet((), (budget.over_budget(roots, limit),))
+        assert deadline is not None
+        return ConfigSet((), (budget.over_budget(roots, deadline),))

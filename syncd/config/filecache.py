@@ -184,8 +184,7 @@ class ConfigLoader:
         trust_stat: bool = True,
         changed: Iterable[str] | None = None,
         moved: bool = False,
-        deadline: float | None = None,
-        clock: budget.Clock = time.monotonic,
+        deadline: budget.Deadline | None = None,
     ) -> ConfigSet:
         """``changed``: the paths, relative to the one directory loaded, that may
         have changed since the last load; None when anything may have.
@@ -193,16 +192,16 @@ class ConfigLoader:
         now name another directory, in which each file ``changed`` does not name
         is a hard link of the file loaded under its name. Those are not read; a
         resync compares them without their ctime (see the module's notes).
-        ``deadline``: a time on ``clock`` (monotonic) past which the load stops, and
-        the set is rejected with one diagnostic that says so."""
+        ``deadline``: past it the load stops, and the set is rejected with one
+        diagnostic that says so (naming the budget the caller started with, not
+        what was left of it once this loader was free)."""
         roots = tuple(paths)
-        limit = budget.Deadline.start(deadline, clock)
         try:
-            return self._load(roots, trust_stat, changed, moved, limit)
+            return self._load(roots, trust_stat, changed, moved, deadline)
         except budget.OverBudget:
-            assert limit is not None
+            assert deadline is not None
             self._stale = True
-            return ConfigSet((), (budget.over_budget(roots, limit),))
+            return ConfigSet((), (budget.over_budget(roots, deadline),))
 
     def _load(
         self,

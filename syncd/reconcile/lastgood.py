@@ -204,11 +204,7 @@ def _read_legacy(copy: Path, options: semantics.Options, deadline: Deadline | No
         revision_file = copy / REVISION_FILE
         revision = revision_file.read_text().strip() if revision_file.exists() else "unknown"
         loader = ConfigLoader(options)
-        if deadline is None:
-            return Saved(loader.load([copy]), revision, copy)
-        return Saved(
-            loader.load([copy], deadline=deadline.at, clock=deadline.clock), revision, copy
-        )
+        return Saved(loader.load([copy], deadline=deadline), revision, copy)
     except (OSError, PathNotFoundError):
         return None
 

@@ -66,7 +66,7 @@ class Budget:
     clock: Clock = time.monotonic
 
     def start(self) -> Deadline:
-        return Deadline(self.clock() + self.seconds, self.seconds, self.clock)
+        return Deadline.within(self.seconds, self.clock)
 
 
 class Reconciler:
@@ -121,8 +121,7 @@ class Reconciler:
                         trust_stat=trust_stat,
                         changed=changed,
                         moved=moved,
-                        deadline=deadline.at,
-                        clock=deadline.clock,
+                        deadline=deadline,
                     )
                 finally:
                     self._unsaved.note(self.loader.take_changes())

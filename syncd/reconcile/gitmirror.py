@@ -184,8 +184,8 @@ class Mirror:
         Only this daemon runs git in its mirror (it holds the state dir's lock),
         so none of them is anyone's."""
         locks = [*self.git_dir.glob("*.lock"), *(self.git_dir / "refs").rglob("*.lock")]
-        partial = (self.git_dir / "objects" / "pack").glob("tmp_*")
-        for leftover in [*locks, *partial]:
+        packs = self.git_dir / "objects" / "pack"
+        for leftover in [*locks, *(packs / name for name in _unfinished_packs(_files(packs)))]:
             leftover.unlink(missing_ok=True)
 
     def _undo(self, previous: str | None, packs: Path, before: set[str], exc: GitError) -> None:
@@ -282,6 +282,23 @@ def _files(directory: Path) -> set[str]:
         return set(os.listdir(directory))
     except FileNotFoundError:
         return set()
+
+
+def _unfinished_packs(names: set[str]) -> list[str]:
+    """What a fetch killed mid-way leaves in the pack directory besides git's own
+    temporary files: a pack whose index was not yet renamed into place (git
+    never reads it, and gc never removes it) and a fetch's ``.keep``, which a
+    fetch removes once its refs are written (a kept pack is never pruned). Both
+    would hold a cut fetch's bytes for good."""
+    indexed = {name.removesuffix(".idx") for name in names if name.endswith(".idx")}
+
+    def unfinished(name: str) -> bool:
+        stem, _, kind = name.rpartition(".")
+        if name.startswith("tmp_"):
+            return True
+        return name.startswith("pack-") and (kind == "keep" or stem not in indexed)
+
+    return [name for name in names if unfinished(name)]
 
 
 def _new_bytes(packs: Path, before: set[str]) -> int:

@@ -180,6 +180,36 @@ def test_a_checkout_over_the_size_limit_is_refused_before_it_is_written(
     assert list((tmp_path / "git").glob("checkouts/*")) == []  # nothing written
 
 
+def test_what_a_fetch_killed_mid_way_leaves_in_the_packs_is_removed(
+    origin: GitRepo, tmp_path: Path
+) -> None:
+    """Killed between its steps, a fetch leaves a pack whose index never came (git
+    ignores it, gc never removes it) or its ``.keep`` (a kept pack is never
+    pruned): either would keep a cut fetch's bytes for good. The mirror's own
+    packs stay, and it still fetches."""
+    write_files(origin.path, ("config/a.yaml", minimal("a")))
+    origin.commit_all("a")
+    poller, _ = follow(GitSource(f"file://{origin.path}", path="config"), tmp_path / "git")
+    assert poller.poll().result == "changed"
+    mirror = poller.mirror
+    mirror.repo.run("repack", "-a", "-d", "-q", timeout=30)
+    packs = mirror.git_dir / "objects" / "pack"
+    (kept,) = packs.glob("pack-*.pack")
+    own = sorted(p.name for p in packs.iterdir())
+    orphan = packs / ("pack-" + "0" * 40 + ".pack")
+    orphan.write_bytes(kept.read_bytes())
+    keep = kept.with_suffix(".keep")
+    keep.write_text("fetch-pack 1234 on host\n")
+    partial = packs / "tmp_pack_XyZ123"
+    partial.write_bytes(b"PACK")
+    mirror.clear_leftovers()
+    assert sorted(p.name for p in packs.iterdir()) == own
+    mirror.repo.run("fsck", "--no-progress", timeout=30)
+    write_files(origin.path, ("config/b.yaml", minimal("b")))
+    origin.commit_all("b")
+    assert poller.poll().result == "changed"
+
+
 def test_a_fetch_that_brings_more_than_the_limit_is_cut_and_leaves_nothing(
     origin: GitRepo, tmp_path: Path
 ) -> None:

@@ -174,25 +174,34 @@ class Registry:
         them: a load after one file changed costs that file's tokens."""
         with self._write:
             self.attempts += 1
-            outcome = self._apply(config, revision, source, reuse_tokens)
-            self.last_attempt = outcome
-            if outcome.ok:
-                self.last_success = outcome
-            else:
-                self.last_failure = outcome
-                self.failures += 1
-        return outcome
+            return self._apply(config, revision, source, reuse_tokens, attempt=True)
 
     def restore(self, config: ConfigSet, revision: str) -> Outcome:
         """Serve a saved set (the last-known-good) without counting it as an attempt:
         the attempt that failed stays the last one, in /status and the metrics."""
         with self._write:
-            return self._apply(config, revision, "", reuse_tokens=False)
+            return self._apply(config, revision, "", reuse_tokens=False, attempt=False)
 
-    def _apply(self, config: ConfigSet, revision: str, source: str, reuse_tokens: bool) -> Outcome:
+    def _record(self, outcome: Outcome) -> Outcome:
+        self.last_attempt = outcome
+        if outcome.ok:
+            self.last_success = outcome
+        else:
+            self.last_failure = outcome
+            self.failures += 1
+        return outcome
+
+    def _refused(self, outcome: Outcome, attempt: bool) -> Outcome:
+        return self._record(outcome) if attempt else outcome
+
+    def _apply(
+        self, config: ConfigSet, revision: str, source: str, reuse_tokens: bool, *, attempt: bool
+    ) -> Outcome:
         now = self._clock()
         if not config.valid:
-            return Outcome(False, revision, now, diagnostics=config.diagnostics)
+            return self._refused(
+                Outcome(False, revision, now, diagnostics=config.diagnostics), attempt
+            )
         current = self.snapshot.notifiers
         delta = _delta(config, self.snapshot) if reuse_tokens else None
         desired, active = _looked_at(config, delta, current)
@@ -200,20 +209,23 @@ class Registry:
         tokens, problems = self._resolve_all(desired, reused)
         if problems:
             named = self._relabel(problems)
-            return Outcome(False, revision, now, diagnostics=tuple(sorted(named)))
+            return self._refused(
+                Outcome(False, revision, now, diagnostics=tuple(sorted(named))), attempt
+            )
         result = _with_rotations(plan(desired, active), current, tokens, reused)
         result = replace(result, untouched=len(current) - len(active))
         too_many = _too_many_removals(result, self._max_prune, source)
         if too_many is not None:
-            return Outcome(False, revision, now, diagnostics=(too_many,))
+            return self._refused(Outcome(False, revision, now, diagnostics=(too_many,)), attempt)
         notifiers = _next_notifiers(result, current, tokens, now, untouched=delta is not None)
         if delta is None or result.create:  # in the set's order
             notifiers = {i.uid: notifiers[i.uid] for i in config.integrations}
         snapshot = Snapshot(MappingProxyType(notifiers), revision, config.digest, now, config.mutes)
-        self._publish(result, snapshot)
-        return Outcome(True, revision, now, plan=result)
+        outcome = Outcome(True, revision, now, plan=result)
+        self._publish(result, snapshot, outcome if attempt else None)
+        return outcome
 
-    def _publish(self, result: Plan, snapshot: Snapshot) -> None:
+    def _publish(self, result: Plan, snapshot: Snapshot, attempt: Outcome | None) -> None:
         # Listeners act before readers can see the new set: an integration's
         # queued items are settled by the time a worker finds it gone.
         for listener in self._listeners:
@@ -221,6 +233,11 @@ class Registry:
                 listener(result, snapshot)
             except Exception:
                 log.exception("a registry listener failed")
+        # The attempt is recorded before the set is seen: a reader of the set,
+        # then of the last attempt (/status), never finds the new set beside the
+        # failure that came before it.
+        if attempt is not None:
+            self._record(attempt)
         self.snapshot = snapshot
         for watcher in self._watchers:
             try:

@@ -182,3 +182,24 @@ def _text(name: str, what: str) -> str:
     uid = {"dup": "a", "stopped": name}.get(what, what)
     text = minimal(uid).replace("HIPCHAT_TOKEN", f"HIPCHAT_TOKEN_{name}")
     return text + ("    state: stopped\n" if what == "stopped" else "")
+
+
+def test_a_reader_that_sees_a_new_set_sees_the_attempt_that_applied_it(
+    tmp_path: Path, env: Callable[[str, str], None]
+) -> None:
+    """/status reads the set, then the last attempt: once the new set can be seen,
+    the attempt must be the one that applied it, not the failure before it."""
+    registry = Registry()
+    seen: list[tuple[str, object]] = []
+    registry.add_watcher(lambda snapshot: seen.append((snapshot.revision, registry.last_attempt)))
+    registry.apply(load(tmp_path, a=minimal("a")), "good")
+    registry.apply(load(tmp_path, b=minimal("b").replace("1234567", "0")), "bad")
+    registry.apply(load(tmp_path, b=minimal("b")), "fixed")
+    assert [(revision, getattr(attempt, "revision", None)) for revision, attempt in seen] == [
+        ("good", "good"),
+        ("fixed", "fixed"),
+    ]
+    assert registry.last_failure is not None and registry.failures == 1
+    restored = registry.restore(load(tmp_path, b=minimal("b") + "    state: disabled\n"), "saved")
+    assert restored.ok and registry.last_attempt is not None
+    assert registry.last_attempt.revision == "fixed"  # a restore is not an attempt

@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -103,6 +103,11 @@ class DispatchConfig:
         them would open a connection, and close it after, each time)."""
         most = min(self.max_in_flight, (self.workers + 1) // 2, MAX_CONNECTIONS_PER_HOST)
         return max(1, most)
+
+
+def _put_back(item: Item) -> Settle:
+    """The item back in its place as it was, its claim not counted as an attempt."""
+    return Settle(item.id, "pending", item.reason, item.next_attempt_at, attempted=False)
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:
@@ -397,6 +402,7 @@ class Dispatcher:
     async def _serve_lot(
         self, asks: list[tuple[Settle | None, asyncio.Future[list[Item]]]]
     ) -> None:
+        claimed: Sequence[list[Item] | Exception]
         try:
             snapshot = self.registry.snapshot
             skip = self._passed_over(snapshot, self.clock())
@@ -406,14 +412,11 @@ class Dispatcher:
                 self.store.settle_and_claim_all, calls, self.config.lease, skip
             )
         except Exception as exc:
-            for _, waiter in asks:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
+            claimed = [exc] * len(asks)
         for (_, waiter), items in zip(asks, claimed, strict=True):
             if waiter.done():
                 continue
-            if isinstance(items, StoreError):
+            if isinstance(items, Exception):
                 waiter.set_exception(items)
             else:
                 waiter.set_result(items)
@@ -471,10 +474,7 @@ class Dispatcher:
         now = self.clock()
         if integration.state == "stopped":
             # Claimed as its integration was stopped: back in its place, unattempted.
-            put_back = Settle(
-                item.id, "pending", item.reason, item.next_attempt_at, attempted=False
-            )
-            return put_back, None
+            return _put_back(item), None
         if item.room_id not in notifier.tokens:
             return Settle(item.id, "cancelled", "room removed from the integration"), None
         target = self._target(snapshot, notifier, item.room_id)
@@ -488,10 +488,7 @@ class Dispatcher:
         if not self._servers.take(server, now):
             # Since the claim, other workers filled this server's slots or it went down:
             # back in its place, or rooms put back would wait behind every other.
-            put_back = Settle(
-                item.id, "pending", item.reason, item.next_attempt_at, attempted=False
-            )
-            return put_back, None
+            return _put_back(item), None
         try:
             settle = await self._send(item, notifier, target, server, now)
         finally:
@@ -525,9 +522,7 @@ class Dispatcher:
             except StoreError:
                 theirs = True
             if theirs:
-                return Settle(
-                    item.id, "pending", item.reason, item.next_attempt_at, attempted=False
-                )
+                return _put_back(item)
         return not_deliverable(item, notifier.integration if notifier else None)
 
     async def _send(

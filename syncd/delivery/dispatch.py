@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from syncd.delivery.health import DEGRADED_AFTER, RoomHealthBook
 from syncd.delivery.housekeeping import not_deliverable
@@ -110,9 +110,25 @@ def _put_back(item: Item) -> Settle:
     return Settle(item.id, "pending", item.reason, item.next_attempt_at, attempted=False)
 
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
+# How an idle worker's wait ended: its time ran out, it was woken for an item
+# (an exact count of them), or woken as heads fell due together, to wake more.
+Wake = Literal["expired", "woken", "spread"]
+
+
+def _expire(waiter: asyncio.Future[Wake]) -> None:
     if not waiter.done():
-        waiter.set_result(False)
+        waiter.set_result("expired")
+
+
+def _due_from(settled: Settle | None) -> float | None:
+    """The soonest a room head may fall due because of ``settled``: its own retry,
+    or the room's rest after it; None when it makes no head due later than now
+    (a claim in the same call takes a head due now)."""
+    if settled is None:
+        return None
+    if settled.state == "pending":
+        return settled.retry_at if settled.retry_at is not None else 0.0
+    return settled.room_rest_until
 
 
 def _retry_level(failures: int) -> int:
@@ -163,7 +179,7 @@ class Dispatcher:
         self._started = threading.Event()
         self._stopping = threading.Event()
         # Idle workers, each waiting on its future; touched on the loop only.
-        self._waiting: deque[asyncio.Future[bool]] = deque()
+        self._waiting: deque[asyncio.Future[Wake]] = deque()
         self._servers = Servers(self.config.per_server, ServerAddresses(resolve))
         self._timer: float | None = None  # the due time an idle worker sleeps until
         self._stopped = registry.snapshot.stopped  # as the last set published said
@@ -248,40 +264,45 @@ class Dispatcher:
 
     def wake(self, count: int | None = None) -> None:
         """Wake ``count`` idle workers (all when None): one per new item, not a herd,
-        and no more than could start a send now; a worker that claims after its
-        wait wakes the next, so the items to a server with room are taken in turn.
-        Any thread may call it."""
+        and no more than could start a send now; when there were more, each worker
+        that claims after its wait wakes two more, so the items to a server whose
+        limit grows are taken in a few rounds. Any thread may call it."""
+        spread = False
         if count is not None:
-            count = min(count, self._servers.room(self.clock()))
+            room = self._servers.room(self.clock())
+            # More new heads than sends may start: each worker that claims one wakes
+            # more, as the server's limit grows.
+            spread = count > room
+            count = min(count, room)
         loop = self._loop
         if loop is None:
             return
         if self._thread is threading.current_thread():
-            self._notify(count)
+            self._notify(count, spread)
             return
         with contextlib.suppress(RuntimeError):  # the loop has ended: nothing waits
-            loop.call_soon_threadsafe(self._notify, count)
+            loop.call_soon_threadsafe(self._notify, count, spread)
 
-    def _notify(self, count: int | None) -> None:
+    def _notify(self, count: int | None, spread: bool = False) -> None:
         waiting = self._waiting
         while waiting and (count is None or count > 0):
             waiter = waiting.popleft()
             if not waiter.done():
-                waiter.set_result(True)
+                waiter.set_result("spread" if spread else "woken")
                 if count is not None:
                     count -= 1
 
-    async def _sleep(self, seconds: float) -> bool:
-        """Wait until woken (True) or ``seconds`` passed (False)."""
+    async def _sleep(self, seconds: float) -> Wake:
+        """Wait until woken or ``seconds`` passed."""
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
+        waiter: asyncio.Future[Wake] = loop.create_future()
         self._waiting.append(waiter)
         timer = loop.call_later(seconds, _expire, waiter)
         try:
             return await waiter
         finally:
             timer.cancel()
-            if waiter.cancelled() or not waiter.result():
+            if waiter.cancelled() or waiter.result() == "expired":
                 with contextlib.suppress(ValueError):
                     self._waiting.remove(waiter)
 
@@ -318,23 +339,25 @@ class Dispatcher:
     async def _work(self) -> None:
         settled: Settle | None = None
         freed: tuple[str, int] | None = None
-        idle = False
+        spread = False
         while not self._stopping.is_set():
             items = await self._claim(settled)
             if items is None:
                 continue
+            due = _due_from(settled)
             settled = None
             if freed is not None:
                 self._pass_on_freed_slot(freed, items)
                 freed = None
             if not items:
-                await self._idle()
-                idle = True
+                spread = await self._idle(due)
                 continue
-            if idle:
-                # Heads often fall due together: one more worker looks, not all of them.
-                self._notify(1)
-                idle = False
+            if spread:
+                # Heads fell due together (a minute's window reopening for a thousand
+                # rooms): two more look, and each that finds one two more, so the
+                # rooms are taken in a few rounds, not one worker more per claim.
+                self._notify(min(2, self._servers.room(self.clock())), True)
+                spread = False
             try:
                 settled, freed = await self._process(items[0])
             except Exception:
@@ -404,13 +427,7 @@ class Dispatcher:
     ) -> None:
         claimed: Sequence[list[Item] | Exception]
         try:
-            snapshot = self.registry.snapshot
-            skip = self._passed_over(snapshot, self.clock())
-            wanted = 0 if self._all_passed_over(snapshot, skip) else 1
-            calls = [(settled, wanted) for settled, _ in asks]
-            claimed = await self._in_store(
-                self.store.settle_and_claim_all, calls, self.config.lease, skip
-            )
+            claimed = await self._settle_and_claim([settled for settled, _ in asks])
         except Exception as exc:
             claimed = [exc] * len(asks)
         for (_, waiter), items in zip(asks, claimed, strict=True):
@@ -421,28 +438,52 @@ class Dispatcher:
             else:
                 waiter.set_result(items)
 
-    async def _idle(self) -> None:
-        """Sleep until the next head falls due, or be woken.
+    async def _settle_and_claim(
+        self, settles: list[Settle | None]
+    ) -> Sequence[list[Item] | Exception]:
+        """A head for each call, unless every integration is passed over; a call
+        that found none tells the servers that nothing waits for their free slots."""
+        snapshot = self.registry.snapshot
+        skip = self._passed_over(snapshot, self.clock())
+        wanted = 0 if self._all_passed_over(snapshot, skip) else 1
+        calls = [(settled, wanted) for settled in settles]
+        claimed = await self._in_store(
+            self.store.settle_and_claim_all, calls, self.config.lease, skip
+        )
+        if wanted and any(items == [] for items in claimed):
+            self._servers.drained()
+        return claimed
+
+    async def _idle(self, settled_due: float | None) -> bool:
+        """Sleep until the next head falls due, or be woken; True when heads fell
+        due (or more workers were called), so that a claim wakes two more.
 
         One idle worker keeps the timer for the next due head; the others wait
         to be woken, so a head falling due wakes one worker, not the whole pool.
+        While one keeps it, a worker whose settle (falling due at
+        ``settled_due``) made no head due before the timer does not look for the
+        next due head: at 1,000 rooms those looks were more than one per
+        notification, each a call to the store.
         """
         now = self.clock()
+        timer = self._timer
+        if timer is not None and (settled_due is None or settled_due >= timer):
+            return await self._sleep(self.config.idle_wait) != "woken"
         due = await self._next_due(now)
         if self._stopping.is_set():
-            return
+            return False
         if due is None or (self._timer is not None and self._timer <= due):
-            await self._sleep(self.config.idle_wait)
-            return
+            return await self._sleep(self.config.idle_wait) != "woken"
         self._timer = due
         try:
-            woken = await self._sleep(min(self.config.idle_poll, max(0.005, due - now)))
+            wake = await self._sleep(min(self.config.idle_poll, max(0.005, due - now)))
         finally:
             if self._timer == due:
                 self._timer = None
-        if woken:
+        if wake != "expired":
             # Called to work before the head fell due: another idle worker keeps the timer.
             self._notify(1)
+        return wake != "woken"
 
     async def _next_due(self, now: float) -> float | None:
         """When the next head not passed over falls due, or a resting server's rest ends."""

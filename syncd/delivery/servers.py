@@ -305,8 +305,8 @@ class Servers:
         # When a send last found half its address's limit taken: answers to sends
         # begun before then were sent with the limit in use, and may raise it.
         self._in_use: dict[Address, float] = {}
-        # Addresses that turned a send away (full when looked at): the slots a
-        # send there frees are passed on to idle workers.
+        # Addresses that turned a send away or were filled by one: the slots a send
+        # there frees are passed on to idle workers, those its limit grew by since too.
         self._crowded: set[Address] = set()
         self._resting: dict[Address, float] = {}
         self._held: dict[str, list[Key]] = {}  # what each server's sends in flight counted against
@@ -349,15 +349,19 @@ class Servers:
                 return False
             for address in key:
                 busy = self._busy[address] = self._busy.get(address, 0) + 1
-                if busy * 2 >= self._allowed(address):
+                allowed = self._allowed(address)
+                if busy * 2 >= allowed:
                     self._in_use[address] = now
+                if busy >= allowed:
+                    self._crowded.add(address)
             self._held.setdefault(server, []).append(key)
             return True
 
     def give_back(self, server: str) -> int:
         """Free a slot. Returns the sends the server may now start besides those in
-        flight when it was full or had turned one away (idle workers to wake, the
-        caller among them), else 0."""
+        flight when it was full or had turned one away since a claim last found
+        nothing waiting (idle workers to wake, the caller among them), else 0: a
+        limit that grows while a backlog waits is filled at each answer."""
         with self._lock:
             held = self._held[server]
             key = held.pop()
@@ -372,10 +376,13 @@ class Servers:
                 allowed = self._allowed(address)
                 waited = waited or address in self._crowded or busy + 1 >= allowed
                 free = min(free, allowed - busy)
-            if not waited or free <= 0:
-                return 0
-            self._crowded.difference_update(key)
-            return free
+            return free if waited and free > 0 else 0
+
+    def drained(self) -> None:
+        """A claim found no head to take: what waits is for full servers only (a
+        claim passes over them), so the slots the others free wake no one."""
+        with self._lock:
+            self._crowded = {a for a in self._crowded if self._busy.get(a, 0) >= self._allowed(a)}
 
     def outcome(
         self,

@@ -440,3 +440,39 @@ def test_with_every_integration_passed_over_nothing_is_looked_for(rig: Rig) -> N
     rig.outbox.next_due = lambda skip=(): looked.append(skip)  # type: ignore[method-assign]
     assert asyncio.run(rig.dispatcher._next_due(time.time())) is None
     assert looked == []
+
+
+def test_an_idle_worker_looks_for_the_next_due_head_only_if_its_settle_may_be_sooner(
+    rig: Rig,
+) -> None:
+    """While one idle worker keeps the timer, another whose settle falls due no
+    sooner (or makes nothing due) does not ask the store again: at 1,000 rooms
+    those looks were more than one per notification. One whose retry falls due
+    before the timer must look, or the retry waits for the timer."""
+    rig.apply(integration("a", rig.server.url))
+    looked: list[object] = []
+    real = rig.outbox.next_due
+
+    def counted(skip: Any = ()) -> float | None:
+        looked.append(skip)
+        return real(skip)
+
+    rig.outbox.next_due = counted  # type: ignore[method-assign]
+    now = time.time()
+
+    def idle_with_timer_kept(settled_due: float | None) -> int:
+        async def go() -> None:
+            dispatcher = rig.dispatcher
+            dispatcher._timer = now + 20  # another worker sleeps until then
+            idle = asyncio.create_task(dispatcher._idle(settled_due))
+            await asyncio.sleep(0.05)
+            dispatcher._notify(None)
+            await idle
+
+        before = len(looked)
+        asyncio.run(go())
+        return len(looked) - before
+
+    assert idle_with_timer_kept(None) == 0  # delivered: nothing due later
+    assert idle_with_timer_kept(now + 30) == 0  # the room rests past the timer
+    assert idle_with_timer_kept(now + 1) == 1  # a retry due before it

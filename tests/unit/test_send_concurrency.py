@@ -144,7 +144,21 @@ def test_a_full_server_whose_limit_grew_wakes_a_worker_for_each_new_slot() -> No
     shares.outcome(UP, OK, 100.15, sent_at=100.0, answered_at=100.15)
     # 3 allowed now, 1 still in flight: the caller's next claim and one more worker.
     assert shares.give_back(UP) == 2
-    assert shares.give_back(UP) == 0  # nobody waits since
+    shares.drained()  # a claim found nothing waiting
+    assert shares.give_back(UP) == 0
+
+
+def test_a_backlog_gets_each_slot_its_limit_grows_by_though_the_server_never_fills_again() -> None:
+    shares = servers(most=300, initial=2)
+    assert shares.take(UP, 100.0) and shares.take(UP, 100.0)  # full: a backlog waits
+    shares.outcome(UP, OK, 100.15, sent_at=100.0, answered_at=100.15)
+    assert shares.give_back(UP) == 2  # 3 allowed, 1 in flight
+    # Only one of the two slots was taken before the next answer came (another worker's
+    # send freed one meanwhile): the server is not full when its limit grows again.
+    assert shares.take(UP, 100.2)
+    shares.outcome(UP, OK, 100.3, sent_at=100.0, answered_at=100.3)
+    # 4 allowed, 1 in flight: the backlog is still there, and gets the slots.
+    assert shares.give_back(UP) == 3
 
 
 def test_the_most_one_server_may_hold_is_the_least_of_the_bounds() -> None:

@@ -85,6 +85,7 @@ def test_a_full_server_is_passed_over_until_a_slot_is_free(snapshot: Snapshot) -
     assert shares.skip(snapshot, 0.0) == {"a"}
     assert shares.give_back(up)  # it was full: wake a worker
     assert shares.skip(snapshot, 0.0) == frozenset()
+    shares.drained()  # a claim found nothing waiting
     assert not shares.give_back(up)
 
 

@@ -45,7 +45,8 @@ def current_sender() -> Hashable:
 @dataclass
 class _Window:
     remaining: float
-    reset_at: float
+    reset_at: float  # as the server said: the window's name
+    ends: float  # when it ends at the latest: the reset, or the period after an answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,9 @@ class Pacing:
                 reset = header_number(headers, limit.reset)
                 if remaining is not None and reset is not None:
                     key = target.key(limit.scope)
-                    self._learn(key, remaining - later.get(key, 0), reset_time(reset, now))
+                    reset_at = reset_time(reset, now)
+                    ends = reset_at if limit.period is None else min(reset_at, now + limit.period)
+                    self._learn(key, remaining - later.get(key, 0), reset_at, ends)
 
     def _later(self, out: _Out) -> dict[str, int]:
         """Per budget, the sends noted after ``out`` that may not be in its answer:
@@ -102,14 +105,17 @@ class Pacing:
             later[key] = min(noted - mark, on_way - 1)
         return later
 
-    def _learn(self, key: str, remaining: float, reset_at: float) -> None:
+    def _learn(self, key: str, remaining: float, reset_at: float, ends: float) -> None:
         """Within one window what is left only shrinks: an answer that comes back
-        after a newer one gives back nothing the newer one took."""
+        after a newer one gives back nothing the newer one took. Its end is the
+        earliest any answer in it showed: the room's minute is a minute after the
+        first answer, not the whole second HipChat's reset rounds it up to."""
         known = self._windows.get(key)
         if known is None or reset_at > known.reset_at:
-            self._windows[key] = _Window(remaining, reset_at)
+            self._windows[key] = _Window(remaining, reset_at, ends)
         elif reset_at == known.reset_at:
             known.remaining = min(known.remaining, remaining)
+            known.ends = min(known.ends, ends)
 
     def note_send(self, target: RoomTarget, now: float) -> None:
         """Count a request about to go out, so that concurrent senders share the
@@ -143,7 +149,7 @@ class Pacing:
             self._sends[key] = (on_way + 1, noted + 1)
             marks.append(noted + 1)
             window = self._windows.get(key)
-            if window is not None and window.reset_at > now:
+            if window is not None and window.ends > now:
                 window.remaining -= 1
         out = self._out[sender] = _Out(keys, (marks[0], marks[1]))
         return out
@@ -178,10 +184,10 @@ class Pacing:
         window = self._windows.get(key)
         if window is None:
             return 0.0
-        if window.reset_at <= now:
+        if window.ends <= now:
             del self._windows[key]
             return 0.0
-        return window.reset_at - now if window.remaining <= 0 else 0.0
+        return window.ends - now if window.remaining <= 0 else 0.0
 
     def _blocked_delay(self, key: str, now: float) -> float:
         until = self._blocked.get(key)

@@ -52,13 +52,18 @@ class LimitHeaders:
     scope: Literal["token", "room"]
     remaining: str
     reset: str
+    # The longest the budget's window lasts, where HipChat states it: every request
+    # it counts came in within that long, so the window ends no later than that
+    # long after any answer in it. A reset header in whole seconds may say up to
+    # a second more.
+    period: float | None = None
 
 
 # HipChat allows a token about 500 requests in 5 minutes and a room about 30
 # messages a minute; these headers report both budgets.
 LIMIT_HEADERS = (
     LimitHeaders("token", "X-Ratelimit-Remaining", "X-Ratelimit-Reset"),
-    LimitHeaders("room", "X-FloodControl-Remaining", "X-FloodControl-Reset"),
+    LimitHeaders("room", "X-FloodControl-Remaining", "X-FloodControl-Reset", period=60.0),
 )
 
 

@@ -5,6 +5,8 @@ A worker is a sender identity (a thread, in the daemon); here the test names it.
 
 from __future__ import annotations
 
+import pytest
+
 from syncd.hipchat.pacing import Pacing
 from syncd.hipchat.wire import LIMIT_HEADERS, RoomTarget
 
@@ -177,3 +179,51 @@ def test_a_reserved_send_is_counted_once() -> None:
     assert pacing.reserve(room(3), NOW) == 0.0  # the second of 2
     workers.as_(3)
     assert pacing.reserve(room(4), NOW) == 60.0
+
+
+def room_answer(remaining: int, reset: float) -> dict[str, str]:
+    return {
+        TOKEN.remaining: "400",
+        TOKEN.reset: str(int(NOW + 300)),
+        ROOM.remaining: str(remaining),
+        ROOM.reset: str(reset),
+    }
+
+
+def test_a_rooms_minute_ends_a_minute_after_an_answer_in_it_not_at_the_rounded_reset() -> None:
+    pacing = Pacing(sender=Workers())
+    # The window opened as the first send arrived, 0.2 s before its answer came back;
+    # HipChat names its reset in whole seconds, up to a second late.
+    opened = NOW + 0.3
+    pacing.note_send(room(1), opened)
+    pacing.observe(room(1), room_answer(29, NOW + 61), opened + 0.2)
+    for n in range(29):
+        pacing.note_send(room(1), opened + 1 + n)
+        pacing.observe(room(1), room_answer(28 - n, NOW + 61), opened + 1.2 + n)
+    minute_after_first_answer = opened + 0.2 + 60
+    assert pacing.delay_before_send(room(1), minute_after_first_answer - 0.1) > 0
+    assert pacing.delay_before_send(room(1), minute_after_first_answer) == 0.0
+    # The token's budget has no stated period: its reset header stands as said.
+    assert ROOM.period == 60.0 and TOKEN.period is None
+
+
+def test_a_reset_sooner_than_a_minute_after_the_answer_stands() -> None:
+    pacing = Pacing(sender=Workers())
+    pacing.note_send(room(1), NOW)
+    pacing.observe(room(1), room_answer(0, NOW + 5), NOW)
+    assert pacing.delay_before_send(room(1), NOW) == 5.0
+
+
+def test_an_answer_from_the_last_window_does_not_end_the_new_one_early() -> None:
+    workers = Workers()
+    pacing = Pacing(sender=workers)
+    workers.as_(1)
+    pacing.note_send(room(1), NOW)
+    workers.as_(2)
+    pacing.note_send(room(1), NOW + 70)
+    pacing.observe(room(1), room_answer(0, NOW + 131), NOW + 70.2)
+    # The first send's answer, from the window before, comes back last: it names that
+    # window, so the minute of the new one is not taken from its time.
+    workers.as_(1)
+    pacing.observe(room(1), room_answer(0, NOW + 61), NOW + 70.3)
+    assert pacing.delay_before_send(room(1), NOW + 71) == pytest.approx(59.2)

@@ -93,6 +93,14 @@ _LINKED = 1 << 257
 RACY_NS = 50_000_000
 
 
+# Entries between a walk's ticks. A resync's walk waits at a tick while a
+# reconcile runs; until it reaches one, the two share the interpreter lock, and
+# the reconcile's every read or write hands the walk the lock for up to the
+# switch interval: at a thousand entries that was tens of milliseconds on an
+# edit applied as a resync of 50,000 files began.
+TICK_EVERY = 100
+
+
 def _no_tick() -> None:
     pass
 
@@ -437,7 +445,7 @@ class ConfigLoader:
 
         Walks as discovery does and reads no file and no state of the loader, so it
         runs on any thread while a load runs; ``tick``, called at each directory
-        and every thousand files, may raise to stop it.
+        and every ``TICK_EVERY`` files, may raise to stop it.
         """
         stats = baseline.stats
         changed: list[str] = []
@@ -576,7 +584,7 @@ class _Walk:
         """Each config file visited, or with ``held`` its name kept there."""
         visit, tick, exclude = self.visit, self.tick, self.files.exclude
         for count, entry in enumerate(entries, 1):
-            if count % 1000 == 0:
+            if count % TICK_EVERY == 0:
                 tick()
             name = entry.name
             if _is_dir(entry):

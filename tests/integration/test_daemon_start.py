@@ -95,7 +95,8 @@ def test_probes_answer_while_the_first_reconcile_runs_and_nothing_is_served_befo
         held.release.set()
         wait_for(lambda: get(daemon, "/readyz").status_code == 200, what="ready")
         assert post(daemon, "/v1/events", [EVENT]).status_code == 202
-        assert daemon.dispatcher.alive
+        # The set is served (and ingest open) a moment before delivery starts.
+        wait_for(lambda: daemon.dispatcher.alive, what="delivery started")
 
 
 def test_the_last_known_good_set_is_served_while_the_first_reconcile_runs(

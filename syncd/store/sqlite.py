@@ -941,28 +941,26 @@ def _choose_heads(
     """One walk of the due heads for the whole group, each head to the first call
     still short that takes it: what claiming for each call in turn would give."""
     takers = [_Taker(call.limit, call.skip) for call in calls]
-    short = sum(1 for taker in takers if taker.wanted > 0)
-    if short:
+    wanting = [taker for taker in takers if taker.wanted > 0]
+    if wanting:
         heads = db.execute(
             "SELECT item_id, uid, room_id FROM heads WHERE due <= ? ORDER BY due, item_id", (now,)
         )
-        _deal(heads, takers, short)
+        _deal(heads, wanting)
     return [taker.chosen for taker in takers]
 
 
-def _deal(heads: Iterable[tuple[int, str, str]], takers: Sequence[_Taker], short: int) -> None:
-    """Deal ``heads`` in order until the ``short`` takers still wanting some have
-    all they want, or none is left. A taker that has all it wants leaves the
-    line, so a lot of a hundred calls of one head each is dealt in a hundred
-    steps, not five thousand."""
-    wanting = [taker for taker in takers if taker.wanted > 0]
+def _deal(heads: Iterable[tuple[int, str, str]], wanting: list[_Taker]) -> None:
+    """Deal ``heads`` in order until the takers still ``wanting`` some have all
+    they want, or none is left. A taker that has all it wants leaves the line, so
+    a lot of a hundred calls of one head each is dealt in a hundred steps, not
+    five thousand."""
     for head in heads:
         for place, taker in enumerate(wanting):
             if taker.takes(head[1]):
                 if taker.take(head):
                     del wanting[place]
-                    short -= 1
-                    if not short:
+                    if not wanting:
                         return
                 break
 

@@ -171,6 +171,17 @@ class Settle:
     # itself, so that whichever daemon claims it next waits too.
     room_rest_until: float | None = None
 
+    def next_turn(self, now: float) -> float | None:
+        """When the room's next item takes its turn, settled at ``now`` (None: this
+        item stays the room's head). An item that ended hands the room on from now
+        at the soonest, never from when the next one was queued: with fewer sends
+        than rooms, a room with a deep backlog would otherwise be claimed ahead of
+        every room that waited meanwhile (a minute's window reopening for a
+        thousand rooms) until it ran dry, and the rooms behind it last."""
+        if self.state == "pending":
+            return self.room_rest_until
+        return now if self.room_rest_until is None else max(self.room_rest_until, now)
+
 
 @dataclass(frozen=True)
 class Expired:

@@ -273,7 +273,7 @@ _NO_SETTLE: Mapping[str, Any] = {
 }
 
 
-def _settled(done: Settle, generation: int) -> dict[str, Any]:
+def _settled(done: Settle, generation: int, now: float) -> dict[str, Any]:
     """A settle as ``_SETTLE_AND_CLAIM``'s parameters: the claim it ends is this
     store's of that generation, which the fence checks."""
     return {
@@ -283,7 +283,7 @@ def _settled(done: Settle, generation: int) -> dict[str, Any]:
         "why": _prose(done.reason),
         "retry_at": done.retry_at,
         "unattempted": 0 if done.attempted else 1,
-        "rest_until": done.room_rest_until,
+        "rest_until": done.next_turn(now),
     }
 
 
@@ -1003,7 +1003,11 @@ class PostgresOutbox:
             self._reachable()
             return []
         params = {
-            **(_NO_SETTLE if done is None or generation is None else _settled(done, generation)),
+            **(
+                _NO_SETTLE
+                if done is None or generation is None
+                else _settled(done, generation, now)
+            ),
             "claimer": self.owner,
             "clock": now,
             "until": now + lease,

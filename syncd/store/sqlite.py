@@ -795,10 +795,13 @@ def _refresh_heads(db: sqlite3.Connection, rooms: Sequence[tuple[str, str]]) -> 
 
 
 # The room's next pending item not before the given time (never brought forward);
-# parameters: until, now, uid, room_id, until.
+# parameters: until, now, uid, room_id, until. The open states are named so that
+# the room's items are found through the index of open items, not by reading
+# every pending item of every room (a settle each).
 _REST_ROOM = (
     "UPDATE outbox SET next_attempt_at = ?, waited_at = ? WHERE id = ("
-    "SELECT min(id) FROM outbox WHERE uid = ? AND room_id = ? AND state = 'pending') "
+    "SELECT min(id) FROM outbox WHERE uid = ? AND room_id = ? "
+    "AND state IN ('pending', 'inflight') AND state = 'pending') "
     "AND next_attempt_at < ?"
 )
 
@@ -845,8 +848,8 @@ class _SettleWrites:
             self.pending.append((done.retry_at, done.reason, attempted, self.now, done.item_id))
         else:
             self.ended.append((done.state, done.reason, self.now, done.item_id))
-        if done.room_rest_until is not None:
-            until = done.room_rest_until
+        until = done.next_turn(self.now)
+        if until is not None:
             self.rests.append((until, self.now, uid, room_id, until))
         self.rooms[(uid, room_id)] = None
 

@@ -19,7 +19,7 @@ from syncd.store.contract import (
     StoreError,
     StoreUnusable,
 )
-from syncd.store.sqlite import Outbox
+from syncd.store.sqlite import _REST_ROOM, Outbox
 from tests.support.stores import (
     claim,
     dead,
@@ -56,6 +56,20 @@ def test_wal_mode_and_schema(box: Outbox) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"outbox", "fingerprints", "windows", "heads"} <= tables
+
+
+def test_a_settle_finds_the_rooms_next_item_through_the_index_of_open_items(
+    box: Outbox,
+) -> None:
+    """Every settle marks when the room's next item takes its turn: read through
+    the index of pending items instead, each settle read every pending item of
+    every room (60,000 at 1,000 rooms), and a lot of 300 settles took a second."""
+    conn = sqlite3.connect(box.path)
+    plan = " ".join(
+        str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {_REST_ROOM}", (1, 1, "a", "1", 1))
+    )
+    assert "outbox_open" in plan
+    assert "outbox_due" not in plan
 
 
 def test_recover_after_a_crash(tmp_path: Path, clock: Clock) -> None:

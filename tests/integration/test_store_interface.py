@@ -297,6 +297,29 @@ def test_a_room_whose_minute_is_spent_waits_whichever_daemon_claims_it_next(
     assert kind.consistent()
 
 
+@pytest.mark.parametrize("ended", ["delivered", "dead", "cancelled"])
+def test_a_rooms_next_item_takes_its_turn_behind_the_rooms_already_waiting(
+    kind: Kind, clock: Clock, ended: str
+) -> None:
+    """A room's next item counts its turn from when the one before it ended, not
+    from when it was queued: with fewer sends than rooms, a room with a deep
+    backlog was otherwise claimed before every room that had waited meanwhile (a
+    minute's window reopening for a thousand rooms), until it ran dry."""
+    box = kind.open(clock)
+    put(box, clock, ("a", "1", 1), ("a", "1", 2), ("a", "1", 3))
+    clock.now += 10
+    put(box, clock, ("b", "1", 4))
+    (head,) = claim(box, limit=1, lease=30)
+    assert head.event["n"] == 1
+    clock.now += 1
+    box.settle(Settle(head.id, ended))  # type: ignore[arg-type]
+    (turn,) = claim(box, limit=1, lease=30)
+    assert turn.event["n"] == 4
+    (after,) = claim(box, limit=1, lease=30)
+    assert (after.event["n"], after.attempts) == (2, 1)
+    assert kind.consistent()
+
+
 def test_skipped_integrations_are_passed_over(box: Store, clock: Clock) -> None:
     put(box, clock, ("slow", "1", 1), ("slow", "2", 2), ("fast", "1", 3))
     (item,) = claim(box, limit=10, lease=30, skip={"slow"})

@@ -106,6 +106,10 @@ class DispatchConfig:
         return max(1, most)
 
 
+# What a send that never began because its server had no free slot frees.
+_TURNED_AWAY = ("", 0)
+
+
 def _put_back(item: Item) -> Settle:
     """The item back in its place as it was, its claim not counted as an attempt."""
     return Settle(item.id, "pending", item.reason, item.next_attempt_at, attempted=False)
@@ -181,13 +185,17 @@ class Dispatcher:
         self._stopping = threading.Event()
         # Idle workers, each waiting on its future; touched on the loop only.
         self._waiting: deque[asyncio.Future[Wake]] = deque()
+        # Workers on their way to a free slot: woken and not yet running, or
+        # asking the store for a head (on the loop only).
+        self._rousing = 0
+        self._asking = 0
         self._servers = Servers(self.config.per_server, ServerAddresses(resolve))
         self._timer: float | None = None  # the due time an idle worker sleeps until
         self._stopped = registry.snapshot.stopped  # as the last set published said
         registry.add_watcher(self.on_published)
         self._failing = False
         # Settles and claims the workers asked for, and a flag for the task serving them.
-        self._asks: list[tuple[Settle | None, asyncio.Future[list[Item]]]] = []
+        self._asks: list[tuple[Settle | None, bool, asyncio.Future[list[Item]]]] = []
         self._asked = asyncio.Event()
         self._targets: dict[tuple[str, str], RoomTarget] = {}
         self._targets_of: Snapshot | None = None
@@ -290,6 +298,7 @@ class Dispatcher:
             waiter = waiting.popleft()
             if not waiter.done():
                 waiter.set_result("spread" if spread else "woken")
+                self._rousing += 1
                 if count is not None:
                     count -= 1
 
@@ -307,6 +316,8 @@ class Dispatcher:
             if waiter.cancelled() or waiter.result() == "expired":
                 with contextlib.suppress(ValueError):
                     self._waiting.remove(waiter)
+            else:
+                self._rousing -= 1
 
     async def _in_store(self, call: Callable[..., T], *args: Any) -> T:
         """Run a store call off the loop: it may wait on a disk or a database."""
@@ -341,13 +352,17 @@ class Dispatcher:
     async def _work(self) -> None:
         settled: Settle | None = None
         freed: tuple[str, int] | None = None
-        spread = False
+        spread = turned_away = False
         while not self._stopping.is_set():
-            items = await self._claim(settled)
+            # A worker its server turned away (full since the claim) puts the head
+            # back without claiming another: it would only hand that back too, a
+            # claim and a settle each, as long as the server stays full. It waits
+            # to be woken, as a freed slot of a full server wakes one.
+            items = await self._claim(settled, want=not turned_away)
             if items is None:
                 continue
-            due = _due_from(settled)
-            settled = None
+            due = None if turned_away else _due_from(settled)
+            settled, turned_away = None, False
             if freed is not None:
                 self._pass_on_freed_slot(freed, items)
                 freed = None
@@ -362,6 +377,8 @@ class Dispatcher:
                 spread = False
             try:
                 settled, freed = await self._process(items[0])
+                turned_away = freed == _TURNED_AWAY
+                freed = None if turned_away else freed
             except Exception:
                 log.exception("delivery of outbox item %d failed", items[0].id)
         if settled is not None:
@@ -378,16 +395,22 @@ class Dispatcher:
         notifier = self.registry.snapshot.notifiers.get(claimed[0].uid) if claimed else None
         if notifier is not None and server_of(notifier.integration.hipchat.endpoint) == server:
             free -= 1
+        # Workers woken already or asking for a head are on their way to the free
+        # slots: only those none heads for wake one. Each answer of a server that
+        # had been full woke a worker per free slot, the same slots again and
+        # again: the whole pool, claiming heads only to hand them back.
+        free -= self._rousing + self._asking
         if free > 0:
             self._notify(free)
 
-    async def _claim(self, settled: Settle | None) -> list[Item] | None:
-        """Settle and claim; None when the outbox cannot be written (after a pause)."""
+    async def _claim(self, settled: Settle | None, want: bool = True) -> list[Item] | None:
+        """Settle and claim (or only settle, unless ``want``); None when the outbox
+        cannot be written (after a pause)."""
         waiter: asyncio.Future[list[Item]] = asyncio.get_running_loop().create_future()
-        self._asks.append((settled, waiter))
+        self._asks.append((settled, want, waiter))
         self._asked.set()
         try:
-            items = await waiter
+            items = await self._answered(waiter, want)
         except Exception as exc:
             # A full disk fails every try alike: say so once, then wait between tries.
             if not self._failing:
@@ -403,6 +426,14 @@ class Dispatcher:
             log.info("the outbox is writable again")
             self._failing = False
         return items
+
+    async def _answered(self, waiter: asyncio.Future[list[Item]], want: bool) -> list[Item]:
+        """The answer to an ask, counted meanwhile if it wants a head."""
+        self._asking += want
+        try:
+            return await waiter
+        finally:
+            self._asking -= want
 
     async def _serve_claims(self) -> None:
         """The workers' settles and claims, handed to the store in lots: a lot is
@@ -425,14 +456,14 @@ class Dispatcher:
                 lot.add_done_callback(serving.discard)
 
     async def _serve_lot(
-        self, asks: list[tuple[Settle | None, asyncio.Future[list[Item]]]]
+        self, asks: list[tuple[Settle | None, bool, asyncio.Future[list[Item]]]]
     ) -> None:
         claimed: Sequence[list[Item] | Exception]
         try:
-            claimed = await self._settle_and_claim([settled for settled, _ in asks])
+            claimed = await self._settle_and_claim([(settled, want) for settled, want, _ in asks])
         except Exception as exc:
             claimed = [exc] * len(asks)
-        for (_, waiter), items in zip(asks, claimed, strict=True):
+        for (_, _, waiter), items in zip(asks, claimed, strict=True):
             if waiter.done():
                 continue
             if isinstance(items, Exception):
@@ -441,18 +472,21 @@ class Dispatcher:
                 waiter.set_result(items)
 
     async def _settle_and_claim(
-        self, settles: list[Settle | None]
+        self, asks: list[tuple[Settle | None, bool]]
     ) -> Sequence[list[Item] | Exception]:
-        """A head for each call, unless every integration is passed over; a call
-        that found none tells the servers that nothing waits for their free slots."""
+        """A head for each call that wants one, unless every integration is passed
+        over; a call that found none tells the servers that nothing waits for
+        their free slots."""
         snapshot = self.registry.snapshot
         skip = self._passed_over(snapshot, self.clock())
         wanted = 0 if self._all_passed_over(snapshot, skip) else 1
-        calls = [(settled, wanted) for settled in settles]
+        calls = [(settled, wanted if want else 0) for settled, want in asks]
         claimed = await self._in_store(
             self.store.settle_and_claim_all, calls, self.config.lease, skip
         )
-        if wanted and any(items == [] for items in claimed):
+        if wanted and any(
+            items == [] for (_, want), items in zip(asks, claimed, strict=True) if want
+        ):
             self._servers.drained()
         return claimed
 
@@ -543,7 +577,7 @@ class Dispatcher:
         if not self._servers.take(server, now):
             # Since the claim, other workers filled this server's slots or it went down:
             # back in its place, or rooms put back would wait behind every other.
-            return _put_back(item), None
+            return _put_back(item), _TURNED_AWAY
         try:
             settle = await self._send(item, notifier, target, server, now)
         finally:

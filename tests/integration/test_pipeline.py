@@ -22,6 +22,7 @@ from syncd.events.ingest import Ingest
 from syncd.events.validation import validate_events
 from syncd.hipchat.client import HipChatClient
 from syncd.registry import Registry
+from syncd.store.contract import Item, Settle, StoreError
 from syncd.store.sqlite import Outbox
 from syncd.testing import Fault, HipChatServer
 from tests.support.daemons import TEST_REACH
@@ -359,6 +360,44 @@ def test_an_item_whose_server_has_no_free_slot_goes_back_in_its_place(rig: Rig) 
     assert rig.server.messages == []
 
 
+def test_a_worker_its_server_turned_away_puts_the_head_back_without_claiming_another(
+    rig: Rig,
+) -> None:
+    """A worker whose server filled between its claim and its send hands the head
+    back and asks for no other: it would only hand that back too, a claim and a
+    settle each, for as long as the server stays full (at 1,000 rooms, a thousand
+    a second). It waits to be woken, and the head is still delivered, once."""
+    rig.apply(integration("a", rig.server.url, "    trigger: {event: trace}\n"))
+    servers = rig.dispatcher._servers
+    real_take = servers.take
+    refused: list[str] = []
+
+    def take(server: str, now: float) -> bool:
+        if not refused:
+            refused.append(server)  # other workers filled it since the claim
+            return False
+        return real_take(server, now)
+
+    servers.take = take  # type: ignore[method-assign]
+    calls: list[tuple[Settle | None, int]] = []
+    real_calls = rig.outbox.settle_and_claim_all
+
+    def recorded(
+        asked: Sequence[tuple[Settle | None, int]], lease: float, skip: Any = ()
+    ) -> list[list[Item] | StoreError]:
+        calls.extend(asked)
+        return real_calls(asked, lease, skip)
+
+    rig.outbox.settle_and_claim_all = recorded  # type: ignore[method-assign]
+    assert rig.send(event()) == 1
+    rig.dispatcher.start()
+    rig.server.wait_for_messages(1)
+    put_back = [(done, wanted) for done, wanted in calls if done and not done.attempted]
+    assert [wanted for _, wanted in put_back] == [0]
+    wait_for(lambda: not rig.outbox.undelivered_uids(), what="the send settled")
+    assert len(rig.server.messages) == 1
+
+
 def test_workers_are_woken_for_rooms_with_something_claimable_only(rig: Rig) -> None:
     """Items queued behind a room's head wake no one (the worker that settles the
     head claims them); still every one is delivered, in order."""
@@ -509,3 +548,25 @@ def test_idle_workers_with_nothing_due_leave_the_looking_to_one(rig: Rig) -> Non
     finally:
         dispatcher.stop(timeout=5)
         client.close()
+
+
+def test_a_freed_slot_wakes_only_for_the_slots_no_woken_worker_heads_for(rig: Rig) -> None:
+    """Each answer of a server that had been full tells how many slots are free:
+    woken for all of them at every answer, the same slots woke the whole pool
+    (a worker per slot per answer), which claimed heads only to hand them back.
+    Workers woken already, or asking the store for a head, count against them."""
+
+    async def go() -> int:
+        dispatcher = rig.dispatcher
+        sleepers = [asyncio.create_task(dispatcher._sleep(None)) for _ in range(20)]
+        await asyncio.sleep(0)
+        dispatcher._pass_on_freed_slot(("server", 5), [])
+        dispatcher._pass_on_freed_slot(("server", 6), [])  # before the five ran
+        await asyncio.sleep(0)
+        woken = sum(1 for task in sleepers if task.done())
+        dispatcher._notify(None)
+        await asyncio.gather(*sleepers)
+        return woken
+
+    assert asyncio.run(go()) == 6
+    assert rig.dispatcher._rousing == 0

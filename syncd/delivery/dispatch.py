@@ -375,17 +375,25 @@ class Dispatcher:
                 # rooms are taken in a few rounds, not one worker more per claim.
                 self._notify(min(2, self._servers.room(self.clock())), True)
                 spread = False
-            try:
-                settled, freed = await self._process(items[0])
-                turned_away = freed == _TURNED_AWAY
-                freed = None if turned_away else freed
-            except Exception:
-                log.exception("delivery of outbox item %d failed", items[0].id)
+            settled, freed, turned_away = await self._deliver(items[0])
         if settled is not None:
             try:
                 await self._in_store(self.store.settle, settled)
             except StoreError as exc:
                 log.error("outbox item %d: its end was not recorded (%s)", settled.item_id, exc)
+
+    async def _deliver(self, item: Item) -> tuple[Settle | None, tuple[str, int] | None, bool]:
+        """How the send of ``item`` ended (None: it failed unexpectedly, and the
+        lease brings it back), the slots of a full server it freed, and whether
+        its server turned it away (full since the claim)."""
+        try:
+            settled, freed = await self._process(item)
+        except Exception:
+            log.exception("delivery of outbox item %d failed", item.id)
+            return None, None, False
+        if freed == _TURNED_AWAY:
+            return settled, None, True
+        return settled, freed, False
 
     def _pass_on_freed_slot(self, freed: tuple[str, int], claimed: list[Item]) -> None:
         """This worker freed a slot of a full server (and its limit may have grown

@@ -80,7 +80,7 @@ def fit(raw: str, budget: int, escape: Escape) -> str:
     The cut is made in ``raw`` before escaping, so no entity is ever split.
     """
     whole = escape(raw)
-    if length(whole) <= budget:
+    if (len(whole) <= budget and whole.isascii()) or length(whole) <= budget:
         return whole
     room = budget - length(ELLIPSIS)
     if room <= 0:
@@ -312,6 +312,9 @@ def _share_budget(sections: Mapping[str, _Section], style: _Style, budget: int) 
     gap = length(style.line_break)
     wholes = {name: _whole(section, style) for name, section in sections.items()}
     needs = {name: gap + length(text) for name, text in wholes.items()}
+    whole = sum(needs.values())
+    if whole <= budget:  # the usual message: every section whole
+        return _Shared(wholes, (), whole)
     shares = _shares(needs, budget)
     rendered: dict[str, str] = {}
     cut: list[str] = []
@@ -323,7 +326,7 @@ def _share_budget(sections: Mapping[str, _Section], style: _Style, budget: int) 
         shortened = _shortened(section, style, shares[name] - gap)
         if shortened is not None:
             rendered[name] = shortened
-    return _Shared(rendered, tuple(cut), sum(needs.values()))
+    return _Shared(rendered, tuple(cut), whole)
 
 
 def _log_cut(uid: str, shared: _Shared, whole: int, sent: int) -> None:

@@ -308,8 +308,11 @@ class LoopClient:
         changes nothing about the status that came."""
         until = min(deadline, asyncio.get_running_loop().time() + self.client.timeout[1])
         try:
-            async with asyncio.timeout_at(until):
-                kept, whole = await _read_body(connection.reader, head)
+            if _bodiless(head):  # HipChat's 204: no read, so no timer either
+                kept, whole = b"", True
+            else:
+                async with asyncio.timeout_at(until):
+                    kept, whole = await _read_body(connection.reader, head)
         except (TimeoutError, OSError, EOFError, ValueError, asyncio.LimitOverrunError):
             kept, whole = b"", False
         except BaseException:
@@ -447,9 +450,16 @@ def _keeps_alive(head: _Head) -> bool:
     return "close" not in tokens
 
 
+def _bodiless(head: _Head) -> bool:
+    """An answer that has no body by its status, or says it has none."""
+    return head.status in (204, 304) or (
+        head.headers.get("content-length") == "0" and "transfer-encoding" not in head.headers
+    )
+
+
 async def _read_body(reader: asyncio.StreamReader, head: _Head) -> tuple[bytes, bool]:
     """Up to one byte past the cap of the body, and whether it was read to its end."""
-    if head.status in (204, 304):
+    if _bodiless(head):
         return b"", True
     if "chunked" in head.headers.get("transfer-encoding", "").lower():
         return await _read_chunked(reader)

@@ -13,8 +13,11 @@ one daemon's threads:
   batch committed is never lost; one whose batch failed left no trace.
 - **Leased claims.** :meth:`Store.settle_and_claim` hands out each room's
   *head* (its oldest undelivered item) only, never two items of one room at
-  once, so a room is delivered in order. Finding the due heads costs the same
-  however many items wait behind them. A claimed item is leased; when the
+  once, so a room is delivered in order. Rooms take turns: a room's next
+  item is due from the settle of the one before (:meth:`Settle.next_turn`),
+  so due heads are handed out in the order their rooms became ready, and a
+  room with a backlog does not go ahead of the rooms that waited meanwhile.
+  Finding the due heads costs the same however many items wait behind them. A claimed item is leased; when the
   lease runs out without a settle (a crashed worker or host) it is claimable
   again: delivery is at least once. A shared store leases a claim to its
   daemon and fences settles: a settle counts only while the claim it ends is

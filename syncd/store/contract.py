@@ -17,12 +17,13 @@ one daemon's threads:
   item is due from the settle of the one before (:meth:`Settle.next_turn`),
   so due heads are handed out in the order their rooms became ready, and a
   room with a backlog does not go ahead of the rooms that waited meanwhile.
-  Finding the due heads costs the same however many items wait behind them. A claimed item is leased; when the
-  lease runs out without a settle (a crashed worker or host) it is claimable
-  again: delivery is at least once. A shared store leases a claim to its
-  daemon and fences settles: a settle counts only while the claim it ends is
-  still the item's latest, so a daemon that stalled past its lease cannot
-  undo the work of the daemon that claimed the item since.
+  Finding the due heads costs the same however many items wait behind them.
+  A claimed item is leased; when the lease runs out without a settle (a
+  crashed worker or host) it is claimable again: delivery is at least once.
+  A shared store leases a claim to its daemon and fences settles: a settle
+  counts only while the claim it ends is still the item's latest, so a
+  daemon that stalled past its lease cannot undo the work of the daemon that
+  claimed the item since.
 - **Settles that respect cancellation.** Settling an item that was cancelled
   while in flight does not revive it; only "delivered" is still recorded.
 - **Durability.** A returned call has reached stable storage as the

@@ -40,6 +40,12 @@ from syncd.store.space import LOW_SPACE, RESERVE_BYTES, Space
 from syncd.store.tables import LEGACY_WINDOW_LIFE, create
 
 _POOL_SIZE = 8
+# Each connection's page cache, in KiB (SQLite's default is 2,000). Rooms take
+# turns, so a lot's claims and settles touch items all over a deep outbox, not
+# those queued last: at 10,000 rooms and 300,000 items the default cache cost
+# 8% more CPU per notification, read again from the file. At most 16 MiB a
+# connection, filled only as a large outbox is read.
+_CACHE_KIB = 16 << 10
 # What a probe writes and takes back: about what a batch of events needs.
 _PROBE_BYTES = 64 << 10
 _COLUMNS = (
@@ -318,6 +324,7 @@ class Outbox:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         return conn
 
     @contextmanager

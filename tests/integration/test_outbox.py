@@ -54,6 +54,8 @@ def put(box: Outbox, *items: tuple[str, str, int]) -> list[int]:
 def test_wal_mode_and_schema(box: Outbox) -> None:
     conn = sqlite3.connect(box.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with box._connection() as own:  # a bounded cache, bigger than the default
+        assert own.execute("PRAGMA cache_size").fetchone()[0] == -16384
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"outbox", "fingerprints", "windows", "heads"} <= tables
 

@@ -106,10 +106,6 @@ class DispatchConfig:
         return max(1, most)
 
 
-# What a send that never began because its server had no free slot frees.
-_TURNED_AWAY = ("", 0)
-
-
 def _put_back(item: Item) -> Settle:
     """The item back in its place as it was, its claim not counted as an attempt."""
     return Settle(item.id, "pending", item.reason, item.next_attempt_at, attempted=False)
@@ -187,8 +183,7 @@ class Dispatcher:
         self._waiting: deque[asyncio.Future[Wake]] = deque()
         # Workers on their way to a free slot: woken and not yet running, or
         # asking the store for a head (on the loop only).
-        self._rousing = 0
-        self._asking = 0
+        self._heading = 0
         self._servers = Servers(self.config.per_server, ServerAddresses(resolve))
         self._timer: float | None = None  # the due time an idle worker sleeps until
         self._stopped = registry.snapshot.stopped  # as the last set published said
@@ -298,7 +293,7 @@ class Dispatcher:
             waiter = waiting.popleft()
             if not waiter.done():
                 waiter.set_result("spread" if spread else "woken")
-                self._rousing += 1
+                self._heading += 1
                 if count is not None:
                     count -= 1
 
@@ -317,7 +312,7 @@ class Dispatcher:
                 with contextlib.suppress(ValueError):
                     self._waiting.remove(waiter)
             else:
-                self._rousing -= 1
+                self._heading -= 1
 
     async def _in_store(self, call: Callable[..., T], *args: Any) -> T:
         """Run a store call off the loop: it may wait on a disk or a database."""
@@ -387,13 +382,10 @@ class Dispatcher:
         lease brings it back), the slots of a full server it freed, and whether
         its server turned it away (full since the claim)."""
         try:
-            settled, freed = await self._process(item)
+            return await self._process(item)
         except Exception:
             log.exception("delivery of outbox item %d failed", item.id)
             return None, None, False
-        if freed == _TURNED_AWAY:
-            return settled, None, True
-        return settled, freed, False
 
     def _pass_on_freed_slot(self, freed: tuple[str, int], claimed: list[Item]) -> None:
         """This worker freed a slot of a full server (and its limit may have grown
@@ -407,7 +399,7 @@ class Dispatcher:
         # slots: only those none heads for wake one. Each answer of a server that
         # had been full woke a worker per free slot, the same slots again and
         # again: the whole pool, claiming heads only to hand them back.
-        free -= self._rousing + self._asking
+        free -= self._heading
         if free > 0:
             self._notify(free)
 
@@ -437,11 +429,11 @@ class Dispatcher:
 
     async def _answered(self, waiter: asyncio.Future[list[Item]], want: bool) -> list[Item]:
         """The answer to an ask, counted meanwhile if it wants a head."""
-        self._asking += want
+        self._heading += want
         try:
             return await waiter
         finally:
-            self._asking -= want
+            self._heading -= want
 
     async def _serve_claims(self) -> None:
         """The workers' settles and claims, handed to the store in lots: a lot is
@@ -556,28 +548,30 @@ class Dispatcher:
 
     async def process(self, item: Item) -> Settle:
         """Send one claimed item; returns how it ended, for the outbox to record."""
-        settle, _freed = await self._process(item)
+        settle, _freed, _turned_away = await self._process(item)
         return settle
 
-    async def _process(self, item: Item) -> tuple[Settle, tuple[str, int] | None]:
-        """How the send of ``item`` ended, and the slots of a full server it freed."""
+    async def _process(self, item: Item) -> tuple[Settle, tuple[str, int] | None, bool]:
+        """How the send of ``item`` ended, the slots of a full server it freed, and
+        whether its server turned it away (full since the claim)."""
         snapshot = self.registry.snapshot
         notifier = snapshot.notifiers.get(item.uid)
         refused = await self._not_mine(item, notifier)
         if refused is not None:
-            return refused, None
+            return refused, None, False
         assert notifier is not None, "an item whose integration is gone is not deliverable"
         integration = notifier.integration
         now = self.clock()
         if integration.state == "stopped":
             # Claimed as its integration was stopped: back in its place, unattempted.
-            return _put_back(item), None
+            return _put_back(item), None, False
         if item.room_id not in notifier.tokens:
-            return Settle(item.id, "cancelled", "room removed from the integration"), None
+            return Settle(item.id, "cancelled", "room removed from the integration"), None, False
         target = self._target(snapshot, notifier, item.room_id)
         delay = self.client.delay_before_send(target, now)
         if delay > 0:
-            return Settle(item.id, "pending", "paced: room or token rate limit", now + delay), None
+            paced = Settle(item.id, "pending", "paced: room or token rate limit", now + delay)
+            return paced, None, False
         server = server_of(target.endpoint)
         if not self._servers.addresses.fresh(server, now):
             # A name's addresses are looked up off the loop: DNS may take seconds.
@@ -585,12 +579,12 @@ class Dispatcher:
         if not self._servers.take(server, now):
             # Since the claim, other workers filled this server's slots or it went down:
             # back in its place, or rooms put back would wait behind every other.
-            return _put_back(item), _TURNED_AWAY
+            return _put_back(item), None, True
         try:
             settle = await self._send(item, notifier, target, server, now)
         finally:
             free = self._servers.give_back(server)
-        return settle, ((server, free) if free else None)
+        return settle, ((server, free) if free else None), False
 
     def _target(self, snapshot: Snapshot, notifier: Notifier, room_id: str) -> RoomTarget:
         """The room's target in ``snapshot`` (which holds ``notifier``), kept while that

@@ -569,4 +569,4 @@ def test_a_freed_slot_wakes_only_for_the_slots_no_woken_worker_heads_for(rig: Ri
         return woken
 
     assert asyncio.run(go()) == 6
-    assert rig.dispatcher._rousing == 0
+    assert rig.dispatcher._heading == 0

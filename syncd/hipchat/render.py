@@ -80,7 +80,7 @@ def fit(raw: str, budget: int, escape: Escape) -> str:
     The cut is made in ``raw`` before escaping, so no entity is ever split.
     """
     whole = escape(raw)
-    if (len(whole) <= budget and whole.isascii()) or length(whole) <= budget:
+    if length(whole) <= budget:
         return whole
     room = budget - length(ELLIPSIS)
     if room <= 0:

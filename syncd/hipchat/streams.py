@@ -458,9 +458,8 @@ def _bodiless(head: _Head) -> bool:
 
 
 async def _read_body(reader: asyncio.StreamReader, head: _Head) -> tuple[bytes, bool]:
-    """Up to one byte past the cap of the body, and whether it was read to its end."""
-    if _bodiless(head):
-        return b"", True
+    """Up to one byte past the cap of the body, and whether it was read to its end
+    (of an answer that has a body: see ``_bodiless``)."""
     if "chunked" in head.headers.get("transfer-encoding", "").lower():
         return await _read_chunked(reader)
     length = head.headers.get("content-length")

@@ -293,6 +293,14 @@ def _rooms(pairs: Collection[tuple[str, str]]) -> dict[str, list[str]]:
     return {"uids": [u for u, _ in ordered], "rooms": [r for _, r in ordered]}
 
 
+# The heads of the rooms of the items given (a lot's settles), locked as
+# ``_lock_heads`` locks: in one order, before any of their items is written.
+_LOCK_SETTLED_HEADS = (
+    "SELECT h.item_id FROM heads h JOIN outbox o ON o.uid = h.uid AND o.room_id = h.room_id "
+    "WHERE o.id = ANY(%s::bigint[]) ORDER BY h.uid, h.room_id FOR UPDATE OF h"
+)
+
+
 def _lock_heads(conn: Conn, where: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
     """Lock the heads of the rooms a write will move, in one order (uid, room), before
     their items: every write takes a room's head before its items, so two writes
@@ -984,24 +992,37 @@ class PostgresOutbox:
         statement, so one round trip and one transaction (see the module docstring
         for the fence and the claim)."""
         now = self.clock()
+        with self._claiming_from(now):
+            generation, params = self._call(done, limit, lease, skip, now)
+            if params is None:
+                self._reachable()
+                return []
+            rows = self._statement(_SETTLE_AND_CLAIM, params)
+            return self._recorded(done, generation, rows)
+
+    @contextmanager
+    def _claiming_from(self, now: float) -> Iterator[None]:
+        """Marks a claim under way since ``now``: claims made meanwhile are not given
+        back as unknown (see ``_release_unknown``) until it has ended."""
         key = id(threading.current_thread())
         with self._held_lock:
             self._claiming[key] = now
         try:
-            return self._settle_and_claim(done, limit, lease, skip, now)
+            yield
         finally:
             with self._held_lock:
                 self._claiming.pop(key, None)
 
-    def _settle_and_claim(
+    def _call(
         self, done: Settle | None, limit: int, lease: float, skip: Collection[str], now: float
-    ) -> list[Item]:
+    ) -> tuple[int | None, dict[str, Any] | None]:
+        """The generation ``done`` settles and the settle-and-claim statement's
+        parameters; none when there is nothing to write. A settle of a claim this
+        store does not hold (forgotten, or never its own) records nothing: the
+        fence would refuse it anyway."""
         generation = None if done is None else self._generation(done.item_id)
-        # A settle of a claim this store does not hold (forgotten, or never its
-        # own) records nothing: the fence would refuse it anyway.
         if (done is None or generation is None) and limit <= 0:
-            self._reachable()
-            return []
+            return generation, None
         params = {
             **(
                 _NO_SETTLE
@@ -1014,7 +1035,10 @@ class PostgresOutbox:
             "skipped": sorted(skip),
             "wanted": max(0, limit),
         }
-        rows = self._statement(_SETTLE_AND_CLAIM, params)
+        return generation, params
+
+    def _recorded(self, done: Settle | None, generation: int | None, rows: list[Any]) -> list[Item]:
+        """The claimed ``rows`` as items, once held (see ``_record``)."""
         self._record(done, generation, rows)
         return sorted((_item(row[1:]) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
@@ -1043,22 +1067,50 @@ class PostgresOutbox:
     def settle_and_claim_all(
         self, calls: Sequence[tuple[Settle | None, int]], lease: float, skip: Collection[str] = ()
     ) -> list[list[Item] | StoreError]:
-        """One statement per call: each is its own round trip and transaction, the
-        fence judging each settle on its own. Once one fails, the rest are not
-        tried (the server is most likely gone: each would wait out its own
-        timeout) and carry its error; they recorded nothing, so trying them
-        again later is safe."""
-        served: list[list[Item] | StoreError] = []
-        failure: StoreError | None = None
-        for done, limit in calls:
-            if failure is None:
-                try:
-                    served.append(self.settle_and_claim(done, limit, lease, skip))
-                    continue
-                except StoreError as exc:
-                    failure = exc
-            served.append(failure)
-        return served
+        """The calls in one transaction: their statements sent together, then one
+        Sync, which commits them all (or, after a failure, rolls them all back),
+        the fence judging each settle in its own statement. A transaction per
+        call cost a commit per notification, the most of the server's CPU per
+        notification, where a lot of many calls shares one. After a failure
+        every call carries the error and none recorded anything, so trying them
+        again is safe, and no claim is left in flight that no worker knows of."""
+        now = self.clock()
+        with self._claiming_from(now):
+            planned = [self._call(done, limit, lease, skip, now) for done, limit in calls]
+            statements = [params for _, params in planned if params is not None]
+            if not statements:
+                self._reachable()
+                return [[] for _ in calls]
+            settled = [
+                done.item_id
+                for (done, _), (generation, _) in zip(calls, planned, strict=True)
+                if done is not None and generation is not None
+            ]
+            try:
+                answers = iter(self._pipelined(_SETTLE_AND_CLAIM, statements, settled))
+            except StoreError as exc:
+                return [exc] * len(calls)
+            return [
+                self._recorded(done, generation, [] if params is None else next(answers))
+                for (done, _), (generation, params) in zip(calls, planned, strict=True)
+            ]
+
+    def _pipelined(
+        self, sql: str, params: Sequence[Mapping[str, Any]], settled: Sequence[int]
+    ) -> list[list[Any]]:
+        """``sql`` run once for each of ``params`` in one transaction and one round
+        trip: without a BEGIN, the statements before a Sync are one transaction,
+        committed by it. The heads of the rooms of the ``settled`` items are
+        locked first, in one statement and in the one order every write takes
+        them: settled one by one in the workers' order, a lot holding one room
+        and waiting for another deadlocked with a batch doing the opposite."""
+        self._reachable()
+        wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
+        with self._errors(), self._pool.connection(timeout=wait) as conn, conn.pipeline():
+            if settled:
+                conn.execute(_LOCK_SETTLED_HEADS, (list(settled),))
+            cursors = [conn.execute(sql, each) for each in params]
+            return [cursor.fetchall() for cursor in cursors]
 
     def settle(self, done: Settle) -> None:
         self.settle_and_claim(done, 0, 0.0)

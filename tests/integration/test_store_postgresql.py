@@ -115,41 +115,126 @@ def test_two_daemons_claiming_at_once_never_hold_one_room_twice(
     assert {(i.state, i.attempts) for i in first.items()} == {("delivered", 1)}
 
 
-def test_a_lot_cut_off_midway_hands_out_the_claims_committed_before(
+# How the server cuts a lot off as its second claim is written: it ends the
+# connection, or it refuses the statement.
+CUTS = {
+    "ended": "PERFORM pg_terminate_backend(pg_backend_pid())",
+    "refused": "RAISE EXCEPTION 'refused'",
+}
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+def test_a_lot_cut_off_midway_records_nothing_and_hands_every_call_the_error(
     postgres_url: str,  # noqa: F811
     daemon: Daemons,
     clock: Clock,
-    monkeypatch: pytest.MonkeyPatch,
+    cut: str,
 ) -> None:
-    """A lot's calls commit one by one: when the connection is ended between two,
-    the claims already committed reach their workers (else their rooms wait out
-    the lease with no one sending), and the calls not served carry the error,
-    without one more try each against a server that is gone."""
+    """A lot's calls are one transaction: when the server ends the connection or
+    refuses a statement between two of them, what the first wrote is rolled back
+    with the rest, so no claim is left in flight that no worker knows of (its
+    room would wait out the lease with no one sending), and every call carries
+    the error, to be tried again."""
     store = daemon(connections=1)
     put(store, clock, ("a", "1", 1), ("a", "2", 2), ("a", "3", 3))
     (first,) = claim(store, limit=1, lease=30)
-    served = store.settle_and_claim
-    tried: list[Settle | None] = []
-
-    def ended_before_the_second(
-        done: Settle | None, limit: int, lease: float, skip: Any = ()
-    ) -> list[Any]:
-        tried.append(done)
-        if len(tried) == 2:
-            postgres.terminate(postgres_url)
-        return served(done, limit, lease, skip)
-
-    monkeypatch.setattr(store, "settle_and_claim", ended_before_the_second)
-    lot = store.settle_and_claim_all([(Settle(first.id, "delivered"), 1), (None, 1), (None, 1)], 30)
-    assert len(tried) == 2
-    kept, *failed = lot
-    assert isinstance(kept, list) and len(kept) == 1, lot
-    assert all(isinstance(error, StoreUnavailable) for error in failed), lot
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE FUNCTION cut_off() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN {CUTS[cut]}; RETURN NEW; END $$"
+        )
+        admin.execute(
+            "CREATE TRIGGER cut_off BEFORE UPDATE ON outbox FOR EACH ROW "
+            f"WHEN (OLD.id = {first.id + 2} AND NEW.state = 'inflight') "
+            "EXECUTE FUNCTION cut_off()"
+        )
+    lot = store.settle_and_claim_all([(Settle(first.id, "delivered"), 1), (None, 1)], 30)
+    assert all(isinstance(error, StoreError) for error in lot), lot
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("DROP TRIGGER cut_off ON outbox")
     states: list[dict[int, str]] = []
     wait_for(lambda: _read_states(store, states), timeout=10, what="the store reachable again")
-    in_flight = [item_id for item_id, state in states[-1].items() if state == "inflight"]
-    assert in_flight == [kept[0].id]  # no claim held that no worker knows of
-    assert states[-1][first.id] == "delivered"
+    assert states[-1] == {first.id: "inflight", first.id + 1: "pending", first.id + 2: "pending"}
+    # Tried again, the lot does what it would have done.
+    again = store.settle_and_claim_all([(Settle(first.id, "delivered"), 1), (None, 1)], 30)
+    assert [[item.id for item in items] for items in again] == [[first.id + 1], [first.id + 2]]
+
+
+def test_a_lot_of_calls_is_one_transaction_and_one_round_trip(
+    daemon: Daemons, clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A commit is most of what the server spends on a call: the calls of a lot
+    (the workers' settles and next claims handed in together) share one, and
+    their statements go in one round trip: all of them before the first Sync
+    (which commits them), no BEGIN or COMMIT of its own."""
+    protocol = tmp_path / "protocol"
+    configure = postgresql._configure
+
+    def traced(conn: psycopg.Connection[Any]) -> None:
+        configure(conn)
+        conn.pgconn.trace(written.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+    with protocol.open("w") as written:
+        monkeypatch.setattr(postgresql, "_configure", traced)
+        store = daemon(connections=1)
+        put(store, clock, *[("a", room, n) for n in range(2) for room in "1234"])
+        held = claim(store, limit=3, lease=30)
+        before = protocol.stat().st_size
+        lot = store.settle_and_claim_all(
+            [(Settle(item.id, "delivered"), 1) for item in held] + [(None, 1)], 30
+        )
+        sent = [line.split("\t") for line in protocol.read_bytes()[before:].decode().splitlines()]
+    kinds = [fields[2] for fields in sent if fields[0] == "F"]
+    before_sync = kinds[: kinds.index("Sync")] if "Sync" in kinds else kinds
+    transaction_blocks = [
+        f for f in sent if f[0] == "F" and ("BEGIN" in f[-1] or "COMMIT" in f[-1])
+    ]
+    # The lock of the settled rooms' heads, then the four calls.
+    assert (before_sync.count("Execute"), kinds.count("Execute"), transaction_blocks) == (5, 5, [])
+    assert sorted(len(items) for items in lot if isinstance(items, list)) == [1, 1, 1, 1]
+
+
+def test_a_lot_takes_its_rooms_in_the_order_batches_do(
+    postgres_url: str,  # noqa: F811
+    daemon: Daemons,
+    clock: Clock,
+) -> None:
+    """Every write takes the heads of the rooms it moves in one order (uid, room),
+    so two writes on the same rooms queue instead of deadlocking. A lot settles
+    its calls' rooms in whatever order its workers asked: here it settles room 2
+    and then room 1 while a batch (played by the test) holds room 1's head and
+    then asks for room 2's. Taken in the workers' order, each waits for the
+    other, and the server breaks the deadlock by failing one: events refused,
+    or settles put off."""
+    store = daemon(connections=2)
+    put(store, clock, ("a", "1", 1), ("a", "2", 2))
+    held = {item.room_id: item for item in claim(store, limit=2, lease=30)}
+    lot: list[Any] = []
+    with psycopg.connect(postgres_url) as batch:
+        batch.execute("SET lock_timeout = '5s'")
+        batch.execute("SELECT 1 FROM heads WHERE room_id = '1' FOR UPDATE")
+        settling = threading.Thread(
+            target=lambda: lot.extend(
+                store.settle_and_claim_all(
+                    [
+                        (Settle(held["2"].id, "delivered"), 0),
+                        (Settle(held["1"].id, "delivered"), 0),
+                    ],
+                    30,
+                )
+            )
+        )
+        settling.start()
+        wait_for(lambda: lock_waits(postgres_url) > 0, what="the lot to wait for room 1")
+        batch.execute("SELECT 1 FROM heads WHERE room_id = '2' FOR UPDATE")
+        batch.commit()
+    settling.join(10)
+    assert lot == [[], []]
+    assert {item.room_id: item.state for item in store.items()} == {
+        "1": "delivered",
+        "2": "delivered",
+    }
 
 
 def _read_states(store: PostgresOutbox, into: list[dict[int, str]]) -> bool:

@@ -269,9 +269,9 @@ class Store(Protocol):
         transactions as the store can: many workers' calls handed in together.
 
         Each call gets its claimed items, or the error that kept it from being
-        recorded: a call that succeeded holds claims, so its items must reach its
-        worker even when a later call in the lot fails (else those rooms wait out
-        the lease with no one sending)."""
+        recorded. A lot is recorded whole or not at all: a claim recorded for a
+        call whose worker is handed an error would leave its room waiting out
+        the lease with no one sending."""
         ...
 
     def settle(self, done: Settle) -> None: ...

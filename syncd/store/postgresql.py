@@ -15,8 +15,9 @@ one daemon's threads:
   settles nothing: the later claim does.
 - **One call a notification.** A worker's settle and its next claim are one
   statement, a function in the database (``pgschema``'s migration 3): one
-  round trip and one transaction, where sending the same statements from
-  here cost most of the daemon's CPU per notification.
+  round trip, where sending the same statements from here cost most of the
+  daemon's CPU per notification; and the calls many workers hand in together
+  (a lot) are one transaction, one commit for all of them.
 - **Recovery by lease expiry.** ``recover`` at start makes pending only what no
   one holds any more (leases run out); a daemon starting next to live ones
   takes nothing from them. ``close`` gives this daemon's own leases back, so a

@@ -337,6 +337,11 @@ class Servers:
             )
         return max(1, free)
 
+    def full(self) -> bool:
+        """Whether a server has every send it may have in flight."""
+        with self._lock:
+            return any(busy >= self._allowed(a) for a, busy in self._busy.items())
+
     def take(self, server: str, now: float) -> bool:
         """A slot for one send, unless one of the server's addresses is full or resting."""
         key = self.addresses.key(server, now)

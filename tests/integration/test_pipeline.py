@@ -477,7 +477,12 @@ def test_with_every_integration_passed_over_nothing_is_looked_for(rig: Rig) -> N
         pass  # every slot held, as by workers sending
     looked: list[object] = []
     rig.outbox.next_due = lambda skip=(): looked.append(skip)  # type: ignore[method-assign]
-    assert asyncio.run(rig.dispatcher._next_due(time.time())) is None
+    now = time.time()
+    # Its heads fall due as a slot frees, at a time the store cannot tell: the
+    # worker keeping the timer looks again within idle_poll. "Nothing due" had
+    # it sleep idle_wait, and a head its freed slots' workers found not yet due
+    # (paced) waited for it: 30 s where the test's clock jumped past the pacing.
+    assert asyncio.run(rig.dispatcher._next_due(now)) == now + rig.dispatcher.config.idle_poll
     assert looked == []
 
 
@@ -503,7 +508,7 @@ def test_an_idle_worker_looks_for_the_next_due_head_only_if_its_settle_may_be_so
         async def go() -> None:
             dispatcher = rig.dispatcher
             dispatcher._timer = now + 20  # another worker sleeps until then
-            idle = asyncio.create_task(dispatcher._idle(settled_due))
+            idle = asyncio.create_task(dispatcher._idle(settled_due, dispatcher._lots_answered))
             await asyncio.sleep(0.05)
             dispatcher._notify(None)
             await idle
@@ -548,6 +553,107 @@ def test_idle_workers_with_nothing_due_leave_the_looking_to_one(rig: Rig) -> Non
     finally:
         dispatcher.stop(timeout=5)
         client.close()
+
+
+def test_workers_going_idle_together_share_one_look_at_the_next_due_time(rig: Rig) -> None:
+    """Workers that go idle together (between two keepers of the timer) each asked
+    the store when the next head falls due: at 10,000 rooms 0.8 looks per
+    notification, a tenth of the event loop's time. Those whose settles were
+    recorded before a look began wait for its answer."""
+    rig.apply(integration("a", rig.server.url))
+    looked: list[object] = []
+    real = rig.outbox.next_due
+
+    def counted(skip: Any = ()) -> float | None:
+        looked.append(skip)
+        return real(skip)
+
+    rig.outbox.next_due = counted  # type: ignore[method-assign]
+
+    async def fifty_go_idle() -> list[float | None]:
+        dispatcher = rig.dispatcher
+        answered = dispatcher._lots_answered
+        return await asyncio.gather(
+            *(dispatcher._looked_up_due(time.time(), answered) for _ in range(50))
+        )
+
+    assert asyncio.run(fifty_go_idle()) == [None] * 50
+    assert len(looked) == 1
+    assert asyncio.run(fifty_go_idle()) == [None] * 50
+    assert len(looked) == 2  # a look that ended is not asked again
+
+
+def test_a_look_begun_before_a_workers_settle_was_recorded_is_not_its_answer(rig: Rig) -> None:
+    """A look that began before a worker's settle was recorded may not have seen
+    it: the retry the settle set would wait for the keeper's next look, or, with
+    nothing else due, for the next wake (up to 12 s under load, where 4 s was
+    the most without sharing looks). That worker looks again."""
+    rig.apply(integration("a", rig.server.url))
+    assert rig.send(event("fp1")) == 1
+    (item,) = claim(rig.outbox, limit=1, lease=30)
+    lease_ends = item.lease_until
+    started, release = threading.Event(), threading.Event()
+    seen: list[float | None] = []
+    real = rig.outbox.next_due
+
+    def first_held(skip: Any = ()) -> float | None:
+        due = real(skip)
+        seen.append(due)
+        if len(seen) == 1:  # read before the settle; answered after it
+            started.set()
+            release.wait(10)
+        return due
+
+    rig.outbox.next_due = first_held  # type: ignore[method-assign]
+    retry_at = time.time() + 2
+
+    async def go() -> tuple[float | None, float | None]:
+        dispatcher = rig.dispatcher
+        look = dispatcher._looked_up_due
+        first = asyncio.create_task(look(time.time(), dispatcher._lots_answered))
+        await asyncio.to_thread(started.wait, 10)
+        settled: asyncio.Future[list[Item]] = asyncio.get_running_loop().create_future()
+        await dispatcher._serve_lot(
+            [(Settle(item.id, "pending", "busy", retry_at), False, settled)]
+        )
+        assert settled.result() == []
+        second = asyncio.create_task(look(time.time(), dispatcher._lots_answered))
+        await asyncio.sleep(0)  # the second worker goes idle while the first look runs
+        release.set()
+        return await first, await second
+
+    assert asyncio.run(go()) == (lease_ends, retry_at)
+    assert len(seen) == 2
+
+
+def test_a_wake_while_a_look_runs_with_no_worker_asleep_is_not_lost(rig: Rig) -> None:
+    """New items wake workers asleep; the workers sharing a look are not asleep
+    yet, and what the look read may be from before the items. Told "nothing
+    due", they slept until the timer's keeper looked again: idle_wait, 30 s."""
+    rig.apply(integration("a", rig.server.url))
+    started, release = threading.Event(), threading.Event()
+    real = rig.outbox.next_due
+
+    def held(skip: Any = ()) -> float | None:
+        due = real(skip)  # read before the items below
+        started.set()
+        release.wait(10)
+        return due
+
+    rig.outbox.next_due = held  # type: ignore[method-assign]
+    now = time.time()
+
+    async def go() -> list[float | None]:
+        dispatcher = rig.dispatcher
+        answered = dispatcher._lots_answered
+        looks = [asyncio.create_task(dispatcher._looked_up_due(now, answered)) for _ in range(3)]
+        await asyncio.to_thread(started.wait, 10)
+        assert rig.send(event("fp1")) == 1
+        dispatcher._notify(1)  # the new item's wake, with no worker asleep to take it
+        release.set()
+        return list(await asyncio.gather(*looks))
+
+    assert asyncio.run(go()) == [now] * 3  # claim again now
 
 
 def test_a_freed_slot_wakes_only_for_the_slots_no_woken_worker_heads_for(rig: Rig) -> None:

@@ -1078,17 +1078,11 @@ class PostgresOutbox:
         now = self.clock()
         with self._claiming_from(now):
             planned = [self._call(done, limit, lease, skip, now) for done, limit in calls]
-            statements = [params for _, params in planned if params is not None]
-            if not statements:
+            if all(params is None for _, params in planned):
                 self._reachable()
                 return [[] for _ in calls]
-            settled = [
-                done.item_id
-                for (done, _), (generation, _) in zip(calls, planned, strict=True)
-                if done is not None and generation is not None
-            ]
             try:
-                answers = iter(self._pipelined(_SETTLE_AND_CLAIM, statements, settled))
+                answers = iter(self._served_lot(calls, planned))
             except StoreError as exc:
                 return [exc] * len(calls)
             return [
@@ -1096,21 +1090,32 @@ class PostgresOutbox:
                 for (done, _), (generation, params) in zip(calls, planned, strict=True)
             ]
 
-    def _pipelined(
-        self, sql: str, params: Sequence[Mapping[str, Any]], settled: Sequence[int]
+    def _served_lot(
+        self,
+        calls: Sequence[tuple[Settle | None, int]],
+        planned: Sequence[tuple[int | None, Mapping[str, Any] | None]],
     ) -> list[list[Any]]:
-        """``sql`` run once for each of ``params`` in one transaction and one round
+        """The rows each planned statement gave, in one transaction and one round
         trip: without a BEGIN, the statements before a Sync are one transaction,
-        committed by it. The heads of the rooms of the ``settled`` items are
-        locked first, in one statement and in the one order every write takes
-        them: settled one by one in the workers' order, a lot holding one room
-        and waiting for another deadlocked with a batch doing the opposite."""
+        committed by it. The heads of the settled items' rooms are locked first,
+        in one statement and in the one order every write takes them: settled
+        one by one in the workers' order, a lot holding one room and waiting for
+        another deadlocked with a batch doing the opposite."""
+        settled = [
+            done.item_id
+            for (done, _), (generation, params) in zip(calls, planned, strict=True)
+            if done is not None and generation is not None and params is not None
+        ]
         self._reachable()
         wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
         with self._errors(), self._pool.connection(timeout=wait) as conn, conn.pipeline():
             if settled:
-                conn.execute(_LOCK_SETTLED_HEADS, (list(settled),))
-            cursors = [conn.execute(sql, each) for each in params]
+                conn.execute(_LOCK_SETTLED_HEADS, (settled,))
+            cursors = [
+                conn.execute(_SETTLE_AND_CLAIM, params)
+                for _, params in planned
+                if params is not None
+            ]
             return [cursor.fetchall() for cursor in cursors]
 
     def settle(self, done: Settle) -> None:

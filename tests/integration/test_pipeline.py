@@ -72,6 +72,19 @@ class Rig:
         assert problems == []
         return self.ingest.submit(valid).notifications
 
+    def count_looks(self) -> list[object]:
+        """The looks for the next due head the outbox is asked from now on, each
+        as the integrations it passes over."""
+        looked: list[object] = []
+        real = self.outbox.next_due
+
+        def counted(skip: Any = ()) -> float | None:
+            looked.append(skip)
+            return real(skip)
+
+        self.outbox.next_due = counted  # type: ignore[method-assign]
+        return looked
+
     def texts(self, room: str = "1001") -> list[str]:
         return [str(m.body["message"]) for m in self.server.messages_for(room)]
 
@@ -494,14 +507,7 @@ def test_an_idle_worker_looks_for_the_next_due_head_only_if_its_settle_may_be_so
     those looks were more than one per notification. One whose retry falls due
     before the timer must look, or the retry waits for the timer."""
     rig.apply(integration("a", rig.server.url))
-    looked: list[object] = []
-    real = rig.outbox.next_due
-
-    def counted(skip: Any = ()) -> float | None:
-        looked.append(skip)
-        return real(skip)
-
-    rig.outbox.next_due = counted  # type: ignore[method-assign]
+    looked = rig.count_looks()
     now = time.time()
 
     def idle_with_timer_kept(settled_due: float | None) -> int:
@@ -561,14 +567,7 @@ def test_workers_going_idle_together_share_one_look_at_the_next_due_time(rig: Ri
     notification, a tenth of the event loop's time. Those whose settles were
     recorded before a look began wait for its answer."""
     rig.apply(integration("a", rig.server.url))
-    looked: list[object] = []
-    real = rig.outbox.next_due
-
-    def counted(skip: Any = ()) -> float | None:
-        looked.append(skip)
-        return real(skip)
-
-    rig.outbox.next_due = counted  # type: ignore[method-assign]
+    looked = rig.count_looks()
 
     async def fifty_go_idle() -> list[float | None]:
         dispatcher = rig.dispatcher

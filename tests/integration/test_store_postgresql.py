@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,24 @@ def daemon(postgres_url: str, clock: Clock) -> Iterator[Daemons]:  # noqa: F811
 def put(store: PostgresOutbox, clock: Clock, *items: tuple[str, str, Any]) -> list[int]:
     with store.batch() as batch:
         return batch.enqueue([NewItem(u, r, {"n": n}) for u, r, n in items], clock())
+
+
+@contextmanager
+def traced(protocol: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Connections the stores open meanwhile write the messages they send and
+    get to ``protocol``, one a line: who sent it (F the client, B the server),
+    its length, its kind."""
+    configure = postgresql._configure
+
+    with protocol.open("w") as written:
+
+        def tracing(conn: psycopg.Connection[Any]) -> None:
+            configure(conn)
+            conn.pgconn.trace(written.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+        monkeypatch.setattr(postgresql, "_configure", tracing)
+        yield
 
 
 # Claims: one daemon at a time per room, in order.
@@ -168,15 +187,7 @@ def test_a_lot_of_calls_is_one_transaction_and_one_round_trip(
     their statements go in one round trip: all of them before the first Sync
     (which commits them), no BEGIN or COMMIT of its own."""
     protocol = tmp_path / "protocol"
-    configure = postgresql._configure
-
-    def traced(conn: psycopg.Connection[Any]) -> None:
-        configure(conn)
-        conn.pgconn.trace(written.fileno())
-        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-
-    with protocol.open("w") as written:
-        monkeypatch.setattr(postgresql, "_configure", traced)
+    with traced(protocol, monkeypatch):
         store = daemon(connections=1)
         put(store, clock, *[("a", room, n) for n in range(2) for room in "1234"])
         held = claim(store, limit=3, lease=30)
@@ -252,15 +263,7 @@ def test_a_workers_settle_and_next_claim_cost_one_statement_and_one_round_trip(
     statement and per round trip to the server: a worker's call (its last
     item settled, the next claimed) is one of each, whatever the settle."""
     protocol = tmp_path / "protocol"
-    configure = postgresql._configure
-
-    def traced(conn: psycopg.Connection[Any]) -> None:
-        configure(conn)
-        conn.pgconn.trace(written.fileno())
-        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-
-    with protocol.open("w") as written:
-        monkeypatch.setattr(postgresql, "_configure", traced)
+    with traced(protocol, monkeypatch):
         store = daemon(connections=1)
         put(store, clock, *[("a", room, n) for n in range(2) for room in "123"])
         (first,) = claim(store, limit=1, lease=30)

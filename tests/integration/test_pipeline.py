@@ -655,6 +655,32 @@ def test_a_wake_while_a_look_runs_with_no_worker_asleep_is_not_lost(rig: Rig) ->
     assert asyncio.run(go()) == [now] * 3  # claim again now
 
 
+def test_a_spread_wakes_two_more_only_for_the_slots_no_worker_heads_for(rig: Rig) -> None:
+    """A worker that claims after a wake for heads falling due together wakes two
+    more, so a thousand rooms reopening are taken in a few rounds. With items
+    coming in as fast as they go out (10,000 rooms), each of those woke two more
+    whatever the free slots: 200,000 wakes a run, half of them claiming nothing.
+    Workers woken already, or asking the store for a head, count against them."""
+
+    dispatcher = rig.dispatcher
+    dispatcher._servers.room = lambda now: 3  # type: ignore[method-assign]  # free slots
+
+    async def woken_by_a_spread(heading: int) -> int:
+        sleepers = [asyncio.create_task(dispatcher._sleep(None)) for _ in range(5)]
+        await asyncio.sleep(0)
+        dispatcher._heading += heading  # woken or asking for a head
+        dispatcher._spread()
+        await asyncio.sleep(0)
+        woken = sum(1 for task in sleepers if task.done())
+        dispatcher._heading -= heading
+        dispatcher._notify(None)
+        await asyncio.gather(*sleepers)
+        return woken
+
+    assert [asyncio.run(woken_by_a_spread(heading)) for heading in range(5)] == [2, 2, 1, 0, 0]
+    assert dispatcher._heading == 0
+
+
 def test_a_freed_slot_wakes_only_for_the_slots_no_woken_worker_heads_for(rig: Rig) -> None:
     """Each answer of a server that had been full tells how many slots are free:
     woken for all of them at every answer, the same slots woke the whole pool

@@ -444,6 +444,18 @@ class HipChatServer:
             key = found.id
         self._state.queue_fault(key, fault, times)
 
+    def faults_left(self, room: str | None = None) -> int:
+        """Requests the faults queued for ``room`` (ID or name; None: for any room)
+        are still for: 0 once the last of them has arrived, answered or not (a
+        slow answer is still being held)."""
+        key: str | None = None
+        if room is not None:
+            found = self._state.find_room(room)
+            if found is None:
+                raise KeyError(f"unknown room {room!r}")
+            key = found.id
+        return self._state.faults_left(key)
+
     def misbehave(
         self, *, latency: float = 0.0, fail_rate: float = 0.0, seed: int | None = None
     ) -> None:

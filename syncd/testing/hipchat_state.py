@@ -79,6 +79,11 @@ class ServerState:
             faults.append(Fault.server_error(503))
         return faults
 
+    def faults_left(self, room_id: str | None) -> int:
+        """Requests the faults queued for the room (None: for any room) are still for."""
+        with self.lock:
+            return sum(queued.left for queued in self.faults.get(room_id, ()))
+
     def take_fault(self, room: ServerRoom | None) -> Fault | None:
         with self.lock:
             for key in ((room.id,) if room else ()) + (None,):

@@ -128,7 +128,9 @@ def test_rooms_by_id_or_name(server: HipChatServer) -> None:
 def test_faults_are_consumed_in_order_and_per_room_first(server: HipChatServer) -> None:
     server.inject(Fault.server_error(), times=2)
     server.inject(Fault.status(429, headers={"Retry-After": "3"}), room="1234567")
+    assert (server.faults_left(), server.faults_left("1234567")) == (2, 1)
     first = post(server, {"message": "hi"})
+    assert (server.faults_left(), server.faults_left("1234567")) == (2, 0)
     assert (first.status_code, first.headers["Retry-After"]) == (429, "3")
     assert [post(server, {"message": "hi"}).status_code for _ in range(3)] == [500, 500, 204]
     assert [a.fault for a in server.attempts] == ["status", "status", "status", None]

@@ -4,9 +4,10 @@ notification. Real daemons on the machine's PostgreSQL, and the HipChat test
 server holding that one send open so the lease is held at the kill.
 
 The daemons run with ``--lease 6 --send-timeout 3``: the room waits the lease
-out (6 s, not the default 120 s), and so does this test. The kill comes well
-within the send timeout of the claim, so the send is still in flight, its
-lease held, when the daemon dies; the test checks that it was.
+out (6 s, not the default 120 s), and so does this test. The kill comes once
+the send has reached HipChat, well within the send timeout of the claim, so
+the send is still in flight, its lease held, when the daemon dies; the test
+checks that it was.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ def test_a_killed_daemons_room_is_sent_by_another_within_the_lease(
         hipchat.inject(Fault.slow(10 * LEASE), room=HELD)  # the first send hangs
         assert procs[0].post_events(numbered_events(0, 2)).status_code == 202
         wait_for(lambda: _lease_of(postgres_url, HELD), timeout=30, what="the room's lease")
+        # Its send has reached HipChat (the claim comes first): killed before, the
+        # daemon left the hanging answer to the survivor's send (9.1 s, not 6).
+        wait_for(lambda: hipchat.faults_left(HELD) == 0, timeout=30, what="the held send")
         found = _lease_of(postgres_url, HELD)
         assert found is not None
         owner, lease_until = found

@@ -436,25 +436,22 @@ class HipChatServer:
         """
         if times < 1:
             raise ValueError("times must be 1 or more")
-        key: str | None = None
-        if room is not None:
-            found = self._state.find_room(room)
-            if found is None:
-                raise KeyError(f"unknown room {room!r}")
-            key = found.id
-        self._state.queue_fault(key, fault, times)
+        self._state.queue_fault(self._fault_key(room), fault, times)
 
     def faults_left(self, room: str | None = None) -> int:
         """Requests the faults queued for ``room`` (ID or name; None: for any room)
         are still for: 0 once the last of them has arrived, answered or not (a
         slow answer is still being held)."""
-        key: str | None = None
-        if room is not None:
-            found = self._state.find_room(room)
-            if found is None:
-                raise KeyError(f"unknown room {room!r}")
-            key = found.id
-        return self._state.faults_left(key)
+        return self._state.faults_left(self._fault_key(room))
+
+    def _fault_key(self, room: str | None) -> str | None:
+        """The key a room's faults are queued under: its ID (None: any room)."""
+        if room is None:
+            return None
+        found = self._state.find_room(room)
+        if found is None:
+            raise KeyError(f"unknown room {room!r}")
+        return found.id
 
     def misbehave(
         self, *, latency: float = 0.0, fail_rate: float = 0.0, seed: int | None = None

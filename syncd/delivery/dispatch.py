@@ -196,7 +196,7 @@ class Dispatcher:
         self._servers = Servers(self.config.per_server, ServerAddresses(resolve))
         self._timer: float | None = None  # the due time an idle worker sleeps until
         # Lots the store has answered (on the loop only), and the look at the next
-        # due time under way: the count of lots answered as it began, and its answer.
+        # due time under way (see ``_Look``).
         self._lots_answered = 0
         self._look: _Look | None = None
         self._stopped = registry.snapshot.stopped  # as the last set published said

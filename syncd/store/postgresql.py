@@ -756,15 +756,22 @@ class PostgresOutbox:
     def _transaction(self, pipeline: bool = False, probing: bool = False) -> Iterator[Conn]:
         """A transaction on a pooled connection; in a pipeline, statements whose
         results are not read go with the next that is (or with the commit)."""
-        if not probing:
-            self._reachable()
-        wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
         with (
-            self._errors(),
-            self._pool.connection(timeout=wait) as conn,
+            self._pooled(probing) as conn,
             conn.pipeline() if pipeline else contextlib.nullcontext(),
             conn.transaction(),
         ):
+            yield conn
+
+    @contextmanager
+    def _pooled(self, probing: bool = False) -> Iterator[Conn]:
+        """A pooled connection, its errors as the store's: none while the server is
+        held out of reach (unless ``probing``), and a short wait for one once it
+        was lost."""
+        if not probing:
+            self._reachable()
+        wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
+        with self._errors(), self._pool.connection(timeout=wait) as conn:
             yield conn
 
     def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
@@ -776,9 +783,7 @@ class PostgresOutbox:
         """A write that is one statement, in a transaction of its own (the connection
         commits it as it answers): one round trip, where a transaction block costs
         two more. Waits for a connection as ``_transaction`` does."""
-        self._reachable()
-        wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
-        with self._errors(), self._pool.connection(timeout=wait) as conn:
+        with self._pooled() as conn:
             return conn.execute(sql, params).fetchall()
 
     # the running clock
@@ -1106,9 +1111,7 @@ class PostgresOutbox:
             for (done, _), (generation, params) in zip(calls, planned, strict=True)
             if done is not None and generation is not None and params is not None
         ]
-        self._reachable()
-        wait = PROBE_WAIT if self._lost is not None else POOL_WAIT
-        with self._errors(), self._pool.connection(timeout=wait) as conn, conn.pipeline():
+        with self._pooled() as conn, conn.pipeline():
             if settled:
                 conn.execute(_LOCK_SETTLED_HEADS, (settled,))
             cursors = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
@@ -24,7 +24,7 @@ from syncd.config.diagnostics import Diagnostic
 from syncd.config.model import Integration, Source
 from syncd.config.mutes import Mute
 from syncd.config.plan import Plan, Update, plan
-from syncd.config.secrets import SecretError, SecretRef
+from syncd.config.secrets import Redactor, SecretError, SecretRef
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class Snapshot:
     applied_at: float | None = None
     # The set's mutes: routing consults them, and passing their time needs no reload.
     mutes: tuple[Mute, ...] = ()
+    # The set's tokens, as the log masks them (each apply changes the last set's);
+    # never shown, and not compared (the notifiers hold the same tokens).
+    redactor: Redactor = field(default_factory=Redactor, repr=False, compare=False)
 
     def active_mutes(self, now: float) -> tuple[Mute, ...]:
         return tuple(mute for mute in self.mutes if mute.active(now))
@@ -220,7 +223,13 @@ class Registry:
         notifiers = _next_notifiers(result, current, tokens, now, untouched=delta is not None)
         if delta is None or result.create:  # in the set's order
             notifiers = {i.uid: notifiers[i.uid] for i in config.integrations}
-        snapshot = Snapshot(MappingProxyType(notifiers), revision, config.digest, now, config.mutes)
+        redactor = self.snapshot.redactor.changed(
+            _tokens(current, (*result.update, *result.delete)),
+            _tokens(notifiers, (*result.update, *result.create)),
+        )
+        snapshot = Snapshot(
+            MappingProxyType(notifiers), revision, config.digest, now, config.mutes, redactor
+        )
         outcome = Outcome(True, revision, now, plan=result)
         self._publish(result, snapshot, outcome if attempt else None)
         return outcome
@@ -350,6 +359,16 @@ def _with_rotations(
         result.delete,
         tuple(i for i in result.keep if i.uid not in rotated_uids),
     )
+
+
+def _tokens(
+    notifiers: Mapping[str, Notifier], changed: Iterable[Integration | Update]
+) -> Iterator[str]:
+    """The tokens of the ``changed`` integrations' notifiers, once per room: only an
+    updated, created or removed integration has a notifier of other tokens (a
+    kept one is the same object, and a rotation is an update)."""
+    for integration in changed:
+        yield from notifiers[integration.uid].tokens.values()
 
 
 def _next_notifiers(

@@ -36,6 +36,7 @@ from syncd.config.configset import ConfigSet
 from syncd.config.diagnostics import Diagnostic, printable
 from syncd.config.filecache import ConfigLoader
 from syncd.config.reach import DEFAULT_REACH, Reach
+from syncd.config.secrets import Redactor
 from syncd.delivery.dispatch import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_WORKERS,
@@ -880,9 +881,10 @@ def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
     # Everything the daemon writes (outbox, last-known-good copy) is private.
     os.umask(0o077)
     notify = systemd.ServiceManager()
-    logs.setup(lambda: config.secrets, log_format)
+    own = (Redactor.of(config.secrets),)
+    logs.setup(lambda: own, log_format)
     daemon = Daemon(config, notify=notify)
-    logs.setup(lambda: (*config.secrets, *daemon.registry.snapshot.secrets()), log_format)
+    logs.setup(lambda: (*own, daemon.registry.snapshot.redactor), log_format)
     exit_status = install_signals(daemon, notify)
     try:
         daemon.begin()

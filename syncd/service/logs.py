@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from syncd.config.diagnostics import printable
-from syncd.config.secrets import RedactingFilter
+from syncd.config.secrets import RedactingFilter, Redactor
 
 LogFormat = Literal["auto", "text", "journal", "json"]
 
@@ -120,7 +120,9 @@ def resolve_format(fmt: LogFormat, environ: Mapping[str, str] | None = None) -> 
 
 
 def setup(
-    secrets: Callable[[], Iterable[str]], fmt: LogFormat = "auto", level: int = logging.INFO
+    redactors: Callable[[], Iterable[Redactor]],
+    fmt: LogFormat = "auto",
+    level: int = logging.INFO,
 ) -> None:
     chosen = resolve_format(fmt)
     formatter: logging.Formatter = {
@@ -129,7 +131,7 @@ def setup(
     }.get(chosen, TextFormatter())
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(RedactingFilter(redactors))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -114,7 +114,7 @@ def test_rotated_token_is_an_update_that_keeps_state(
     notifier = registry.snapshot.notifiers["a"]
     assert notifier.tokens == {"1234567": "token-two-xyz"}
     assert not health.of("a", "1234567").healthy
-    assert "token-two-xyz" not in repr(notifier)
+    assert "token-two-xyz" not in repr(notifier) + repr(registry.snapshot)
 
 
 def test_listeners_see_the_plan(tmp_path: Path, env: Callable[[str, str], None]) -> None:
@@ -142,7 +142,9 @@ def test_named_changes_serve_what_a_full_apply_serves(
     """One registry fed the loader's changes (the daemon after a file event), one
     given every file each time (a fresh start): after each step they serve the
     same notifiers, in the same order, with the same tokens; a rotated token
-    reaches the first only with the file that names it, as documented."""
+    reaches the first only with the file that names it, as documented. Each
+    set's log redaction, changed from the last set's by what the step touched,
+    masks that set's tokens (shared by files, rotated, dropped), no others."""
     root = tmp_path_factory.mktemp("config")
     loader = ConfigLoader()
     fast, full = Registry(), Registry()
@@ -173,6 +175,11 @@ def test_named_changes_serve_what_a_full_apply_serves(
             }
             assert list(served) == list(wanted)
             assert served == wanted
+            tokens = {"token-zero", *(f"token-{n}" for n in range(number + 1))}
+            for registry in (fast, full):
+                held = set(registry.snapshot.secrets())
+                masked = {t for t in tokens if registry.snapshot.redactor.redact(t) == "***"}
+                assert masked == held & tokens, "the log masks the set's tokens, no others"
 
 
 def _text(name: str, what: str) -> str:

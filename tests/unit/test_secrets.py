@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import pytest
 
-from syncd.config.secrets import RedactingFilter, SecretError, SecretRef, redact
+from syncd.config.secrets import RedactingFilter, Redactor, SecretError, SecretRef, redact
 
 
 def test_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +60,7 @@ def test_redacting_filter_masks_messages_args_and_tracebacks(
 ) -> None:
     secrets = ["secret-room-token"]
     logger = logging.getLogger("syncd.test.redact")
-    caplog.handler.addFilter(RedactingFilter(lambda: secrets))
+    caplog.handler.addFilter(RedactingFilter(lambda: [Redactor.of(secrets)]))
     with caplog.at_level(logging.INFO, logger="syncd.test.redact"):
         logger.info("posting with %s", "secret-room-token")
         try:
@@ -68,3 +69,44 @@ def test_redacting_filter_masks_messages_args_and_tracebacks(
             logger.exception("failed")
     assert "secret-room-token" not in caplog.text
     assert caplog.text.count("***") >= 2
+
+
+def test_tokens_that_overlap_in_a_text_are_masked_whole() -> None:
+    """Each secret searched for in turn masked the first one found and left the
+    rest of the other showing; a token inside another, or repeating itself, too."""
+    first, second = "abcd-1234", "1234-wxyz"
+    assert redact(f"x {first}-wxyz y", [first, second]) == "x *** y"
+    assert redact(f"x zz-{first} y", ["zz-abcd", first]) == "x *** y"
+    assert redact("x aaaaaa y", ["aaaa"]) == "x *** y"
+    assert redact("x tok-123456 y", ["tok-123", "23456"]) == "x *** y"
+    assert redact("tok-1tok-1", ["tok-1"]) == "******"
+    assert redact("", ["tok-1"]) == "" and redact("tok", ["tok-1"]) == "tok"
+
+
+def test_a_token_several_rooms_share_is_masked_until_the_last_lets_it_go() -> None:
+    shared, own = "shared-token", "own-token"
+    redactor = Redactor.of([shared, shared, own])
+    fewer = redactor.changed([shared, own], [])
+    assert fewer.redact(f"{shared} {own}") == f"*** {own}"
+    none = fewer.changed([shared], [])
+    assert none.redact(f"{shared} {own}") == f"{shared} {own}" and not none
+    assert redactor.redact(f"{shared} {own}") == "*** ***", "a change made another redactor"
+    assert shared not in repr(redactor) and shared not in str(redactor)
+
+
+def test_a_redactor_changed_step_by_step_masks_what_one_built_at_once_does() -> None:
+    """Tokens taken and let go at random, many beginning alike: the redactor kept
+    from change to change masks what one built from the tokens held does."""
+    rng = random.Random(7)
+    pool = [f"tok{rng.choice('ab')}{rng.randrange(40)}" * rng.randint(1, 2) for _ in range(60)]
+    held: list[str] = []
+    redactor = Redactor()
+    for _ in range(300):
+        added = rng.sample(pool, rng.randint(0, 3))
+        removed = rng.sample(held, min(len(held), rng.randint(0, 3)))
+        for token in removed:
+            held.remove(token)
+        held += added
+        redactor = redactor.changed(removed, added)
+        text = " ".join(rng.sample(pool, 8))
+        assert redactor.redact(text) == Redactor.of(held).redact(text)

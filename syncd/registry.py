@@ -89,12 +89,9 @@ class Snapshot:
         return {uid: n.integration for uid, n in self.notifiers.items()}
 
     def secrets(self) -> list[str]:
-        """Each token once: the log's redaction asks for them at every record."""
-        return list(self._secrets)
-
-    @cached_property
-    def _secrets(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(t for n in self.notifiers.values() for t in n.tokens.values()))
+        """Each token of the set once, read from the notifiers: what ``redactor``
+        masks, which is kept from set to set rather than built from these."""
+        return list(dict.fromkeys(t for n in self.notifiers.values() for t in n.tokens.values()))
 
     @cached_property
     def stopped(self) -> frozenset[str]:

@@ -119,9 +119,10 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return Redactor.of(secrets).redact(text)
 
 
-# A secret held by so many integrations and rooms, listed by its first characters
-# (longest first where several begin alike).
-_Held = tuple[tuple[str, int], ...]
+# The secrets that begin alike, by length, longest first: one secret as itself,
+# several as a set, so that a text's place beginning so costs a look-up per
+# length, however many tokens share a prefix ("ghp_", say).
+_Starting = tuple[tuple[int, str | frozenset[str]], ...]
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class Redactor:
     changed by what a reload touched (:meth:`changed`), not built again from
     every token, so a one-file change costs its own tokens."""
 
-    _starts: Mapping[str, _Held] = field(default_factory=dict, repr=False)
+    _held: Mapping[str, int] = field(default_factory=dict, repr=False)  # holders per secret
+    _starts: Mapping[str, _Starting] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, secrets: Iterable[str]) -> Redactor:
@@ -146,29 +148,30 @@ class Redactor:
         a token several rooms share is masked until the last of them lets it go."""
         delta = Counter(s for s in added if len(s) >= _MIN_SECRET_LEN)
         delta.subtract(s for s in removed if len(s) >= _MIN_SECRET_LEN)
-        touched: dict[str, dict[str, int]] = {}
+        held = dict(self._held)
+        turned: dict[str, dict[str, bool]] = {}  # by first characters: secret -> now held
         for secret, change in delta.items():
-            if change:
-                touched.setdefault(secret[:_MIN_SECRET_LEN], {})[secret] = change
-        if not touched:
-            return self
+            before = held.get(secret, 0)
+            after = max(0, before + change)
+            if after:
+                held[secret] = after
+            else:
+                held.pop(secret, None)
+            if (before > 0) != (after > 0):
+                turned.setdefault(secret[:_MIN_SECRET_LEN], {})[secret] = after > 0
+        if not turned:
+            return Redactor(held, self._starts)
         starts = dict(self._starts)
-        for start, changes in touched.items():
-            counts = dict(starts.get(start, ()))
-            for secret, change in changes.items():
-                left = counts.get(secret, 0) + change
-                if left > 0:
-                    counts[secret] = left
-                else:
-                    counts.pop(secret, None)
-            if counts:
-                starts[start] = tuple(sorted(counts.items(), key=lambda held: -len(held[0])))
+        for start, secrets in turned.items():
+            starting = _regrouped(starts.get(start, ()), secrets)
+            if starting:
+                starts[start] = starting
             else:
                 starts.pop(start, None)
-        return Redactor(starts)
+        return Redactor(held, starts)
 
     def __bool__(self) -> bool:
-        return bool(self._starts)
+        return bool(self._held)
 
     def redact(self, text: str) -> str:
         starts = self._starts
@@ -176,13 +179,33 @@ class Redactor:
             return text
         spans: list[tuple[int, int]] = []
         for at in range(len(text) - _MIN_SECRET_LEN + 1):
-            held = starts.get(text[at : at + _MIN_SECRET_LEN])
-            if held is not None:
-                for secret, _ in held:
-                    if text.startswith(secret, at):
-                        spans.append((at, at + len(secret)))
+            starting = starts.get(text[at : at + _MIN_SECRET_LEN])
+            if starting is not None:
+                for length, secrets in starting:
+                    piece = text[at : at + length]
+                    if piece == secrets if isinstance(secrets, str) else piece in secrets:
+                        spans.append((at, at + length))
                         break
         return _masked(text, spans) if spans else text
+
+
+def _regrouped(starting: _Starting, turned: Mapping[str, bool]) -> _Starting:
+    """``starting`` with each secret of ``turned`` in (True) or out (False)."""
+    lengths: dict[int, set[str]] = {
+        length: {secrets} if isinstance(secrets, str) else set(secrets)
+        for length, secrets in starting
+    }
+    for secret, now_held in turned.items():
+        group = lengths.setdefault(len(secret), set())
+        if now_held:
+            group.add(secret)
+        else:
+            group.discard(secret)
+    return tuple(
+        (length, next(iter(group)) if len(group) == 1 else frozenset(group))
+        for length, group in sorted(lengths.items(), reverse=True)
+        if group
+    )
 
 
 def _masked(text: str, spans: list[tuple[int, int]]) -> str:

@@ -110,3 +110,14 @@ def test_a_redactor_changed_step_by_step_masks_what_one_built_at_once_does() -> 
         redactor = redactor.changed(removed, added)
         text = " ".join(rng.sample(pool, 8))
         assert redactor.redact(text) == Redactor.of(held).redact(text)
+
+
+def test_tokens_that_begin_alike_are_each_found_among_thousands() -> None:
+    """Tokens of one issuer share their first characters ("ghp_"): each is still
+    masked, a prefix alone is not, and letting one go keeps the others masked."""
+    tokens = [f"ghp_{n:036d}" for n in range(20_000)] + ["ghp_short", "ghp_"]
+    redactor = Redactor.of(tokens)
+    text = f"a {tokens[7]} b ghp_ c ghp_shorter {tokens[19_999]}"
+    assert redactor.redact(text) == "a *** b *** c ***er ***"
+    fewer = redactor.changed([tokens[7], "ghp_"], [])
+    assert fewer.redact(text) == f"a {tokens[7]} b ghp_ c ***er ***"

@@ -149,16 +149,7 @@ class Redactor:
         delta = Counter(s for s in added if len(s) >= _MIN_SECRET_LEN)
         delta.subtract(s for s in removed if len(s) >= _MIN_SECRET_LEN)
         held = dict(self._held)
-        turned: dict[str, dict[str, bool]] = {}  # by first characters: secret -> now held
-        for secret, change in delta.items():
-            before = held.get(secret, 0)
-            after = max(0, before + change)
-            if after:
-                held[secret] = after
-            else:
-                held.pop(secret, None)
-            if (before > 0) != (after > 0):
-                turned.setdefault(secret[:_MIN_SECRET_LEN], {})[secret] = after > 0
+        turned = _recounted(held, delta)
         if not turned:
             return Redactor(held, self._starts)
         starts = dict(self._starts)
@@ -187,6 +178,22 @@ class Redactor:
                         spans.append((at, at + length))
                         break
         return _masked(text, spans) if spans else text
+
+
+def _recounted(held: dict[str, int], delta: Mapping[str, int]) -> dict[str, dict[str, bool]]:
+    """``held`` changed by ``delta``; the secrets now held (True) or no longer
+    (False), by their first characters."""
+    turned: dict[str, dict[str, bool]] = {}
+    for secret, change in delta.items():
+        before = held.get(secret, 0)
+        after = max(0, before + change)
+        if after:
+            held[secret] = after
+        else:
+            held.pop(secret, None)
+        if (before > 0) != (after > 0):
+            turned.setdefault(secret[:_MIN_SECRET_LEN], {})[secret] = after > 0
+    return turned
 
 
 def _regrouped(starting: _Starting, turned: Mapping[str, bool]) -> _Starting:

@@ -381,7 +381,7 @@ class Dispatcher:
                 spread = await self._idle(due, answered)
                 continue
             if spread:
-                self._spread()
+                self._spread(items[0])
                 spread = False
             settled, freed, turned_away = await self._deliver(items[0])
         if settled is not None:
@@ -390,14 +390,20 @@ class Dispatcher:
             except StoreError as exc:
                 log.error("outbox item %d: its end was not recorded (%s)", settled.item_id, exc)
 
-    def _spread(self) -> None:
+    def _spread(self, claimed: Item) -> None:
         """Heads fell due together (a minute's window reopening for a thousand rooms):
         two more look, and each that finds one two more, so the rooms are taken in
         a few rounds, not one worker more per claim. Only for the free slots no
         worker woken or asking for a head is on its way to: with items coming in
         as fast as they went out (10,000 rooms), two more at every such claim were
-        200,000 wakes a run, half of them claiming nothing."""
-        self._notify(min(2, self._servers.room(self.clock()) - self._heading), True)
+        200,000 wakes a run, half of them claiming nothing. The ``claimed`` head's
+        server counts with its first limit if nothing was sent to it yet: counted
+        as one slot, a backlog for a server not yet sent to (a daemon's start)
+        was sent by two workers, one after another."""
+        notifier = self.registry.snapshot.notifiers.get(claimed.uid)
+        server = server_of(notifier.integration.hipchat.endpoint) if notifier else None
+        room = self._servers.room(self.clock(), server)
+        self._notify(min(2, room - self._heading), True)
 
     async def _deliver(self, item: Item) -> tuple[Settle | None, tuple[str, int] | None, bool]:
         """How the send of ``item`` ended (None: it failed unexpectedly, and the

@@ -325,9 +325,12 @@ class Servers:
                 return self.initial
             return min(self._allowed(a) for a in key)
 
-    def room(self, now: float) -> int:
-        """Sends that could start now on the servers sent to so far (at least one,
-        for a server not sent to yet): idle workers to wake for new items, no more."""
+    def room(self, now: float, server: str | None = None) -> int:
+        """Sends that could start now on the servers sent to so far, and on
+        ``server`` its first limit if nothing was sent to it yet (at least one,
+        for a server not sent to yet and not named): idle workers to wake for new
+        items, no more."""
+        first = self.initial if server is not None and self.addresses.current(server) is None else 0
         with self._lock:
             known = self._limits.keys() | self._busy.keys()
             free = sum(
@@ -335,7 +338,7 @@ class Servers:
                 for a in known
                 if self._resting.get(a, 0.0) <= now
             )
-        return max(1, free)
+        return max(1, free + first)
 
     def full(self) -> bool:
         """Whether a server has every send it may have in flight."""

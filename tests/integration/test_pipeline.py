@@ -663,13 +663,16 @@ def test_a_spread_wakes_two_more_only_for_the_slots_no_worker_heads_for(rig: Rig
     Workers woken already, or asking the store for a head, count against them."""
 
     dispatcher = rig.dispatcher
-    dispatcher._servers.room = lambda now: 3  # type: ignore[method-assign]  # free slots
+    dispatcher._servers.room = lambda now, server=None: 3  # type: ignore[method-assign]
+    rig.apply(integration("a", rig.server.url))
+    rig.send(event("fp1"))
+    (claimed,) = claim(rig.outbox, limit=1, lease=30)
 
     async def woken_by_a_spread(heading: int) -> int:
         sleepers = [asyncio.create_task(dispatcher._sleep(None)) for _ in range(5)]
         await asyncio.sleep(0)
         dispatcher._heading += heading  # woken or asking for a head
-        dispatcher._spread()
+        dispatcher._spread(claimed)
         await asyncio.sleep(0)
         woken = sum(1 for task in sleepers if task.done())
         dispatcher._heading -= heading
@@ -679,6 +682,35 @@ def test_a_spread_wakes_two_more_only_for_the_slots_no_worker_heads_for(rig: Rig
 
     assert [asyncio.run(woken_by_a_spread(heading)) for heading in range(5)] == [2, 2, 1, 0, 0]
     assert dispatcher._heading == 0
+
+
+def test_a_spread_counts_a_server_not_sent_to_yet_by_its_first_limit(rig: Rig) -> None:
+    """A daemon started on a backlog: its first claim's server, not sent to yet,
+    counted as one free slot, which the worker the backlog's wake had handed the
+    timer to was already heading for. No spread followed, and 480 notifications
+    to 160 rooms went out two at a time (5 a second at 0.4 s an answer)."""
+    rig.apply(integration("a", rig.server.url))
+    client = HipChatClient()
+    dispatcher = Dispatcher(rig.outbox, rig.registry, client, DispatchConfig(workers=64))
+    rig.send(event("fp1"))
+    (claimed,) = claim(rig.outbox, limit=1, lease=30)
+
+    async def woken_by_the_first_spread() -> int:
+        sleepers = [asyncio.create_task(dispatcher._sleep(None)) for _ in range(5)]
+        await asyncio.sleep(0)
+        dispatcher._heading += 1  # the worker handed the timer, asking for a head
+        dispatcher._spread(claimed)
+        await asyncio.sleep(0)
+        woken = sum(1 for task in sleepers if task.done())
+        dispatcher._heading -= 1
+        dispatcher._notify(None)
+        await asyncio.gather(*sleepers)
+        return woken
+
+    try:
+        assert asyncio.run(woken_by_the_first_spread()) == 2
+    finally:
+        client.close()
 
 
 def test_a_freed_slot_wakes_only_for_the_slots_no_woken_worker_heads_for(rig: Rig) -> None:

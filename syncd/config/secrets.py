@@ -149,6 +149,8 @@ class Redactor:
         a token several rooms share is masked until the last of them lets it go."""
         delta = Counter(s for s in added if len(s) >= _MIN_SECRET_LEN)
         delta.subtract(s for s in removed if len(s) >= _MIN_SECRET_LEN)
+        if not any(delta.values()):  # an update that kept its tokens: no copy
+            return self
         held = dict(self._held)
         turned = _recounted(held, delta)
         if not turned:

@@ -400,10 +400,14 @@ class Dispatcher:
         server counts with its first limit if nothing was sent to it yet: counted
         as one slot, a backlog for a server not yet sent to (a daemon's start)
         was sent by two workers, one after another."""
-        notifier = self.registry.snapshot.notifiers.get(claimed.uid)
-        server = server_of(notifier.integration.hipchat.endpoint) if notifier else None
-        room = self._servers.room(self.clock(), server)
+        room = self._servers.room(self.clock(), self._server_of(claimed))
         self._notify(min(2, room - self._heading), True)
+
+    def _server_of(self, claimed: Item) -> str | None:
+        """The HipChat server a claimed head goes to, as the set in use says (None:
+        its integration is gone)."""
+        notifier = self.registry.snapshot.notifiers.get(claimed.uid)
+        return server_of(notifier.integration.hipchat.endpoint) if notifier else None
 
     async def _deliver(self, item: Item) -> tuple[Settle | None, tuple[str, int] | None, bool]:
         """How the send of ``item`` ended (None: it failed unexpectedly, and the
@@ -420,8 +424,7 @@ class Dispatcher:
         meanwhile): the slots its own claim did not take go to as many idle
         workers (a wake per free slot, not one per send)."""
         server, free = freed
-        notifier = self.registry.snapshot.notifiers.get(claimed[0].uid) if claimed else None
-        if notifier is not None and server_of(notifier.integration.hipchat.endpoint) == server:
+        if claimed and self._server_of(claimed[0]) == server:
             free -= 1
         # Workers woken already or asking for a head are on their way to the free
         # slots: only those none heads for wake one. Each answer of a server that

@@ -70,7 +70,7 @@ from syncd.reconcile.pathfilter import relevant_to
 from syncd.reconcile.reconciler import DEFAULT_BUDGET, DIFFERS, Budget, Reconciler, Reloads
 from syncd.reconcile.watcher import ConfigWatcher
 from syncd.registry import Outcome, Registry
-from syncd.service import logs, stores, systemd
+from syncd.service import descriptors, logs, stores, systemd
 from syncd.service.api import MAX_EVENT_BYTES, SKEW_WARNING, Api, GitHook, SharedStore
 from syncd.service.http import Handler, HTTPServer, Request, Response, Routes
 from syncd.service.metrics import Metrics
@@ -883,6 +883,7 @@ def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
     notify = systemd.ServiceManager()
     own = (Redactor.of(config.secrets),)
     logs.setup(lambda: own, log_format)
+    descriptors.raise_open_files()  # before the HTTP front sizes its connection cap
     daemon = Daemon(config, notify=notify)
     logs.setup(lambda: (*own, daemon.registry.snapshot.redactor), log_format)
     exit_status = install_signals(daemon, notify)
@@ -904,16 +905,20 @@ def _serve(daemon: Daemon, notify: systemd.ServiceManager) -> None:
 
     A signal may be caught by any thread; the main thread, which runs the
     Python handler, would sleep on in a lock wait. Waiting in select on the
-    signal wakeup fd wakes it whichever thread the signal reached.
+    signal wakeup fd wakes it whichever thread the signal reached (poll, not
+    select: with the raised descriptor limit the socket may be past 1,023).
     """
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
+    poller = select.poll()
+    poller.register(reader, select.POLLIN)
+    interval = notify.watchdog_interval
     previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     daemon.on_stop(lambda: _poke(writer))
     try:
         while not daemon.wait(0):
-            select.select([reader], [], [], notify.watchdog_interval)
+            poller.poll(None if interval is None else interval * 1000)
             with contextlib.suppress(BlockingIOError):
                 reader.recv(4096)
             if daemon.healthy():

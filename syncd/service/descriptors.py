@@ -1,0 +1,54 @@
+"""The daemon's limit on open files: the soft one raised to the hard one at start.
+
+systemd starts a service with a soft limit of 1,024 (kept low for programs
+that wait with select(), which cannot watch a descriptor past 1,023) and a
+hard limit far above it, and its manual asks a program that waits otherwise
+to raise the soft limit itself. The daemon holds a connection per send in
+flight (up to ``--workers``, 1,024 by default) beside its API's clients, its
+store and its watches, and waits on all of them with epoll or poll: under the
+soft limit, sends at full concurrency would fail to connect, and the HTTP
+front would shrink its connection cap to what was left.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+# Asked for when the hard limit is unlimited: Linux never allows that many
+# (its nr_open bounds the limit), so a bounded number is set instead.
+UNLIMITED_TARGET = 1 << 20
+
+
+@dataclass(frozen=True)
+class Raised:
+    before: int
+    after: int
+
+
+def target_limit(soft: int, hard: int) -> int | None:
+    """The soft limit to ask for, or None when there is nothing to raise."""
+    if soft == resource.RLIM_INFINITY:
+        return None
+    wanted = UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
+    return wanted if wanted > soft else None
+
+
+def raise_open_files() -> Raised | None:
+    """Raise the soft limit to the hard one; what it was and is, or None when it
+    was already there or could not be raised (the HTTP front then caps its
+    connections by what the limit leaves, and says so)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target_limit(soft, hard)
+    if wanted is None:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open files limit from %d to %d: %s", soft, wanted, exc)
+        return None
+    log.info("open files: soft limit raised from %d to %d (the hard limit)", soft, wanted)
+    return Raised(soft, wanted)

@@ -14,19 +14,12 @@ from __future__ import annotations
 
 import logging
 import resource
-from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 # Asked for when the hard limit is unlimited: Linux never allows that many
 # (its nr_open bounds the limit), so a bounded number is set instead.
 UNLIMITED_TARGET = 1 << 20
-
-
-@dataclass(frozen=True)
-class Raised:
-    before: int
-    after: int
 
 
 def target_limit(soft: int, hard: int) -> int | None:
@@ -37,18 +30,16 @@ def target_limit(soft: int, hard: int) -> int | None:
     return wanted if wanted > soft else None
 
 
-def raise_open_files() -> Raised | None:
-    """Raise the soft limit to the hard one; what it was and is, or None when it
-    was already there or could not be raised (the HTTP front then caps its
-    connections by what the limit leaves, and says so)."""
+def raise_open_files() -> None:
+    """Raise the soft limit to the hard one, saying so; where it cannot, the HTTP
+    front caps its connections by what the limit leaves, and says that."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = target_limit(soft, hard)
     if wanted is None:
-        return None
+        return
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     except (OSError, ValueError) as exc:
         log.warning("cannot raise the open files limit from %d to %d: %s", soft, wanted, exc)
-        return None
+        return
     log.info("open files: soft limit raised from %d to %d (the hard limit)", soft, wanted)
-    return Raised(soft, wanted)

@@ -17,22 +17,26 @@ import resource
 
 log = logging.getLogger(__name__)
 
-# Asked for when the hard limit is unlimited: Linux never allows that many
-# (its nr_open bounds the limit), so a bounded number is set instead.
-UNLIMITED_TARGET = 1 << 20
+# The most asked for: Linux's default bound on any limit (nr_open), far past
+# what the daemon's workers and connections take. A container's hard limit may
+# be "infinity" (a billion), and the children the daemon starts (git, ssh)
+# inherit the soft limit: a program that closes every descriptor up to its
+# limit as it starts would spend minutes on it.
+MOST = 1 << 20
 
 
 def target_limit(soft: int, hard: int) -> int | None:
     """The soft limit to ask for, or None when there is nothing to raise."""
     if soft == resource.RLIM_INFINITY:
         return None
-    wanted = UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
+    wanted = MOST if hard == resource.RLIM_INFINITY else min(hard, MOST)
     return wanted if wanted > soft else None
 
 
 def raise_open_files() -> None:
-    """Raise the soft limit to the hard one, saying so; where it cannot, the HTTP
-    front caps its connections by what the limit leaves, and says that."""
+    """Raise the soft limit to the hard one (at most ``MOST``), saying so; where it
+    cannot, the HTTP front caps its connections by what the limit leaves, and
+    says that."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = target_limit(soft, hard)
     if wanted is None:
@@ -42,4 +46,4 @@ def raise_open_files() -> None:
     except (OSError, ValueError) as exc:
         log.warning("cannot raise the open files limit from %d to %d: %s", soft, wanted, exc)
         return
-    log.info("open files: soft limit raised from %d to %d (the hard limit)", soft, wanted)
+    log.info("open files: soft limit raised from %d to %d", soft, wanted)

@@ -88,11 +88,6 @@ class Snapshot:
     def integrations(self) -> dict[str, Integration]:
         return {uid: n.integration for uid, n in self.notifiers.items()}
 
-    def secrets(self) -> list[str]:
-        """Each token of the set once, read from the notifiers: what ``redactor``
-        masks, which is kept from set to set rather than built from these."""
-        return list(dict.fromkeys(t for n in self.notifiers.values() for t in n.tokens.values()))
-
     @cached_property
     def stopped(self) -> frozenset[str]:
         """The integrations whose delivery is paused: their items wait unclaimed."""

@@ -13,12 +13,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import yaml
 
 from syncd.delivery.servers import INITIAL_IN_FLIGHT
 from syncd.service.descriptors import target_limit
 from syncd.testing.hipchat_server import HipChatServer
 from tests.support.configs import room_tokens, token_env, trace_config
 from tests.support.events import event
+from tests.support.example import EXAMPLE, example
 from tests.support.processes import FAST_RETRY, Proc, spawn, wait_listening
 from tests.support.waiting import wait_for
 
@@ -87,5 +89,27 @@ def test_sends_past_a_low_soft_limit_each_get_a_connection(
         assert connections == sends, proc.log
         assert "failed attempt" not in proc.log  # "... errno 24 EMFILE; retrying" before
         assert "connections at once" not in proc.log  # the HTTP front kept its cap
+    finally:
+        proc.stop()
+
+
+def test_the_example_is_served_with_the_limit_raised(tmp_path: Path) -> None:
+    """examples/integrations.yaml (every field set, its tokens from env, files and
+    credentials) under the same low soft limit: the limit is raised before the
+    set is loaded, and every integration of the example is served."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4 * LOW:
+        pytest.skip(f"the hard limit on open files here ({hard}) leaves nothing to raise")
+    ex = example(tmp_path)
+    uids = [i["uid"] for i in yaml.safe_load(EXAMPLE.read_text())["integrations"]]
+    proc = spawn(
+        ex.config_dir, tmp_path / "state", *ex.flags, env=ex.env, preexec_fn=soft_limit_low
+    )
+    try:
+        wait_listening(proc)
+        soft = soft_open_files(proc.popen.pid)
+        assert soft == str(target_limit(LOW, hard)), proc.log
+        assert f"soft limit raised from {LOW} to {soft}" in proc.log
+        assert sorted(proc.status()["integrations"]) == sorted(uids), proc.log
     finally:
         proc.stop()

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import logging
 import math
@@ -123,6 +124,24 @@ def _loopback_reach() -> dict[str, Any]:
 
 
 LOOPBACK = _loopback_reach()
+
+
+@contextmanager
+def as_syncd_run() -> Iterator[None]:
+    """This process's collector paced as ``syncd run`` paces its own, for as long
+    as a daemon runs here; the naive peer runs at CPython's pace, as a script
+    would. Nothing for a checkout from before the pace (``SYNCD_BENCH_SOURCE``)."""
+    before = gc.get_threshold()
+    try:
+        pace = load("syncd.service.collector", "pace_collector")
+    except (ModuleNotFoundError, KeyError):
+        pace = None
+    if pace is not None:
+        pace()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def load_loopback(directory: Path) -> Any:
@@ -576,7 +595,11 @@ def run_syncd(
     timeout: float,
     split: bool,
 ) -> Run:
-    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, world(setup, split) as around:
+    with (
+        tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp,
+        world(setup, split) as around,
+        as_syncd_run(),
+    ):
         config_dir = Path(tmp) / "config"
         config_dir.mkdir()
         write_config(config_dir, setup, around.url)
@@ -900,6 +923,7 @@ def run_latency(rooms: int, how: LatencyRun) -> LatencyRow:
     with (
         tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp,
         world(setup, how.split) as around,
+        as_syncd_run(),
     ):
         config_dir = Path(tmp) / "config"
         config_dir.mkdir()
@@ -1096,6 +1120,7 @@ def ingest_alone(rooms: int, events: int, batch: int) -> None:
         with (
             tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp,
             world(setup, True) as around,
+            as_syncd_run(),
         ):
             config_dir = Path(tmp) / "config"
             config_dir.mkdir()

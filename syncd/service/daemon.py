@@ -70,7 +70,7 @@ from syncd.reconcile.pathfilter import relevant_to
 from syncd.reconcile.reconciler import DEFAULT_BUDGET, DIFFERS, Budget, Reconciler, Reloads
 from syncd.reconcile.watcher import ConfigWatcher
 from syncd.registry import Outcome, Registry
-from syncd.service import descriptors, logs, stores, systemd
+from syncd.service import collector, descriptors, logs, stores, systemd
 from syncd.service.api import MAX_EVENT_BYTES, SKEW_WARNING, Api, GitHook, SharedStore
 from syncd.service.http import Handler, HTTPServer, Request, Response, Routes
 from syncd.service.metrics import Metrics
@@ -884,6 +884,7 @@ def run(config: DaemonConfig, log_format: logs.LogFormat = "auto") -> int:
     own = (Redactor.of(config.secrets),)
     logs.setup(lambda: own, log_format)
     descriptors.raise_open_files()  # before the HTTP front sizes its connection cap
+    collector.pace_collector()
     daemon = Daemon(config, notify=notify)
     logs.setup(lambda: (*own, daemon.registry.snapshot.redactor), log_format)
     exit_status = install_signals(daemon, notify)

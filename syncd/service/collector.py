@@ -2,21 +2,23 @@
 for short programs, not for a daemon with a thousand sends in flight.
 
 CPython collects its youngest generation once 700 more container objects were
-made than freed, and counts what lives through two such collections as old; once
-the old objects have grown by a quarter since the last full collection, the next
-one walks the whole heap. A send in flight holds a few dozen objects (its task,
+made than freed, and counts as old what lives through one of those and then
+through a collection of the middle generation (every tenth); once the old
+objects have grown by a quarter since the last full collection, the next one
+walks the whole heap. A send in flight holds a few dozen objects (its task,
 the item and its event, the request, the answer) for as long as HipChat takes to
 answer, so at 1,024 workers they live through the young collections, are counted
 as old although they are freed a moment later, and set off full collections of
 everything the daemon keeps: the integrations and their rooms, the loader's
-results, the kept connections. At 10,000 rooms that was 36 full collections of
-about 140 ms each in a run of a minute and a half, a sixth of the daemon's CPU.
+results, the kept connections. At 10,000 rooms that was 37 full collections of
+about 140 ms each in a run of a minute and a half: with the younger ones, a
+sixth of the daemon's CPU.
 
 With a young collection every ``YOUNG`` new objects instead, a send is answered
 before its objects are counted as old, and a full collection comes when the
-heap has grown, as CPython means it to. Cycles are still collected (the
-garbage of one young collection waits a little longer, a few hundred KiB at
-most), and the older generations keep CPython's own thresholds.
+heap has grown, as CPython means it to. Cycles are still collected (garbage
+in a cycle waits for up to ``YOUNG`` new objects instead of 700), and the older
+generations keep CPython's own thresholds.
 """
 
 from __future__ import annotations

@@ -7,13 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from syncd.service.collector import YOUNG
 from syncd.testing.hipchat_server import HipChatServer
 from tests.support.configs import room_tokens, token_env, trace_config
 from tests.support.events import event
-from tests.support.example import EXAMPLE, example
+from tests.support.example import example
 from tests.support.processes import FAST_RETRY, spawn, wait_listening
 from tests.support.waiting import wait_for
 
@@ -53,11 +51,10 @@ def test_the_example_is_served_with_the_collector_paced(tmp_path: Path) -> None:
     """examples/integrations.yaml, every field set: the same line, and every
     integration of the example served."""
     ex = example(tmp_path)
-    uids = [i["uid"] for i in yaml.safe_load(EXAMPLE.read_text())["integrations"]]
     proc = spawn(ex.config_dir, tmp_path / "state", *ex.flags, env=ex.env)
     try:
         wait_listening(proc)
         assert paced_line() in proc.log
-        assert sorted(proc.status()["integrations"]) == sorted(uids), proc.log
+        assert sorted(proc.status()["integrations"]) == sorted(ex.uids), proc.log
     finally:
         proc.stop()

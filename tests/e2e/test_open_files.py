@@ -13,14 +13,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import yaml
 
 from syncd.delivery.servers import INITIAL_IN_FLIGHT
 from syncd.service.descriptors import target_limit
 from syncd.testing.hipchat_server import HipChatServer
 from tests.support.configs import room_tokens, token_env, trace_config
 from tests.support.events import event
-from tests.support.example import EXAMPLE, example
+from tests.support.example import example
 from tests.support.processes import FAST_RETRY, Proc, spawn, wait_listening
 from tests.support.waiting import wait_for
 
@@ -101,7 +100,6 @@ def test_the_example_is_served_with_the_limit_raised(tmp_path: Path) -> None:
     if hard != resource.RLIM_INFINITY and hard < 4 * LOW:
         pytest.skip(f"the hard limit on open files here ({hard}) leaves nothing to raise")
     ex = example(tmp_path)
-    uids = [i["uid"] for i in yaml.safe_load(EXAMPLE.read_text())["integrations"]]
     proc = spawn(
         ex.config_dir, tmp_path / "state", *ex.flags, env=ex.env, preexec_fn=soft_limit_low
     )
@@ -110,6 +108,6 @@ def test_the_example_is_served_with_the_limit_raised(tmp_path: Path) -> None:
         soft = soft_open_files(proc.popen.pid)
         assert soft == str(target_limit(LOW, hard)), proc.log
         assert f"soft limit raised from {LOW} to {soft}" in proc.log
-        assert sorted(proc.status()["integrations"]) == sorted(uids), proc.log
+        assert sorted(proc.status()["integrations"]) == sorted(ex.uids), proc.log
     finally:
         proc.stop()

@@ -31,6 +31,7 @@ class Example:
     secrets_dir: Path
     env: dict[str, str]  # the env tokens and CREDENTIALS_DIRECTORY
     rooms: dict[str, str]  # room id -> its token, for a HipChat test server
+    uids: tuple[str, ...]  # its integrations, in the file's order
 
     @property
     def reach(self) -> Reach:
@@ -50,7 +51,8 @@ def example(tmp_path: Path, endpoint: str = "http://127.0.0.1:9") -> Example:
         directory.mkdir(parents=True)
     env = {"CREDENTIALS_DIRECTORY": str(credentials)}
     rooms: dict[str, str] = {}
-    for integration in yaml.safe_load(text)["integrations"]:
+    integrations = yaml.safe_load(text)["integrations"]
+    for integration in integrations:
         for room in integration["hipchat"]["rooms"]:
             token = rooms.setdefault(str(room["id"]), f"example-token-{len(rooms) + 1:02d}")
             kind, name = next(iter(room["token"].items()))
@@ -63,4 +65,5 @@ def example(tmp_path: Path, endpoint: str = "http://127.0.0.1:9") -> Example:
     text = _ENDPOINT.sub(lambda m: m.group(1) + endpoint, text)
     text = text.replace(_SECRETS, f"{secrets_dir}/")
     (tmp_path / "example" / "integrations.yaml").write_text(text, encoding="utf-8")
-    return Example(tmp_path / "example", secrets_dir, env, rooms)
+    uids = tuple(integration["uid"] for integration in integrations)
+    return Example(tmp_path / "example", secrets_dir, env, rooms, uids)

@@ -84,6 +84,17 @@ DEFAULT_MAX_IN_FLIGHT = 512
 # (128 in flight) stopped at 769/s.
 DEFAULT_WORKERS = 1024
 
+# With no head due, the worker keeping the timer looks again after this long, so
+# that a lost wake costs a delay, not a stall; the other idle workers sleep until
+# woken. On a store of its own, every item comes from this daemon's ingest,
+# which wakes workers for it.
+IDLE_WAIT = 30.0
+# On a store other daemons share, items they queue wake no worker here, and an
+# item queued behind a room's head wakes none at all (the worker settling the
+# head claims it): an idle daemon looks this often, or a second daemon took no
+# part in a backlog the first was working through for up to IDLE_WAIT.
+SHARED_IDLE_WAIT = 1.0
+
 
 @dataclass(frozen=True)
 class DispatchConfig:
@@ -91,10 +102,7 @@ class DispatchConfig:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     lease: float = DEFAULT_LEASE
     idle_poll: float = 1.0  # how often the timer keeper, or a worker the outbox refused, looks
-    # With no head due, the worker keeping the timer looks again after this long,
-    # so that a lost wake costs a delay, not a stall; the other idle workers sleep
-    # until woken.
-    idle_wait: float = 30.0
+    idle_wait: float = IDLE_WAIT  # the timer keeper's look with no head due
 
     @property
     def per_server(self) -> int:

@@ -40,6 +40,8 @@ from syncd.config.secrets import Redactor
 from syncd.delivery.dispatch import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_WORKERS,
+    IDLE_WAIT,
+    SHARED_IDLE_WAIT,
     DispatchConfig,
     Dispatcher,
 )
@@ -325,6 +327,17 @@ def _open_outbox(config: DaemonConfig, ran_before: bool) -> tuple[Store, str | N
         raise UsageError(f"cannot use --state-dir {config.state_dir}: {reason}") from None
 
 
+def _dispatch_config(config: DaemonConfig, *, shared: bool) -> DispatchConfig:
+    """The workers' settings; on a shared store an idle daemon looks at the queue
+    every second, as what the other daemons queue wakes none of its workers."""
+    return DispatchConfig(
+        workers=config.workers,
+        max_in_flight=config.max_in_flight,
+        lease=config.lease,
+        idle_wait=SHARED_IDLE_WAIT if shared else IDLE_WAIT,
+    )
+
+
 class Daemon:
     def __init__(
         self,
@@ -386,9 +399,7 @@ class Daemon:
             self.outbox,
             self.registry,
             self.client,
-            DispatchConfig(
-                workers=config.workers, max_in_flight=config.max_in_flight, lease=config.lease
-            ),
+            _dispatch_config(config, shared=shared is not None),
             on_result=lambda item, result, at: self.metrics.delivery(
                 item.uid, result, at - item.created_at
             ),

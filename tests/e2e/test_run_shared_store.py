@@ -7,15 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from syncd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from syncd.store import pgschema
 from syncd.testing.hipchat_server import HipChatServer
 from tests.support import postgres
 from tests.support.cli import run_cli
-from tests.support.configs import trace_config
+from tests.support.configs import room_tokens, token_env, trace_config
 from tests.support.delivery import numbers
-from tests.support.events import numbered_events
+from tests.support.events import event, numbered_events
+from tests.support.example import example
 from tests.support.postgres import postgres_url  # noqa: F401  (a fixture)
 from tests.support.processes import Proc, run_syncd, start, terminate
 from tests.support.waiting import wait_for
@@ -82,6 +84,113 @@ def test_two_daemons_on_one_store_share_the_queue(
     for proc in procs:
         assert PASSWORD not in proc.log
         assert "shared store" in proc.log, proc.log
+
+
+def delivered_by(proc: Proc) -> int:
+    """The notifications this daemon delivered, as its /metrics counts them."""
+    text = requests.get(proc.url + "/metrics", timeout=5).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("syncd_notifications_total{")
+    )
+
+
+def _share_a_queue_one_fills(
+    hipchat: HipChatServer,
+    config: Path,
+    state: Path,
+    url: str,
+    env: dict[str, str],
+    flags: tuple[str, ...],
+    events: list[dict[str, object]],
+    expected: int,
+) -> tuple[int, int]:
+    """Two daemons on one store, one send in flight each (two workers); every event
+    posted to the first. Until all ``expected`` are delivered: what each delivered."""
+    hipchat.misbehave(latency=0.3)
+    store = ("--store", url, "--workers", "2", *flags)
+    procs: list[Proc] = []
+    try:
+        procs.append(start(config, state / "state-1", *store, env=env))
+        procs.append(start(config, state / "state-2", *store, env=env))
+        first, second = procs
+        # The second is idle from its start: nothing was queued, and nothing it is told.
+        answer = first.post_events(events)
+        assert answer.status_code == 202, answer.text
+        hipchat.wait_for_messages(expected, timeout=60)
+        # A daemon counts a notification once HipChat has answered, after it arrived.
+        counts: list[tuple[int, int]] = []
+
+        def counted() -> bool:
+            counts.append((delivered_by(first), delivered_by(second)))
+            return sum(counts[-1]) == expected
+
+        wait_for(counted, timeout=10, what="both daemons' counts")
+        return counts[-1]
+    finally:
+        for proc in procs:
+            terminate(proc)
+
+
+@pytest.mark.slow
+def test_an_idle_daemon_takes_part_in_what_another_queued(
+    tmp_path: Path,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    """A daemon learns of new items from its own ingest; items another daemon queued
+    behind rooms' heads wake nobody here. Idle, it must still look at the shared
+    queue often, or a second daemon adds nothing for as long as it sleeps: 10
+    rooms, 4 events each, 0.3 s an answer, one send in flight per daemon, all
+    posted to the first: alone it takes 12 s."""
+    rooms = [str(3101 + n) for n in range(10)]
+    tokens = room_tokens(*rooms)
+    with HipChatServer(tokens, limits=None) as hipchat:
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "shop.yaml").write_text(trace_config(hipchat.url, rooms))
+        events = numbered_events(0, 4)
+        first, second = _share_a_queue_one_fills(
+            hipchat, config, tmp_path, postgres_url, token_env(tokens), (), events, 40
+        )
+        assert (first + second, second > 5) == (40, True), (first, second)
+        for room in rooms:
+            assert numbers(hipchat, room) == [0, 1, 2, 3], room
+
+
+@pytest.mark.slow
+def test_an_idle_daemon_takes_over_what_a_stopped_one_queued_on_the_example(
+    tmp_path: Path,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    """examples/integrations.yaml, every field set: 10 new fingerprints of project
+    search from its NYC datacenter (one room, so one send at a time), posted to a
+    daemon that is then stopped. The other, idle since it started, delivers the
+    rest within seconds, not once its idle wait runs out."""
+    with HipChatServer(example(tmp_path / "probe").rooms, limits=None) as hipchat:
+        ex = example(tmp_path, hipchat.url)
+        hipchat.misbehave(latency=0.3)
+        store = ("--store", postgres_url, "--workers", "2", *ex.flags)
+        procs: list[Proc] = []
+        try:
+            procs.append(start(ex.config_dir, tmp_path / "state-1", *store, env=ex.env))
+            procs.append(start(ex.config_dir, tmp_path / "state-2", *store, env=ex.env))
+            first, second = procs
+            events = [
+                event("search", f"digest-{n}", attributes={"datacenter": "nyc"}) for n in range(10)
+            ]
+            assert first.post_events(events).status_code == 202
+            hipchat.wait_for_messages(1, timeout=10)
+            terminate(first)
+            taken_over = len(hipchat.messages)
+            hipchat.wait_for_messages(10, timeout=8)
+            # What the second delivered before the stop counts in ``taken_over`` too.
+            wait_for(lambda: delivered_by(second) >= 10 - taken_over, timeout=10)
+            wait_for(lambda: second.status()["outbox_depth"] == 0, timeout=10)
+            assert (taken_over < 10, len(hipchat.messages)) == (True, 10)
+        finally:
+            for proc in procs:
+                terminate(proc)
 
 
 def test_a_password_in_the_url_is_not_printed(

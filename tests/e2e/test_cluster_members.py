@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from syncd.testing.hipchat_server import HipChatServer
 from tests.support import postgres
 from tests.support.configs import trace_config
 from tests.support.delivery import numbers
 from tests.support.events import numbered_events
+from tests.support.metrics import scraped
 from tests.support.postgres import postgres_url  # noqa: F401  (a fixture)
 from tests.support.processes import Proc, start, terminate
 from tests.support.waiting import wait_for
@@ -43,11 +43,7 @@ def _members(proc: Proc) -> list[dict[str, object]]:
 
 
 def _metric(proc: Proc, name: str) -> float | None:
-    text = requests.get(proc.url + "/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
+    return scraped(proc.url).get(name)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import requests
 
 from syncd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from syncd.store import pgschema
@@ -19,6 +18,7 @@ from tests.support.configs import room_tokens, token_env, trace_config
 from tests.support.delivery import numbers
 from tests.support.events import event, numbered_events
 from tests.support.example import example
+from tests.support.metrics import scraped
 from tests.support.postgres import postgres_url  # noqa: F401  (a fixture)
 from tests.support.processes import Proc, run_syncd, start, terminate
 from tests.support.waiting import wait_for
@@ -89,12 +89,7 @@ def test_two_daemons_on_one_store_share_the_queue(
 
 def delivered_by(proc: Proc) -> int:
     """The notifications this daemon delivered, as its /metrics counts them."""
-    text = requests.get(proc.url + "/metrics", timeout=5).text
-    return sum(
-        int(float(line.rsplit(" ", 1)[1]))
-        for line in text.splitlines()
-        if line.startswith("syncd_notifications_total{")
-    )
+    return int(scraped(proc.url).get("syncd_notifications_total", 0))
 
 
 @contextmanager
